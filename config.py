@@ -1,0 +1,131 @@
+"""Every setting of the service, read from the environment and documented once.
+
+The names and defaults are the contract of ``../shared/interface.md``; settings
+the contract does not name are marked *ours* below. ``Config.from_env()`` is
+the only place that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; start-up must stop with this message."""
+
+
+def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
+    return env.get(name, default).strip()
+
+
+def _list(env: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    return {
+        # --- secrets and identity -------------------------------------------
+        # Signs every token. Required unless DEBUG or TESTING.
+        "SECRET_KEY": _str(env, "SECRET_KEY"),
+        # Retired keys still accepted while links signed with them are alive.
+        "SECRET_KEY_FALLBACKS": _list(env, "SECRET_KEY_FALLBACKS"),
+        # Bearer token(s) for /admin/*; empty means the admin API is closed.
+        "ADMIN_TOKENS": _list(env, "ADMIN_TOKEN"),
+        # --- storage ---------------------------------------------------------
+        # SQLAlchemy URL; empty means SQLite in the instance folder.
+        "DATABASE_URL": _str(env, "DATABASE_URL"),
+        # --- what subscribers see -------------------------------------------
+        "PUBLIC_URL": _str(env, "PUBLIC_URL", "http://localhost:5000").rstrip("/"),
+        "NEWSLETTER_NAME": _str(env, "NEWSLETTER_NAME", "Newsletter"),
+        "MAIL_FROM": _str(env, "MAIL_FROM", "Newsletter <newsletter@localhost>"),
+        "MAIL_POSTAL_ADDRESS": _str(env, "MAIL_POSTAL_ADDRESS"),
+        # ours: the consent wording shown next to the signup form, kept as proof.
+        "CONSENT_WORDING": _str(
+            env,
+            "CONSENT_WORDING",
+            "Yes, email me the newsletter. I can unsubscribe at any time.",
+        ),
+        # --- email provider --------------------------------------------------
+        "EMAIL_PROVIDER": _str(env, "EMAIL_PROVIDER", "outbox").lower(),
+        "OUTBOX_DIR": _str(env, "OUTBOX_DIR"),  # empty: <instance>/outbox
+        "SMTP_URL": _str(env, "SMTP_URL"),
+        "POSTMARK_SERVER_TOKEN": _str(env, "POSTMARK_SERVER_TOKEN"),
+        "POSTMARK_API_URL": _str(env, "POSTMARK_API_URL", "https://api.postmarkapp.com"),
+        "POSTMARK_BROADCAST_STREAM": _str(env, "POSTMARK_BROADCAST_STREAM", "broadcast"),
+        "SENDGRID_API_KEY": _str(env, "SENDGRID_API_KEY"),
+        "SENDGRID_API_URL": _str(env, "SENDGRID_API_URL", "https://api.sendgrid.com"),
+        "MAILGUN_API_KEY": _str(env, "MAILGUN_API_KEY"),
+        "MAILGUN_DOMAIN": _str(env, "MAILGUN_DOMAIN"),
+        "MAILGUN_API_URL": _str(env, "MAILGUN_API_URL", "https://api.mailgun.net"),
+        "RESEND_API_KEY": _str(env, "RESEND_API_KEY"),
+        "RESEND_API_URL": _str(env, "RESEND_API_URL", "https://api.resend.com"),
+        # ours: seconds to wait for a provider's HTTP answer.
+        "PROVIDER_TIMEOUT": _number(env, "PROVIDER_TIMEOUT", 15.0, float),
+        # --- provider webhooks -----------------------------------------------
+        "MAILGUN_WEBHOOK_SIGNING_KEY": _str(env, "MAILGUN_WEBHOOK_SIGNING_KEY"),
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": _str(env, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        "RESEND_WEBHOOK_SECRET": _str(env, "RESEND_WEBHOOK_SECRET"),
+        "WEBHOOK_BASIC_AUTH": _str(env, "WEBHOOK_BASIC_AUTH"),
+        # ours: seconds a signed webhook timestamp stays acceptable.
+        "WEBHOOK_TOLERANCE": _number(env, "WEBHOOK_TOLERANCE", 300),
+        # --- dispatch --------------------------------------------------------
+        # Redis URL; empty means the web process dispatches in a thread.
+        "CELERY_BROKER_URL": _str(env, "CELERY_BROKER_URL"),
+        # ours: deliveries claimed per provider call (capped by the provider).
+        "DISPATCH_BATCH_SIZE": _number(env, "DISPATCH_BATCH_SIZE", 100),
+        # ours: seconds between sweeps for due retries when nothing wakes us.
+        "DISPATCH_INTERVAL": _number(env, "DISPATCH_INTERVAL", 5.0, float),
+        # ours: seconds a claimed batch is held before another dispatcher may
+        # take it back (covers a crash between claim and result).
+        "DISPATCH_LEASE": _number(env, "DISPATCH_LEASE", 300),
+        # ours: retry back-off: first wait, cap, and attempts before giving up.
+        "RETRY_BASE_SECONDS": _number(env, "RETRY_BASE_SECONDS", 30.0, float),
+        "RETRY_MAX_SECONDS": _number(env, "RETRY_MAX_SECONDS", 3600.0, float),
+        "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 10),
+        # ours: false stops the in-process dispatcher thread (cron does it).
+        "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
+        # --- signup policy ---------------------------------------------------
+        "CONFIRM_MAX_AGE": _number(env, "CONFIRM_MAX_AGE", 604800),
+        # ours: per-address throttle on confirmation emails: the least gap
+        # between two, and the most in a day.
+        "CONFIRM_RESEND_INTERVAL": _number(env, "CONFIRM_RESEND_INTERVAL", 300),
+        "CONFIRM_MAX_PER_DAY": _number(env, "CONFIRM_MAX_PER_DAY", 5),
+        "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
+        # ours: the largest public request body, in bytes.
+        "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024),
+        # ours: the largest admin CSV import, in bytes.
+        "IMPORT_MAX_BYTES": _number(env, "IMPORT_MAX_BYTES", 64 * 1024 * 1024),
+        # --- rate limits -----------------------------------------------------
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_SUBSCRIBE": _str(env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"),
+        "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
+        "TRUSTED_PROXY_COUNT": _number(env, "TRUSTED_PROXY_COUNT", 0),
+    }

@@ -1,0 +1,179 @@
+"""The newsletter service: ``create_app()`` builds it from the environment."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import ConfigError, from_env
+
+from .errors import register_error_handlers
+from .extensions import cors, db, limiter, migrate
+from .providers import ProviderConfigError, build_provider
+from .tokens import Tokens
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings, database, extensions, blueprints, errors, CLI, dispatch."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(from_env())
+    app.config.update(overrides or {})
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config["INSTANCE_PATH"] = app.instance_path
+
+    configure_logging()
+    _check_secret_key(app)
+    _configure_database(app)
+    _configure_web(app)
+    _configure_sending(app)
+    _register_blueprints(app)
+    register_error_handlers(app)
+    from .cli import register_cli
+
+    register_cli(app)
+    _start_embedded_services(app)
+    return app
+
+
+def configure_logging() -> None:
+    """One line per event on stderr, unless the host (gunicorn, pytest) set logging up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def _check_secret_key(app: Flask) -> None:
+    if app.config["SECRET_KEY"]:
+        pass
+    elif app.debug or app.testing:
+        app.config["SECRET_KEY"] = "insecure-development-key"  # noqa: S105 (debug only)
+        log.warning("SECRET_KEY is not set: using an insecure development key")
+    else:
+        raise ConfigError(
+            "SECRET_KEY is not set: export SECRET_KEY=<a long random string> "
+            "(python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    app.extensions["newsletter.tokens"] = Tokens(
+        app.config["SECRET_KEY"], app.config["SECRET_KEY_FALLBACKS"], app.config["CONFIRM_MAX_AGE"]
+    )
+
+
+def database_url(raw: str, instance_path: str) -> str:
+    """The SQLAlchemy URL: SQLite in the instance folder by default, psycopg 3 for PostgreSQL."""
+    if not raw:
+        return f"sqlite:///{Path(instance_path) / 'newsletter.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def _configure_database(app: Flask) -> None:
+    url = database_url(app.config["DATABASE_URL"], app.instance_path)
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 30}
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL for concurrent readers, a busy timeout for writers, foreign keys enforced."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _configure_web(app: Flask) -> None:
+    proxies = app.config["TRUSTED_PROXY_COUNT"]
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)
+    if app.config["CORS_ORIGINS"]:
+        cors.init_app(
+            app,
+            resources={r"/subscribe": {"origins": app.config["CORS_ORIGINS"]}},
+            methods=["POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Accept"],
+            max_age=86400,
+        )
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        return {
+            "newsletter_name": app.config["NEWSLETTER_NAME"],
+            "consent_wording": app.config["CONSENT_WORDING"],
+        }
+
+
+def _configure_sending(app: Flask) -> None:
+    from .delivery.dispatcher import DispatchHealth
+
+    try:
+        app.extensions["newsletter.provider"] = build_provider(app.config)
+    except ProviderConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    app.extensions["newsletter.dispatch_health"] = DispatchHealth()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .admin.routes import bp as admin_bp
+    from .meta.routes import bp as meta_bp
+    from .subscriptions.routes import bp as subscriptions_bp
+
+    for blueprint in (subscriptions_bp, admin_bp, meta_bp):
+        app.register_blueprint(blueprint)
+
+
+def _serving(app: Flask) -> bool:
+    """True when this process will serve requests (gunicorn, ``flask run``), not a CLI task."""
+    if app.testing:
+        return False
+    ctx = click.get_current_context(silent=True)
+    return ctx is None or ctx.info_name == "run"
+
+
+def _start_embedded_services(app: Flask) -> None:
+    """The embedded default: create the schema if needed, dispatch in a thread."""
+    if not _serving(app):
+        return
+    if not app.config["DATABASE_URL"]:
+        _upgrade_schema(app)
+    if app.config["DISPATCH_IN_PROCESS"] and not app.config["CELERY_BROKER_URL"]:
+        from .delivery.dispatcher import BackgroundDispatcher
+
+        dispatcher = BackgroundDispatcher(app)
+        app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
+        # Started on the first request so a forking server starts it in each worker.
+        app.before_request(dispatcher.start)
+
+
+def _upgrade_schema(app: Flask) -> None:
+    """Apply the migrations to the embedded SQLite database, one process at a time."""
+    from flask_migrate import upgrade
+
+    with open(Path(app.instance_path) / "migrate.lock", "w") as lock, app.app_context():
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        upgrade(directory=str(MIGRATIONS_DIR))

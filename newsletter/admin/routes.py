@@ -1,0 +1,168 @@
+"""The admin API: subscribers, their history, erasure, CSV in and out, stats."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from sqlalchemy import func, or_, select
+
+from ..delivery import ledger
+from ..delivery.dispatcher import dispatch_health
+from ..errors import AppError
+from ..extensions import db
+from ..models import Delivery, DeliveryStatus, Status, Subscriber
+from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..subscriptions.erasure import erase
+from ..subscriptions.export import export_csv
+from ..subscriptions.importer import ImportFormatError, import_csv
+from .auth import require_admin
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+bp.before_request(require_admin)
+
+MAX_PER_PAGE = 500
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AppError(
+            f"invalid_{name}", f"{name} must be a whole number.", 400, field=name
+        ) from None
+    if not low <= value <= high:
+        raise AppError(
+            f"invalid_{name}", f"{name} must be between {low} and {high}.", 400, field=name
+        )
+    return value
+
+
+def _status_arg() -> Status | None:
+    raw = request.args.get("status", "")
+    if not raw:
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        allowed = ", ".join(s.value for s in Status)
+        raise AppError(
+            "invalid_status", f"status must be one of: {allowed}.", 400, field="status"
+        ) from None
+
+
+@bp.get("/subscribers")
+def list_subscribers() -> Response:
+    """Subscribers, newest first, filtered by status and a search on address or name."""
+    page = _int_arg("page", 1, 1, 10**6)
+    per_page = _int_arg("per_page", 50, 1, MAX_PER_PAGE)
+    query = select(Subscriber)
+    status = _status_arg()
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    search = request.args.get("q", "").strip()[:320]
+    if search:
+        pattern = f"%{search.lower()}%"
+        query = query.where(
+            or_(Subscriber.email.like(pattern), func.lower(Subscriber.name).like(pattern))
+        )
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(Subscriber.created_at.desc(), Subscriber.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return jsonify(items=[s.to_dict() for s in items], total=total, page=page, per_page=per_page)
+
+
+def _find(email: str) -> Subscriber:
+    try:
+        normalized = normalize_email(email)
+    except InvalidAddress:
+        normalized = None
+    subscriber = (
+        db.session.scalars(select(Subscriber).where(Subscriber.email == normalized)).one_or_none()
+        if normalized
+        else None
+    )
+    if subscriber is None:
+        raise AppError("not_found", "No subscriber has that address.", 404)
+    return subscriber
+
+
+@bp.get("/subscribers/export.csv")
+def export_subscribers() -> Response:
+    """Every subscriber as CSV, streamed."""
+    return Response(
+        stream_with_context(export_csv(db.session)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=subscribers.csv"},
+    )
+
+
+@bp.post("/subscribers/import")
+def import_subscribers() -> Response:
+    """Import a CSV (``text/csv`` body or multipart ``file``) with an ``email`` column."""
+    request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
+    confirmed = request.args.get("confirmed", "").lower() in ("1", "true", "yes")
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise AppError(
+                "missing_file", "Send the CSV as the multipart field 'file'.", 400, field="file"
+            )
+        stream = upload.stream
+    elif request.mimetype in ("text/csv", "text/plain", "application/csv"):
+        stream = request.stream
+    else:
+        raise AppError(
+            "unsupported_media_type",
+            "Send the CSV as a text/csv body or as the multipart field 'file'.",
+            415,
+        )
+    try:
+        report = import_csv(db.session, stream, confirmed)
+    except ImportFormatError as exc:
+        db.session.rollback()
+        raise AppError("invalid_csv", str(exc), 400) from None
+    return jsonify(report.to_dict())
+
+
+@bp.get("/subscribers/<email>")
+def get_subscriber(email: str) -> Response:
+    """One subscriber with its whole consent history."""
+    subscriber = _find(email)
+    return jsonify({**subscriber.to_dict(), "consent": [e.to_dict() for e in subscriber.events]})
+
+
+@bp.delete("/subscribers/<email>")
+def erase_subscriber(email: str) -> Response:
+    """Erase every piece of personal data held about the address (GDPR)."""
+    subscriber = _find(email)
+    erase(db.session, subscriber.email)
+    return Response(status=204)
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    """Subscribers by status, deliveries by status, the backlog and dispatch health."""
+    by_status = dict(
+        db.session.execute(
+            select(Subscriber.status, func.count()).group_by(Subscriber.status)
+        ).all()
+    )
+    deliveries = dict(
+        db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+    )
+    health = dispatch_health()
+    return jsonify(
+        subscribers={s.value: by_status.get(s, 0) for s in Status},
+        deliveries={s.value: deliveries.get(s, 0) for s in DeliveryStatus},
+        backlog=ledger.backlog(db.session),
+        dispatch={
+            "paused": health.paused,
+            "last_error": health.last_error,
+            "last_pass_at": health.last_pass_at,
+        },
+    )

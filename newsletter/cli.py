@@ -1,0 +1,59 @@
+"""The command line: ``flask --app wsgi outbox dispatch``, ``subscribers ...``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .delivery.dispatcher import dispatch_pass
+from .extensions import db
+
+outbox_cli = AppGroup("outbox", help="The delivery ledger.")
+subscribers_cli = AppGroup("subscribers", help="Subscribers in bulk.")
+
+
+@outbox_cli.command("dispatch")
+def outbox_dispatch() -> None:
+    """Send every delivery that is due, once (for cron)."""
+    stats = dispatch_pass()
+    parts = ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items())) or "nothing due"
+    click.echo(f"claimed {stats.claimed}: {parts}")
+
+
+@subscribers_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--confirmed", is_flag=True, help="Consent was collected elsewhere: no email.")
+def subscribers_import(file: Path, confirmed: bool) -> None:
+    """Import a CSV with an email column (and optional name)."""
+    from .subscriptions.importer import ImportFormatError, import_csv
+
+    with file.open("rb") as stream:
+        try:
+            report = import_csv(db.session, stream, confirmed)
+        except ImportFormatError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"created {report.created}, updated {report.updated}, "
+        f"skipped {report.skipped}, errors {report.error_count}"
+    )
+    for error in report.errors:
+        click.echo(f"line {error['line']}: {error['message']}", err=True)
+
+
+@subscribers_cli.command("export")
+def subscribers_export() -> None:
+    """Write every subscriber as CSV to standard output."""
+    from .subscriptions.export import export_csv
+
+    for chunk in export_csv(db.session):
+        sys.stdout.write(chunk)
+
+
+def register_cli(app: Flask) -> None:
+    """Add the command groups to ``flask``."""
+    app.cli.add_command(outbox_cli)
+    app.cli.add_command(subscribers_cli)

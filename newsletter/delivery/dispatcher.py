@@ -1,0 +1,215 @@
+"""The dispatcher: claim due deliveries in batches, render, send, record.
+
+Every email leaves through ``dispatch_pass``, whoever calls it: the
+in-process background thread of the embedded default, ``flask outbox
+dispatch`` from cron, or a Celery worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..extensions import db
+from ..models import Delivery, utcnow
+from ..providers import Outcome, Provider, SendResult
+from . import ledger
+from .render import render_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchHealth:
+    """What the last passes saw, for ``/healthz`` and the admin stats."""
+
+    paused_until: float = 0.0  # monotonic time; set by a provider configuration error
+    last_error: str | None = None
+    last_pass_at: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        """True while a configuration error holds sending back."""
+        return time.monotonic() < self.paused_until
+
+
+@dataclass
+class PassStats:
+    """What one dispatch pass did."""
+
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        """Add ``n`` to an outcome's count."""
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+
+def current_provider() -> Provider:
+    """The provider the running app sends through."""
+    return current_app.extensions["newsletter.provider"]
+
+
+def dispatch_health(app: Flask | None = None) -> DispatchHealth:
+    """The dispatch health record of the app."""
+    return (app or current_app).extensions["newsletter.dispatch_health"]
+
+
+def retry_policy() -> ledger.RetryPolicy:
+    """The back-off settings of the running app."""
+    config = current_app.config
+    return ledger.RetryPolicy(
+        config["RETRY_BASE_SECONDS"], config["RETRY_MAX_SECONDS"], config["RETRY_MAX_ATTEMPTS"]
+    )
+
+
+def dispatch_pass(max_batches: int | None = None) -> PassStats:
+    """Send every due delivery, batch by batch, until none is due (or ``max_batches``)."""
+    provider = current_provider()
+    health = dispatch_health()
+    stats = PassStats()
+    batch_size = max(1, min(current_app.config["DISPATCH_BATCH_SIZE"], provider.max_batch))
+    lease = current_app.config["DISPATCH_LEASE"]
+    batches = 0
+    while not health.paused and (max_batches is None or batches < max_batches):
+        ids = ledger.claim(db.session, batch_size, lease)
+        if not ids:
+            break
+        batches += 1
+        stats.claimed += len(ids)
+        send_claimed(ids, provider, stats)
+    health.last_pass_at = utcnow().isoformat()
+    return stats
+
+
+def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> None:
+    """Render, send and record one claimed batch."""
+    session = db.session
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.id.in_(ids)).options(selectinload(Delivery.subscriber))
+    ).all()
+    messages = render_batch(deliveries)
+    skipped = [d.id for d, m in zip(deliveries, messages, strict=True) if m is None]
+    ledger.mark_skipped(session, skipped, "no longer wanted when its turn came")
+    stats.count("skipped", len(skipped))
+    to_send = [(d, m) for d, m in zip(deliveries, messages, strict=True) if m is not None]
+    if not to_send:
+        session.commit()
+        return
+    results = _send(provider, [m for _, m in to_send])
+    ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
+    for result in results:
+        stats.count(result.outcome.value)
+    _watch_for_config_errors(results)
+
+
+def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:
+    """Call the provider; a provider that raises is treated as a transient failure."""
+    try:
+        results = provider.send_batch(messages)
+    except Exception as exc:  # a provider bug must not lose the batch: retry it later
+        log.exception("provider %s raised while sending %d messages", provider.name, len(messages))
+        return [SendResult(Outcome.TRANSIENT, error=f"{type(exc).__name__}: {exc}")] * len(messages)
+    if len(results) != len(messages):
+        log.error(
+            "provider %s answered %d results for %d messages",
+            provider.name,
+            len(results),
+            len(messages),
+        )
+        return [SendResult(Outcome.TRANSIENT, error="provider answered the wrong count")] * len(
+            messages
+        )
+    return results
+
+
+def _watch_for_config_errors(results: list[SendResult]) -> None:
+    """Stop sending, loudly, when the provider says our configuration is wrong."""
+    errors = [r.error for r in results if r.outcome is Outcome.CONFIG_ERROR]
+    if not errors:
+        return
+    health = dispatch_health()
+    pause = current_app.config["RETRY_BASE_SECONDS"]
+    health.paused_until = time.monotonic() + pause
+    health.last_error = errors[0]
+    log.error("provider configuration error, sending paused for %ss: %s", pause, errors[0])
+
+
+class BackgroundDispatcher:
+    """The in-process dispatcher: a thread woken after each commit that queued mail."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread once; later calls do nothing."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="newsletter-dispatcher", daemon=True
+            )
+            self._thread.start()
+            atexit.register(self.stop)
+
+    def wake(self) -> None:
+        """Ask for a pass as soon as possible."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in flight, then end the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        interval = self.app.config["DISPATCH_INTERVAL"]
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.wait(interval if failures == 0 else min(60.0, interval * 2**failures))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self.app.app_context():
+                try:
+                    dispatch_pass()
+                    failures = 0
+                except Exception as exc:  # the database is down, say: wait and try again
+                    failures += 1
+                    dispatch_health(self.app).last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("dispatch pass failed (%s); retrying", type(exc).__name__)
+                finally:
+                    db.session.remove()
+
+
+def wake_dispatcher() -> None:
+    """Tell whoever dispatches for this app that new deliveries were committed."""
+    if not has_app_context():
+        return
+    waker = current_app.extensions.get("newsletter.dispatch_waker")
+    if waker is not None:
+        waker()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop(ledger.WAKE_FLAG, False):
+        wake_dispatcher()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session: Session) -> None:
+    session.info.pop(ledger.WAKE_FLAG, None)

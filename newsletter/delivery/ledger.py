@@ -1,0 +1,160 @@
+"""The delivery ledger: queue an email with the change that causes it, claim, record.
+
+Claimable rows are ``queued`` or ``sending`` with ``next_attempt_at`` passed:
+a claim sets ``sending`` and pushes ``next_attempt_at`` one lease ahead, so a
+batch whose dispatcher died is simply claimed again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from ..models import Delivery, DeliveryKind, DeliveryStatus, utcnow
+from ..providers import Outcome, SendResult
+
+WAKE_FLAG = "newsletter.wake_dispatcher"
+_CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+
+
+def queue(
+    session: Session, kind: DeliveryKind, subscriber_id: int | None = None, **fields
+) -> Delivery:
+    """Add a delivery to the session; it is due once the session commits."""
+    delivery = Delivery(kind=kind, subscriber_id=subscriber_id, **fields)
+    session.add(delivery)
+    mark_work_queued(session)
+    return delivery
+
+
+def mark_work_queued(session: Session) -> None:
+    """Ask for the dispatcher to be woken when this session commits."""
+    session.info[WAKE_FLAG] = True
+
+
+def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
+    """Claim up to ``limit`` due deliveries for this dispatcher and commit the claim."""
+    now = utcnow()
+    due = (
+        select(Delivery.id)
+        .where(Delivery.status.in_(_CLAIMABLE), Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Concurrent dispatchers each take a different batch, never waiting on another.
+        due = due.with_for_update(skip_locked=True)
+    claimed = session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.SENDING,
+            next_attempt_at=now + timedelta(seconds=lease_seconds),
+        )
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.commit()
+    return sorted(claimed)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off with jitter, and when to give up."""
+
+    base_seconds: float
+    max_seconds: float
+    max_attempts: int
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure (full jitter above half)."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
+        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+
+
+def _values_for(
+    result: SendResult, attempts: int, policy: RetryPolicy, provider: str, now: datetime
+) -> dict:
+    """The columns a provider's answer sets on a claimed delivery."""
+    if result.outcome is Outcome.SENT:
+        return {
+            "status": DeliveryStatus.SENT,
+            "sent_at": now,
+            "attempts": attempts + 1,
+            "provider_message_id": result.provider_id,
+            "last_error": None,
+        }
+    if result.outcome is Outcome.REJECTED:
+        return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
+    if result.outcome is Outcome.TRANSIENT:
+        if attempts + 1 >= policy.max_attempts:
+            return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
+        wait = policy.delay(attempts + 1)
+        return {
+            "status": DeliveryStatus.QUEUED,
+            "attempts": attempts + 1,
+            "next_attempt_at": now + timedelta(seconds=wait),
+        }
+    # Rate limits and configuration errors spend no attempt: the message was fine.
+    wait = result.retry_after if result.retry_after is not None else policy.base_seconds
+    return {"status": DeliveryStatus.QUEUED, "next_attempt_at": now + timedelta(seconds=wait)}
+
+
+_COLUMNS = ("status", "sent_at", "attempts", "provider_message_id", "next_attempt_at")
+
+
+def record(
+    session: Session,
+    deliveries: Sequence[Delivery],
+    results: Sequence[SendResult],
+    policy: RetryPolicy,
+    provider: str,
+) -> None:
+    """Write what the provider said for each claimed delivery, in one round trip per shape."""
+    now = utcnow()
+    table = Delivery.__table__
+    by_shape: dict[tuple[str, ...], list[dict]] = {}
+    for delivery, result in zip(deliveries, results, strict=True):
+        values = _values_for(result, delivery.attempts, policy, provider, now)
+        values["provider"] = provider
+        values["last_error"] = result.error if result.outcome is not Outcome.SENT else None
+        row = {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}
+        by_shape.setdefault(tuple(sorted(values)), []).append(row)
+    for shape, rows in by_shape.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.status == DeliveryStatus.SENDING)
+            .values({name: bindparam(f"v_{name}") for name in shape})
+        )
+        session.connection().execute(stmt, rows)
+    session.commit()
+
+
+def mark_skipped(session: Session, delivery_ids: Iterable[int], reason: str) -> None:
+    """Mark claimed deliveries as no longer wanted (the subscriber left first)."""
+    ids = list(delivery_ids)
+    if not ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING)
+        .values(status=DeliveryStatus.SKIPPED, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def backlog(session: Session) -> dict:
+    """How many deliveries wait, and since when the oldest due one has waited."""
+    now = utcnow()
+    waiting, oldest = session.execute(
+        select(func.count(), func.min(Delivery.next_attempt_at)).where(
+            Delivery.status.in_(_CLAIMABLE)
+        )
+    ).one()
+    due_since = (now - oldest).total_seconds() if oldest and oldest <= now else 0.0
+    return {"waiting": waiting, "oldest_due_seconds": round(max(due_since, 0.0), 1)}

@@ -1,0 +1,89 @@
+"""Turning claimed deliveries into provider-neutral messages, kind by kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from flask import current_app, render_template
+
+from ..models import Delivery, DeliveryKind, Status
+from ..providers import Message, Stream
+from ..tokens import current_tokens
+
+# A renderer takes a batch of one kind and returns a message, or None to skip one.
+Renderer = Callable[[Sequence[Delivery]], list[Message | None]]
+RENDERERS: dict[DeliveryKind, Renderer] = {}
+
+
+def renderer(kind: DeliveryKind) -> Callable[[Renderer], Renderer]:
+    """Register the renderer of one delivery kind."""
+
+    def register(fn: Renderer) -> Renderer:
+        RENDERERS[kind] = fn
+        return fn
+
+    return register
+
+
+def render_batch(deliveries: Sequence[Delivery]) -> list[Message | None]:
+    """One message (or None: skip) per delivery, in order, each kind by its renderer."""
+    out: list[Message | None] = [None] * len(deliveries)
+    by_kind: dict[DeliveryKind, list[int]] = {}
+    for index, delivery in enumerate(deliveries):
+        by_kind.setdefault(delivery.kind, []).append(index)
+    for kind, indexes in by_kind.items():
+        messages = RENDERERS[kind]([deliveries[i] for i in indexes])
+        for index, message in zip(indexes, messages, strict=True):
+            out[index] = message
+    return out
+
+
+def public_link(path: str) -> str:
+    """An absolute link under ``PUBLIC_URL``, as every link in an email must be."""
+    return f"{current_app.config['PUBLIC_URL']}{path}"
+
+
+def humanize_seconds(seconds: int) -> str:
+    """A duration in the largest whole unit a reader would use: "7 days", "2 hours"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+@renderer(DeliveryKind.CONFIRMATION)
+def render_confirmations(deliveries: Sequence[Delivery]) -> list[Message | None]:
+    """The double-opt-in email, with a fresh confirm link, for still-pending subscribers."""
+    config = current_app.config
+    tokens = current_tokens()
+    valid_for = humanize_seconds(config["CONFIRM_MAX_AGE"])
+    out: list[Message | None] = []
+    for delivery in deliveries:
+        subscriber = delivery.subscriber
+        if subscriber is None or subscriber.status is not Status.PENDING:
+            out.append(None)
+            continue
+        link = public_link(
+            f"/confirm/{tokens.confirm_token(subscriber.public_id, subscriber.round)}"
+        )
+        context = {
+            "newsletter": config["NEWSLETTER_NAME"],
+            "name": subscriber.name,
+            "confirm_url": link,
+            "valid_for": valid_for,
+        }
+        out.append(
+            Message(
+                key=delivery.message_key,
+                to=subscriber.email,
+                sender=config["MAIL_FROM"],
+                subject=f"Please confirm your subscription to {config['NEWSLETTER_NAME']}",
+                text=render_template("emails/confirm.txt", **context),
+                html=render_template("emails/confirm.html", **context),
+                tags=("confirmation",),
+                stream=Stream.TRANSACTIONAL,
+                action_url=link,
+            )
+        )
+    return out

@@ -1,0 +1,119 @@
+"""One error family with one JSON shape, and an HTML page for browsers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Codes for the errors werkzeug raises before our code runs.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+}
+_HTTP_MESSAGES = {
+    413: "The request body is too large.",
+    429: "Too many requests. Please wait a little and try again.",
+}
+
+
+class AppError(Exception):
+    """An error a client can act on: an HTTP status, a stable code, a sentence."""
+
+    status = 400
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        field: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.extra = extra
+        if status is not None:
+            self.status = status
+
+
+def wants_json() -> bool:
+    """True when the client sent JSON or prefers a JSON answer to HTML."""
+    if request.is_json:
+        return True
+    accept = request.accept_mimetypes
+    best = accept.best_match(["text/html", "application/json"])
+    return best == "application/json" and accept["application/json"] > accept["text/html"]
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Any = None,
+    **extra: Any,
+) -> Response:
+    """The error as JSON or as the HTML error page, whichever the client wants."""
+    if wants_json():
+        body: dict[str, Any] = {"code": code, "message": message}
+        if field:
+            body["field"] = field
+        body.update(extra)
+        response = jsonify(error=body)
+    else:
+        response = Response(
+            render_template("pages/error.html", status=status, code=code, message=message, **extra),
+            mimetype="text/html",
+        )
+    response.status_code = status
+    if headers:
+        response.headers.extend(headers)
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error through ``error_response``; never a traceback to a client."""
+
+    @app.errorhandler(AppError)
+    def _app_error(exc: AppError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = _HTTP_MESSAGES.get(status) or exc.description or exc.name
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return error_response(status, code, message, headers=headers)
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError) -> Response:
+        log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+        return error_response(
+            503,
+            "unavailable",
+            "The service is briefly unavailable. Please try again in a minute.",
+            headers=[("Retry-After", "30")],
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "Something went wrong on our side.")

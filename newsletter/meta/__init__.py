@@ -1,0 +1,1 @@
+"""Service endpoints: health and the OpenAPI document."""

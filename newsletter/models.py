@@ -1,0 +1,234 @@
+"""The data: subscribers, their consent ledger, the delivery ledger, erasures."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no zone, PostgreSQL does; this makes both hand back the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
+    """A string column limited to the enum's values (no native database enum)."""
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=False,
+        length=24,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Status(enum.StrEnum):
+    """Where a subscriber stands."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class ConsentKind(enum.StrEnum):
+    """One step in a subscriber's consent history."""
+
+    SIGNUP = "signup"
+    RESUBSCRIBED = "resubscribed"
+    CONFIRMATION_QUEUED = "confirmation_queued"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    IMPORTED = "imported"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class DeliveryKind(enum.StrEnum):
+    """What a delivery is: decides how it is rendered."""
+
+    CONFIRMATION = "confirmation"
+    DIGEST = "digest"
+    DIGEST_TEST = "digest_test"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where a delivery stands in the ledger."""
+
+    QUEUED = "queued"  # due at next_attempt_at
+    SENDING = "sending"  # claimed; reclaimable once next_attempt_at (the lease) passes
+    SENT = "sent"
+    FAILED = "failed"  # given up: permanent rejection or attempts exhausted
+    SKIPPED = "skipped"  # no longer wanted: the subscriber left before it went
+
+
+def new_public_id() -> str:
+    """A random, unguessable identifier put in tokens instead of the row id."""
+    return secrets.token_urlsafe(12)
+
+
+class Subscriber(db.Model):
+    """One address and where it stands; unique whatever the case."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"), index=True)
+    # Bumped each time the subscriber leaves: confirm links of an earlier round die.
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_confirmation_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+
+    events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="subscriber",
+        order_by="ConsentEvent.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The subscriber as the admin API shows it."""
+        return {
+            "email": self.email,
+            "name": self.name,
+            "status": self.status.value,
+            "source": self.source,
+            "created_at": _iso(self.created_at),
+            "confirmed_at": _iso(self.confirmed_at),
+            "unsubscribed_at": _iso(self.unsubscribed_at),
+            "soft_bounces": self.soft_bounces,
+        }
+
+
+class ConsentEvent(db.Model):
+    """One append-only step of a subscriber's consent history: the proof."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_subscriber_kind_time", "subscriber_id", "kind", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=False
+    )
+    kind: Mapped[ConsentKind] = mapped_column(_enum(ConsentKind, "consent_kind"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    source: Mapped[str | None] = mapped_column(String(2048))
+    wording: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="events")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the admin API shows it."""
+        return {
+            "kind": self.kind.value,
+            "at": _iso(self.at),
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "source": self.source,
+            "wording": self.wording,
+            "detail": self.detail,
+        }
+
+
+class Delivery(db.Model):
+    """One email the service will send: written with the change that causes it."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("digest_id", "subscriber_id", name="uq_delivery_digest_subscriber"),
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[DeliveryKind] = mapped_column(_enum(DeliveryKind, "delivery_kind"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Only for mail to an address that is not a subscriber (a digest test copy).
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    # Our key for this message: sent as a header and an idempotency key, and
+    # how the providers' webhooks point back at it.
+    message_key: Mapped[str] = mapped_column(
+        String(36), unique=True, default=lambda: str(uuid.uuid4())
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    subscriber: Mapped[Subscriber | None] = relationship()
+
+
+class Erasure(db.Model):
+    """What is kept of an erased address: a keyed hash, never the address."""
+
+    __tablename__ = "erasures"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The status at erasure: a bounced or complained address stays suppressed.
+    prior_status: Mapped[Status] = mapped_column(_enum(Status, "erasure_prior_status"))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -1,0 +1,42 @@
+"""The embedded default provider: one ``.eml`` file per message, in a folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .base import Message, Outcome, SendResult
+from .mime import build_mime
+
+log = logging.getLogger(__name__)
+
+
+class OutboxProvider:
+    """Writes each message as a real MIME file a developer can open."""
+
+    name = "outbox"
+    max_batch = 500
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Write every message atomically; a file that exists was fully written."""
+        results = []
+        for message in messages:
+            mime = build_mime(message)
+            path = self.directory / f"{message.key}.eml"
+            partial = path.with_suffix(".eml.part")
+            try:
+                partial.write_bytes(mime.as_bytes())
+                os.replace(partial, path)
+            except OSError as exc:
+                results.append(SendResult(Outcome.TRANSIENT, error=f"outbox write failed: {exc}"))
+                continue
+            if message.action_url:
+                log.info("outbox: %s -> %s", message.subject, message.action_url)
+            results.append(SendResult(Outcome.SENT, provider_id=mime["Message-ID"]))
+        return results

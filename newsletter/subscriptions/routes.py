@@ -1,0 +1,137 @@
+"""The subscriber's pages and endpoints: signup, confirm, unsubscribe."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from ..errors import AppError, wants_json
+from ..extensions import client_address, db, limiter
+from ..tokens import TokenError, current_tokens
+from ..web import answer, request_fields, text_field
+from . import service
+from .addresses import InvalidAddress, normalize_email
+
+log = logging.getLogger(__name__)
+bp = Blueprint("subscriptions", __name__)
+
+
+def _client(source: str | None = None) -> service.ClientInfo:
+    user_agent = request.headers.get("User-Agent", "")[:512] or None
+    referrer = request.headers.get("Referer", "")[:2048] or None
+    return service.ClientInfo(
+        ip=client_address(),
+        user_agent=user_agent,
+        source=source or referrer,
+        wording=current_app.config["CONSENT_WORDING"],
+    )
+
+
+@bp.get("/subscribe")
+def subscribe_page() -> str:
+    """The hosted signup page."""
+    return render_template("pages/subscribe.html", source=request.args.get("source", "")[:2048])
+
+
+def _subscribe_limit() -> str:
+    return current_app.config["RATELIMIT_SUBSCRIBE"]
+
+
+@bp.post("/subscribe")
+@limiter.limit(_subscribe_limit, methods=["POST"])
+def subscribe() -> Response:
+    """Take a signup; the same answer whatever state the address was in."""
+    data = request_fields()
+    try:
+        raw_email = text_field(data, "email", max_length=320, required=True)
+        email = normalize_email(raw_email or "")
+        name = text_field(data, "name", max_length=200)
+        source = text_field(data, "source", max_length=2048)
+    except InvalidAddress as exc:
+        return _form_error(AppError("invalid_email", str(exc), 422, field="email"), data)
+    except AppError as exc:
+        if exc.code == "missing_email":
+            exc = AppError("invalid_email", "Please enter your email address.", 422, field="email")
+        return _form_error(exc, data)
+    if data.get("website"):
+        log.info("honeypot filled on /subscribe; signup ignored")
+    else:
+        service.sign_up(db.session, email, name, _client(source))
+    return answer("pages/check_inbox.html", {"status": "pending"}, 202 if wants_json() else 200)
+
+
+def _form_error(error: AppError, data: dict) -> Response:
+    """A JSON error, or the signup page again with the message and what was typed."""
+    if wants_json():
+        raise error
+    values = {
+        k: v for k, v in data.items() if k in ("email", "name", "source") and isinstance(v, str)
+    }
+    html = render_template(
+        "pages/subscribe.html", error=error, values=values, source=values.get("source", "")
+    )
+    return Response(html, status=error.status, mimetype="text/html")
+
+
+def _token_error(exc: TokenError, token: str) -> AppError:
+    if exc.expired:
+        return AppError(
+            "token_expired",
+            "This confirmation link has expired. We can send you a new one.",
+            410,
+            renew_url=f"/confirm/{token}/renew",
+        )
+    return AppError("invalid_token", "This link is not valid. It may be incomplete or outdated.")
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> str:
+    """One button that POSTs: a link scanner's GET must not confirm."""
+    try:
+        current_tokens().read_confirm(token)
+    except TokenError as exc:
+        raise _token_error(exc, token) from None
+    return render_template("pages/confirm.html", token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str) -> Response:
+    """Confirm the subscription; clicking again gives the same answer."""
+    try:
+        service.confirm(db.session, token, _client())
+    except TokenError as exc:
+        raise _token_error(exc, token) from None
+    return answer("pages/confirmed.html", {"status": "confirmed"})
+
+
+@bp.post("/confirm/<token>/renew")
+def renew(token: str) -> Response:
+    """Email a fresh link in place of an expired one."""
+    try:
+        service.renew_confirmation(db.session, token)
+    except TokenError as exc:
+        raise _token_error(exc, token) from None
+    return answer("pages/check_inbox.html", {"status": "pending"}, 202 if wants_json() else 200)
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> str:
+    """One button that POSTs the unsubscribe."""
+    try:
+        current_tokens().read_unsubscribe(token)
+    except TokenError:
+        raise _token_error(TokenError(), token) from None
+    return render_template("pages/unsubscribe.html", token=token)
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe(token: str) -> Response:
+    """Unsubscribe, from our page or a mail client's RFC 8058 one-click POST."""
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    try:
+        subscriber = service.unsubscribe(db.session, token, _client(), one_click=one_click)
+    except TokenError:
+        raise _token_error(TokenError(), token) from None
+    email = subscriber.email if subscriber is not None else None
+    return answer("pages/unsubscribed.html", {"status": "unsubscribed"}, email=email)

@@ -1,0 +1,216 @@
+"""The subscriber state machine: signup, confirm, unsubscribe, each with its proof.
+
+``pending`` -> ``confirmed`` (confirm link) -> ``unsubscribed`` (one click)
+-> ``pending`` (signs up again, must confirm again). ``bounced`` and
+``complained`` are set by provider webhooks and never left through here.
+Every step appends a ``ConsentEvent``; every email is a ``Delivery`` row
+committed with the step that causes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..db_helpers import insert_ignoring_conflicts
+from ..delivery import ledger
+from ..models import (
+    ConsentEvent,
+    ConsentKind,
+    DeliveryKind,
+    Status,
+    Subscriber,
+    new_public_id,
+    utcnow,
+)
+from ..tokens import TokenError, current_tokens
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who asked, from where, having been shown what: kept as proof of consent."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    source: str | None = None
+    wording: str | None = None
+
+
+def record_event(
+    session: Session,
+    subscriber: Subscriber,
+    kind: ConsentKind,
+    client: ClientInfo | None = None,
+    **detail: object,
+) -> None:
+    """Append one step to the subscriber's consent history."""
+    client = client or ClientInfo()
+    session.add(
+        ConsentEvent(
+            subscriber_id=subscriber.id,
+            kind=kind,
+            ip=client.ip,
+            user_agent=client.user_agent,
+            source=client.source,
+            wording=client.wording,
+            detail=detail or None,
+        )
+    )
+
+
+def lock_or_create(session: Session, email: str, **fields: object) -> tuple[Subscriber, bool]:
+    """The subscriber of ``email``, created ``pending`` if new, locked for this transaction.
+
+    The unique index decides who is first, never a read-then-write: two
+    concurrent signups of one address make one row.
+    """
+    created_id = session.execute(
+        insert_ignoring_conflicts(session, Subscriber, ["email"])
+        .values(email=email, status=Status.PENDING, public_id=new_public_id(), **fields)
+        .returning(Subscriber.id)
+    ).scalar_one_or_none()
+    subscriber = session.scalars(
+        select(Subscriber)
+        .where(Subscriber.email == email)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return subscriber, created_id is not None
+
+
+def may_send_confirmation(session: Session, subscriber: Subscriber) -> bool:
+    """The per-address throttle: a gap between confirmation emails and a daily cap."""
+    config = current_app.config
+    now = utcnow()
+    last = subscriber.last_confirmation_at
+    if last is not None and now - last < timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"]):
+        return False
+    sent_today = session.scalar(
+        select(func.count())
+        .select_from(ConsentEvent)
+        .where(
+            ConsentEvent.subscriber_id == subscriber.id,
+            ConsentEvent.kind == ConsentKind.CONFIRMATION_QUEUED,
+            ConsentEvent.at > now - timedelta(days=1),
+        )
+    )
+    return sent_today < config["CONFIRM_MAX_PER_DAY"]
+
+
+def queue_confirmation(session: Session, subscriber: Subscriber) -> None:
+    """Queue the double-opt-in email, committed with the step that asks for it."""
+    ledger.queue(session, DeliveryKind.CONFIRMATION, subscriber_id=subscriber.id)
+    subscriber.last_confirmation_at = utcnow()
+    record_event(session, subscriber, ConsentKind.CONFIRMATION_QUEUED)
+
+
+def sign_up(session: Session, email: str, name: str | None, client: ClientInfo) -> None:
+    """Apply a signup to whatever state the address is in; the caller learns nothing of it."""
+    subscriber, created = lock_or_create(session, email, name=name, source=client.source)
+    if created:
+        record_event(session, subscriber, ConsentKind.SIGNUP, client)
+        queue_confirmation(session, subscriber)
+    elif subscriber.status is Status.PENDING:
+        if may_send_confirmation(session, subscriber):
+            record_event(session, subscriber, ConsentKind.SIGNUP, client)
+            queue_confirmation(session, subscriber)
+    elif subscriber.status is Status.UNSUBSCRIBED:
+        subscriber.status = Status.PENDING
+        subscriber.name = name or subscriber.name
+        subscriber.source = client.source
+        subscriber.confirmed_at = None
+        record_event(session, subscriber, ConsentKind.RESUBSCRIBED, client)
+        if may_send_confirmation(session, subscriber):
+            queue_confirmation(session, subscriber)
+    # confirmed: already in; bounced, complained: never mailed again.
+    session.commit()
+
+
+class ConfirmOutcome(StrEnum):
+    """What a confirm link did."""
+
+    CONFIRMED = "confirmed"
+
+
+def _locked_by_public_id(session: Session, public_id: str) -> Subscriber | None:
+    return session.scalars(
+        select(Subscriber)
+        .where(Subscriber.public_id == public_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def confirm(session: Session, token: str, client: ClientInfo) -> Subscriber:
+    """Confirm the subscriber a confirm token names; the same answer when clicked again.
+
+    Raises ``TokenError`` for a tampered, expired or superseded link.
+    """
+    tokens = current_tokens()
+    try:
+        claim = tokens.read_confirm(token)
+    except TokenError as exc:
+        if exc.expired and exc.public_id:
+            subscriber = _locked_by_public_id(session, exc.public_id)
+            session.rollback()
+            if subscriber is not None and subscriber.status is Status.CONFIRMED:
+                return subscriber  # already done: an old link clicked again is harmless
+        raise
+    subscriber = _locked_by_public_id(session, claim.public_id)
+    if subscriber is None or subscriber.round != claim.round:
+        session.rollback()
+        raise TokenError()  # erased, or unsubscribed since the link was issued
+    if subscriber.status is Status.PENDING:
+        subscriber.status = Status.CONFIRMED
+        subscriber.confirmed_at = utcnow()
+        record_event(session, subscriber, ConsentKind.CONFIRMED, client)
+    elif subscriber.status is not Status.CONFIRMED:
+        session.rollback()
+        raise TokenError()  # bounced or complained meanwhile
+    session.commit()
+    return subscriber
+
+
+def renew_confirmation(session: Session, token: str) -> None:
+    """Send a fresh confirm link for an expired but authentic one (throttled)."""
+    try:
+        current_tokens().read_confirm(token)
+        return  # still valid: nothing to renew
+    except TokenError as exc:
+        if not (exc.expired and exc.public_id):
+            raise
+        public_id = exc.public_id
+    subscriber = _locked_by_public_id(session, public_id)
+    if (
+        subscriber is not None
+        and subscriber.status is Status.PENDING
+        and may_send_confirmation(session, subscriber)
+    ):
+        queue_confirmation(session, subscriber)
+    session.commit()
+
+
+def unsubscribe(
+    session: Session, token: str, client: ClientInfo, one_click: bool = False
+) -> Subscriber | None:
+    """Unsubscribe whoever the token names; idempotent. Raises ``TokenError`` if forged."""
+    public_id = current_tokens().read_unsubscribe(token)
+    subscriber = _locked_by_public_id(session, public_id)
+    if subscriber is not None and subscriber.status in (Status.CONFIRMED, Status.PENDING):
+        subscriber.status = Status.UNSUBSCRIBED
+        subscriber.unsubscribed_at = utcnow()
+        subscriber.round += 1  # confirm links issued before now stop working
+        record_event(
+            session,
+            subscriber,
+            ConsentKind.UNSUBSCRIBED,
+            client,
+            method="one-click" if one_click else "page",
+        )
+    session.commit()
+    return subscriber

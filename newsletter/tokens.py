@@ -1,0 +1,102 @@
+"""Signed tokens for links in emails: one salt per purpose, rotating keys.
+
+A confirm token carries the subscriber's random ``public_id`` and the
+subscription round it was issued in, and expires after ``CONFIRM_MAX_AGE``.
+An unsubscribe token carries the ``public_id`` only and never expires: an
+old digest must always let its reader leave. Neither holds a row id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from itsdangerous import (
+    BadData,
+    SignatureExpired,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
+
+CONFIRM_SALT = "newsletter.confirm.v1"
+UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
+
+
+class TokenError(Exception):
+    """A token that cannot be used; ``expired`` tells a stale one from a bad one."""
+
+    def __init__(self, expired: bool = False, public_id: str | None = None) -> None:
+        super().__init__("expired" if expired else "invalid")
+        self.expired = expired
+        self.public_id = public_id
+
+
+@dataclass(frozen=True)
+class ConfirmClaim:
+    """What a valid confirm token says."""
+
+    public_id: str
+    round: int
+
+
+class Tokens:
+    """Makes and reads the tokens of every purpose with the current and retired keys."""
+
+    def __init__(self, secret_key: str, fallbacks: list[str], confirm_max_age: int) -> None:
+        # itsdangerous signs with the last key and accepts all of them.
+        keys = [*reversed(fallbacks), secret_key]
+        self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT)
+        self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
+        self._max_age = confirm_max_age
+
+    def confirm_token(self, public_id: str, round: int) -> str:
+        """A confirm token for this subscriber's current round."""
+        return self._confirm.dumps([public_id, round])
+
+    def read_confirm(self, token: str) -> ConfirmClaim:
+        """The claim of a confirm token, or ``TokenError``."""
+        try:
+            payload = self._confirm.loads(token, max_age=self._max_age)
+        except SignatureExpired as exc:
+            # The signature is good, only old: say whose it was so a new link can be offered.
+            try:
+                claim = _confirm_payload(self._confirm.load_payload(exc.payload or b""))
+            except BadData:
+                claim = None
+            raise TokenError(expired=True, public_id=claim[0] if claim else None) from None
+        except BadData:
+            raise TokenError() from None
+        claim = _confirm_payload(payload)
+        if claim is None:
+            raise TokenError()
+        return ConfirmClaim(*claim)
+
+    def unsubscribe_token(self, public_id: str) -> str:
+        """A lasting unsubscribe token for this subscriber."""
+        return self._unsubscribe.dumps(public_id)
+
+    def read_unsubscribe(self, token: str) -> str:
+        """The ``public_id`` of an unsubscribe token, or ``TokenError``."""
+        try:
+            payload = self._unsubscribe.loads(token)
+        except BadData:
+            raise TokenError() from None
+        if not isinstance(payload, str):
+            raise TokenError()
+        return payload
+
+
+def _confirm_payload(payload: object) -> tuple[str, int] | None:
+    if (
+        isinstance(payload, list)
+        and len(payload) == 2
+        and isinstance(payload[0], str)
+        and isinstance(payload[1], int)
+    ):
+        return payload[0], payload[1]
+    return None
+
+
+def current_tokens() -> Tokens:
+    """The ``Tokens`` of the running app, made once from its keys."""
+    return current_app.extensions["newsletter.tokens"]

@@ -1,0 +1,63 @@
+"""Request parsing and answering shared by every blueprint: fields in, HTML or JSON out."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Response, jsonify, render_template, request
+
+from .errors import AppError, wants_json
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def request_fields() -> dict[str, Any]:
+    """The body's fields, whether form-encoded, multipart or a JSON object."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if data is None:
+            raise AppError("invalid_json", "The request body is not valid JSON.")
+        if not isinstance(data, dict):
+            raise AppError("invalid_json", "The request body must be a JSON object.")
+        return data
+    return request.form.to_dict()
+
+
+def text_field(
+    data: dict[str, Any], name: str, *, max_length: int, required: bool = False
+) -> str | None:
+    """One optional single-line text field: a string, not too long, no control characters."""
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise AppError(f"missing_{name}", f"The field {name!r} is required.", 422, field=name)
+        return None
+    if not isinstance(value, str):
+        raise AppError(f"invalid_{name}", f"The field {name!r} must be text.", 422, field=name)
+    value = value.strip()
+    if len(value) > max_length:
+        raise AppError(
+            f"invalid_{name}",
+            f"The field {name!r} must be at most {max_length} characters.",
+            422,
+            field=name,
+        )
+    if _CONTROL.search(value):
+        raise AppError(
+            f"invalid_{name}",
+            f"The field {name!r} must be a single line of text.",
+            422,
+            field=name,
+        )
+    return value or None
+
+
+def answer(template: str, body: dict[str, Any], status: int = 200, **context: Any) -> Response:
+    """``body`` as JSON or ``template`` as HTML, as the client prefers."""
+    if wants_json():
+        response = jsonify(body)
+    else:
+        response = Response(render_template(template, **context), mimetype="text/html")
+    response.status_code = status
+    return response
