@@ -85,10 +85,7 @@ def database_url(raw: str, instance_path: str) -> str:
 def _configure_database(app: Flask) -> None:
     url = database_url(app.config["DATABASE_URL"], app.instance_path)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 30}
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
 
