@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -83,12 +82,18 @@ def lock_or_create(session: Session, email: str, **fields: object) -> tuple[Subs
     return subscriber, created_id is not None
 
 
-def may_send_confirmation(session: Session, subscriber: Subscriber) -> bool:
-    """The per-address throttle: a gap between confirmation emails and a daily cap."""
+def may_send_confirmation(
+    session: Session, subscriber: Subscriber, new_round: bool = False
+) -> bool:
+    """The per-address throttle: a gap between confirmation emails and a daily cap.
+
+    A new round (signing up again after leaving) skips the gap, not the cap.
+    """
     config = current_app.config
     now = utcnow()
     last = subscriber.last_confirmation_at
-    if last is not None and now - last < timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"]):
+    gap = timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"])
+    if not new_round and last is not None and now - last < gap:
         return False
     sent_today = session.scalar(
         select(func.count())
@@ -125,16 +130,10 @@ def sign_up(session: Session, email: str, name: str | None, client: ClientInfo) 
         subscriber.source = client.source
         subscriber.confirmed_at = None
         record_event(session, subscriber, ConsentKind.RESUBSCRIBED, client)
-        if may_send_confirmation(session, subscriber):
+        if may_send_confirmation(session, subscriber, new_round=True):
             queue_confirmation(session, subscriber)
     # confirmed: already in; bounced, complained: never mailed again.
     session.commit()
-
-
-class ConfirmOutcome(StrEnum):
-    """What a confirm link did."""
-
-    CONFIRMED = "confirmed"
 
 
 def _locked_by_public_id(session: Session, public_id: str) -> Subscriber | None:

@@ -1,0 +1,234 @@
+"""What a stranger or a bot can and cannot learn or do through /subscribe."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter.models import Status
+from tests.conftest import Outbox
+from tests.subscriptions.helpers import confirmed, find, set_status, unsubscribe_link
+
+
+def _answer(response):
+    return response.status_code, response.content_type, response.data
+
+
+def test_the_answer_is_identical_whatever_state_the_address_is_in(make_app):
+    app = make_app(RATELIMIT_ENABLED=False)
+    client, outbox = app.test_client(), Outbox(app)
+    confirmed(client, outbox, "confirmed@example.com")
+    confirmed(client, outbox, "gone@example.com")
+    gone = find(app, "gone@example.com")
+    client.post(unsubscribe_link(app, gone))
+    client.post("/subscribe", data={"email": "pending@example.com"})
+    confirmed(client, outbox, "bounced@example.com")
+    set_status(app, "bounced@example.com", Status.BOUNCED)
+
+    addresses = [
+        "new@example.com",
+        "pending@example.com",
+        "confirmed@example.com",
+        "gone@example.com",
+        "bounced@example.com",
+    ]
+    for kind in ("form", "json"):
+        answers = set()
+        for address in addresses:
+            if kind == "json":
+                response = client.post("/subscribe", json={"email": address})
+            else:
+                response = client.post("/subscribe", data={"email": address})
+            answers.add(_answer(response))
+        assert len(answers) == 1, kind
+
+
+def test_honeypot_gets_the_same_answer_and_stores_nothing(app, client, outbox):
+    response = client.post(
+        "/subscribe", json={"email": "bot@example.com", "website": "http://spam"}
+    )
+    assert response.status_code == 202 and response.get_json() == {"status": "pending"}
+    outbox.dispatch()
+    assert find(app, "bot@example.com") is None
+    assert outbox.messages() == []
+
+
+def test_rate_limit_answers_429_with_retry_after(make_app):
+    app = make_app(RATELIMIT_SUBSCRIBE="2 per minute")
+    client = app.test_client()
+    for n in range(2):
+        assert client.post("/subscribe", json={"email": f"a{n}@example.com"}).status_code == 202
+    limited = client.post("/subscribe", json={"email": "a3@example.com"})
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.get_json()["error"]["code"] == "rate_limited"
+    html = client.post("/subscribe", data={"email": "a4@example.com"})
+    assert html.status_code == 429 and b"Too many" in html.data
+    assert find(app, "a3@example.com") is None
+
+
+def test_rate_limit_is_per_client_address(make_app):
+    app = make_app(RATELIMIT_SUBSCRIBE="1 per minute")
+    client = app.test_client()
+    first = {"REMOTE_ADDR": "198.51.100.1"}
+    second = {"REMOTE_ADDR": "198.51.100.2"}
+    assert (
+        client.post("/subscribe", json={"email": "a@example.com"}, environ_base=first).status_code
+        == 202
+    )
+    assert (
+        client.post("/subscribe", json={"email": "b@example.com"}, environ_base=first).status_code
+        == 429
+    )
+    assert (
+        client.post("/subscribe", json={"email": "c@example.com"}, environ_base=second).status_code
+        == 202
+    )
+
+
+def test_rate_limits_can_be_turned_off(make_app):
+    client = make_app(RATELIMIT_SUBSCRIBE="1 per minute", RATELIMIT_ENABLED=False).test_client()
+    for n in range(3):
+        assert client.post("/subscribe", json={"email": f"a{n}@example.com"}).status_code == 202
+
+
+def test_trusted_proxy_decides_the_client_address(make_app):
+    app = make_app(RATELIMIT_SUBSCRIBE="1 per minute", TRUSTED_PROXY_COUNT=1)
+    client = app.test_client()
+
+    def post(forwarded, email):
+        return client.post(
+            "/subscribe", json={"email": email}, headers={"X-Forwarded-For": forwarded}
+        )
+
+    assert post("203.0.113.9", "a@example.com").status_code == 202
+    assert post("203.0.113.10", "b@example.com").status_code == 202
+    assert post("203.0.113.9", "c@example.com").status_code == 429
+    with app.app_context():
+        from newsletter.extensions import db
+        from newsletter.models import Subscriber
+
+        subscriber = db.session.get(Subscriber, find(app, "a@example.com").id)
+        assert subscriber.events[0].ip == "203.0.113.9"
+
+
+def test_cors_only_for_configured_origins(make_app):
+    client = make_app(CORS_ORIGINS=["https://blog.example.org"]).test_client()
+    allowed = client.options(
+        "/subscribe",
+        headers={
+            "Origin": "https://blog.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert allowed.headers.get("Access-Control-Allow-Origin") == "https://blog.example.org"
+    other = client.post(
+        "/subscribe", json={"email": "a@example.com"}, headers={"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_no_cors_at_all_by_default(client):
+    response = client.post(
+        "/subscribe",
+        json={"email": "a@example.com"},
+        headers={"Origin": "https://blog.example.org"},
+    )
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({}, 422, "invalid_email", "email"),
+        ({"email": ""}, 422, "invalid_email", "email"),
+        ({"email": "not-an-address"}, 422, "invalid_email", "email"),
+        ({"email": "a@b"}, 422, "invalid_email", "email"),
+        ({"email": 42}, 422, "invalid_email", "email"),
+        ({"email": ["a@example.com"]}, 422, "invalid_email", "email"),
+        ({"email": "x" * 300 + "@example.com"}, 422, "invalid_email", "email"),
+        ({"email": "a@example.com\r\nBcc: victim@example.com"}, 422, "invalid_email", "email"),
+        (
+            {"email": "a@example.com", "name": "Ann\r\nBcc: v@example.com"},
+            422,
+            "invalid_name",
+            "name",
+        ),
+        ({"email": "a@example.com", "name": "n" * 201}, 422, "invalid_name", "name"),
+        ({"email": "a@example.com", "name": {"first": "Ann"}}, 422, "invalid_name", "name"),
+        ({"email": "a@example.com", "source": "s" * 3000}, 422, "invalid_source", "source"),
+    ],
+)
+def test_bad_fields_get_a_clear_json_error(client, body, status, code, field):
+    response = client.post("/subscribe", json=body)
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["field"] == field and error["message"]
+
+
+def test_bad_field_in_a_form_shows_the_form_again_with_what_was_typed(client):
+    response = client.post("/subscribe", data={"email": "nope", "name": "Ann"})
+    assert response.status_code == 422
+    assert b"not a valid email address" in response.data
+    assert b'value="nope"' in response.data and b'value="Ann"' in response.data
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        ("{not json", "application/json"),
+        ('["a@example.com"]', "application/json"),
+        ('"a@example.com"', "application/json"),
+        ("null", "application/json"),
+    ],
+)
+def test_broken_json_is_a_400(client, data, content_type):
+    response = client.post("/subscribe", data=data, content_type=content_type)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+
+
+def test_huge_body_is_a_413(client):
+    response = client.post("/subscribe", json={"email": "a@example.com", "name": "x" * 200_000})
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_multipart_signup_works(app, client):
+    response = client.post(
+        "/subscribe", data={"email": "m@example.com"}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 200
+    assert find(app, "m@example.com").status is Status.PENDING
+
+
+def test_unicode_domain_and_case_make_one_subscriber(app, client):
+    client.post("/subscribe", json={"email": "Ann@Bücher.Example"})
+    client.post("/subscribe", json={"email": "ann@xn--bcher-kva.example"})
+    subscriber = find(app, "ann@bücher.example")
+    assert subscriber is not None
+    with app.app_context():
+        from sqlalchemy import func, select
+
+        from newsletter.extensions import db
+        from newsletter.models import Subscriber
+
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 1
+
+
+def test_signup_keeps_proof_of_consent(app, client):
+    client.post(
+        "/subscribe",
+        data={"email": "ann@example.com", "source": "https://blog.example.org/post"},
+        headers={"User-Agent": "TestBrowser/1.0"},
+        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    )
+    with app.app_context():
+        from newsletter.extensions import db
+        from newsletter.models import Subscriber
+
+        event = db.session.get(Subscriber, find(app, "ann@example.com").id).events[0]
+        assert event.ip == "192.0.2.7"
+        assert event.user_agent == "TestBrowser/1.0"
+        assert event.source == "https://blog.example.org/post"
+        assert event.wording == app.config["CONSENT_WORDING"]

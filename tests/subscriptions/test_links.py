@@ -1,0 +1,100 @@
+"""Confirm and unsubscribe links that do not work: each refused with a 4xx and a way on."""
+
+from __future__ import annotations
+
+import time
+
+from newsletter.models import Status
+from tests.conftest import Outbox, path_of
+from tests.subscriptions.helpers import confirmed, find, unsubscribe_link
+
+JSON = {"Accept": "application/json"}
+
+
+def test_tampered_confirm_link_is_400_in_html_and_json(app, client, outbox):
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    path = path_of(outbox.confirm_link("ann@example.com"))
+    tampered = path[:-3] + ("aaa" if not path.endswith("aaa") else "bbb")
+    for method in (client.get, client.post):
+        html = method(tampered)
+        assert html.status_code == 400 and b"not valid" in html.data
+        assert method(tampered, headers=JSON).get_json()["error"]["code"] == "invalid_token"
+    assert find(app, "ann@example.com").status is Status.PENDING
+
+
+def test_unsubscribe_token_used_as_a_confirm_link_is_refused(app, client, outbox):
+    subscriber = confirmed(client, outbox, "ann@example.com")
+    token = unsubscribe_link(app, subscriber).rsplit("/", 1)[1]
+    assert client.post(f"/confirm/{token}", headers=JSON).status_code == 400
+    confirm_token = path_of(outbox.confirm_link("ann@example.com")).rsplit("/", 1)[1]
+    assert client.post(f"/unsubscribe/{confirm_token}", headers=JSON).status_code == 400
+    assert find(app, "ann@example.com").status is Status.CONFIRMED
+
+
+def test_forged_unsubscribe_is_refused(client):
+    response = client.post("/unsubscribe/abc.def", headers=JSON)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_token"
+    assert client.get("/unsubscribe/abc.def").status_code == 400
+
+
+def test_expired_link_is_410_with_a_way_to_get_a_new_one(make_app):
+    app = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=0)
+    client, outbox = app.test_client(), Outbox(app)
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    path = path_of(outbox.confirm_link("ann@example.com"))
+    time.sleep(2.1)
+
+    page = client.get(path)
+    assert page.status_code == 410 and b"Send me a new link" in page.data
+    expired = client.post(path, headers=JSON)
+    assert expired.status_code == 410
+    error = expired.get_json()["error"]
+    assert error["code"] == "token_expired" and error["renew_url"] == f"{path}/renew"
+    assert find(app, "ann@example.com").status is Status.PENDING
+
+    renewed = client.post(f"{path}/renew")
+    assert renewed.status_code == 200 and b"Check your inbox" in renewed.data
+    outbox.dispatch()
+    fresh = outbox.confirm_link("ann@example.com")
+    assert path_of(fresh) != path
+    assert client.post(path_of(fresh)).status_code == 200
+    assert find(app, "ann@example.com").status is Status.CONFIRMED
+
+
+def test_renewing_a_forged_token_is_refused(client):
+    assert client.post("/confirm/forged.token.here/renew", headers=JSON).status_code == 400
+
+
+def test_retired_key_still_confirms_after_rotation(make_app):
+    old = make_app(SECRET_KEY="old-secret")
+    client, outbox = old.test_client(), Outbox(old)
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    path = path_of(outbox.confirm_link("ann@example.com"))
+    rotated = make_app(SECRET_KEY="new-secret", SECRET_KEY_FALLBACKS=["old-secret"])
+    assert rotated.test_client().post(path).status_code == 200
+    assert find(rotated, "ann@example.com").status is Status.CONFIRMED
+
+
+def test_key_retired_without_fallback_refuses_old_links(make_app):
+    old = make_app(SECRET_KEY="old-secret")
+    client, outbox = old.test_client(), Outbox(old)
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    path = path_of(outbox.confirm_link("ann@example.com"))
+    assert make_app(SECRET_KEY="new-secret").test_client().post(path).status_code == 400
+
+
+def test_confirm_link_of_an_erased_subscriber_is_refused(app, client, outbox, admin_headers):
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    path = path_of(outbox.confirm_link("ann@example.com"))
+    assert (
+        client.delete("/admin/subscribers/ann@example.com", headers=admin_headers).status_code
+        == 204
+    )
+    assert client.post(path, headers=JSON).status_code == 400
+    assert find(app, "ann@example.com") is None

@@ -1,0 +1,82 @@
+"""Tokens: one salt per purpose, expiry, key rotation, no row ids inside."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from newsletter.tokens import Tokens, TokenError
+
+
+def make(secret="k1", fallbacks=(), max_age=3600) -> Tokens:
+    return Tokens(secret, list(fallbacks), max_age)
+
+
+def test_confirm_token_round_trips_and_holds_only_the_public_id_and_round():
+    tokens = make()
+    token = tokens.confirm_token("pub-abc", 3)
+    claim = tokens.read_confirm(token)
+    assert (claim.public_id, claim.round) == ("pub-abc", 3)
+    payload = token.split(".")[0]
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert decoded == ["pub-abc", 3]
+
+
+def test_tampered_token_is_refused():
+    tokens = make()
+    token = tokens.confirm_token("pub", 0)
+    flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(TokenError) as caught:
+        tokens.read_confirm(flipped)
+    assert not caught.value.expired
+
+
+def test_truncated_and_garbage_tokens_are_refused():
+    tokens = make()
+    token = tokens.confirm_token("pub", 0)
+    for bad in (token[:10], "", "....", "not-a-token", token + "x"):
+        with pytest.raises(TokenError):
+            tokens.read_confirm(bad)
+
+
+def test_expired_token_says_it_is_expired_and_whose_it_was():
+    tokens = make(max_age=1)
+    token = tokens.confirm_token("pub-old", 0)
+    time.sleep(2.1)
+    with pytest.raises(TokenError) as caught:
+        tokens.read_confirm(token)
+    assert caught.value.expired and caught.value.public_id == "pub-old"
+
+
+def test_unsubscribe_token_on_the_confirm_purpose_is_refused_and_vice_versa():
+    tokens = make()
+    with pytest.raises(TokenError):
+        tokens.read_confirm(tokens.unsubscribe_token("pub"))
+    with pytest.raises(TokenError):
+        tokens.read_unsubscribe(tokens.confirm_token("pub", 0))
+
+
+def test_unsubscribe_token_never_expires():
+    tokens = make(max_age=0)
+    assert tokens.read_unsubscribe(tokens.unsubscribe_token("pub")) == "pub"
+
+
+def test_retired_key_in_fallbacks_is_still_accepted_and_new_tokens_use_the_new_key():
+    old = make("old-key")
+    confirm, unsubscribe = old.confirm_token("p", 1), old.unsubscribe_token("p")
+    rotated = make("new-key", fallbacks=["old-key"])
+    assert rotated.read_confirm(confirm).public_id == "p"
+    assert rotated.read_unsubscribe(unsubscribe) == "p"
+    fresh = rotated.confirm_token("p", 1)
+    assert make("new-key").read_confirm(fresh).public_id == "p"
+    with pytest.raises(TokenError):
+        make("old-key").read_confirm(fresh)
+
+
+def test_key_retired_beyond_its_fallback_is_refused():
+    token = make("old-key").confirm_token("p", 0)
+    with pytest.raises(TokenError):
+        make("new-key").read_confirm(token)
