@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from newsletter.tokens import Tokens, TokenError
+from newsletter.tokens import TokenError, Tokens
 
 
 def make(secret="k1", fallbacks=(), max_age=3600) -> Tokens:
