@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import ScalarResult, Select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,3 +19,22 @@ def insert_ignoring_conflicts(session: Session, model: Any, index: list[str]) ->
 def is_postgresql(session: Session) -> bool:
     """True when the session talks to PostgreSQL."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def take_sqlite_write_lock(session: Session) -> None:
+    """On SQLite, hold the database's write lock from here to commit.
+
+    SQLite has no row locks and ignores ``FOR UPDATE``; a write statement
+    (even one that changes nothing) opens the transaction with the write
+    lock, so the reads that follow see the latest data and nobody else
+    writes until we commit. Concurrent callers wait on the busy timeout.
+    """
+    if not is_postgresql(session):
+        session.execute(text("UPDATE subscribers SET id = id WHERE 0 = 1"))
+
+
+def locked(session: Session, stmt: Select[Any]) -> ScalarResult[Any]:
+    """Run ``stmt`` with its rows locked until commit, on PostgreSQL and SQLite alike."""
+    take_sqlite_write_lock(session)
+    stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt)

@@ -53,9 +53,13 @@ class AppError(Exception):
             self.status = status
 
 
+# Machine-only APIs: always JSON, even for a client that sends no Accept header.
+JSON_ONLY_PREFIXES = ("/admin/", "/webhooks/", "/healthz", "/openapi.json")
+
+
 def wants_json() -> bool:
-    """True when the client sent JSON or prefers a JSON answer to HTML."""
-    if request.is_json:
+    """True on a JSON-only API, or when the client sent JSON or prefers a JSON answer."""
+    if request.is_json or request.path.startswith(JSON_ONLY_PREFIXES):
         return True
     accept = request.accept_mimetypes
     best = accept.best_match(["text/html", "application/json"])

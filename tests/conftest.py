@@ -56,15 +56,16 @@ def is_postgresql(uri: str) -> bool:
     return uri.startswith("postgresql")
 
 
-def _empty_tables(app: Flask) -> None:
-    with app.app_context():
-        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-        with db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            else:
-                for table in tables:
-                    conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 (our table names)
+def _empty_tables(uri: str) -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    engine = create_engine(uri)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 (our table names)
+    engine.dispose()
 
 
 @pytest.fixture
@@ -90,8 +91,7 @@ def make_app(database_uri: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
         return app
 
     yield build
-    if apps:
-        _empty_tables(apps[0])
+    _empty_tables(database_uri)
     for app in apps:
         with app.app_context():
             db.engine.dispose()

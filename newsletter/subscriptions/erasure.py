@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..db_helpers import locked
 from ..models import Erasure, Status, Subscriber, utcnow
 
 SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
@@ -22,9 +23,7 @@ def email_hash(email: str) -> str:
 
 def erase(session: Session, email: str) -> bool:
     """Delete the subscriber, its consent events and deliveries; False if unknown."""
-    subscriber = session.scalars(
-        select(Subscriber).where(Subscriber.email == email).with_for_update()
-    ).one_or_none()
+    subscriber = locked(session, select(Subscriber).where(Subscriber.email == email)).one_or_none()
     if subscriber is None:
         return False
     digest = email_hash(email)

@@ -19,7 +19,7 @@ from typing import IO, Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ..db_helpers import insert_ignoring_conflicts
+from ..db_helpers import insert_ignoring_conflicts, locked
 from ..delivery import ledger
 from ..models import (
     ConsentEvent,
@@ -213,9 +213,7 @@ def _update_existing(
     """Apply the file to addresses we already have; returns the consent events to add."""
     now = utcnow()
     events = []
-    for subscriber in session.scalars(
-        select(Subscriber).where(Subscriber.email.in_(emails)).with_for_update()
-    ):
+    for subscriber in locked(session, select(Subscriber).where(Subscriber.email.in_(emails))):
         row = rows[subscriber.email]
         changed = False
         if subscriber.status not in (Status.PENDING, Status.CONFIRMED):

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db_helpers import insert_ignoring_conflicts
+from ..db_helpers import insert_ignoring_conflicts, locked
 from ..delivery import ledger
 from ..models import (
     ConsentEvent,
@@ -73,12 +73,7 @@ def lock_or_create(session: Session, email: str, **fields: object) -> tuple[Subs
         .values(email=email, status=Status.PENDING, public_id=new_public_id(), **fields)
         .returning(Subscriber.id)
     ).scalar_one_or_none()
-    subscriber = session.scalars(
-        select(Subscriber)
-        .where(Subscriber.email == email)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    subscriber = locked(session, select(Subscriber).where(Subscriber.email == email)).one()
     return subscriber, created_id is not None
 
 
@@ -137,11 +132,8 @@ def sign_up(session: Session, email: str, name: str | None, client: ClientInfo) 
 
 
 def _locked_by_public_id(session: Session, public_id: str) -> Subscriber | None:
-    return session.scalars(
-        select(Subscriber)
-        .where(Subscriber.public_id == public_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    return locked(
+        session, select(Subscriber).where(Subscriber.public_id == public_id)
     ).one_or_none()
 
 

@@ -1,0 +1,216 @@
+"""The admin API: authentication, listing, one subscriber, erasure, CSV in and out, stats."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from newsletter.models import Status
+from tests.conftest import ADMIN_TOKEN
+from tests.subscriptions.helpers import confirmed, find, set_status, unsubscribe_link
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+        {"Authorization": f"Bearer {ADMIN_TOKEN}x"},
+        {"Authorization": "Bearer "},
+    ],
+)
+def test_admin_refuses_without_the_right_token(client, headers):
+    response = client.get("/admin/subscribers", headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_token_in_the_query_string_is_refused(client):
+    assert client.get(f"/admin/subscribers?access_token={ADMIN_TOKEN}").status_code == 401
+
+
+def test_no_admin_token_configured_means_everyone_is_refused(make_app):
+    client = make_app(ADMIN_TOKENS=[]).test_client()
+    assert client.get("/admin/subscribers", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_several_tokens_are_accepted_for_rotation(make_app):
+    client = make_app(ADMIN_TOKENS=["old-token", "new-token"]).test_client()
+    for token in ("old-token", "new-token"):
+        assert (
+            client.get("/admin/stats", headers={"Authorization": f"Bearer {token}"}).status_code
+            == 200
+        )
+
+
+def test_list_filters_searches_and_pages(app, client, outbox, admin_headers):
+    confirmed(client, outbox, "carol@example.com")
+    for name in ("alice", "bob", "dave"):
+        client.post("/subscribe", json={"email": f"{name}@example.com", "name": name.title()})
+    everything = client.get("/admin/subscribers", headers=admin_headers).get_json()
+    assert everything["total"] == 4 and everything["page"] == 1 and everything["per_page"] == 50
+    assert everything["items"][0]["email"] == "dave@example.com"  # newest first
+    assert set(everything["items"][0]) >= {"email", "name", "status", "created_at", "confirmed_at"}
+
+    pending = client.get("/admin/subscribers?status=pending", headers=admin_headers).get_json()
+    assert pending["total"] == 3
+    assert {i["status"] for i in pending["items"]} == {"pending"}
+
+    search = client.get("/admin/subscribers?q=BOB", headers=admin_headers).get_json()
+    assert [i["email"] for i in search["items"]] == ["bob@example.com"]
+
+    page = client.get("/admin/subscribers?page=2&per_page=3", headers=admin_headers).get_json()
+    assert page["total"] == 4 and len(page["items"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("status=nope", "invalid_status"),
+        ("page=0", "invalid_page"),
+        ("page=x", "invalid_page"),
+        ("per_page=100000", "invalid_per_page"),
+    ],
+)
+def test_list_rejects_bad_parameters(client, admin_headers, query, code):
+    response = client.get(f"/admin/subscribers?{query}", headers=admin_headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_one_subscriber_shows_its_consent_history(client, outbox, admin_headers):
+    confirmed(client, outbox, "ann@example.com")
+    body = client.get("/admin/subscribers/ANN@example.com", headers=admin_headers).get_json()
+    assert body["status"] == "confirmed"
+    assert [e["kind"] for e in body["consent"]] == ["signup", "confirmation_queued", "confirmed"]
+    assert body["consent"][0]["wording"]
+    assert (
+        client.get("/admin/subscribers/nobody@example.com", headers=admin_headers).status_code
+        == 404
+    )
+    assert client.get("/admin/subscribers/not-an-address", headers=admin_headers).status_code == 404
+
+
+def test_erase_removes_personal_data_everywhere(app, client, outbox, admin_headers):
+    confirmed(client, outbox, "ann@example.com")
+    response = client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
+    assert response.status_code == 204 and response.data == b""
+    assert find(app, "ann@example.com") is None
+    with app.app_context():
+        from sqlalchemy import func, select, text
+
+        from newsletter.extensions import db
+        from newsletter.models import ConsentEvent, Delivery
+
+        assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
+        rows = db.session.execute(text("SELECT * FROM erasures")).all()
+        assert len(rows) == 1 and "ann" not in str(rows)
+    assert (
+        client.delete("/admin/subscribers/ann@example.com", headers=admin_headers).status_code
+        == 404
+    )
+
+
+def test_erased_bounced_address_is_not_brought_back_by_an_import(
+    app, client, outbox, admin_headers
+):
+    confirmed(client, outbox, "ann@example.com")
+    set_status(app, "ann@example.com", Status.COMPLAINED)
+    client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
+    report = client.post(
+        "/admin/subscribers/import?confirmed=true",
+        data="email\nann@example.com\n",
+        content_type="text/csv",
+        headers=admin_headers,
+    ).get_json()
+    assert report["created"] == 0 and report["skipped"] == 1
+    assert find(app, "ann@example.com") is None
+
+
+def test_import_default_makes_pending_and_sends_confirmations(app, client, outbox, admin_headers):
+    body = "email,name\nNew1@example.com,One\nnew2@example.com,\nbroken,x\nnew1@example.com,Dup\n\n"
+    report = client.post(
+        "/admin/subscribers/import", data=body, content_type="text/csv", headers=admin_headers
+    ).get_json()
+    assert report["created"] == 2 and report["skipped"] == 1
+    assert [e["line"] for e in report["errors"]] == [4]
+    assert find(app, "new1@example.com").status is Status.PENDING
+    assert find(app, "new1@example.com").name == "One"
+    outbox.dispatch()
+    assert len(outbox.messages()) == 2
+    assert outbox.confirm_link("new2@example.com")
+
+
+def test_import_confirmed_records_the_import_as_consent_and_sends_nothing(
+    app, client, outbox, admin_headers
+):
+    client.post("/subscribe", json={"email": "pending@example.com"})
+    confirmed(client, outbox, "left@example.com")
+    client.post(unsubscribe_link(app, find(app, "left@example.com")))
+    before = len(outbox.messages())
+    data = {
+        "file": (
+            io.BytesIO(b"email\nmoved@example.com\npending@example.com\nleft@example.com\n"),
+            "list.csv",
+        )
+    }
+    report = client.post(
+        "/admin/subscribers/import?confirmed=true",
+        data=data,
+        content_type="multipart/form-data",
+        headers=admin_headers,
+    ).get_json()
+    assert (report["created"], report["updated"], report["skipped"]) == (1, 1, 1)
+    assert find(app, "moved@example.com").status is Status.CONFIRMED
+    assert find(app, "pending@example.com").status is Status.CONFIRMED
+    assert find(app, "left@example.com").status is Status.UNSUBSCRIBED  # never brought back
+    outbox.dispatch()
+    assert len(outbox.messages()) == before
+    history = client.get("/admin/subscribers/moved@example.com", headers=admin_headers).get_json()
+    assert history["consent"][0]["kind"] == "imported"
+    assert history["consent"][0]["detail"]["confirmed"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ("name\nann\n", "text/csv", 400, "invalid_csv"),
+        ("", "text/csv", 400, "invalid_csv"),
+        (b"\xff\xfe\x00garbage", "text/csv", 400, "invalid_csv"),
+        ('{"email": "a@example.com"}', "application/json", 415, "unsupported_media_type"),
+    ],
+)
+def test_import_rejects_unreadable_files_whole(
+    client, admin_headers, body, content_type, status, code
+):
+    response = client.post(
+        "/admin/subscribers/import", data=body, content_type=content_type, headers=admin_headers
+    )
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_export_csv_streams_every_subscriber_safely(client, outbox, admin_headers):
+    confirmed(client, outbox, "ann@example.com")
+    client.post("/subscribe", json={"email": "bob@example.com", "name": '=HYPERLINK("x")'})
+    response = client.get("/admin/subscribers/export.csv", headers=admin_headers)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {r["email"]: r["status"] for r in rows} == {
+        "ann@example.com": "confirmed",
+        "bob@example.com": "pending",
+    }
+    assert next(r for r in rows if r["email"] == "bob@example.com")["name"].startswith("'=")
+
+
+def test_stats_count_by_status(app, client, outbox, admin_headers):
+    confirmed(client, outbox, "ann@example.com")
+    client.post("/subscribe", json={"email": "bob@example.com"})
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()
+    assert stats["subscribers"]["confirmed"] == 1 and stats["subscribers"]["pending"] == 1
+    assert stats["deliveries"]["sent"] == 1 and stats["deliveries"]["queued"] == 1
+    assert stats["backlog"]["waiting"] == 1

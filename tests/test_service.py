@@ -1,0 +1,134 @@
+"""Start-up, health, the OpenAPI document, and errors that never leak a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from config import ConfigError, from_env
+from newsletter import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_missing_secret_key_stops_start_up_with_one_clear_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FLASK_DEBUG")}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SECRET_KEY is not set" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_runs_without_a_secret_key(tmp_path):
+    app = create_app({"DEBUG": True, "SECRET_KEY": "", "OUTBOX_DIR": str(tmp_path)})
+    assert app.config["SECRET_KEY"]
+
+
+def test_unknown_provider_stops_start_up():
+    with pytest.raises(ConfigError, match="EMAIL_PROVIDER"):
+        create_app({"TESTING": True, "EMAIL_PROVIDER": "carrier-pigeon"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"RATELIMIT_ENABLED": "maybe"}, "true or false"), ({"CONFIRM_MAX_AGE": "week"}, "number")],
+)
+def test_malformed_settings_are_refused(env, message):
+    with pytest.raises(ConfigError, match=message):
+        from_env(env)
+
+
+def test_settings_follow_the_contract_defaults():
+    config = from_env({})
+    assert config["PUBLIC_URL"] == "http://localhost:5000"
+    assert config["EMAIL_PROVIDER"] == "outbox"
+    assert config["CONFIRM_MAX_AGE"] == 604800
+    assert config["RATELIMIT_ENABLED"] is True
+    assert config["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert config["ADMIN_TOKENS"] == []
+    assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
+    assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
+
+
+def test_healthz_ok_when_the_database_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ok"
+
+
+def test_healthz_503_when_the_database_is_gone(make_app, tmp_path):
+    missing = tmp_path / "no-such-dir" / "db.sqlite"
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
+
+
+def test_signup_while_the_database_is_gone_is_a_clear_503(make_app, tmp_path):
+    missing = tmp_path / "no-such-dir" / "db.sqlite"
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
+    response = app.test_client().post("/subscribe", json={"email": "a@example.com"})
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"]
+
+
+def test_openapi_document_is_valid_and_lists_the_json_endpoints(client):
+    document = client.get("/openapi.json").get_json()
+    validate(document)
+    for path in (
+        "/subscribe",
+        "/confirm/{token}",
+        "/unsubscribe/{token}",
+        "/healthz",
+        "/admin/subscribers",
+        "/admin/subscribers/{email}",
+        "/admin/subscribers/import",
+    ):
+        assert path in document["paths"], path
+
+
+def test_every_route_is_in_the_openapi_document_or_html_only(app, client):
+    documented = set(client.get("/openapi.json").get_json()["paths"])
+    html_only = {"/subscribe", "/confirm/{token}", "/unsubscribe/{token}", "/static/{filename}"}
+    for rule in app.url_map.iter_rules():
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = path.replace("{path:", "{").replace("{int:", "{")
+        assert path in documented or path in html_only, path
+
+
+def test_unknown_page_is_404_html_for_browsers_and_json_for_apis(client):
+    page = client.get("/nope", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and b"Page not found" in page.data
+    api = client.get("/nope", headers={"Accept": "application/json"})
+    assert api.get_json()["error"]["code"] == "not_found"
+    assert client.get("/admin/nope").get_json()["error"]["code"] in ("not_found", "unauthorized")
+
+
+def test_wrong_method_is_405_not_500(client):
+    response = client.put("/subscribe", headers={"Accept": "application/json"})
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unexpected_error_is_a_500_page_without_a_traceback(make_app):
+    app = make_app()
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom", headers={"Accept": "application/json"})
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    assert b"secret internals" not in response.data and b"Traceback" not in response.data
