@@ -118,6 +118,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # between two, and the most in a day.
         "CONFIRM_RESEND_INTERVAL": _number(env, "CONFIRM_RESEND_INTERVAL", 300),
         "CONFIRM_MAX_PER_DAY": _number(env, "CONFIRM_MAX_PER_DAY", 5),
+        # ours: pending signups never confirmed are deleted after this many days.
+        "PENDING_RETENTION_DAYS": _number(env, "PENDING_RETENTION_DAYS", 30.0, float),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
         # ours: the largest public request body, in bytes.
         "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024),

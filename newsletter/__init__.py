@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import ConfigError, from_env
 
+from . import security
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
@@ -40,6 +41,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _configure_sending(app)
     _register_blueprints(app)
     register_error_handlers(app)
+    security.install(app)
     from .cli import register_cli
 
     register_cli(app)
@@ -161,10 +163,20 @@ def _start_embedded_services(app: Flask) -> None:
     if app.config["DISPATCH_IN_PROCESS"] and not app.config["CELERY_BROKER_URL"]:
         from .delivery.dispatcher import BackgroundDispatcher
 
-        dispatcher = BackgroundDispatcher(app)
+        dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, _purge_pending)])
         app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
         # Started on the first request so a forking server starts it in each worker.
         app.before_request(dispatcher.start)
+
+
+def _purge_pending() -> None:
+    from flask import current_app
+
+    from .subscriptions.retention import purge_pending
+
+    purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])
+    if purged:
+        log.info("purged %d pending signups past retention", purged)
 
 
 def _upgrade_schema(app: Flask) -> None:

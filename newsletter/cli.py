@@ -53,6 +53,24 @@ def subscribers_export() -> None:
         sys.stdout.write(chunk)
 
 
+@subscribers_cli.command("purge-pending")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Days since signup (default: PENDING_RETENTION_DAYS).",
+)
+def subscribers_purge_pending(days: float | None) -> None:
+    """Delete signups never confirmed after DAYS days."""
+    from flask import current_app
+
+    from .subscriptions.retention import purge_pending
+
+    days = current_app.config["PENDING_RETENTION_DAYS"] if days is None else days
+    click.echo(f"purged {purge_pending(db.session, days)} pending signups older than {days:g} days")
+
+
 def register_cli(app: Flask) -> None:
     """Add the command groups to ``flask``."""
     app.cli.add_command(outbox_cli)

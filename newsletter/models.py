@@ -143,9 +143,9 @@ class Subscriber(db.Model):
             "name": self.name,
             "status": self.status.value,
             "source": self.source,
-            "created_at": _iso(self.created_at),
-            "confirmed_at": _iso(self.confirmed_at),
-            "unsubscribed_at": _iso(self.unsubscribed_at),
+            "created_at": iso(self.created_at),
+            "confirmed_at": iso(self.confirmed_at),
+            "unsubscribed_at": iso(self.unsubscribed_at),
             "soft_bounces": self.soft_bounces,
         }
 
@@ -174,7 +174,7 @@ class ConsentEvent(db.Model):
         """The event as the admin API shows it."""
         return {
             "kind": self.kind.value,
-            "at": _iso(self.at),
+            "at": iso(self.at),
             "ip": self.ip,
             "user_agent": self.user_agent,
             "source": self.source,
@@ -230,5 +230,5 @@ class Erasure(db.Model):
     prior_status: Mapped[Status] = mapped_column(_enum(Status, "erasure_prior_status"))
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None

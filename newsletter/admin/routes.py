@@ -14,6 +14,7 @@ from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..subscriptions.erasure import erase
 from ..subscriptions.export import export_csv
 from ..subscriptions.importer import ImportFormatError, import_csv
+from ..subscriptions.personal_data import personal_data
 from .auth import require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -134,6 +135,12 @@ def get_subscriber(email: str) -> Response:
     """One subscriber with its whole consent history."""
     subscriber = _find(email)
     return jsonify({**subscriber.to_dict(), "consent": [e.to_dict() for e in subscriber.events]})
+
+
+@bp.get("/subscribers/<email>/export")
+def export_personal_data(email: str) -> Response:
+    """Everything held about the address, as JSON (subject access request)."""
+    return jsonify(personal_data(db.session, _find(email)))
 
 
 @bp.delete("/subscribers/<email>")

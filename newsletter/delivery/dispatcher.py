@@ -11,6 +11,7 @@ import atexit
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,11 +144,19 @@ def _watch_for_config_errors(results: list[SendResult]) -> None:
     log.error("provider configuration error, sending paused for %ss: %s", pause, errors[0])
 
 
-class BackgroundDispatcher:
-    """The in-process dispatcher: a thread woken after each commit that queued mail."""
+PeriodicJob = tuple[float, Callable[[], object]]  # (every N seconds, job run in app context)
 
-    def __init__(self, app: Flask) -> None:
+
+class BackgroundDispatcher:
+    """The in-process dispatcher: a thread woken after each commit that queued mail.
+
+    It also runs the app's periodic jobs (housekeeping such as purging old
+    pending signups) between passes, so the embedded default needs no cron.
+    """
+
+    def __init__(self, app: Flask, periodic: list[PeriodicJob] | None = None) -> None:
         self.app = app
+        self._periodic = [(every, job, [float("-inf")]) for every, job in periodic or []]
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -185,6 +194,7 @@ class BackgroundDispatcher:
                 break
             with self.app.app_context():
                 try:
+                    self._run_periodic()
                     dispatch_pass()
                     failures = 0
                 except Exception as exc:  # the database is down, say: wait and try again
@@ -193,6 +203,13 @@ class BackgroundDispatcher:
                     log.warning("dispatch pass failed (%s); retrying", type(exc).__name__)
                 finally:
                     db.session.remove()
+
+    def _run_periodic(self) -> None:
+        now = time.monotonic()
+        for every, job, last_run in self._periodic:
+            if now - last_run[0] >= every:
+                last_run[0] = now
+                job()
 
 
 def wake_dispatcher() -> None:

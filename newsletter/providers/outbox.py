@@ -37,6 +37,14 @@ class OutboxProvider:
                 results.append(SendResult(Outcome.TRANSIENT, error=f"outbox write failed: {exc}"))
                 continue
             if message.action_url:
-                log.info("outbox: %s -> %s", message.subject, message.action_url)
+                # The development default: the link is logged so it can be clicked.
+                extra = {"unmasked": True}
+                log.info(
+                    "wrote %s: %s -> %s",
+                    path.name,
+                    message.subject,
+                    message.action_url,
+                    extra=extra,
+                )
             results.append(SendResult(Outcome.SENT, provider_id=mime["Message-ID"]))
         return results

@@ -1,0 +1,86 @@
+"""Privacy and hygiene: security headers, masked logs, subject access, retention."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from newsletter.extensions import db
+from newsletter.models import Status, Subscriber, utcnow
+from newsletter.security import MaskingFilter, mask
+from tests.conftest import path_of
+from tests.subscriptions.helpers import confirmed, find
+
+
+def test_pages_send_a_strict_csp_and_token_pages_no_referrer(client, outbox):
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    page = client.get(path_of(outbox.confirm_link("ann@example.com")))
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_static_files_may_be_loaded_by_the_publishers_site(client):
+    response = client.get("/static/pages.css")
+    assert response.status_code == 200
+    assert response.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+    response.close()
+
+
+def test_mask_hides_addresses_and_tokens():
+    line = "POST /confirm/WyJhYmMiLDBd.xyz.sig HTTP/1.1 from ann.smith@example.com"
+    masked = mask(line)
+    assert "WyJhYmMiLDBd" not in masked and "ann.smith" not in masked
+    assert "/confirm/***" in masked and "a***@example.com" in masked
+
+
+def test_log_records_are_masked_unless_marked_as_a_development_link():
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "sent to %s", ("bob@example.com",), None
+    )
+    assert MaskingFilter().filter(record) and record.getMessage() == "sent to b***@example.com"
+    link = logging.LogRecord("x", logging.INFO, __file__, 1, "-> /confirm/tok", None, None)
+    link.unmasked = True
+    MaskingFilter(keep_links=True).filter(link)
+    assert link.getMessage() == "-> /confirm/tok"
+    MaskingFilter(keep_links=False).filter(link)
+    assert link.getMessage() == "-> /confirm/***"
+
+
+def test_subject_access_export_holds_everything(client, outbox, admin_headers):
+    confirmed(client, outbox, "ann@example.com")
+    body = client.get("/admin/subscribers/ann@example.com/export", headers=admin_headers).get_json()
+    assert body["subscriber"]["email"] == "ann@example.com"
+    assert [e["kind"] for e in body["consent"]] == ["signup", "confirmation_queued", "confirmed"]
+    assert [(d["kind"], d["status"]) for d in body["deliveries"]] == [("confirmation", "sent")]
+    assert (
+        client.get("/admin/subscribers/x@example.com/export", headers=admin_headers).status_code
+        == 404
+    )
+
+
+def test_purge_pending_deletes_only_old_unconfirmed_signups(app, client, outbox):
+    confirmed(client, outbox, "kept@example.com")
+    client.post("/subscribe", json={"email": "old@example.com"})
+    client.post("/subscribe", json={"email": "new@example.com"})
+    with app.app_context():
+        long_ago = utcnow() - timedelta(days=40)
+        db.session.execute(
+            update(Subscriber)
+            .where(Subscriber.email.in_(["old@example.com", "kept@example.com"]))
+            .values(created_at=long_ago)
+        )
+        db.session.commit()
+    result = app.test_cli_runner().invoke(
+        args=["subscribers", "purge-pending", "--older-than", "30"]
+    )
+    assert result.exit_code == 0 and "purged 1" in result.output
+    assert find(app, "old@example.com") is None
+    assert find(app, "new@example.com").status is Status.PENDING
+    assert find(app, "kept@example.com").status is Status.CONFIRMED
