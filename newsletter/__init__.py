@@ -21,6 +21,7 @@ from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
 from .tokens import Tokens
+from .web import EmailConverter
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -105,6 +106,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _configure_web(app: Flask) -> None:
+    app.url_map.converters["email"] = EmailConverter
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from flask import Response, jsonify, render_template, request
+from werkzeug.routing import BaseConverter
 
 from .errors import AppError, wants_json
 
@@ -61,3 +62,9 @@ def answer(template: str, body: dict[str, Any], status: int = 200, **context: An
         response = Response(render_template(template, **context), mimetype="text/html")
     response.status_code = status
     return response
+
+
+class EmailConverter(BaseConverter):
+    """A path segment that can be an email address (has an ``@``): keeps routes apart."""
+
+    regex = r"[^/]+@[^/]+"

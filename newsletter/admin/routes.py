@@ -23,10 +23,20 @@ bp.before_request(require_admin)
 MAX_PER_PAGE = 500
 
 
+def _arg(name: str) -> str:
+    """One query parameter; given twice is a mistake worth saying."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise AppError(
+            f"invalid_{name}", f"Give {name} once, not {len(values)} times.", 400, field=name
+        )
+    return values[0] if values else ""
+
+
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, "")
-    if raw == "":
+    if name not in request.args:
         return default
+    raw = _arg(name)
     try:
         value = int(raw)
     except ValueError:
@@ -41,7 +51,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 def _status_arg() -> Status | None:
-    raw = request.args.get("status", "")
+    raw = _arg("status")
     if not raw:
         return None
     try:
@@ -62,7 +72,7 @@ def list_subscribers() -> Response:
     status = _status_arg()
     if status is not None:
         query = query.where(Subscriber.status == status)
-    search = request.args.get("q", "").strip()[:320]
+    search = _arg("q").strip()[:320]
     if search:
         pattern = f"%{search.lower()}%"
         query = query.where(
@@ -130,20 +140,20 @@ def import_subscribers() -> Response:
     return jsonify(report.to_dict())
 
 
-@bp.get("/subscribers/<email>")
+@bp.get("/subscribers/<email:email>")
 def get_subscriber(email: str) -> Response:
     """One subscriber with its whole consent history."""
     subscriber = _find(email)
     return jsonify({**subscriber.to_dict(), "consent": [e.to_dict() for e in subscriber.events]})
 
 
-@bp.get("/subscribers/<email>/export")
+@bp.get("/subscribers/<email:email>/export")
 def export_personal_data(email: str) -> Response:
     """Everything held about the address, as JSON (subject access request)."""
     return jsonify(personal_data(db.session, _find(email)))
 
 
-@bp.delete("/subscribers/<email>")
+@bp.delete("/subscribers/<email:email>")
 def erase_subscriber(email: str) -> Response:
     """Erase every piece of personal data held about the address (GDPR)."""
     subscriber = _find(email)
