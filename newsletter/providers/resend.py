@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from .base import Message, Outcome, SendResult, same_result
 from .http import HttpApi, common_result, error_text, json_body, require
 
+log = logging.getLogger(__name__)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -58,11 +60,12 @@ class ResendProvider:
             failed = four_xx_result(answer)
         if failed is not None:
             return same_result(messages, failed)
+        # A 2xx means Resend took every message: never send them again, ids or not.
         body = json_body(answer)
         data = [body] if single else (body.get("data") if isinstance(body, Mapping) else None)
         if not isinstance(data, list) or len(data) != len(messages):
-            error = f"unexpected answer: {error_text(answer)}"
-            return same_result(messages, SendResult(Outcome.TRANSIENT, error=error))
+            log.warning("resend accepted %d messages with an odd answer", len(messages))
+            data = [None] * len(messages)
         return [SendResult(Outcome.SENT, provider_id=_id(item)) for item in data]
 
 
