@@ -33,6 +33,7 @@ class DispatchHealth:
     """What the last passes saw, for ``/healthz`` and the admin stats."""
 
     paused_until: float = 0.0  # monotonic time; set by a provider configuration error
+    rate_limited_until: float = 0.0  # monotonic time; set by a provider's rate limit
     last_error: str | None = None
     last_pass_at: str | None = None
 
@@ -40,6 +41,11 @@ class DispatchHealth:
     def paused(self) -> bool:
         """True while a configuration error holds sending back."""
         return time.monotonic() < self.paused_until
+
+    @property
+    def rate_limited(self) -> bool:
+        """True while the provider's ``Retry-After`` holds every delivery back."""
+        return time.monotonic() < self.rate_limited_until
 
 
 @dataclass
@@ -80,19 +86,27 @@ def dispatch_pass(max_batches: int | None = None) -> PassStats:
     batch_size = max(1, min(current_app.config["DISPATCH_BATCH_SIZE"], provider.max_batch))
     lease = current_app.config["DISPATCH_LEASE"]
     batches = 0
-    while not health.paused and (max_batches is None or batches < max_batches):
+    while not (health.paused or health.rate_limited) and (
+        max_batches is None or batches < max_batches
+    ):
         ids = ledger.claim(db.session, batch_size, lease)
         if not ids:
             break
         batches += 1
         stats.claimed += len(ids)
-        send_claimed(ids, provider, stats)
+        if send_claimed(ids, provider, stats):
+            break  # the provider asked us to wait: the rest of the queue waits too
     health.last_pass_at = utcnow().isoformat()
     return stats
 
 
-def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> None:
-    """Render, send and record one claimed batch."""
+def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
+    """Render, send and record one claimed batch; True when the pass should stop here.
+
+    A rate limit or a configuration error ends the pass: sending the next batch
+    would only meet the same answer (and, with no back-off configured, claim the
+    same deliveries again at once).
+    """
     session = db.session
     deliveries = session.scalars(
         select(Delivery).where(Delivery.id.in_(ids)).options(selectinload(Delivery.subscriber))
@@ -104,12 +118,14 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> None:
     to_send = [(d, m) for d, m in zip(deliveries, messages, strict=True) if m is not None]
     if not to_send:
         session.commit()
-        return
+        return False
     results = _send(provider, [m for _, m in to_send])
     ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
     for result in results:
         stats.count(result.outcome.value)
     _watch_for_config_errors(results)
+    _watch_for_rate_limits(results)
+    return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
 
 
 def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:
@@ -142,6 +158,17 @@ def _watch_for_config_errors(results: list[SendResult]) -> None:
     health.paused_until = time.monotonic() + pause
     health.last_error = errors[0]
     log.error("provider configuration error, sending paused for %ss: %s", pause, errors[0])
+
+
+def _watch_for_rate_limits(results: list[SendResult]) -> None:
+    """A provider's rate limit is per account: hold every delivery until it has passed."""
+    waits = [r.retry_after or 0.0 for r in results if r.outcome is Outcome.RATE_LIMITED]
+    if not waits:
+        return
+    wait = max(max(waits), current_app.config["RETRY_BASE_SECONDS"])
+    health = dispatch_health()
+    health.rate_limited_until = max(health.rate_limited_until, time.monotonic() + wait)
+    log.warning("provider rate limit: sending held for %.1fs", wait)
 
 
 PeriodicJob = tuple[float, Callable[[], object]]  # (every N seconds, job run in app context)

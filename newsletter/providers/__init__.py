@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import mailgun, postmark, resend, sendgrid, smtp
 from .base import Message, Outcome, Provider, ProviderConfigError, SendResult, Stream
 from .outbox import OutboxProvider
 
@@ -28,6 +29,11 @@ def _outbox(config: Mapping[str, Any]) -> Provider:
 # name -> factory(config). A new provider is one module and one line here.
 REGISTRY: dict[str, Callable[[Mapping[str, Any]], Provider]] = {
     "outbox": _outbox,
+    "smtp": smtp.build,
+    "postmark": postmark.build,
+    "sendgrid": sendgrid.build,
+    "mailgun": mailgun.build,
+    "resend": resend.build,
 }
 
 

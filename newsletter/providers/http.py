@@ -1,0 +1,143 @@
+"""What every HTTP provider shares: a pooled session, timeouts, and reading the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .base import Outcome, ProviderConfigError, SendResult
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection; reads get PROVIDER_TIMEOUT
+
+
+class HttpApi:
+    """One provider's base URL, credentials and pooled connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
+        self.session = requests.Session()
+        self.session.mount("https://", HTTPAdapter(pool_maxsize=4))
+        self.session.mount("http://", HTTPAdapter(pool_maxsize=4))
+        self.session.headers.update({"Accept": "application/json", **(headers or {})})
+        self.session.auth = auth
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response | SendResult:
+        """POST under the base URL; a network failure comes back as a transient result."""
+        url = f"{self.base_url}{path}"
+        try:
+            return self.session.post(url, timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            return SendResult(Outcome.TRANSIENT, error=f"timed out: {exc}")
+        except requests.ConnectionError as exc:
+            return SendResult(Outcome.TRANSIENT, error=f"connection failed: {exc}")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP-date; None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def error_text(response: requests.Response) -> str:
+    """A short description of a failed answer, for logs and ``last_error``."""
+    body = response.text.strip().replace("\n", " ")
+    return f"HTTP {response.status_code}: {body[:300]}"
+
+
+def common_result(response: requests.Response) -> SendResult | None:
+    """The result any provider gives a status the same way; None for 2xx and other 4xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return SendResult(
+            Outcome.RATE_LIMITED,
+            error=error_text(response),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+    if status in (401, 403):
+        return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
+    if status >= 500 or status in (408, 409, 425):
+        return SendResult(Outcome.TRANSIENT, error=error_text(response))
+    if not 400 <= status < 500:  # 1xx/3xx: not an answer a send API gives
+        return SendResult(Outcome.TRANSIENT, error=error_text(response))
+    return None
+
+
+def json_body(response: requests.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        log.warning("provider answered non-JSON: %s", error_text(response))
+        return None
+
+
+def stops_the_batch(result: SendResult) -> bool:
+    """True for answers that make the batch's remaining requests pointless."""
+    return result.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR)
+
+
+def send_in_groups(
+    calls: Sequence[tuple[Sequence[int], Callable[[], list[SendResult]]]], total: int
+) -> list[SendResult]:
+    """Make each (message indexes, request) call in turn; after a rate limit or a
+    configuration error, make no more and give their messages the same answer."""
+    results: list[SendResult | None] = [None] * total
+    stop: SendResult | None = None
+    for indexes, call in calls:
+        answers = call() if stop is None else [_untried(stop)] * len(indexes)
+        for index, answer in zip(indexes, answers, strict=True):
+            results[index] = answer
+            if stop is None and stops_the_batch(answer):
+                stop = answer
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise ValueError(f"messages {missing} belong to no call")
+    return results  # type: ignore[return-value]
+
+
+def _untried(cause: SendResult) -> SendResult:
+    """The result of a message not tried because an earlier request stopped the batch."""
+    return SendResult(
+        cause.outcome, error=f"not tried: {cause.error}", retry_after=cause.retry_after
+    )
+
+
+def require(config: Mapping[str, Any], provider: str, *names: str) -> None:
+    """Raise ``ProviderConfigError`` naming every setting ``provider`` lacks."""
+    missing = [name for name in names if not config.get(name)]
+    if missing:
+        raise ProviderConfigError(
+            f"EMAIL_PROVIDER={provider} needs {' and '.join(missing)}: set "
+            f"{'them' if len(missing) > 1 else 'it'} in the environment"
+        )

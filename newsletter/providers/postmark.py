@@ -1,0 +1,96 @@
+"""Postmark: ``POST /email/batch``, up to 500 messages, one ``ErrorCode`` per message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .base import Message, Outcome, SendResult, Stream, same_result
+from .http import HttpApi, common_result, error_text, json_body, require
+
+# Postmark's per-message ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
+_REJECTED = {300, 406, 422}  # invalid address, inactive (bounced/complained) recipient, bad data
+# Bad token, sender signature missing or unconfirmed, sending not allowed, account
+# pending, message stream missing: every later message would fail the same way.
+_CONFIG = {10, 400, 401, 405, 412, 1235}
+_TRANSIENT = {100}  # Postmark's own "maintenance"
+
+
+class PostmarkProvider:
+    """Sends through Postmark; digests on the broadcast stream, the rest on ``outbound``."""
+
+    name = "postmark"
+    max_batch = 500
+
+    def __init__(self, token: str, base_url: str, broadcast_stream: str, timeout: float) -> None:
+        self.api = HttpApi(base_url, timeout, headers={"X-Postmark-Server-Token": token})
+        self.streams = {Stream.TRANSACTIONAL: "outbound", Stream.BROADCAST: broadcast_stream}
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        """One message as Postmark's JSON."""
+        body: dict[str, Any] = {
+            "From": message.sender,
+            "To": message.to,
+            "Subject": message.subject,
+            "TextBody": message.text,
+            "HtmlBody": message.html,
+            "MessageStream": self.streams[message.stream],
+            "Headers": [{"Name": k, "Value": v} for k, v in message.headers.items()],
+            "Metadata": {"newsletter_key": message.key},
+        }
+        if message.tags:
+            body["Tag"] = message.tags[0]  # Postmark takes one tag per message
+        return body
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Send up to 500 messages in one call and read each one's ErrorCode."""
+        answer = self.api.post("/email/batch", json=[self.payload(m) for m in messages])
+        if isinstance(answer, SendResult):
+            return same_result(messages, answer)
+        failed = common_result(answer)
+        if failed is not None:
+            return same_result(messages, failed)
+        body = json_body(answer)
+        if answer.status_code >= 400:
+            return same_result(messages, whole_request_result(answer.status_code, body, answer))
+        if not isinstance(body, list) or len(body) != len(messages):
+            error = f"unexpected batch answer: {error_text(answer)}"
+            return same_result(messages, SendResult(Outcome.TRANSIENT, error=error))
+        return [message_result(item) for item in body]
+
+
+def whole_request_result(status: int, body: Any, response: Any) -> SendResult:
+    """A 4xx for the whole request: Postmark's 422 carries an ErrorCode too."""
+    code = body.get("ErrorCode") if isinstance(body, Mapping) else None
+    if code in _CONFIG:
+        return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
+    if status == 422 and code is not None:
+        # 422 for the whole batch: the request itself is malformed; nothing will fix it.
+        return SendResult(Outcome.REJECTED, error=error_text(response))
+    return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
+
+
+def message_result(item: Mapping[str, Any]) -> SendResult:
+    """One entry of the batch answer as a result."""
+    code = item.get("ErrorCode", 0)
+    text = f"Postmark {code}: {item.get('Message', '')}"
+    if code == 0:
+        return SendResult(Outcome.SENT, provider_id=item.get("MessageID"))
+    if code in _CONFIG:
+        return SendResult(Outcome.CONFIG_ERROR, error=text)
+    if code in _TRANSIENT:
+        return SendResult(Outcome.TRANSIENT, error=text)
+    if code == 429:
+        return SendResult(Outcome.RATE_LIMITED, error=text)
+    return SendResult(Outcome.REJECTED, error=text)
+
+
+def build(config: Mapping[str, Any]) -> PostmarkProvider:
+    """The provider from the settings, or ``ProviderConfigError``."""
+    require(config, "postmark", "POSTMARK_SERVER_TOKEN")
+    return PostmarkProvider(
+        config["POSTMARK_SERVER_TOKEN"],
+        config["POSTMARK_API_URL"],
+        config["POSTMARK_BROADCAST_STREAM"] or "broadcast",
+        config["PROVIDER_TIMEOUT"],
+    )

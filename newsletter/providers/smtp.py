@@ -1,0 +1,145 @@
+"""SMTP: any relay (Amazon SES, Brevo, a local Postfix) with the standard library.
+
+``smtp://user:pass@host:587`` upgrades with STARTTLS (required before a
+password is sent), ``smtps://user:pass@host:465`` is TLS from the first byte,
+``smtp://localhost:25`` with no credentials is an unauthenticated local relay.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .base import Message, Outcome, ProviderConfigError, SendResult, same_result
+from .mime import ascii_address, build_mime
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to connect, parsed from ``SMTP_URL``."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_smtp_url(url: str) -> SmtpSettings:
+    """``SMTP_URL`` as settings, or ``ProviderConfigError`` saying what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ProviderConfigError(
+            "SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"
+        )
+    implicit = parts.scheme == "smtps"
+    try:
+        port = parts.port or (465 if implicit else 587)
+    except ValueError:
+        raise ProviderConfigError("SMTP_URL has an invalid port") from None
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=implicit,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class SmtpProvider:
+    """Sends each message of a batch over one SMTP session."""
+
+    name = "smtp"
+    max_batch = 100
+
+    def __init__(self, settings: SmtpSettings, timeout: float) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.tls = ssl.create_default_context()
+
+    def connect(self) -> smtplib.SMTP:
+        """An open, secured when possible, logged-in SMTP session."""
+        s = self.settings
+        if s.implicit_tls:
+            session: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=self.timeout, context=self.tls
+            )
+        else:
+            session = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        try:
+            session.ehlo()
+            if not s.implicit_tls and session.has_extn("starttls"):
+                session.starttls(context=self.tls)
+                session.ehlo()
+            if s.username:
+                if not s.implicit_tls and session.sock is not None and not _is_tls(session):
+                    raise smtplib.SMTPNotSupportedError("no STARTTLS: refusing to send a password")
+                session.login(s.username, s.password or "")
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Send every message on one session; a refused recipient fails only its message."""
+        try:
+            session = self.connect()
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
+            return same_result(messages, SendResult(Outcome.CONFIG_ERROR, error=str(exc)))
+        except (OSError, smtplib.SMTPException) as exc:
+            return same_result(messages, SendResult(Outcome.TRANSIENT, error=f"connect: {exc}"))
+        results: list[SendResult] = []
+        try:
+            for message in messages:
+                results.append(self._send_one(session, message))
+                if results[-1].outcome is not Outcome.SENT and _session_lost(results[-1]):
+                    lost = SendResult(Outcome.TRANSIENT, error="not tried: the session ended")
+                    results += [lost] * (len(messages) - len(results))
+                    break
+        finally:
+            try:
+                session.quit()
+            except (OSError, smtplib.SMTPException):
+                session.close()
+        return results
+
+    def _send_one(self, session: smtplib.SMTP, message: Message) -> SendResult:
+        mime = build_mime(message)
+        try:
+            session.send_message(mime, to_addrs=[ascii_address(message.to)])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()))
+            return _by_code(code, reason)
+        except smtplib.SMTPSenderRefused as exc:
+            outcome = Outcome.CONFIG_ERROR if exc.smtp_code >= 500 else Outcome.TRANSIENT
+            return SendResult(outcome, error=f"sender refused {exc.smtp_code}: {exc.smtp_error!r}")
+        except smtplib.SMTPResponseException as exc:
+            return _by_code(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            return SendResult(Outcome.TRANSIENT, error=f"session lost: {exc}")
+        return SendResult(Outcome.SENT, provider_id=mime["Message-ID"])
+
+
+def _by_code(code: int, reason: bytes | str) -> SendResult:
+    text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+    outcome = Outcome.REJECTED if 500 <= code < 600 else Outcome.TRANSIENT
+    return SendResult(outcome, error=f"SMTP {code}: {text}")
+
+
+def _session_lost(result: SendResult) -> bool:
+    return (result.error or "").startswith(("session lost", "SMTP 421"))
+
+
+def _is_tls(session: smtplib.SMTP) -> bool:
+    return isinstance(session.sock, ssl.SSLSocket)
+
+
+def build(config: Mapping[str, Any]) -> SmtpProvider:
+    """The provider from ``SMTP_URL``, or ``ProviderConfigError``."""
+    if not config.get("SMTP_URL"):
+        raise ProviderConfigError("EMAIL_PROVIDER=smtp needs SMTP_URL: set it in the environment")
+    return SmtpProvider(parse_smtp_url(config["SMTP_URL"]), config["PROVIDER_TIMEOUT"])

@@ -1,0 +1,209 @@
+"""Postmark against a local fake, through the real dispatcher and ledger: every failure kind.
+
+Each test ends with every deliverable message delivered exactly once at the fake.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from config import ConfigError
+from newsletter.delivery.dispatcher import PassStats, dispatch_health, dispatch_pass
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus
+from newsletter.providers import Outcome
+from newsletter.providers.postmark import PostmarkProvider
+
+from .messages import confirmation, digest
+from .servers import FakePostmark
+
+Postmark = tuple[FakePostmark, str]
+READERS = ["ann@example.com", "bob@example.com", "cy@example.com"]
+
+
+def postmark_app(make_app: Callable[..., Flask], postmark: Postmark, **overrides) -> Flask:
+    fake, base = postmark
+    settings = {
+        "EMAIL_PROVIDER": "postmark",
+        "POSTMARK_API_URL": base,
+        "POSTMARK_SERVER_TOKEN": fake.token,
+        "PROVIDER_TIMEOUT": 5.0,
+    }
+    return make_app(**{**settings, **overrides})
+
+
+def sign_up(app: Flask, *emails: str) -> None:
+    client = app.test_client()
+    for address in emails:
+        response = client.post("/subscribe", json={"email": address})
+        assert response.status_code == 202, response.get_data(as_text=True)
+
+
+def dispatch(app: Flask) -> PassStats:
+    with app.app_context():
+        try:
+            return dispatch_pass()
+        finally:
+            db.session.remove()
+
+
+def counts(stats: PassStats) -> dict[str, int]:
+    return {outcome: n for outcome, n in stats.outcomes.items() if n}
+
+
+def statuses(app: Flask) -> dict[str, DeliveryStatus]:
+    with app.app_context():
+        rows = db.session.scalars(select(Delivery)).all()
+        result = {d.subscriber.email: d.status for d in rows}
+        db.session.remove()
+        return result
+
+
+def assert_each_delivered_once(fake: FakePostmark, emails: list[str]) -> None:
+    for address in emails:
+        assert len(fake.to(address)) == 1, (address, fake.to(address))
+
+
+def test_batch_sends_each_message_with_stream_metadata_and_headers(postmark: Postmark) -> None:
+    fake, base = postmark
+    provider = PostmarkProvider(fake.token, base, "newsletter-broadcast", 5)
+    results = provider.send_batch([digest(1), confirmation(2)])
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    assert [r.provider_id for r in results] == ["pm-1", "pm-2"]
+    sent_digest, sent_confirmation = fake.delivered
+    assert sent_digest["MessageStream"] == "newsletter-broadcast"
+    assert sent_confirmation["MessageStream"] == "outbound"
+    assert sent_digest["Metadata"] == {"newsletter_key": digest(1).key}
+    assert {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"} in (
+        sent_digest["Headers"]
+    )
+    assert sent_digest["Tag"] == "digest"
+
+
+def test_a_batch_never_exceeds_postmarks_limit(postmark: Postmark) -> None:
+    fake, base = postmark
+    provider = PostmarkProvider(fake.token, base, "broadcast", 5)
+    assert provider.max_batch == 500
+    results = provider.send_batch([digest(n) for n in range(500)])
+    assert all(r.outcome is Outcome.SENT for r in results)
+    assert len(fake.delivered) == 500
+
+
+def test_signups_are_sent_once(make_app: Callable[..., Flask], postmark: Postmark) -> None:
+    fake, _ = postmark
+    app = postmark_app(make_app, postmark)
+    sign_up(app, *READERS)
+    stats = dispatch(app)
+    assert counts(stats) == {"sent": 3}
+    assert set(statuses(app).values()) == {DeliveryStatus.SENT}
+    assert all(m["MessageStream"] == "outbound" for m in fake.delivered)
+    dispatch(app)
+    assert_each_delivered_once(fake, READERS)
+
+
+def test_server_error_then_success(make_app: Callable[..., Flask], postmark: Postmark) -> None:
+    fake, _ = postmark
+    fake.script = [(500, {}, {"ErrorCode": 500, "Message": "oops"})] * 2
+    app = postmark_app(make_app, postmark)
+    sign_up(app, *READERS)
+    stats = dispatch(app)  # back-off is 0 in tests: the retries come in the same pass
+    assert counts(stats) == {"transient": 6, "sent": 3}
+    with app.app_context():
+        attempts = db.session.scalars(select(Delivery.attempts)).all()
+    assert attempts == [3, 3, 3]
+    assert_each_delivered_once(fake, READERS)
+
+
+def test_rate_limit_waits_retry_after_without_spending_attempts(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    fake, _ = postmark
+    fake.script = [(429, {"Retry-After": "1"}, {"ErrorCode": 429, "Message": "slow down"})]
+    app = postmark_app(make_app, postmark, DISPATCH_BATCH_SIZE=1)
+    sign_up(app, *READERS)
+    stats = dispatch(app)
+    assert counts(stats) == {"rate_limited": 1}
+    assert fake.calls == 1  # the rest of the queue waited instead of meeting the same 429
+    assert dispatch(app).claimed == 0  # nothing due before Retry-After has passed
+    with app.app_context():
+        assert db.session.scalars(select(Delivery.attempts)).all() == [0, 0, 0]
+    time.sleep(1.1)
+    assert counts(dispatch(app)) == {"sent": 3}
+    assert_each_delivered_once(fake, READERS)
+
+
+def test_timeout_is_retried(make_app: Callable[..., Flask], postmark: Postmark) -> None:
+    fake, _ = postmark
+    fake.script, fake.delay = ["timeout"], 1.0
+    app = postmark_app(make_app, postmark, PROVIDER_TIMEOUT=0.2)
+    sign_up(app, *READERS)
+    started = time.monotonic()
+    stats = dispatch(app)
+    assert time.monotonic() - started < 5
+    assert counts(stats) == {"transient": 3, "sent": 3}
+    with app.app_context():
+        errors = db.session.scalars(select(Delivery.last_error)).all()
+    assert errors == [None, None, None]
+    assert_each_delivered_once(fake, READERS)
+
+
+def test_rejected_recipient_fails_alone(make_app: Callable[..., Flask], postmark: Postmark) -> None:
+    fake, _ = postmark
+    fake.inactive = {"bob@example.com"}
+    app = postmark_app(make_app, postmark)
+    sign_up(app, *READERS)
+    assert counts(dispatch(app)) == {"sent": 2, "rejected": 1}
+    assert statuses(app) == {
+        "ann@example.com": DeliveryStatus.SENT,
+        "bob@example.com": DeliveryStatus.FAILED,
+        "cy@example.com": DeliveryStatus.SENT,
+    }
+    assert dispatch(app).claimed == 0  # a rejection is final: never retried
+    assert_each_delivered_once(fake, ["ann@example.com", "cy@example.com"])
+    assert fake.to("bob@example.com") == []
+
+
+def test_bad_key_pauses_sending_then_resumes_once_fixed(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    fake, _ = postmark
+    app = postmark_app(make_app, postmark, POSTMARK_SERVER_TOKEN="wrong", RETRY_BASE_SECONDS=60.0)
+    sign_up(app, *READERS)
+    stats = dispatch(app)
+    assert counts(stats) == {"config_error": 3}
+    health = dispatch_health(app)
+    assert health.paused and "Server API token" in (health.last_error or "")
+    assert app.test_client().get("/healthz").get_json()["dispatch"]["paused"] is True
+    assert dispatch(app).claimed == 0  # paused: the queue is not burned through
+    with app.app_context():
+        assert db.session.scalars(select(Delivery.attempts)).all() == [0, 0, 0]
+    assert fake.delivered == []
+
+    fixed = postmark_app(make_app, postmark)  # the operator fixes the token and restarts
+    with fixed.app_context():
+        db.session.execute(Delivery.__table__.update().values(next_attempt_at=Delivery.created_at))
+        db.session.commit()
+    assert counts(dispatch(fixed)) == {"sent": 3}
+    assert_each_delivered_once(fake, READERS)
+
+
+@pytest.mark.parametrize(
+    ("provider", "needs"),
+    [
+        ("postmark", "POSTMARK_SERVER_TOKEN"),
+        ("sendgrid", "SENDGRID_API_KEY"),
+        ("mailgun", "MAILGUN_API_KEY and MAILGUN_DOMAIN"),
+        ("resend", "RESEND_API_KEY"),
+        ("smtp", "SMTP_URL"),
+    ],
+)
+def test_provider_without_credentials_stops_start_up(
+    make_app: Callable[..., Flask], provider: str, needs: str
+) -> None:
+    with pytest.raises(ConfigError, match=needs):
+        make_app(EMAIL_PROVIDER=provider)
