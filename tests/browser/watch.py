@@ -28,6 +28,12 @@ class Watch:
         """The POST requests sent to ``url``."""
         return [r for r in self.requests if r.method == "POST" and r.url == url]
 
+    def take(self) -> list[str]:
+        """The URLs requested since the last call, forgetting them."""
+        urls = [r.url for r in self.requests]
+        self.requests.clear()
+        return urls
+
     def origins(self) -> set[str]:
         """The scheme://host:port of every http(s) request."""
         return {
