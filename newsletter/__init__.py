@@ -19,6 +19,7 @@ from config import ConfigError, from_env
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
+from .security_headers import register_security_headers
 from .tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _configure_sending(app)
     _register_blueprints(app)
     register_error_handlers(app)
+    register_security_headers(app)
     from .cli import register_cli
 
     register_cli(app)

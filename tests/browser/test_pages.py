@@ -29,6 +29,7 @@ def assert_our_page(page: Page, site: Site, watch: Watch, heading: str) -> None:
     urls = watch.take()
     assert urls, "no request seen"
     assert all(url.startswith(site.service.url + "/") for url in urls), urls
+    assert watch.csp_violations() == []
 
 
 def confirmed_subscriber(site: Site, email: str) -> str:
@@ -166,5 +167,6 @@ def test_an_expired_link_sends_a_new_one(make_site, page: Page, watch: Watch) ->
 def test_page_not_found(site: Site, page: Page, watch: Watch) -> None:
     response = page.goto(site.service.url + "/no-such-page")
     assert response is not None and response.status == 404
+    assert "default-src 'none'" in response.headers["content-security-policy"]
     assert_our_page(page, site, watch, "Page not found")
     check_state(page, "page-not-found")
