@@ -134,6 +134,8 @@
   }
 
   function start() {
+    // Without these the plain form keeps working as it does without JavaScript.
+    if (!window.fetch || !window.FormData || !window.URLSearchParams) return;
     var forms = document.querySelectorAll("form[data-newsletter]");
     for (var i = 0; i < forms.length; i++) enhance(forms[i]);
   }
