@@ -137,10 +137,11 @@ def _configure_sending(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
+    from .digests.routes import bp as digests_bp
     from .meta.routes import bp as meta_bp
     from .subscriptions.routes import bp as subscriptions_bp
 
-    for blueprint in (subscriptions_bp, admin_bp, meta_bp):
+    for blueprint in (subscriptions_bp, admin_bp, digests_bp, meta_bp):
         app.register_blueprint(blueprint)
 
 

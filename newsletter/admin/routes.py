@@ -7,6 +7,7 @@ from sqlalchemy import func, or_, select
 
 from ..delivery import ledger
 from ..delivery.dispatcher import dispatch_health
+from ..digests.service import digests_sent
 from ..errors import AppError
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Status, Subscriber
@@ -146,7 +147,7 @@ def erase_subscriber(email: str) -> Response:
 
 @bp.get("/stats")
 def stats() -> Response:
-    """Subscribers by status, deliveries by status, the backlog and dispatch health."""
+    """Subscribers and deliveries by status, digests sent, the backlog and dispatch health."""
     by_status = dict(
         db.session.execute(
             select(Subscriber.status, func.count()).group_by(Subscriber.status)
@@ -159,6 +160,7 @@ def stats() -> Response:
     return jsonify(
         subscribers={s.value: by_status.get(s, 0) for s in Status},
         deliveries={s.value: deliveries.get(s, 0) for s in DeliveryStatus},
+        digests={"sent": digests_sent(db.session)},
         backlog=ledger.backlog(db.session),
         dispatch={
             "paused": health.paused,

@@ -33,7 +33,7 @@ def test_form_signup_sends_one_confirmation_whose_link_confirms(app, client, out
 
     page = client.get(path_of(link))
     assert page.status_code == 200
-    assert b"<form method=\"post\"" in page.data
+    assert b'<form method="post"' in page.data
     assert subscriber(app, "ann@example.com").status is Status.PENDING  # GET never confirms
 
     confirmed = client.post(path_of(link))
