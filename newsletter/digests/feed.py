@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Post
 from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post
-from .text import is_web_url, one_line, plain_summary
+from .text import is_web_url, one_line, plain_summary, web_url
 
 USER_AGENT = "newsletter-feed-import/1.0"
 
@@ -84,9 +84,9 @@ def parse(body: bytes, content_type: str) -> list[NewPost | None]:
 
 
 def _entry_post(entry: Any) -> NewPost | None:
-    link = (entry.get("link") or "").strip()
+    link = web_url(entry.get("link") or "")
     title = one_line(entry.get("title"), TITLE_MAX)
-    if not title or len(link) > URL_MAX or not is_web_url(link):
+    if not title or link is None or len(link) > URL_MAX:
         return None
     summary = entry.get("summary")
     if not summary and entry.get("content"):

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
-from .text import is_web_url, one_line, plain_summary
+from .text import one_line, plain_summary, web_url
 
 TITLE_MAX = 500
 URL_MAX = 2048
@@ -56,9 +56,10 @@ def parse_url(value: str | None) -> str:
     """An http(s) link of reasonable length, or ``InvalidPost``."""
     if not value:
         raise InvalidPost("missing_url", "url is required.", "url")
-    if len(value) > URL_MAX or not is_web_url(value):
+    url = web_url(value)
+    if url is None or len(url) > URL_MAX:
         raise InvalidPost("invalid_url", "url must be an absolute http(s) link.", "url")
-    return value
+    return url
 
 
 def parse_time(value: Any) -> datetime | None:

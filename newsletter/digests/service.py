@@ -120,7 +120,7 @@ def _create_once(session: Session, subject: str | None) -> Digest:
         session.scalars(select(Post).where(Post.digest_id == digest_id).order_by(*newest_first()))
     )
     recipients = session.execute(
-        insert(Delivery).from_select(
+        insert(Delivery.__table__).from_select(
             [
                 "kind",
                 "status",
@@ -143,7 +143,8 @@ def _create_once(session: Session, subject: str | None) -> Digest:
                 literal(now),
                 literal(now),
             ).where(Subscriber.status == Status.CONFIRMED),
-        )
+        ),
+        execution_options={"preserve_rowcount": True},
     ).rowcount
     digest = session.get_one(Digest, digest_id)
     digest.subject = subject or default_subject(current_app.config["NEWSLETTER_NAME"], posts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import nh3
 
@@ -32,6 +32,17 @@ def one_line(raw: str | None, limit: int) -> str | None:
         return None
     text = _SPACES.sub(" ", html.unescape(nh3.clean(raw, tags=set()))).strip()
     return text[:limit] or None
+
+
+# Characters a URL may hold as they are; anything else (quotes, <, >, spaces...)
+# is percent-encoded, as a browser would, so no link can break out of markup.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def web_url(raw: str) -> str | None:
+    """The URL percent-encoded where needed if it is an absolute http(s) link, else None."""
+    url = quote(raw.strip(), safe=_URL_SAFE)
+    return url if is_web_url(url) else None
 
 
 def is_web_url(url: str) -> bool:
