@@ -6,6 +6,7 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from xml.sax import SAXException
 
 import feedparser
 import requests
@@ -76,10 +77,13 @@ def fetch(url: str, timeout: float, max_bytes: int) -> tuple[bytes, str]:
 def parse(body: bytes, content_type: str) -> list[NewPost | None]:
     """The feed's entries as posts (None for an entry with no usable title or link)."""
     parsed = feedparser.parse(body, response_headers={"content-type": content_type})
+    problem = parsed.get("bozo_exception")
     if not parsed.get("version"):
-        problem = parsed.get("bozo_exception")
         detail = f" ({type(problem).__name__})" if problem else ""
         raise FeedError("invalid_feed", f"That is not an RSS or Atom feed{detail}.", 422)
+    if isinstance(problem, SAXException):
+        # Truncated or malformed XML: importing whatever parsed would be a guess.
+        raise FeedError("invalid_feed", f"The feed is not well-formed XML: {problem}.", 422)
     return [_entry_post(entry) for entry in parsed.entries]
 
 
