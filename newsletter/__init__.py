@@ -133,6 +133,13 @@ def _configure_sending(app: Flask) -> None:
     except ProviderConfigError as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["newsletter.dispatch_health"] = DispatchHealth()
+    if app.config["CELERY_BROKER_URL"]:
+        # Scale-out: this process only queues; Celery workers send.
+        from .tasks import enqueuer
+
+        app.extensions["newsletter.dispatch_waker"] = enqueuer(
+            app.config["CELERY_BROKER_URL"], app.config["DISPATCH_FANOUT"]
+        )
 
 
 def _register_blueprints(app: Flask) -> None:
