@@ -290,3 +290,20 @@ def test_shared_body_is_rendered_once_per_digest(app, client, admin_headers, out
     outbox.dispatch()
     assert len(outbox.messages()) == 250
     assert len(calls) == 1
+
+
+def test_send_rate_holds_the_dispatcher_back(make_app, admin_headers):
+    import time
+
+    from tests.conftest import Outbox
+
+    app = make_app(SEND_RATE=20.0)
+    client = app.test_client()
+    add_confirmed(app, 30)
+    add_post(client, admin_headers, 1)
+    trigger(client, admin_headers)
+    started = time.monotonic()
+    stats = Outbox(app).dispatch()
+    elapsed = time.monotonic() - started
+    assert stats.outcomes["sent"] == 30
+    assert elapsed >= 0.9  # 20 at once, the next 10 only after a second
