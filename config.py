@@ -112,6 +112,18 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 10),
         # ours: false stops the in-process dispatcher thread (cron does it).
         "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
+        # --- posts and digests -------------------------------------------------
+        # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
+        "FEED_URL": _str(env, "FEED_URL"),
+        # ours: seconds to wait for the feed, and the largest feed accepted.
+        "FEED_TIMEOUT": _number(env, "FEED_TIMEOUT", 10.0, float),
+        "FEED_MAX_BYTES": _number(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
+        # Most messages per second one dispatching process sends (0: no limit),
+        # to keep a digest inside the provider's quota.
+        "SEND_RATE": _number(env, "SEND_RATE", 0.0, float),
+        # ours: dispatch tasks queued per wake-up on Celery: how many workers
+        # may share one digest at once.
+        "DISPATCH_FANOUT": _number(env, "DISPATCH_FANOUT", 4),
         # --- signup policy ---------------------------------------------------
         "CONFIRM_MAX_AGE": _number(env, "CONFIRM_MAX_AGE", 604800),
         # ours: per-address throttle on confirmation emails: the least gap

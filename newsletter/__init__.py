@@ -137,14 +137,22 @@ def _configure_sending(app: Flask) -> None:
     except ProviderConfigError as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["newsletter.dispatch_health"] = DispatchHealth()
+    if app.config["CELERY_BROKER_URL"]:
+        # Scale-out: this process only queues; Celery workers send.
+        from .tasks import enqueuer
+
+        app.extensions["newsletter.dispatch_waker"] = enqueuer(
+            app.config["CELERY_BROKER_URL"], app.config["DISPATCH_FANOUT"]
+        )
 
 
 def _register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
+    from .digests.routes import bp as digests_bp
     from .meta.routes import bp as meta_bp
     from .subscriptions.routes import bp as subscriptions_bp
 
-    for blueprint in (subscriptions_bp, admin_bp, meta_bp):
+    for blueprint in (subscriptions_bp, admin_bp, digests_bp, meta_bp):
         app.register_blueprint(blueprint)
 
 

@@ -1,4 +1,4 @@
-"""The command line: ``flask --app wsgi outbox dispatch``, ``subscribers ...``."""
+"""The command line: ``flask --app wsgi outbox dispatch``, ``subscribers ...``, ``digest send``."""
 
 from __future__ import annotations
 
@@ -73,5 +73,9 @@ def subscribers_purge_pending(days: float | None) -> None:
 
 def register_cli(app: Flask) -> None:
     """Add the command groups to ``flask``."""
+    from .digests.cli import digest_cli, posts_cli
+
+    app.cli.add_command(digest_cli)
+    app.cli.add_command(posts_cli)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(subscribers_cli)

@@ -1,4 +1,4 @@
-"""The data: subscribers, their consent ledger, the delivery ledger, erasures."""
+"""The data: subscribers, their consent ledger, posts, digests, the delivery ledger, erasures."""
 
 from __future__ import annotations
 
@@ -190,6 +190,8 @@ class Delivery(db.Model):
     __table_args__ = (
         UniqueConstraint("digest_id", "subscriber_id", name="uq_delivery_digest_subscriber"),
         Index("ix_delivery_due", "status", "next_attempt_at"),
+        # A digest's progress: "is any copy still pending?" without a scan.
+        Index("ix_delivery_digest_status", "digest_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -200,7 +202,7 @@ class Delivery(db.Model):
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
-    digest_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), index=True)
     # Only for mail to an address that is not a subscriber (a digest test copy).
     to_address: Mapped[str | None] = mapped_column(String(320))
     # Our key for this message: sent as a header and an idempotency key, and
@@ -217,6 +219,77 @@ class Delivery(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     subscriber: Mapped[Subscriber | None] = relationship()
+
+
+class DigestStatus(enum.StrEnum):
+    """Where a digest stands: derived from its deliveries as they progress."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"  # every copy sent, failed for good or skipped
+    FAILED = "failed"  # not one copy could be delivered
+
+
+class Digest(db.Model):
+    """One email listing the posts not sent before, to every confirmed subscriber."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # 1, 2, 3...: computed as max + 1 inside the creating INSERT and unique, so
+    # two triggers racing each other cannot both commit a digest.
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    status: Mapped[DigestStatus] = mapped_column(
+        _enum(DigestStatus, "digest_status"), default=DigestStatus.QUEUED
+    )
+    # The number of delivery rows written at the trigger (the snapshot).
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    posts: Mapped[list[Post]] = relationship(back_populates="digest")
+
+
+class Post(db.Model):
+    """A blog post; ``digest_id`` is the watermark: set once, when a digest takes it."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    summary: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(200))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    categories: Mapped[list[str] | None] = mapped_column(JSON)
+    guid: Mapped[str | None] = mapped_column(String(2048), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), index=True)
+
+    digest: Mapped[Digest | None] = relationship(back_populates="posts")
+
+    @property
+    def shown_at(self) -> datetime:
+        """The date a reader is shown: publication, else when we learnt of it."""
+        return self.published_at or self.created_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The post as the admin API shows it."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "summary": self.summary,
+            "author": self.author,
+            "published_at": iso(self.published_at),
+            "categories": self.categories or [],
+            "guid": self.guid,
+            "created_at": iso(self.created_at),
+            "digest_id": self.digest_id,
+            "sent": self.digest_id is not None,
+        }
 
 
 class Erasure(db.Model):

@@ -54,6 +54,43 @@ def text_field(
     return value or None
 
 
+MAX_PER_PAGE = 500
+MAX_PAGE = 1_000_000
+
+
+def query_arg(name: str) -> str:
+    """One query parameter ("" if absent); given twice is a mistake worth saying."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise AppError(
+            f"invalid_{name}", f"Give {name} once, not {len(values)} times.", 400, field=name
+        )
+    return values[0] if values else ""
+
+
+def int_query_arg(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within ``low..high``, or ``default`` when absent."""
+    if name not in request.args:
+        return default
+    raw = query_arg(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AppError(
+            f"invalid_{name}", f"{name} must be a whole number.", 400, field=name
+        ) from None
+    if not low <= value <= high:
+        raise AppError(
+            f"invalid_{name}", f"{name} must be between {low} and {high}.", 400, field=name
+        )
+    return value
+
+
+def page_args() -> tuple[int, int]:
+    """``page`` and ``per_page`` of a listing (defaults 1 and 50)."""
+    return int_query_arg("page", 1, 1, MAX_PAGE), int_query_arg("per_page", 50, 1, MAX_PER_PAGE)
+
+
 def answer(template: str, body: dict[str, Any], status: int = 200, **context: Any) -> Response:
     """``body`` as JSON or ``template`` as HTML, as the client prefers."""
     if wants_json():

@@ -7,6 +7,7 @@ from sqlalchemy import func, or_, select
 
 from ..delivery import ledger
 from ..delivery.dispatcher import dispatch_health
+from ..digests.service import digests_sent
 from ..errors import AppError
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Status, Subscriber
@@ -15,43 +16,15 @@ from ..subscriptions.erasure import erase
 from ..subscriptions.export import export_csv
 from ..subscriptions.importer import ImportFormatError, import_csv
 from ..subscriptions.personal_data import personal_data
+from ..web import page_args, query_arg
 from .auth import require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin)
 
-MAX_PER_PAGE = 500
-
-
-def _arg(name: str) -> str:
-    """One query parameter; given twice is a mistake worth saying."""
-    values = request.args.getlist(name)
-    if len(values) > 1:
-        raise AppError(
-            f"invalid_{name}", f"Give {name} once, not {len(values)} times.", 400, field=name
-        )
-    return values[0] if values else ""
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    if name not in request.args:
-        return default
-    raw = _arg(name)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise AppError(
-            f"invalid_{name}", f"{name} must be a whole number.", 400, field=name
-        ) from None
-    if not low <= value <= high:
-        raise AppError(
-            f"invalid_{name}", f"{name} must be between {low} and {high}.", 400, field=name
-        )
-    return value
-
 
 def _status_arg() -> Status | None:
-    raw = _arg("status")
+    raw = query_arg("status")
     if not raw:
         return None
     try:
@@ -66,13 +39,12 @@ def _status_arg() -> Status | None:
 @bp.get("/subscribers")
 def list_subscribers() -> Response:
     """Subscribers, newest first, filtered by status and a search on address or name."""
-    page = _int_arg("page", 1, 1, 10**6)
-    per_page = _int_arg("per_page", 50, 1, MAX_PER_PAGE)
+    page, per_page = page_args()
     query = select(Subscriber)
     status = _status_arg()
     if status is not None:
         query = query.where(Subscriber.status == status)
-    search = _arg("q").strip()[:320]
+    search = query_arg("q").strip()[:320]
     if search:
         pattern = f"%{search.lower()}%"
         query = query.where(
@@ -163,7 +135,7 @@ def erase_subscriber(email: str) -> Response:
 
 @bp.get("/stats")
 def stats() -> Response:
-    """Subscribers by status, deliveries by status, the backlog and dispatch health."""
+    """Subscribers and deliveries by status, digests sent, the backlog and dispatch health."""
     by_status = dict(
         db.session.execute(
             select(Subscriber.status, func.count()).group_by(Subscriber.status)
@@ -176,6 +148,7 @@ def stats() -> Response:
     return jsonify(
         subscribers={s.value: by_status.get(s, 0) for s in Status},
         deliveries={s.value: deliveries.get(s, 0) for s in DeliveryStatus},
+        digests={"sent": digests_sent(db.session)},
         backlog=ledger.backlog(db.session),
         dispatch={
             "paused": health.paused,

@@ -20,9 +20,10 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..extensions import db
-from ..models import Delivery, utcnow
+from ..models import Delivery, DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
-from . import ledger
+from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
+from .digest_progress import settle
 from .render import render_batch
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ def dispatch_pass(max_batches: int | None = None) -> PassStats:
     stats = PassStats()
     batch_size = max(1, min(current_app.config["DISPATCH_BATCH_SIZE"], provider.max_batch))
     lease = current_app.config["DISPATCH_LEASE"]
+    pace = Pacer(current_app.config["SEND_RATE"])
+    if pace.rate:
+        batch_size = max(1, min(batch_size, int(pace.rate)))
     batches = 0
     while not (health.paused or health.rate_limited) and (
         max_batches is None or batches < max_batches
@@ -94,14 +98,33 @@ def dispatch_pass(max_batches: int | None = None) -> PassStats:
             break
         batches += 1
         stats.claimed += len(ids)
+        pace.wait_for(len(ids))
         if send_claimed(ids, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
     health.last_pass_at = utcnow().isoformat()
     return stats
 
 
+class Pacer:
+    """Holds a dispatcher to ``rate`` messages per second (0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._start = time.monotonic()
+        self._sent = 0
+
+    def wait_for(self, count: int) -> None:
+        """Sleep until sending ``count`` more stays within the rate, then count them."""
+        if self.rate:
+            due = self._start + self._sent / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self._sent += count
+
+
 def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
-    """Render, send and record one claimed batch; True when the pass should stop here.
+    """Render, send, record one claimed batch, settle its digests; True: stop the pass.
 
     A rate limit or a configuration error ends the pass: sending the next batch
     would only meet the same answer (and, with no back-off configured, claim the
@@ -111,6 +134,16 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
     deliveries = session.scalars(
         select(Delivery).where(Delivery.id.in_(ids)).options(selectinload(Delivery.subscriber))
     ).all()
+    digest_ids = {d.digest_id for d in deliveries if d.kind is DeliveryKind.DIGEST and d.digest_id}
+    stop = _send_rendered(deliveries, provider, stats)
+    if digest_ids:
+        settle(session, digest_ids)
+    return stop
+
+
+def _send_rendered(deliveries: Any, provider: Provider, stats: PassStats) -> bool:
+    """Render and send; record each answer. True when the provider asked us to stop."""
+    session = db.session
     messages = render_batch(deliveries)
     skipped = [d.id for d, m in zip(deliveries, messages, strict=True) if m is None]
     ledger.mark_skipped(session, skipped, "no longer wanted when its turn came")

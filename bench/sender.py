@@ -1,0 +1,51 @@
+"""The bench's sending process: dispatch every due delivery, report time and peak memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+
+from http_provider import register  # noqa: E402
+
+from newsletter import create_app  # noqa: E402
+from newsletter.delivery.dispatcher import dispatch_pass  # noqa: E402
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak resident memory (VmHWM: unlike ru_maxrss, not inherited)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def main() -> None:
+    """Send, then print one JSON line: sent, seconds, peak RSS before and after."""
+    register()
+    app = create_app()
+    with app.app_context():
+        before = peak_rss_kib()
+        started = time.time()
+        stats = dispatch_pass()
+        finished = time.time()
+    peak = peak_rss_kib()
+    print(
+        json.dumps(
+            {
+                "sent": stats.outcomes.get("sent", 0),
+                "started": started,
+                "finished": finished,
+                "rss_start_kib": before,
+                "rss_peak_kib": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The digest email: the body shared by every copy rendered once, the rest per reader.
+
+The shared text and HTML are rendered (and the HTML's CSS inlined) once per
+digest, with a random placeholder where each reader's unsubscribe link goes;
+a copy is the shared body with its own link put in, and its own headers.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import secrets
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import css_inline
+from flask import current_app, render_template
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Delivery, DeliveryKind, Digest, Post, Status
+from ..providers import Message, Stream
+from ..tokens import current_tokens
+from .render import public_link, renderer
+
+CACHE_SIZE = 8
+_inliner = css_inline.CSSInliner(keep_at_rules=True)
+
+
+@dataclass(frozen=True)
+class SharedBody:
+    """A digest's text and HTML with a placeholder for the reader's unsubscribe link."""
+
+    subject: str
+    text: str
+    html: str
+    placeholder: str
+
+    def for_reader(self, unsubscribe_url: str) -> tuple[str, str]:
+        """The text and HTML of one reader's copy."""
+        return (
+            self.text.replace(self.placeholder, unsubscribe_url),
+            self.html.replace(self.placeholder, html_lib.escape(unsubscribe_url)),
+        )
+
+
+def _safe_link(url: str) -> str | None:
+    """The post's link if it is http(s) (checked at input too), else none at all."""
+    return url if urlsplit(url).scheme in ("http", "https") else None
+
+
+def render_shared(subject: str, posts: Sequence[Post]) -> SharedBody:
+    """Render the parts of a digest that are the same for every reader."""
+    config = current_app.config
+    placeholder = f"unsubscribe-{secrets.token_hex(16)}"
+    context = {
+        "newsletter": config["NEWSLETTER_NAME"],
+        "subject": subject,
+        "posts": [
+            {
+                "title": p.title,
+                "url": _safe_link(p.url),
+                "summary": p.summary,
+                "author": p.author,
+                "date": p.shown_at.strftime("%B %-d, %Y"),
+                "iso_date": p.shown_at.date().isoformat(),
+            }
+            for p in posts
+        ],
+        "unsubscribe_url": placeholder,
+        "postal_address": config["MAIL_POSTAL_ADDRESS"],
+        "public_url": config["PUBLIC_URL"],
+    }
+    text = render_template("emails/digest.txt", **context)
+    html = _inliner.inline(render_template("emails/digest.html", **context))
+    return SharedBody(subject, text, html, placeholder)
+
+
+def list_id() -> str:
+    """The ``List-Id`` header: the newsletter's name and an id under our public host."""
+    config = current_app.config
+    name = config["NEWSLETTER_NAME"].replace('"', "").replace("\\", "")
+    host = urlsplit(config["PUBLIC_URL"]).hostname or "localhost"
+    return f'"{name}" <digest.{host}>'
+
+
+def _shared_for(digest_id: int) -> SharedBody:
+    """The digest's shared body, from this process's small cache or rendered now."""
+    cache: OrderedDict[int, SharedBody] = current_app.extensions.setdefault(
+        "newsletter.digest_bodies", OrderedDict()
+    )
+    if digest_id in cache:
+        cache.move_to_end(digest_id)
+        return cache[digest_id]
+    digest = db.session.get_one(Digest, digest_id)
+    posts = db.session.scalars(select(Post).where(Post.digest_id == digest_id)).all()
+    posts = sorted(posts, key=lambda p: (p.shown_at, p.id), reverse=True)
+    shared = render_shared(digest.subject, posts)
+    cache[digest_id] = shared
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+    return shared
+
+
+def _message(delivery: Delivery, to: str, public_id: str | None, test: bool) -> Message:
+    config = current_app.config
+    shared = _shared_for(delivery.digest_id or 0)
+    # A test copy's link names no subscriber: following it unsubscribes nobody.
+    token = current_tokens().unsubscribe_token(public_id or "test-copy")
+    unsubscribe_url = public_link(f"/unsubscribe/{token}")
+    text, html = shared.for_reader(unsubscribe_url)
+    return Message(
+        key=delivery.message_key,
+        to=to,
+        sender=config["MAIL_FROM"],
+        subject=f"[Test] {shared.subject}" if test else shared.subject,
+        text=text,
+        html=html,
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": list_id(),
+        },
+        tags=("digest-test",) if test else ("digest", f"digest-{delivery.digest_id}"),
+        stream=Stream.BROADCAST,
+    )
+
+
+@renderer(DeliveryKind.DIGEST)
+def render_digests(deliveries: Sequence[Delivery]) -> list[Message | None]:
+    """One copy per still-confirmed subscriber; None (skip) for one who left meanwhile."""
+    out: list[Message | None] = []
+    for delivery in deliveries:
+        subscriber = delivery.subscriber
+        if subscriber is None or subscriber.status is not Status.CONFIRMED:
+            out.append(None)
+            continue
+        out.append(_message(delivery, subscriber.email, subscriber.public_id, test=False))
+    return out
+
+
+@renderer(DeliveryKind.DIGEST_TEST)
+def render_digest_tests(deliveries: Sequence[Delivery]) -> list[Message | None]:
+    """A test copy to the address the admin gave."""
+    return [
+        _message(d, d.to_address, None, test=True) if d.to_address else None for d in deliveries
+    ]

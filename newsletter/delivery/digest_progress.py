@@ -1,0 +1,62 @@
+"""A digest's progress, derived from its deliveries, and its status kept up to date."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, utcnow
+
+_PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+
+
+def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
+    """Copies of the digest (test copies aside) by outcome: sent, failed, skipped, pending."""
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id, Delivery.kind == DeliveryKind.DIGEST)
+        .group_by(Delivery.status)
+    ).all()
+    by_status = {status: count for status, count in rows}
+    return {
+        "sent": by_status.get(DeliveryStatus.SENT, 0),
+        "failed": by_status.get(DeliveryStatus.FAILED, 0),
+        "skipped": by_status.get(DeliveryStatus.SKIPPED, 0),
+        "pending": sum(by_status.get(s, 0) for s in _PENDING),
+    }
+
+
+def settle(session: Session, digest_ids: Iterable[int]) -> None:
+    """Mark digests sending once touched, and sent or failed once no copy is pending; commit."""
+    now = utcnow()
+    for digest_id in set(digest_ids):
+        session.execute(
+            update(Digest)
+            .where(Digest.id == digest_id, Digest.status == DigestStatus.QUEUED)
+            .values(status=DigestStatus.SENDING, started_at=now)
+        )
+        still_pending = session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.digest_id == digest_id,
+                Delivery.status.in_(_PENDING),
+                Delivery.kind == DeliveryKind.DIGEST,
+            )
+            .limit(1)
+        )
+        if still_pending is not None:
+            continue
+        counts = digest_counts(session, digest_id)
+        final = (
+            DigestStatus.FAILED
+            if counts["sent"] == 0 and counts["failed"] > 0
+            else DigestStatus.SENT
+        )
+        session.execute(
+            update(Digest)
+            .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING)
+            .values(status=final, finished_at=now)
+        )
+    session.commit()

@@ -1,0 +1,1 @@
+"""Posts in, digests out: the publisher's side of the newsletter."""

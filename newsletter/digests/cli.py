@@ -1,0 +1,91 @@
+"""``flask digest send`` and ``flask posts import-feed``: the admin's jobs from a shell."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..delivery.dispatcher import dispatch_pass
+from ..extensions import db
+from ..models import DigestStatus
+from . import feed, service
+
+digest_cli = AppGroup("digest", help="Digests of new posts.")
+posts_cli = AppGroup("posts", help="Blog posts.")
+
+_DONE = (DigestStatus.SENT, DigestStatus.FAILED)
+
+
+@posts_cli.command("import-feed")
+@click.argument("url", required=False)
+def posts_import_feed(url: str | None) -> None:
+    """Import new posts from an RSS or Atom feed (default: FEED_URL)."""
+    config = current_app.config
+    url = url or config["FEED_URL"]
+    if not url:
+        raise click.UsageError("give a feed URL or set FEED_URL")
+    try:
+        report = feed.import_feed(db.session, url, config["FEED_TIMEOUT"], config["FEED_MAX_BYTES"])
+    except feed.FeedError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(
+        f"{len(report.created)} new, {report.duplicates} already known, "
+        f"{report.invalid} without a usable title or link"
+    )
+    for post in report.created:
+        click.echo(f"  + {post.title}  {post.url}")
+
+
+@digest_cli.command("send")
+@click.option("--dry-run", is_flag=True, help="Show what would go out, send nothing.")
+@click.option("--subject", help="The subject (default: the newsletter and the newest post).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
+    """Send every new post to every confirmed subscriber, and follow it until it is sent."""
+    upcoming = service.next_posts(db.session)
+    if not upcoming:
+        raise click.ClickException("no new posts: every post has gone out already")
+    recipients = service.confirmed_count(db.session)
+    click.echo(f"{len(upcoming)} new post(s) to {recipients} confirmed subscriber(s):")
+    for post in upcoming:
+        click.echo(f"  - {post.shown_at:%Y-%m-%d}  {post.title}")
+    db.session.rollback()
+    if dry_run:
+        click.echo("dry run: nothing sent")
+        return
+    if not yes and sys.stdin.isatty() and not click.confirm("Send it now?", default=False):
+        raise click.Abort()
+    try:
+        digest = service.create_digest(db.session, service.clean_subject(subject))
+    except service.NoNewPosts:
+        raise click.ClickException("no new posts: another trigger took them") from None
+    click.echo(f"digest {digest.id} queued: {digest.subject!r} to {digest.recipients} recipient(s)")
+    follow(digest.id, digest.recipients)
+
+
+def follow(digest_id: int, recipients: int) -> None:
+    """Show a progress bar until the digest is sent; dispatch here unless Celery does."""
+    dispatch_here = not current_app.config["CELERY_BROKER_URL"]
+    done = 0
+    with click.progressbar(length=recipients, label="sending", show_pos=True) as bar:
+        while True:
+            if dispatch_here:
+                dispatch_pass(max_batches=1)
+            digest = service.get_digest(db.session, digest_id)
+            counts = service.report(db.session, digest).counts
+            db.session.rollback()
+            finished = recipients - counts["pending"]
+            bar.update(finished - done)
+            done = finished
+            if digest.status in _DONE:
+                break
+            if not dispatch_here or counts["pending"] == 0:
+                time.sleep(0.5)
+    click.echo(
+        f"digest {digest_id} {digest.status.value}: sent {counts['sent']}, "
+        f"failed {counts['failed']}, skipped {counts['skipped']}"
+    )

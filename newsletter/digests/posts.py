@@ -1,0 +1,154 @@
+"""Posts: validate and store them, once per URL, and list them for the admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..models import Post, utcnow
+from .text import one_line, plain_summary, web_url
+
+TITLE_MAX = 500
+URL_MAX = 2048
+AUTHOR_MAX = 200
+CATEGORIES_MAX = 20
+
+
+class InvalidPost(ValueError):
+    """A post field that cannot be accepted; ``code`` and ``field`` say which and why."""
+
+    def __init__(self, code: str, message: str, field: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+@dataclass(frozen=True)
+class NewPost:
+    """A validated post, ready to store."""
+
+    title: str
+    url: str
+    summary: str | None = None
+    author: str | None = None
+    published_at: datetime | None = None
+    categories: tuple[str, ...] = ()
+    guid: str | None = None
+
+
+def _text(data: dict[str, Any], name: str, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidPost(f"missing_{name}", f"{name} is required.", name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidPost(f"invalid_{name}", f"{name} must be a string.", name)
+    return value.strip()
+
+
+def parse_url(value: str | None) -> str:
+    """An http(s) link of reasonable length, or ``InvalidPost``."""
+    if not value:
+        raise InvalidPost("missing_url", "url is required.", "url")
+    url = web_url(value)
+    if url is None or len(url) > URL_MAX:
+        raise InvalidPost("invalid_url", "url must be an absolute http(s) link.", "url")
+    return url
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time (a naive one is taken as UTC), or ``InvalidPost``."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise InvalidPost("invalid_published_at", "published_at must be ISO 8601.", "published_at")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidPost(
+            "invalid_published_at", "published_at must be ISO 8601.", "published_at"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_categories(value: Any) -> tuple[str, ...]:
+    """A short list of short strings, or ``InvalidPost``."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidPost(
+            "invalid_categories", "categories must be a list of strings.", "categories"
+        )
+    cleaned = [c for c in (one_line(v, 100) for v in value) if c]
+    return tuple(dict.fromkeys(cleaned))[:CATEGORIES_MAX]
+
+
+def validate(data: Any) -> NewPost:
+    """A ``NewPost`` from an admin's JSON object, or ``InvalidPost``."""
+    if not isinstance(data, dict):
+        raise InvalidPost("invalid_body", "Send a JSON object.", "body")
+    title = one_line(_text(data, "title", required=True), TITLE_MAX)
+    if not title:
+        raise InvalidPost("missing_title", "title is required.", "title")
+    return NewPost(
+        title=title,
+        url=parse_url(_text(data, "url", required=True)),
+        summary=plain_summary(_text(data, "summary")),
+        author=one_line(_text(data, "author"), AUTHOR_MAX),
+        published_at=parse_time(data.get("published_at")),
+        categories=parse_categories(data.get("categories")),
+    )
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING``: a duplicate URL or guid is not an error."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        Post
+    ).on_conflict_do_nothing()
+
+
+def add_post(session: Session, post: NewPost) -> tuple[Post, bool]:
+    """Store the post unless its URL (or guid) is known; the stored one and whether it is new."""
+    created_id = session.execute(
+        _insert_ignoring_duplicates(session)
+        .values(
+            title=post.title,
+            url=post.url,
+            summary=post.summary,
+            author=post.author,
+            published_at=post.published_at,
+            categories=list(post.categories),
+            guid=post.guid,
+            created_at=utcnow(),
+        )
+        .returning(Post.id)
+    ).scalar_one_or_none()
+    if created_id is not None:
+        return session.get_one(Post, created_id), True
+    existing = session.scalars(select(Post).where(Post.url == post.url)).one_or_none()
+    if existing is None and post.guid:
+        existing = session.scalars(select(Post).where(Post.guid == post.guid)).one()
+    if existing is None:
+        raise RuntimeError("a post insert conflicted but neither its URL nor its guid is stored")
+    return existing, False
+
+
+def newest_first() -> Any:
+    """The order readers and admins see posts in."""
+    return (func.coalesce(Post.published_at, Post.created_at).desc(), Post.id.desc())
+
+
+def list_posts(session: Session, page: int, per_page: int) -> tuple[list[Post], int]:
+    """One page of posts, newest first, and how many there are."""
+    total = session.scalar(select(func.count()).select_from(Post)) or 0
+    items = session.scalars(
+        select(Post).order_by(*newest_first()).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return list(items), total

@@ -1,0 +1,123 @@
+"""The admin API of posts and digests: parse, call one service function, answer JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..admin.auth import require_admin
+from ..delivery.digest_email import render_shared
+from ..errors import AppError
+from ..extensions import db
+from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..web import page_args
+from . import feed, posts, service
+
+bp = Blueprint("digests", __name__, url_prefix="/admin")
+bp.before_request(require_admin)
+
+
+def _json_object() -> dict[str, Any]:
+    """The JSON body as an object; an empty body is an empty object."""
+    if not request.get_data():
+        return {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise AppError("invalid_body", "Send a JSON object.", 400)
+    return data
+
+
+@bp.post("/posts")
+def add_post() -> tuple[Response, int]:
+    """Add a post: 201 when new, 200 with the stored one when its URL is known."""
+    try:
+        new = posts.validate(request.get_json(silent=True))
+    except posts.InvalidPost as exc:
+        raise AppError(exc.code, str(exc), 422, field=exc.field) from None
+    post, created = posts.add_post(db.session, new)
+    db.session.commit()
+    return jsonify(post.to_dict()), 201 if created else 200
+
+
+@bp.get("/posts")
+def list_posts() -> Response:
+    """Posts, newest first, each saying whether a digest has taken it."""
+    page, per_page = page_args()
+    items, total = posts.list_posts(db.session, page, per_page)
+    return jsonify(items=[p.to_dict() for p in items], total=total, page=page, per_page=per_page)
+
+
+@bp.post("/posts/import-feed")
+def import_feed() -> Response:
+    """Import new posts from the feed at ``url`` (default ``FEED_URL``)."""
+    data = _json_object()
+    url = data.get("url") or current_app.config["FEED_URL"]
+    if not isinstance(url, str) or not url:
+        raise AppError("missing_url", "Give a feed url or set FEED_URL.", 422, field="url")
+    config = current_app.config
+    try:
+        report = feed.import_feed(db.session, url, config["FEED_TIMEOUT"], config["FEED_MAX_BYTES"])
+    except feed.FeedError as exc:
+        db.session.rollback()
+        raise AppError(exc.code, exc.message, exc.status, field="url") from None
+    return jsonify(report.to_dict())
+
+
+@bp.post("/digests")
+def trigger_digest() -> tuple[Response, int]:
+    """Send every untaken post to every confirmed subscriber: 202, or 409 no_new_posts."""
+    subject = _json_object().get("subject")
+    if subject is not None and not isinstance(subject, str):
+        raise AppError("invalid_subject", "subject must be a string.", 422, field="subject")
+    try:
+        digest = service.create_digest(db.session, service.clean_subject(subject))
+    except service.NoNewPosts:
+        raise AppError("no_new_posts", "Every post has gone out already.", 409) from None
+    return jsonify(service.report(db.session, digest).to_dict()), 202
+
+
+@bp.get("/digests")
+def digest_history() -> Response:
+    """The latest digests, newest first, with their counts."""
+    return jsonify(items=[r.to_dict(with_posts=False) for r in service.history(db.session)])
+
+
+@bp.get("/digests/preview")
+def preview() -> Response:
+    """The next digest as its readers would see it (with a sample unsubscribe link)."""
+    upcoming = service.next_posts(db.session)
+    if not upcoming:
+        raise AppError("no_new_posts", "Every post has gone out already.", 409)
+    subject = service.default_subject(current_app.config["NEWSLETTER_NAME"], upcoming)
+    shared = render_shared(subject, upcoming)
+    _, html = shared.for_reader(f"{current_app.config['PUBLIC_URL']}/unsubscribe/preview")
+    return Response(html, mimetype="text/html")
+
+
+def _digest(digest_id: int) -> Any:
+    try:
+        return service.get_digest(db.session, digest_id)
+    except service.DigestNotFound:
+        raise AppError("not_found", "No digest has that id.", 404) from None
+
+
+@bp.get("/digests/<int(max=2147483647):digest_id>")
+def get_digest(digest_id: int) -> Response:
+    """One digest with live counts and timings."""
+    return jsonify(service.report(db.session, _digest(digest_id)).to_dict())
+
+
+@bp.post("/digests/<int(max=2147483647):digest_id>/test")
+def send_test(digest_id: int) -> tuple[Response, int]:
+    """Queue a test copy of the digest to one address."""
+    digest = _digest(digest_id)
+    raw = _json_object().get("email")
+    try:
+        address = normalize_email(raw if isinstance(raw, str) else "")
+    except InvalidAddress as exc:
+        raise AppError(
+            "invalid_email", str(exc) or "Give a valid email.", 422, field="email"
+        ) from None
+    delivery = service.queue_test_copy(db.session, digest, address)
+    return jsonify(status="queued", email=address, message_key=delivery.message_key), 202

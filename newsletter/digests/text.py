@@ -1,0 +1,54 @@
+"""Cleaning what posts carry: plain-text summaries and links a reader may follow."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import quote, urlsplit
+
+import nh3
+
+SUMMARY_MAX_CHARS = 300
+_SPACES = re.compile(r"\s+")
+
+
+def plain_summary(raw: str | None, limit: int = SUMMARY_MAX_CHARS) -> str | None:
+    """The summary as plain text: markup and scripts gone, spaces collapsed, shortened."""
+    if not raw:
+        return None
+    # nh3 drops every tag (and the content of script/style); unescape its entities back.
+    text = _SPACES.sub(" ", html.unescape(nh3.clean(raw, tags=set()))).strip()
+    if not text:
+        return None
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def one_line(raw: str | None, limit: int) -> str | None:
+    """A title or a name: plain text on one line, at most ``limit`` characters."""
+    if raw is None:
+        return None
+    text = _SPACES.sub(" ", html.unescape(nh3.clean(raw, tags=set()))).strip()
+    return text[:limit] or None
+
+
+# Characters a URL may hold as they are; anything else (quotes, <, >, spaces...)
+# is percent-encoded, as a browser would, so no link can break out of markup.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def web_url(raw: str) -> str | None:
+    """The URL percent-encoded where needed if it is an absolute http(s) link, else None."""
+    url = quote(raw.strip(), safe=_URL_SAFE)
+    return url if is_web_url(url) else None
+
+
+def is_web_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host: the only links put in an email."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not _SPACES.search(url)

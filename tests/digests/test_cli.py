@@ -1,0 +1,30 @@
+"""``flask digest send``: dry run, then a real send followed to the end."""
+
+from __future__ import annotations
+
+import re
+
+from tests.digests.helpers import add_confirmed, add_post
+
+
+def test_dry_run_shows_posts_and_recipients_and_sends_nothing(app, client, admin_headers, outbox):
+    add_confirmed(app, 4)
+    add_post(client, admin_headers, 1, title="Hip Extension")
+    result = app.test_cli_runner().invoke(args=["digest", "send", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "1 new post(s) to 4 confirmed subscriber(s)" in result.output
+    assert "Hip Extension" in result.output and "dry run" in result.output
+    assert client.get("/admin/digests", headers=admin_headers).get_json()["items"] == []
+
+
+def test_send_asks_nothing_off_a_terminal_and_follows_until_sent(
+    app, client, admin_headers, outbox
+):
+    emails = add_confirmed(app, 30)
+    add_post(client, admin_headers, 1)
+    result = app.test_cli_runner().invoke(args=["digest", "send", "--subject", "Hello"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"digest \d+ sent: sent 30, failed 0, skipped 0", result.output)
+    assert sorted(m["To"] for m in outbox.messages()) == sorted(emails)
+    again = app.test_cli_runner().invoke(args=["digest", "send"])
+    assert again.exit_code == 1 and "no new posts" in again.output

@@ -1,0 +1,309 @@
+"""Digests through the admin API and the dispatcher, on the outbox provider."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.models import DeliveryStatus, Post, Status, Subscriber
+from newsletter.providers import REGISTRY, Outcome, SendResult
+from tests.conftest import path_of
+from tests.digests.helpers import add_confirmed, add_post, digest_deliveries
+
+
+def trigger(client, headers, **body):
+    return client.post("/admin/digests", json=body, headers=headers)
+
+
+def test_a_post_goes_out_in_exactly_one_digest(app, client, admin_headers, outbox):
+    add_confirmed(app, 3)
+    add_post(client, admin_headers, 1)
+    add_post(client, admin_headers, 2)
+    first = trigger(client, admin_headers)
+    assert first.status_code == 202
+    body = first.get_json()
+    assert body["status"] == "queued" and body["recipients"] == 3
+    assert [p["title"] for p in body["posts"]] == ["Post 2", "Post 1"]
+
+    again = trigger(client, admin_headers)
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "no_new_posts"
+
+    add_post(client, admin_headers, 3)
+    second = trigger(client, admin_headers).get_json()
+    assert [p["title"] for p in second["posts"]] == ["Post 3"]
+    with app.app_context():
+        owners = dict(db.session.execute(select(Post.title, Post.digest_id)).all())
+    assert owners == {"Post 1": body["id"], "Post 2": body["id"], "Post 3": second["id"]}
+
+
+def test_digest_reaches_every_confirmed_subscriber_once_and_ends_sent(
+    app, client, admin_headers, outbox
+):
+    emails = add_confirmed(app, 7)
+    with app.app_context():
+        db.session.add(Subscriber(email="pending@example.com", status=Status.PENDING))
+        db.session.commit()
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers, subject="Our October news").get_json()
+    assert digest["recipients"] == 7
+    outbox.dispatch()
+    messages = outbox.messages()
+    assert sorted(m["To"] for m in messages) == sorted(emails)
+    assert {m["Subject"] for m in messages} == {"Our October news"}
+    report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert report["status"] == "sent"
+    assert (report["sent"], report["failed"], report["pending"], report["skipped"]) == (7, 0, 0, 0)
+    assert report["started_at"] and report["finished_at"] and report["duration_seconds"] >= 0
+    history = client.get("/admin/digests", headers=admin_headers).get_json()["items"]
+    assert [d["id"] for d in history] == [digest["id"]]
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()
+    assert stats["digests"] == {"sent": 1}
+
+
+def test_default_subject_names_the_newsletter_and_the_newest_post(app, client, admin_headers):
+    add_confirmed(app, 1)
+    add_post(client, admin_headers, 1)
+    add_post(client, admin_headers, 2, title="Hip Extension")
+    digest = trigger(client, admin_headers).get_json()
+    assert digest["subject"] == "Clinic News: Hip Extension (+1 more)"
+
+
+def test_email_has_posts_footer_and_per_recipient_unsubscribe(make_app, admin_headers, tmp_path):
+    app = make_app(MAIL_POSTAL_ADDRESS="12 Harbour Road, Portland ME 04101")
+    client = app.test_client()
+    add_confirmed(app, 2)
+    add_post(client, admin_headers, 1, author="Amanda Kerpius")
+    trigger(client, admin_headers)
+    from tests.conftest import Outbox
+
+    outbox = Outbox(app)
+    outbox.dispatch()
+    messages = outbox.messages()
+    assert len(messages) == 2
+    links = set()
+    for message in messages:
+        assert message.get_content_type() == "multipart/alternative"
+        text = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        [link] = outbox.links(message, "/unsubscribe/")
+        links.add(link)
+        assert message["List-Unsubscribe"] == f"<{link}>"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["List-Id"] == '"Clinic News" <digest.news.example.org>'
+        assert message["X-Newsletter-Key"]
+        for body in (text, html):
+            assert link in body
+            assert "Post 1" in body and "https://blog.example.org/post-1" in body
+            assert "October 2, 2026" in body and "Amanda Kerpius" in body
+            assert "12 Harbour Road, Portland ME 04101" in body
+            assert "because you subscribed" in body
+        assert "<script" not in html.lower() and ".masthead {" not in html
+        assert 'style="' in html  # CSS inlined
+        assert "<table" in html and "prefers-color-scheme: dark" in html
+    assert len(links) == 2  # each reader their own link
+
+    # The link in the email unsubscribes its reader, in one click.
+    response = client.post(path_of(links.pop()), data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    with app.app_context():
+        statuses = Counter(s.status for s in db.session.scalars(select(Subscriber)))
+    assert statuses == {Status.CONFIRMED: 1, Status.UNSUBSCRIBED: 1}
+
+
+def test_hostile_titles_summaries_and_urls_are_escaped(app, client, admin_headers, outbox):
+    add_confirmed(app, 1)
+    add_post(
+        client,
+        admin_headers,
+        1,
+        title='<img src=x onerror="alert(1)"> Tom & Jerry: 1 < 2',
+        url='https://blog.example.org/a?x=1&y="><script>alert(2)</script>',
+        summary="<a href='javascript:alert(3)'>click</a> <b>bold</b> 1 < 2",
+    )
+    rejected = client.post(
+        "/admin/posts",
+        json={"title": "x", "url": "javascript:alert(1)//https://x.org"},
+        headers=admin_headers,
+    )
+    assert rejected.status_code == 422
+    trigger(client, admin_headers)
+    outbox.dispatch()
+    [message] = outbox.messages()
+    html = message.get_body(("html",)).get_content()
+    assert "<script" not in html and "<img" not in html and "javascript:" not in html
+    assert "Tom &amp; Jerry: 1 &lt; 2</a>" in html
+    assert "onerror" not in html
+    assert (
+        'href="https://blog.example.org/a?x=1&amp;y=%22%3E%3Cscript%3Ealert(2)%3C/script%3E"'
+        in html
+    )
+    assert "1 &lt; 2" in html
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert all(
+        h.startswith(("https://blog.example.org/", "http://news.example.org/")) for h in hrefs
+    )
+
+
+def test_subscriber_who_leaves_before_their_copy_is_skipped(app, client, admin_headers, outbox):
+    emails = add_confirmed(app, 3)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    with app.app_context():
+        leaver = db.session.scalars(select(Subscriber).where(Subscriber.email == emails[1])).one()
+        leaver.status = Status.UNSUBSCRIBED
+        db.session.commit()
+    outbox.dispatch()
+    assert sorted(m["To"] for m in outbox.messages()) == [emails[0], emails[2]]
+    report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert (report["status"], report["sent"], report["skipped"]) == ("sent", 2, 1)
+
+
+class FlakyProvider:
+    """Fails every other call transiently: a provider falling over midway."""
+
+    name = "flaky"
+    max_batch = 10
+
+    def __init__(self, outbox_provider) -> None:
+        self.inner = outbox_provider
+        self.calls = 0
+        self.accepted: list[str] = []
+
+    def send_batch(self, messages):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            return [SendResult(Outcome.TRANSIENT, error="503 from provider")] * len(messages)
+        if self.calls == 3:
+            raise ConnectionError("connection reset mid-batch")
+        results = self.inner.send_batch(messages)
+        self.accepted.extend(m.to for m in messages)
+        return results
+
+
+def test_provider_failing_midway_still_gives_everyone_exactly_one_copy(
+    make_app, admin_headers, tmp_path, monkeypatch
+):
+    from newsletter.providers.outbox import OutboxProvider
+    from tests.conftest import Outbox
+
+    flaky = FlakyProvider(OutboxProvider(tmp_path / "outbox"))
+    monkeypatch.setitem(REGISTRY, "flaky", lambda config: flaky)
+    app = make_app(EMAIL_PROVIDER="flaky", DISPATCH_BATCH_SIZE=10)
+    client = app.test_client()
+    emails = add_confirmed(app, 45)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    outbox = Outbox(app)
+    for _ in range(20):
+        outbox.dispatch()
+        if (
+            client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()[
+                "pending"
+            ]
+            == 0
+        ):
+            break
+    assert flaky.calls > 5  # it did fail, several times
+    assert Counter(flaky.accepted) == Counter(emails)  # each accepted exactly once
+    assert sorted(m["To"] for m in outbox.messages()) == sorted(emails)
+    deliveries = digest_deliveries(app, digest["id"])
+    assert {d.status for d in deliveries} == {DeliveryStatus.SENT}
+    assert max(d.attempts for d in deliveries) >= 2
+
+
+def test_digest_where_nothing_could_be_delivered_is_failed(make_app, admin_headers, monkeypatch):
+    class Refusing:
+        name = "refusing"
+        max_batch = 50
+
+        def send_batch(self, messages):
+            return [SendResult(Outcome.REJECTED, error="422 inactive recipient")] * len(messages)
+
+    monkeypatch.setitem(REGISTRY, "refusing", lambda config: Refusing())
+    app = make_app(EMAIL_PROVIDER="refusing")
+    client = app.test_client()
+    add_confirmed(app, 3)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    from tests.conftest import Outbox
+
+    Outbox(app).dispatch()
+    report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert (report["status"], report["failed"], report["sent"]) == ("failed", 3, 0)
+
+
+def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_headers, outbox):
+    add_confirmed(app, 2)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    bad = client.post(
+        f"/admin/digests/{digest['id']}/test", json={"email": "nope"}, headers=admin_headers
+    )
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "email"
+    missing = client.post(
+        "/admin/digests/999/test", json={"email": "a@b.org"}, headers=admin_headers
+    )
+    assert missing.status_code == 404
+    ok = client.post(
+        f"/admin/digests/{digest['id']}/test",
+        json={"email": "Editor@Clinic.org"},
+        headers=admin_headers,
+    )
+    assert ok.status_code == 202
+    outbox.dispatch()
+    [copy] = outbox.messages("editor@clinic.org")
+    assert copy["Subject"].startswith("[Test] Clinic News: Post 1")
+    assert copy["List-Unsubscribe"]
+    report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert (report["recipients"], report["sent"]) == (2, 2)
+
+
+def test_preview_shows_the_next_digest(app, client, admin_headers):
+    add_post(client, admin_headers, 1, title="Massage & Running Form")
+    page = client.get("/admin/digests/preview", headers=admin_headers)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert b"Massage &amp; Running Form" in page.data
+    add_confirmed(app, 1)
+    trigger(client, admin_headers)
+    assert client.get("/admin/digests/preview", headers=admin_headers).status_code == 409
+
+
+def test_digest_with_no_confirmed_subscriber_is_sent_at_once(client, admin_headers):
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    assert (digest["recipients"], digest["status"]) == (0, "sent")
+
+
+def test_shared_body_is_rendered_once_per_digest(app, client, admin_headers, outbox, monkeypatch):
+    from newsletter.delivery import digest_email
+
+    calls = []
+    real = digest_email.render_shared
+    monkeypatch.setattr(digest_email, "render_shared", lambda *a: calls.append(1) or real(*a))
+    add_confirmed(app, 250)
+    add_post(client, admin_headers, 1)
+    trigger(client, admin_headers)
+    outbox.dispatch()
+    assert len(outbox.messages()) == 250
+    assert len(calls) == 1
+
+
+def test_send_rate_holds_the_dispatcher_back(make_app, admin_headers):
+    import time
+
+    from tests.conftest import Outbox
+
+    app = make_app(SEND_RATE=20.0)
+    client = app.test_client()
+    add_confirmed(app, 30)
+    add_post(client, admin_headers, 1)
+    trigger(client, admin_headers)
+    started = time.monotonic()
+    stats = Outbox(app).dispatch()
+    elapsed = time.monotonic() - started
+    assert stats.outcomes["sent"] == 30
+    assert elapsed >= 0.9  # 20 at once, the next 10 only after a second

@@ -1,0 +1,154 @@
+"""Importing posts from RSS 2.0 and Atom feeds served from a local HTTP server."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.digests.servers import serve_folder
+
+RSS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel>
+<title>Clinic Blog</title><link>https://clinic.example.org/</link><description>News</description>
+<item>
+  <title>Massage Therapy &amp; Running Form: Hip Extension</title>
+  <link>https://clinic.example.org/2020/10/hip-extension/</link>
+  <guid isPermaLink="false">clinic-post-101</guid>
+  <pubDate>Thu, 08 Oct 2020 09:00:00 +0000</pubDate>
+  <author>amanda@clinic.example.org (Amanda Kerpius)</author>
+  <category>Running</category><category>Rehabilitation</category>
+  <description><![CDATA[<p>Both hip flexion <b>and</b> hip extension are needed.</p>
+    <script>alert(1)</script>]]></description>
+</item>
+<item>
+  <title>Second post</title>
+  <link>https://clinic.example.org/2020/09/second/</link>
+  <guid>https://clinic.example.org/?p=100</guid>
+  <pubDate>Tue, 08 Sep 2020 09:00:00 +0000</pubDate>
+  <description>Plain summary.</description>
+</item>
+<item><title>No link at all</title><description>dropped</description></item>
+<item><title>Hostile link</title><link>javascript:alert(1)</link></item>
+</channel></rss>
+"""
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Clinic Blog</title><id>urn:clinic</id><updated>2020-10-08T09:00:00Z</updated>
+  <entry>
+    <title>Massage Therapy &amp; Running Form: Hip Extension (Atom)</title>
+    <link href="https://clinic.example.org/2020/10/hip-extension/"/>
+    <id>urn:clinic:post:101</id>
+    <updated>2020-10-08T09:00:00Z</updated>
+    <summary type="html">&lt;p&gt;Same post, other id, same URL&lt;/p&gt;</summary>
+  </entry>
+  <entry>
+    <title>Atom only</title>
+    <link rel="alternate" href="https://clinic.example.org/2020/11/atom-only/"/>
+    <id>urn:clinic:post:102</id>
+    <published>2020-11-01T10:00:00+02:00</published>
+    <updated>2020-11-02T10:00:00Z</updated>
+    <author><name>Dr. Lee</name></author>
+    <category term="Yoga"/>
+    <content type="html">&lt;h1&gt;Content&lt;/h1&gt; used when there is no summary.</content>
+  </entry>
+</feed>
+"""
+
+
+@pytest.fixture
+def feeds(tmp_path):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "rss.xml").write_text(RSS)
+    (folder / "atom.xml").write_text(ATOM)
+    (folder / "page.html").write_text("<html><body><p>Not a feed</p></body></html>")
+    (folder / "broken.xml").write_text("<rss version='2.0'><channel><item><title>x</ti")
+    with serve_folder(folder) as base:
+        yield base
+
+
+def posts(client, headers):
+    return client.get("/admin/posts", headers=headers).get_json()["items"]
+
+
+def test_rss_then_atom_import_dedups_by_guid_then_url(client, admin_headers, feeds):
+    first = client.post(
+        "/admin/posts/import-feed", json={"url": f"{feeds}/rss.xml"}, headers=admin_headers
+    )
+    assert first.status_code == 200
+    assert first.get_json()["created"] == 2 and first.get_json()["invalid"] == 2
+    again = client.post(
+        "/admin/posts/import-feed", json={"url": f"{feeds}/rss.xml"}, headers=admin_headers
+    ).get_json()
+    assert (again["created"], again["duplicates"]) == (0, 2)
+
+    [hip, second] = posts(client, admin_headers)
+    assert hip["title"] == "Massage Therapy & Running Form: Hip Extension"
+    assert hip["guid"] == "clinic-post-101"
+    assert hip["summary"] == "Both hip flexion and hip extension are needed."
+    assert hip["published_at"] == "2020-10-08T09:00:00Z"
+    assert hip["categories"] == ["Running", "Rehabilitation"]
+    assert second["guid"] == "https://clinic.example.org/?p=100"
+
+    atom = client.post(
+        "/admin/posts/import-feed", json={"url": f"{feeds}/atom.xml"}, headers=admin_headers
+    ).get_json()
+    assert (atom["created"], atom["duplicates"]) == (1, 1)  # same URL, other guid: a duplicate
+    newest = posts(client, admin_headers)[0]
+    assert newest["title"] == "Atom only"
+    assert newest["published_at"] == "2020-11-01T08:00:00Z"
+    assert newest["author"] == "Dr. Lee" and newest["categories"] == ["Yoga"]
+    assert newest["summary"] == "Content used when there is no summary."
+
+
+def test_feed_url_setting_is_the_default(make_app, admin_headers, feeds):
+    app = make_app(FEED_URL=f"{feeds}/atom.xml")
+    response = app.test_client().post("/admin/posts/import-feed", json={}, headers=admin_headers)
+    assert response.status_code == 200 and response.get_json()["created"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/page.html", 422, "invalid_feed"),
+        ("/broken.xml", 422, "invalid_feed"),
+        ("/missing.xml", 502, "feed_unreachable"),
+    ],
+)
+def test_broken_feeds_are_clear_errors_that_change_nothing(
+    client, admin_headers, feeds, path, status, code
+):
+    response = client.post(
+        "/admin/posts/import-feed", json={"url": f"{feeds}{path}"}, headers=admin_headers
+    )
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+    assert posts(client, admin_headers) == []
+
+
+def test_unreachable_feed_is_502_and_missing_url_is_422(client, admin_headers):
+    down = client.post(
+        "/admin/posts/import-feed",
+        json={"url": f"http://127.0.0.1:{_free_port()}/feed"},
+        headers=admin_headers,
+    )
+    assert down.status_code == 502 and down.get_json()["error"]["code"] == "feed_unreachable"
+    missing = client.post("/admin/posts/import-feed", json={}, headers=admin_headers)
+    assert missing.status_code == 422 and missing.get_json()["error"]["field"] == "url"
+
+
+def test_cli_imports_a_feed(app, feeds):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["posts", "import-feed", f"{feeds}/rss.xml"])
+    assert result.exit_code == 0, result.output
+    assert "2 new" in result.output
+    bad = runner.invoke(args=["posts", "import-feed", f"{feeds}/page.html"])
+    assert bad.exit_code != 0 and "not an RSS or Atom feed" in bad.output

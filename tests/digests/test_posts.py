@@ -1,0 +1,80 @@
+"""Posts through the admin API: created once per URL, validated, listed newest first."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.digests.helpers import add_post
+
+
+def test_same_url_twice_is_one_post(client, admin_headers):
+    first = add_post(client, admin_headers, 1)
+    again = client.post(
+        "/admin/posts",
+        json={"title": "Another title", "url": "https://blog.example.org/post-1"},
+        headers=admin_headers,
+    )
+    assert again.status_code == 200
+    assert again.get_json()["id"] == first["id"]
+    assert again.get_json()["title"] == "Post 1"
+    listing = client.get("/admin/posts", headers=admin_headers).get_json()
+    assert listing["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"url": "https://blog.example.org/x"}, "missing_title", "title"),
+        ({"title": "T"}, "missing_url", "url"),
+        ({"title": "T", "url": "javascript:alert(1)"}, "invalid_url", "url"),
+        ({"title": "T", "url": "ftp://blog.example.org/x"}, "invalid_url", "url"),
+        ({"title": "T", "url": "https:///nohost"}, "invalid_url", "url"),
+        (
+            {"title": "T", "url": "https://b.org/x", "published_at": "yesterday"},
+            "invalid_published_at",
+            "published_at",
+        ),
+        (
+            {"title": "T", "url": "https://b.org/x", "categories": "news"},
+            "invalid_categories",
+            "categories",
+        ),
+        ({"title": 5, "url": "https://b.org/x"}, "invalid_title", "title"),
+    ],
+)
+def test_invalid_posts_are_422_with_code_and_field(client, admin_headers, body, code, field):
+    response = client.post("/admin/posts", json=body, headers=admin_headers)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+
+
+def test_summary_is_cleaned_of_markup_and_shortened(client, admin_headers):
+    post = add_post(
+        client,
+        admin_headers,
+        1,
+        summary="<p>Hip <b>extension</b> &amp; running<script>alert(1)</script></p>"
+        + " word" * 200,
+    )
+    assert post["summary"].startswith("Hip extension & running word")
+    assert "<" not in post["summary"] and "alert" not in post["summary"]
+    assert len(post["summary"]) <= 301 and post["summary"].endswith("…")
+
+
+def test_listing_is_newest_first_and_says_what_went_out(client, admin_headers, app):
+    from tests.digests.helpers import add_confirmed
+
+    add_confirmed(app, 1)
+    add_post(client, admin_headers, 1)
+    add_post(client, admin_headers, 3)
+    assert client.post("/admin/digests", headers=admin_headers).status_code == 202
+    add_post(client, admin_headers, 2)
+    items = client.get("/admin/posts", headers=admin_headers).get_json()["items"]
+    assert [p["title"] for p in items] == ["Post 3", "Post 2", "Post 1"]
+    assert [p["sent"] for p in items] == [True, False, True]
+
+
+def test_posts_need_the_admin_token(client):
+    assert client.get("/admin/posts").status_code == 401
+    assert client.post("/admin/digests").status_code == 401
