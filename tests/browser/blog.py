@@ -1,6 +1,6 @@
 """The publisher's website: a second origin whose page embeds the README's snippet.
 
-The snippet is read from ``docs/widget.md``, so the tests prove the very text
+The snippet is read from the README, so the tests prove the very text
 publishers paste. The page is served with a strict Content-Security-Policy: no
 inline script or style anywhere, scripts, styles and requests only from the
 newsletter service.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "widget.md"
+DOCS = Path(__file__).resolve().parents[2] / "README.md"
 DOCUMENTED_ORIGIN = "https://news.example.org"
 
 STYLESHEET = b"""body { margin: 0; font: 17px/1.6 Georgia, serif; color: #222; background: #fff; }
@@ -24,7 +24,7 @@ h1 { font-size: 1.6rem; line-height: 1.25; }
 
 
 def snippet() -> str:
-    """The HTML snippet of ``docs/widget.md``, as a publisher would copy it."""
+    """The HTML snippet of the README, as a publisher would copy it."""
     match = re.search(r"```html\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
     assert match, f"no html snippet in {DOCS}"
     return match.group(1)

@@ -1,4 +1,4 @@
-"""The widget stays small: under 5 KB once minified, as docs/widget.md promises."""
+"""The widget stays small: under 5 KB once minified, as the README promises."""
 
 from __future__ import annotations
 
