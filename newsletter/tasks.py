@@ -29,7 +29,8 @@ celery.conf.update(
         "sweep-due-deliveries": {
             "task": "newsletter.dispatch",
             "schedule": max(1.0, float(_settings["DISPATCH_INTERVAL"])),
-        }
+        },
+        "purge-old-pending-signups": {"task": "newsletter.purge_pending", "schedule": 3600.0},
     },
 )
 
@@ -57,6 +58,20 @@ def dispatch() -> int:
     if claimed:
         dispatch.delay()
     return claimed
+
+
+@celery.task(name="newsletter.purge_pending")
+def purge_pending() -> int:
+    """Delete signups never confirmed within ``PENDING_RETENTION_DAYS`` (hourly on beat)."""
+    from .extensions import db
+    from .subscriptions.retention import purge_pending as purge
+
+    app = flask_app()
+    with app.app_context():
+        try:
+            return purge(db.session, app.config["PENDING_RETENTION_DAYS"])
+        finally:
+            db.session.remove()
 
 
 def enqueuer(broker_url: str, fanout: int):

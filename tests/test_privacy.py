@@ -84,3 +84,16 @@ def test_purge_pending_deletes_only_old_unconfirmed_signups(app, client, outbox)
     assert find(app, "old@example.com") is None
     assert find(app, "new@example.com").status is Status.PENDING
     assert find(app, "kept@example.com").status is Status.CONFIRMED
+
+
+def test_celery_beat_purges_old_pending_signups_hourly(app, client, monkeypatch):
+    from newsletter import tasks
+
+    assert tasks.celery.conf.beat_schedule["purge-old-pending-signups"]["schedule"] == 3600.0
+    client.post("/subscribe", json={"email": "old@example.com"})
+    with app.app_context():
+        db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
+        db.session.commit()
+    monkeypatch.setattr(tasks, "flask_app", lambda: app)
+    assert tasks.purge_pending.run() == 1
+    assert find(app, "old@example.com") is None
