@@ -151,8 +151,9 @@ def _register_blueprints(app: Flask) -> None:
     from .digests.routes import bp as digests_bp
     from .meta.routes import bp as meta_bp
     from .subscriptions.routes import bp as subscriptions_bp
+    from .webhooks.routes import bp as webhooks_bp
 
-    for blueprint in (subscriptions_bp, admin_bp, digests_bp, meta_bp):
+    for blueprint in (subscriptions_bp, admin_bp, digests_bp, meta_bp, webhooks_bp):
         app.register_blueprint(blueprint)
 
 

@@ -292,6 +292,36 @@ class Post(db.Model):
         }
 
 
+class ProviderEvent(db.Model):
+    """One event a provider's webhook reported, stored once, normalised."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_provider_event"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(24))  # webhooks.events.EventKind
+    raw_type: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    message_key: Mapped[str | None] = mapped_column(String(64))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the admin API shows it."""
+        return {
+            "provider": self.provider,
+            "kind": self.kind,
+            "type": self.raw_type,
+            "occurred_at": iso(self.occurred_at),
+            "received_at": iso(self.received_at),
+            "provider_message_id": self.provider_message_id,
+        }
+
+
 class Erasure(db.Model):
     """What is kept of an erased address: a keyed hash, never the address."""
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..db_helpers import locked
-from ..models import Erasure, Status, Subscriber, utcnow
+from ..models import Erasure, ProviderEvent, Status, Subscriber, utcnow
 
 SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
 
@@ -33,7 +33,9 @@ def erase(session: Session, email: str) -> bool:
     elif subscriber.status in SUPPRESSED:
         existing.prior_status = subscriber.status
         existing.erased_at = utcnow()
-    # ON DELETE CASCADE removes consent events and deliveries with the row.
+    # ON DELETE CASCADE removes consent events and deliveries with the row;
+    # what providers reported about the address goes too.
+    session.execute(delete(ProviderEvent).where(ProviderEvent.email == email))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     session.commit()
     return True

@@ -192,16 +192,22 @@ def unsubscribe(
     """Unsubscribe whoever the token names; idempotent. Raises ``TokenError`` if forged."""
     public_id = current_tokens().read_unsubscribe(token)
     subscriber = _locked_by_public_id(session, public_id)
-    if subscriber is not None and subscriber.status in (Status.CONFIRMED, Status.PENDING):
-        subscriber.status = Status.UNSUBSCRIBED
-        subscriber.unsubscribed_at = utcnow()
-        subscriber.round += 1  # confirm links issued before now stop working
-        record_event(
-            session,
-            subscriber,
-            ConsentKind.UNSUBSCRIBED,
-            client,
-            method="one-click" if one_click else "page",
-        )
+    if subscriber is not None:
+        leave(session, subscriber, client, method="one-click" if one_click else "page")
     session.commit()
     return subscriber
+
+
+def leave(session: Session, subscriber: Subscriber, client: ClientInfo | None, method: str) -> None:
+    """Unsubscribe a locked, pending or confirmed subscriber; others are left as they are."""
+    if subscriber.status not in (Status.CONFIRMED, Status.PENDING):
+        return
+    subscriber.status = Status.UNSUBSCRIBED
+    subscriber.unsubscribed_at = utcnow()
+    subscriber.round += 1  # confirm links issued before now stop working
+    record_event(session, subscriber, ConsentKind.UNSUBSCRIBED, client, method=method)
+
+
+def locked_by_email(session: Session, email: str) -> Subscriber | None:
+    """The subscriber of a normalised address, locked for this transaction."""
+    return locked(session, select(Subscriber).where(Subscriber.email == email)).one_or_none()

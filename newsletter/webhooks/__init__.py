@@ -1,0 +1,1 @@
+"""Provider webhooks in: verify, normalise into one event type, store once, act."""

@@ -1,0 +1,103 @@
+"""The one event type every provider's webhook is normalised into."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a message, whichever provider says it."""
+
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    DELIVERED = "delivered"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One normalised provider event."""
+
+    event_id: str
+    kind: EventKind
+    raw_type: str
+    email: str | None = None
+    message_key: str | None = None
+    provider_message_id: str | None = None
+    occurred_at: datetime | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class WebhookAuthError(Exception):
+    """The request's signature or credentials do not verify (401, nothing changes)."""
+
+
+class WebhookPayloadError(Exception):
+    """The request verified but its body cannot be read (400)."""
+
+
+KEY_NAME = "newsletter_key"  # the name our message key travels under at every provider
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON body, or ``WebhookPayloadError``."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookPayloadError("the body is not JSON") from None
+
+
+def fallback_id(item: Any) -> str:
+    """A stable id for an event its provider gives none: a hash of its content."""
+    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_fresh(timestamp: str, tolerance: float, now: float | None = None) -> None:
+    """Refuse a signed timestamp older or newer than ``tolerance`` seconds."""
+    try:
+        signed_at = float(timestamp)
+    except (TypeError, ValueError):
+        raise WebhookAuthError("the signature timestamp is missing or malformed") from None
+    current = datetime.now(UTC).timestamp() if now is None else now
+    if abs(current - signed_at) > tolerance:
+        raise WebhookAuthError("the signature timestamp is outside the accepted window")
+
+
+def same(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time equality of two secrets."""
+    left = a.encode() if isinstance(a, str) else a
+    right = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(left, right)
+
+
+def from_epoch(value: Any) -> datetime | None:
+    """A UTC datetime from epoch seconds, or None."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def from_iso(value: Any) -> datetime | None:
+    """A UTC datetime from an ISO 8601 string, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def text(value: Any) -> str | None:
+    """A string field, or None when missing or of another type."""
+    return value if isinstance(value, str) and value else None

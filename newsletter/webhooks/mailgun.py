@@ -1,0 +1,76 @@
+"""Mailgun webhooks: HMAC-SHA256 of timestamp and token with the signing key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from .events import (
+    KEY_NAME,
+    EventKind,
+    WebhookAuthError,
+    WebhookEvent,
+    WebhookPayloadError,
+    check_fresh,
+    fallback_id,
+    from_epoch,
+    parse_json,
+    same,
+    text,
+)
+
+
+def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> None:
+    """Check ``signature.signature`` and the freshness of ``signature.timestamp``."""
+    key = config["MAILGUN_WEBHOOK_SIGNING_KEY"]
+    if not key:
+        raise WebhookAuthError("MAILGUN_WEBHOOK_SIGNING_KEY is not set")
+    try:
+        signature = parse_json(body)["signature"]
+        timestamp, token, given = signature["timestamp"], signature["token"], signature["signature"]
+    except (WebhookPayloadError, KeyError, TypeError):
+        raise WebhookAuthError("no Mailgun signature in the body") from None
+    if not all(isinstance(v, str) for v in (timestamp, token, given)):
+        raise WebhookAuthError("malformed Mailgun signature")
+    expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    if not same(given, expected):
+        raise WebhookAuthError("the Mailgun signature does not match")
+    check_fresh(timestamp, config["WEBHOOK_TOLERANCE"])
+
+
+def _kind(data: dict[str, Any]) -> EventKind:
+    event = data.get("event")
+    if event == "failed":
+        return (
+            EventKind.HARD_BOUNCE if data.get("severity") == "permanent" else EventKind.SOFT_BOUNCE
+        )
+    return {
+        "complained": EventKind.COMPLAINT,
+        "unsubscribed": EventKind.UNSUBSCRIBE,
+        "delivered": EventKind.DELIVERED,
+    }.get(str(event), EventKind.UNKNOWN)
+
+
+def parse(body: bytes) -> list[WebhookEvent]:
+    """The ``event-data`` of a Mailgun webhook as a normalised event."""
+    item = parse_json(body)
+    data = item.get("event-data") if isinstance(item, dict) else None
+    if not isinstance(data, dict):
+        raise WebhookPayloadError("a Mailgun webhook carries an 'event-data' object")
+    variables = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
+    message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
+    return [
+        WebhookEvent(
+            event_id=text(data.get("id")) or fallback_id(data),
+            kind=_kind(data),
+            raw_type=str(data.get("event", "")),
+            email=text(data.get("recipient")),
+            message_key=text(variables.get(KEY_NAME)),
+            provider_message_id=text(headers.get("message-id")),
+            occurred_at=from_epoch(data.get("timestamp")),
+            payload=data,
+        )
+    ]

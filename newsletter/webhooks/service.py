@@ -1,0 +1,90 @@
+"""Acting on provider events: store each once, then stop mail to dead or angry addresses.
+
+A hard bounce or a complaint stops all mail to the address (the renderers
+skip anyone not pending or confirmed) and is recorded in the consent ledger;
+a complaint outranks a bounce and nothing moves an address back. Soft
+bounces are counted. A provider-side unsubscribe unsubscribes. Delivered and
+unknown events are only stored.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db_helpers import insert_ignoring_conflicts, locked
+from ..models import ConsentKind, Delivery, ProviderEvent, Status, Subscriber
+from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..subscriptions.service import leave, locked_by_email, record_event
+from .events import EventKind, WebhookEvent
+
+
+def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
+    """Store and act on each event not seen before; how many were new."""
+    new = 0
+    for event in events:
+        stored = session.execute(
+            insert_ignoring_conflicts(session, ProviderEvent, ["provider", "event_id"])
+            .values(
+                provider=provider,
+                event_id=event.event_id[:255],
+                kind=event.kind.value,
+                raw_type=event.raw_type[:64],
+                email=_normalized(event.email),
+                message_key=(event.message_key or "")[:64] or None,
+                provider_message_id=(event.provider_message_id or "")[:255] or None,
+                occurred_at=event.occurred_at,
+                payload=event.payload,
+            )
+            .returning(ProviderEvent.id)
+        ).scalar_one_or_none()
+        if stored is None:
+            continue  # delivered twice by the provider, or replayed: already acted on
+        new += 1
+        _act(session, provider, event)
+    session.commit()
+    return new
+
+
+def _normalized(email: str | None) -> str | None:
+    """The address as we store it, so erasure and lookups find it; None if unusable."""
+    try:
+        return normalize_email(email) if email else None
+    except InvalidAddress:
+        return None
+
+
+def _subscriber(session: Session, event: WebhookEvent) -> Subscriber | None:
+    email = _normalized(event.email)
+    found = locked_by_email(session, email) if email else None
+    if found is not None:
+        return found
+    if event.message_key:
+        subscriber_id = session.scalar(
+            select(Delivery.subscriber_id).where(Delivery.message_key == event.message_key)
+        )
+        if subscriber_id is not None:
+            return locked(session, select(Subscriber).where(Subscriber.id == subscriber_id)).first()
+    return None
+
+
+def _act(session: Session, provider: str, event: WebhookEvent) -> None:
+    if event.kind in (EventKind.DELIVERED, EventKind.UNKNOWN):
+        return
+    subscriber = _subscriber(session, event)
+    if subscriber is None:
+        return
+    detail = {"provider": provider, "type": event.raw_type, "event_id": event.event_id}
+    if event.kind is EventKind.COMPLAINT and subscriber.status is not Status.COMPLAINED:
+        subscriber.status = Status.COMPLAINED
+        record_event(session, subscriber, ConsentKind.COMPLAINED, **detail)
+    elif event.kind is EventKind.HARD_BOUNCE and subscriber.status not in (
+        Status.BOUNCED,
+        Status.COMPLAINED,
+    ):
+        subscriber.status = Status.BOUNCED
+        record_event(session, subscriber, ConsentKind.BOUNCED, **detail)
+    elif event.kind is EventKind.SOFT_BOUNCE:
+        subscriber.soft_bounces += 1
+    elif event.kind is EventKind.UNSUBSCRIBE:
+        leave(session, subscriber, None, method=f"{provider} webhook")

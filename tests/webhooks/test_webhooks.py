@@ -1,0 +1,367 @@
+"""Provider webhooks: verified on the raw body, stored once, acted on; never a 500."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.extensions import db
+from newsletter.models import ConsentKind, ProviderEvent, Status, Subscriber
+from tests.conftest import Outbox
+from tests.subscriptions.helpers import confirmed, find
+from tests.webhooks import signing
+
+
+@pytest.fixture
+def signer():
+    return signing.SendGridSigner()
+
+
+@pytest.fixture
+def hook_app(make_app, signer):
+    return make_app(
+        MAILGUN_WEBHOOK_SIGNING_KEY=signing.MAILGUN_KEY,
+        RESEND_WEBHOOK_SECRET=signing.RESEND_SECRET,
+        SENDGRID_WEBHOOK_PUBLIC_KEY=signer.public_key,
+        WEBHOOK_BASIC_AUTH=signing.BASIC_AUTH,
+    )
+
+
+@pytest.fixture
+def hook(hook_app):
+    client, outbox = hook_app.test_client(), Outbox(hook_app)
+    confirmed(client, outbox, "ann@example.com")
+    return client
+
+
+def stored_events(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(ProviderEvent))
+
+
+def consent_kinds(app, email) -> list[ConsentKind]:
+    with app.app_context():
+        return [e.kind for e in db.session.get(Subscriber, find(app, email).id).events]
+
+
+# --- one request per provider and kind ------------------------------------------------
+
+
+def postmark(client, record: dict, credentials=signing.BASIC_AUTH):
+    return client.post("/webhooks/postmark", json=record, headers=signing.basic(credentials))
+
+
+def mailgun(client, data: dict, **kwargs):
+    body = signing.mailgun_body(data, **kwargs)
+    return client.post("/webhooks/mailgun", data=body, content_type="application/json")
+
+
+def sendgrid(client, signer, events: list, at=None):
+    body = json.dumps(events).encode()
+    return client.post("/webhooks/sendgrid", data=body, headers=signer.headers(body, at))
+
+
+def resend(client, event: dict, msg_id="msg_1", at=None):
+    body = json.dumps(event).encode()
+    return client.post(
+        "/webhooks/resend", data=body, headers=signing.svix_headers(body, msg_id, at=at)
+    )
+
+
+HARD_BOUNCES = {
+    "postmark": lambda c, s: postmark(
+        c,
+        {
+            "RecordType": "Bounce",
+            "ID": 42,
+            "Type": "HardBounce",
+            "Email": "Ann@Example.com",
+            "MessageID": "pm-1",
+        },
+    ),
+    "mailgun": lambda c, s: mailgun(
+        c,
+        {
+            "event": "failed",
+            "severity": "permanent",
+            "id": "mg-1",
+            "recipient": "ann@example.com",
+            "timestamp": time.time(),
+        },
+    ),
+    "sendgrid": lambda c, s: sendgrid(
+        c,
+        s,
+        [
+            {
+                "event": "bounce",
+                "type": "bounce",
+                "sg_event_id": "sg-1",
+                "email": "ann@example.com",
+                "timestamp": int(time.time()),
+            }
+        ],
+    ),
+    "resend": lambda c, s: resend(
+        c,
+        {
+            "type": "email.bounced",
+            "created_at": "2026-11-24T10:00:00Z",
+            "data": {
+                "email_id": "rs-1",
+                "to": ["ann@example.com"],
+                "bounce": {"type": "Permanent"},
+            },
+        },
+    ),
+}
+COMPLAINTS = {
+    "postmark": lambda c, s: postmark(
+        c, {"RecordType": "SpamComplaint", "ID": 7, "Email": "ann@example.com"}
+    ),
+    "mailgun": lambda c, s: mailgun(
+        c, {"event": "complained", "id": "mg-2", "recipient": "ann@example.com"}
+    ),
+    "sendgrid": lambda c, s: sendgrid(
+        c, s, [{"event": "spamreport", "sg_event_id": "sg-2", "email": "ann@example.com"}]
+    ),
+    "resend": lambda c, s: resend(
+        c, {"type": "email.complained", "data": {"to": ["ann@example.com"]}}, "msg_2"
+    ),
+}
+SOFT_BOUNCES = {
+    "postmark": lambda c, s: postmark(
+        c, {"RecordType": "Bounce", "ID": 8, "Type": "SoftBounce", "Email": "ann@example.com"}
+    ),
+    "mailgun": lambda c, s: mailgun(
+        c,
+        {"event": "failed", "severity": "temporary", "id": "mg-3", "recipient": "ann@example.com"},
+    ),
+    "sendgrid": lambda c, s: sendgrid(
+        c, s, [{"event": "deferred", "sg_event_id": "sg-3", "email": "ann@example.com"}]
+    ),
+    "resend": lambda c, s: resend(
+        c,
+        {
+            "type": "email.bounced",
+            "data": {"to": ["ann@example.com"], "bounce": {"type": "Transient"}},
+        },
+        "msg_3",
+    ),
+}
+UNSUBSCRIBES = {
+    "postmark": lambda c, s: postmark(
+        c,
+        {
+            "RecordType": "SubscriptionChange",
+            "Recipient": "ann@example.com",
+            "SuppressSending": True,
+            "ChangedAt": "2026-11-24T10:00:00Z",
+        },
+    ),
+    "mailgun": lambda c, s: mailgun(
+        c, {"event": "unsubscribed", "id": "mg-4", "recipient": "ann@example.com"}
+    ),
+    "sendgrid": lambda c, s: sendgrid(
+        c, s, [{"event": "unsubscribe", "sg_event_id": "sg-4", "email": "ann@example.com"}]
+    ),
+}
+PROVIDERS = sorted(HARD_BOUNCES)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_hard_bounce_stops_mail_and_is_in_the_consent_ledger(hook_app, hook, signer, provider):
+    response = HARD_BOUNCES[provider](hook, signer)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"received": 1, "new": 1}
+    assert find(hook_app, "ann@example.com").status is Status.BOUNCED
+    assert consent_kinds(hook_app, "ann@example.com")[-1] is ConsentKind.BOUNCED
+    # and a later signup mails nothing
+    outbox = Outbox(hook_app)
+    before = len(outbox.messages())
+    hook.post("/subscribe", json={"email": "ann@example.com"})
+    outbox.dispatch()
+    assert len(outbox.messages()) == before
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_complaint_wins_over_a_bounce_and_is_never_undone(hook_app, hook, signer, provider):
+    assert COMPLAINTS[provider](hook, signer).status_code == 200
+    assert find(hook_app, "ann@example.com").status is Status.COMPLAINED
+    assert HARD_BOUNCES[provider](hook, signer).status_code == 200
+    assert find(hook_app, "ann@example.com").status is Status.COMPLAINED
+    assert consent_kinds(hook_app, "ann@example.com").count(ConsentKind.COMPLAINED) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_soft_bounce_is_counted_only(hook_app, hook, signer, provider):
+    assert SOFT_BOUNCES[provider](hook, signer).status_code == 200
+    subscriber = find(hook_app, "ann@example.com")
+    assert subscriber.status is Status.CONFIRMED and subscriber.soft_bounces == 1
+
+
+@pytest.mark.parametrize("provider", sorted(UNSUBSCRIBES))
+def test_provider_side_unsubscribe_unsubscribes(hook_app, hook, signer, provider):
+    assert UNSUBSCRIBES[provider](hook, signer).status_code == 200
+    assert find(hook_app, "ann@example.com").status is Status.UNSUBSCRIBED
+    with hook_app.app_context():
+        events = db.session.get(Subscriber, find(hook_app, "ann@example.com").id).events
+        assert events[-1].detail == {"method": f"{provider} webhook"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_replayed_event_changes_nothing(hook_app, hook, signer, provider):
+    COMPLAINTS[provider](hook, signer)
+    again = COMPLAINTS[provider](hook, signer)
+    assert again.status_code == 200 and again.get_json()["new"] == 0
+    assert stored_events(hook_app) == 1
+    assert consent_kinds(hook_app, "ann@example.com").count(ConsentKind.COMPLAINED) == 1
+
+
+def test_unknown_event_types_are_stored_and_ignored(hook_app, hook, signer):
+    assert (
+        postmark(hook, {"RecordType": "Open", "ID": 1, "Recipient": "ann@example.com"}).status_code
+        == 200
+    )
+    assert (
+        mailgun(hook, {"event": "opened", "id": "mg-9", "recipient": "ann@example.com"}).status_code
+        == 200
+    )
+    assert (
+        sendgrid(
+            hook,
+            signer,
+            [
+                {"event": "click", "email": "ann@example.com"},
+                {"event": "delivered", "email": "ann@example.com"},
+            ],
+        ).status_code
+        == 200
+    )
+    assert (
+        resend(
+            hook, {"type": "email.opened", "data": {"to": "ann@example.com"}}, "msg_9"
+        ).status_code
+        == 200
+    )
+    assert stored_events(hook_app) == 5
+    assert find(hook_app, "ann@example.com").status is Status.CONFIRMED
+
+
+def test_event_found_by_our_message_key_when_the_address_is_missing(hook_app, hook):
+    with hook_app.app_context():
+        from newsletter.models import Delivery
+
+        key = db.session.scalars(select(Delivery.message_key)).first()
+    response = postmark(
+        hook,
+        {
+            "RecordType": "Bounce",
+            "ID": 5,
+            "Type": "HardBounce",
+            "Metadata": {"newsletter_key": key},
+        },
+    )
+    assert response.status_code == 200
+    assert find(hook_app, "ann@example.com").status is Status.BOUNCED
+
+
+# --- refusals: 401 and nothing changes ----------------------------------------------
+
+
+def assert_refused(app, response, status=401):
+    assert response.status_code == status, response.data
+    assert response.get_json()["error"]["code"] == (
+        "invalid_signature" if status == 401 else "invalid_payload"
+    )
+    assert stored_events(app) == 0
+    assert find(app, "ann@example.com").status is Status.CONFIRMED
+
+
+def test_postmark_wrong_or_missing_credentials(hook_app, hook):
+    record = {"RecordType": "SpamComplaint", "ID": 1, "Email": "ann@example.com"}
+    assert_refused(hook_app, postmark(hook, record, credentials="hooks:wrong"))
+    assert_refused(hook_app, hook.post("/webhooks/postmark", json=record))
+
+
+def test_mailgun_bad_signature_and_stale_timestamp(hook_app, hook):
+    data = {"event": "complained", "id": "mg-x", "recipient": "ann@example.com"}
+    assert_refused(hook_app, mailgun(hook, data, key="not-the-key"))
+    assert_refused(hook_app, mailgun(hook, data, at=time.time() - 3600))
+
+
+def test_sendgrid_bad_signature_stale_timestamp_and_tampered_body(hook_app, hook, signer):
+    events = [{"event": "spamreport", "sg_event_id": "x", "email": "ann@example.com"}]
+    other = signing.SendGridSigner()
+    body = json.dumps(events).encode()
+    assert_refused(
+        hook_app, hook.post("/webhooks/sendgrid", data=body, headers=other.headers(body))
+    )
+    assert_refused(hook_app, sendgrid(hook, signer, events, at=time.time() - 3600))
+    headers = signer.headers(body)
+    tampered = body.replace(b"spamreport", b"delivered!")
+    assert_refused(hook_app, hook.post("/webhooks/sendgrid", data=tampered, headers=headers))
+
+
+def test_resend_bad_signature_and_stale_timestamp(hook_app, hook):
+    event = {"type": "email.complained", "data": {"to": ["ann@example.com"]}}
+    body = json.dumps(event).encode()
+    wrong = signing.svix_headers(body, "msg_x", secret="whsec_" + "QUJD" * 8)
+    assert_refused(hook_app, hook.post("/webhooks/resend", data=body, headers=wrong))
+    assert_refused(hook_app, resend(hook, event, "msg_y", at=time.time() - 3600))
+
+
+def test_unconfigured_provider_refuses_everything(make_app):
+    client = make_app().test_client()
+    body = signing.mailgun_body({"event": "complained", "recipient": "a@example.com"})
+    assert (
+        client.post("/webhooks/mailgun", data=body, content_type="application/json").status_code
+        == 401
+    )
+    assert client.post("/webhooks/postmark", json={}, headers=signing.basic()).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [("postmark", b"{not json"), ("postmark", b"[1, 2]"), ("postmark", b'{"NoRecordType": 1}')],
+)
+def test_malformed_verified_body_is_a_400(hook_app, hook, provider, body):
+    response = hook.post(
+        f"/webhooks/{provider}", data=body, content_type="application/json", headers=signing.basic()
+    )
+    assert_refused(hook_app, response, status=400)
+
+
+def test_malformed_signed_bodies_of_the_signing_providers(hook_app, hook, signer):
+    body = b'{"not": "an array"}'
+    assert_refused(
+        hook_app, hook.post("/webhooks/sendgrid", data=body, headers=signer.headers(body)), 400
+    )
+    body = b'{"type": "email.bounced"}'
+    assert_refused(
+        hook_app,
+        hook.post("/webhooks/resend", data=body, headers=signing.svix_headers(body, "m")),
+        400,
+    )
+    body = signing.mailgun_body("nope")  # event-data is not an object
+    assert_refused(
+        hook_app, hook.post("/webhooks/mailgun", data=body, content_type="application/json"), 400
+    )
+
+
+def test_unknown_provider_is_404(client):
+    assert client.post("/webhooks/pigeon", json={}).status_code == 404
+
+
+def test_erasure_removes_provider_events_too(hook_app, hook, signer, admin_headers):
+    SOFT_BOUNCES["sendgrid"](hook, signer)
+    assert stored_events(hook_app) == 1
+    export = hook.get("/admin/subscribers/ann@example.com/export", headers=admin_headers).get_json()
+    assert [e["kind"] for e in export["provider_events"]] == ["soft_bounce"]
+    assert (
+        hook.delete("/admin/subscribers/ann@example.com", headers=admin_headers).status_code == 204
+    )
+    assert stored_events(hook_app) == 0
