@@ -140,6 +140,14 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_SUBSCRIBE": _str(env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"),
+        # ours: a second POST /subscribe limit shared by a whole client network
+        # (an IPv4 /RATELIMIT_NETWORK_V4 or IPv6 /RATELIMIT_NETWORK_V6), so a bot
+        # rotating addresses inside one allocation is held too; empty: none.
+        "RATELIMIT_SUBSCRIBE_NETWORK": _str(
+            env, "RATELIMIT_SUBSCRIBE_NETWORK", "30 per minute;200 per hour"
+        ),
+        "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24),
+        "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64),
         "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
         "TRUSTED_PROXY_COUNT": _number(env, "TRUSTED_PROXY_COUNT", 0),
     }
