@@ -29,6 +29,8 @@ from tests.digests.helpers import add_confirmed, add_post
 
 # Every way of starting a new line a mail system, a provider or a parser might honour.
 BREAKS = ["\r\n", "\n", "\r", "\r\n\t", "\x85", "\u2028", "\u2029", "\x00\r\n"]
+# PostgreSQL text cannot hold NUL at all, so stored values try every other break.
+STORED_BREAKS = [b for b in BREAKS if "\x00" not in b]
 EVIL = "Bcc: victim@evil.example"
 BASE_HEADERS = {
     "from",
@@ -58,7 +60,7 @@ def assert_no_injected_header(raw: bytes, to: str, allowed: set[str]) -> EmailMe
     return message
 
 
-@pytest.mark.parametrize("brk", BREAKS)
+@pytest.mark.parametrize("brk", STORED_BREAKS)
 def test_hostile_values_already_stored_cannot_add_a_header(make_app, admin_headers, brk):
     """Subscriber name, post title (in the default subject) straight in the database."""
     app = make_app(RATELIMIT_ENABLED=False)
