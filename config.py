@@ -110,6 +110,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RETRY_BASE_SECONDS": _number(env, "RETRY_BASE_SECONDS", 30.0, float),
         "RETRY_MAX_SECONDS": _number(env, "RETRY_MAX_SECONDS", 3600.0, float),
         "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 10),
+        # ours: ...and seconds since it was queued before a delivery is given up,
+        # so a provider outage longer than the attempts' back-off drops nothing.
+        "RETRY_MAX_AGE": _number(env, "RETRY_MAX_AGE", 3 * 86400.0, float),
         # ours: false stops the in-process dispatcher thread (cron does it).
         "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
         # --- posts and digests -------------------------------------------------
