@@ -110,6 +110,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RETRY_BASE_SECONDS": _number(env, "RETRY_BASE_SECONDS", 30.0, float),
         "RETRY_MAX_SECONDS": _number(env, "RETRY_MAX_SECONDS", 3600.0, float),
         "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 10),
+        # ours: ...and seconds since it was queued before a delivery is given up,
+        # so a provider outage longer than the attempts' back-off drops nothing.
+        "RETRY_MAX_AGE": _number(env, "RETRY_MAX_AGE", 3 * 86400.0, float),
         # ours: false stops the in-process dispatcher thread (cron does it).
         "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
         # --- posts and digests -------------------------------------------------
@@ -140,6 +143,14 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_SUBSCRIBE": _str(env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"),
+        # ours: a second POST /subscribe limit shared by a whole client network
+        # (an IPv4 /RATELIMIT_NETWORK_V4 or IPv6 /RATELIMIT_NETWORK_V6), so a bot
+        # rotating addresses inside one allocation is held too; empty: none.
+        "RATELIMIT_SUBSCRIBE_NETWORK": _str(
+            env, "RATELIMIT_SUBSCRIBE_NETWORK", "30 per minute;200 per hour"
+        ),
+        "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24),
+        "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64),
         "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
         "TRUSTED_PROXY_COUNT": _number(env, "TRUSTED_PROXY_COUNT", 0),
     }

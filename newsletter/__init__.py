@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from . import security
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
+from .providers.base import header_safe
 from .tokens import Tokens
 from .web import EmailConverter
 
@@ -37,6 +39,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     configure_logging()
     _check_secret_key(app)
+    _check_mail_identity(app)
     _configure_database(app)
     _configure_web(app)
     _configure_sending(app)
@@ -73,6 +76,20 @@ def _check_secret_key(app: Flask) -> None:
     app.extensions["newsletter.tokens"] = Tokens(
         app.config["SECRET_KEY"], app.config["SECRET_KEY_FALLBACKS"], app.config["CONFIRM_MAX_AGE"]
     )
+
+
+def _check_mail_identity(app: Flask) -> None:
+    """MAIL_FROM and NEWSLETTER_NAME go into every email's headers: one line, a real sender."""
+    for name in ("MAIL_FROM", "NEWSLETTER_NAME"):
+        value = app.config[name]
+        if header_safe(value) != value.strip():
+            raise ConfigError(f"{name} must be a single line with no control characters")
+    _, address = parseaddr(app.config["MAIL_FROM"])
+    if "@" not in address:
+        raise ConfigError(
+            f"MAIL_FROM must be an address such as 'Newsletter <news@example.org>', "
+            f"not {app.config['MAIL_FROM']!r}"
+        )
 
 
 def database_url(raw: str, instance_path: str) -> str:

@@ -214,3 +214,22 @@ def test_stats_count_by_status(app, client, outbox, admin_headers):
     assert stats["subscribers"]["confirmed"] == 1 and stats["subscribers"]["pending"] == 1
     assert stats["deliveries"]["sent"] == 1 and stats["deliveries"]["queued"] == 1
     assert stats["backlog"]["waiting"] == 1
+
+
+def test_token_check_compares_every_token_in_constant_time(monkeypatch):
+    """No early exit: a match on the first token costs as much as no match at all."""
+    from newsletter.admin import auth
+
+    calls = []
+    real = auth.hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    accepted = ["first-token", "second-token", "third-token"]
+    for given in ("first-token", "third-token", "wrong", ""):
+        calls.clear()
+        assert auth.token_matches(given, accepted) is (given in accepted)
+        assert [b for _, b in calls] == [t.encode() for t in accepted]

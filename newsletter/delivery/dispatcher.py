@@ -75,7 +75,10 @@ def retry_policy() -> ledger.RetryPolicy:
     """The back-off settings of the running app."""
     config = current_app.config
     return ledger.RetryPolicy(
-        config["RETRY_BASE_SECONDS"], config["RETRY_MAX_SECONDS"], config["RETRY_MAX_ATTEMPTS"]
+        config["RETRY_BASE_SECONDS"],
+        config["RETRY_MAX_SECONDS"],
+        config["RETRY_MAX_ATTEMPTS"],
+        config["RETRY_MAX_AGE"],
     )
 
 

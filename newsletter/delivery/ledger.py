@@ -65,11 +65,26 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential back-off with jitter, and when to give up."""
+    """Exponential back-off with jitter, and when to give up.
+
+    A delivery is given up only when it has spent ``max_attempts`` *and* has
+    waited ``max_age_seconds`` since it was queued: a provider outage longer
+    than the attempts' back-off (ten attempts span about two hours by default)
+    must not drop a digest for everyone, while a message the provider keeps
+    refusing still ends after that age.
+    """
 
     base_seconds: float
     max_seconds: float
     max_attempts: int
+    max_age_seconds: float = 0.0
+
+    def gives_up(self, attempts: int, queued_at: datetime | None, now: datetime) -> bool:
+        """True when a delivery that failed for the ``attempts``-th time is abandoned."""
+        if attempts < self.max_attempts:
+            return False
+        age = (now - queued_at).total_seconds() if queued_at is not None else float("inf")
+        return age >= self.max_age_seconds
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failure (full jitter above half)."""
@@ -78,7 +93,11 @@ class RetryPolicy:
 
 
 def _values_for(
-    result: SendResult, attempts: int, policy: RetryPolicy, provider: str, now: datetime
+    result: SendResult,
+    attempts: int,
+    policy: RetryPolicy,
+    now: datetime,
+    queued_at: datetime | None = None,
 ) -> dict:
     """The columns a provider's answer sets on a claimed delivery."""
     if result.outcome is Outcome.SENT:
@@ -92,7 +111,7 @@ def _values_for(
     if result.outcome is Outcome.REJECTED:
         return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
     if result.outcome is Outcome.TRANSIENT:
-        if attempts + 1 >= policy.max_attempts:
+        if policy.gives_up(attempts + 1, queued_at, now):
             return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
         wait = policy.delay(attempts + 1)
         return {
@@ -120,7 +139,7 @@ def record(
     table = Delivery.__table__
     by_shape: dict[tuple[str, ...], list[dict]] = {}
     for delivery, result in zip(deliveries, results, strict=True):
-        values = _values_for(result, delivery.attempts, policy, provider, now)
+        values = _values_for(result, delivery.attempts, policy, now, delivery.created_at)
         values["provider"] = provider
         values["last_error"] = result.error if result.outcome is not Outcome.SENT else None
         row = {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}

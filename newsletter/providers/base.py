@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# Anything a mail system, a provider or a parser might take for a line break
+# (CR, LF, NEL, Unicode line and paragraph separators) and every other control.
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def header_safe(value: str) -> str:
+    """The value on one line: every break or control becomes one space.
+
+    The last line of defence against header injection, whatever field or
+    setting a value came from: no header we send can carry a second line.
+    """
+    return _HEADER_BREAKS.sub(" ", value).strip()
 
 
 class Stream(enum.StrEnum):
@@ -30,6 +44,13 @@ class Message:
     stream: Stream = Stream.TRANSACTIONAL
     # The one link the reader is meant to follow (logged by the outbox provider).
     action_url: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every value that becomes a header is forced onto one line."""
+        for name in ("to", "sender", "subject"):
+            object.__setattr__(self, name, header_safe(getattr(self, name)))
+        safe = {header_safe(k): header_safe(v) for k, v in self.headers.items()}
+        object.__setattr__(self, "headers", safe)
 
 
 class Outcome(enum.StrEnum):

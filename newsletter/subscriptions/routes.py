@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, current_app, render_template, request
 
 from ..errors import AppError, wants_json
-from ..extensions import client_address, db, limiter
+from ..extensions import client_address, client_network, db, limiter
 from ..tokens import TokenError, current_tokens
 from ..web import answer, request_fields, text_field
 from . import service
@@ -38,8 +38,23 @@ def _subscribe_limit() -> str:
     return current_app.config["RATELIMIT_SUBSCRIBE"]
 
 
+def _network_limit() -> str:
+    return current_app.config["RATELIMIT_SUBSCRIBE_NETWORK"]
+
+
+def _no_network_limit() -> bool:
+    return not current_app.config["RATELIMIT_SUBSCRIBE_NETWORK"]
+
+
 @bp.post("/subscribe")
 @limiter.limit(_subscribe_limit, methods=["POST"])
+@limiter.limit(
+    _network_limit,
+    key_func=client_network,
+    methods=["POST"],
+    scope="subscribe-network",
+    exempt_when=_no_network_limit,
+)
 def subscribe() -> Response:
     """Take a signup; the same answer whatever state the address was in."""
     data = request_fields()

@@ -232,3 +232,58 @@ def test_signup_keeps_proof_of_consent(app, client):
         assert event.user_agent == "TestBrowser/1.0"
         assert event.source == "https://blog.example.org/post"
         assert event.wording == app.config["CONSENT_WORDING"]
+
+
+def _post_from(client, address: str, email: str) -> int:
+    return client.post(
+        "/subscribe", json={"email": email}, environ_base={"REMOTE_ADDR": address}
+    ).status_code
+
+
+@pytest.mark.parametrize(
+    ("same_network", "other_network"),
+    [
+        (
+            ["198.51.100.1", "198.51.100.77", "198.51.100.254", "::ffff:198.51.100.9"],
+            "198.51.101.1",
+        ),
+        (
+            ["2001:db8:1:2::1", "2001:db8:1:2::ff", "2001:db8:1:2:a::1", "2001:db8:1:2::9"],
+            "2001:db8:1:3::1",
+        ),
+    ],
+)
+def test_network_limit_holds_a_bot_rotating_addresses_in_one_network(
+    make_app, same_network, other_network
+):
+    app = make_app(RATELIMIT_SUBSCRIBE="10 per minute", RATELIMIT_SUBSCRIBE_NETWORK="3 per minute")
+    client = app.test_client()
+    answers = [_post_from(client, a, f"bomb{n}@example.com") for n, a in enumerate(same_network)]
+    assert answers == [202, 202, 202, 429]  # each address is under its own limit
+    assert find(app, "bomb3@example.com") is None
+    assert _post_from(client, other_network, "other@example.com") == 202
+
+
+def test_per_address_limit_still_holds_inside_a_quiet_network(make_app):
+    app = make_app(RATELIMIT_SUBSCRIBE="2 per minute", RATELIMIT_SUBSCRIBE_NETWORK="100 per minute")
+    client = app.test_client()
+    answers = [_post_from(client, "192.0.2.5", f"a{n}@example.com") for n in range(3)]
+    assert answers == [202, 202, 429]
+    assert _post_from(client, "192.0.2.6", "b@example.com") == 202
+
+
+def test_network_limit_can_be_turned_off_alone(make_app):
+    app = make_app(RATELIMIT_SUBSCRIBE="10 per minute", RATELIMIT_SUBSCRIBE_NETWORK="")
+    client = app.test_client()
+    answers = [_post_from(client, f"203.0.113.{n}", f"c{n}@example.com") for n in range(1, 8)]
+    assert answers == [202] * 7
+
+
+def test_bombing_a_victim_from_many_networks_mails_them_once(make_app):
+    """The per-address throttle holds whatever the rate limits let through."""
+    app = make_app(CONFIRM_RESEND_INTERVAL=300, CONFIRM_MAX_PER_DAY=5)
+    client, outbox = app.test_client(), Outbox(app)
+    for n in range(40):
+        assert _post_from(client, f"10.{n}.0.1", "victim@example.com") == 202
+    outbox.dispatch()
+    assert len(outbox.messages("victim@example.com")) == 1

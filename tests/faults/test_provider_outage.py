@@ -1,0 +1,108 @@
+"""The email provider is down for "an hour" (short back-off settings): deliveries wait
+with growing back-off, none is dropped (not even past RETRY_MAX_ATTEMPTS), the admin
+stats show the backlog, and when the provider returns everything goes out once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.delivery.dispatcher import dispatch_pass
+from newsletter.delivery.ledger import RetryPolicy
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus, utcnow
+from tests.digests.helpers import add_confirmed, add_post
+from tests.providers.servers import FakePostmark, serve
+
+OUTAGE_ROUNDS = 5
+MAX_ATTEMPTS = 3  # fewer than the outage's failures: attempts alone would drop the digest
+DOWN = (503, {}, {"ErrorCode": 503, "Message": "Service unavailable"})
+
+
+@pytest.fixture
+def postmark() -> Iterator[tuple[FakePostmark, str]]:
+    fake = FakePostmark()
+    with serve(fake) as base:
+        yield fake, base
+
+
+def _deliveries(app) -> list[Delivery]:
+    with app.app_context():
+        rows = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        db.session.expunge_all()
+        db.session.remove()
+        return list(rows)
+
+
+def _dispatch_when_due(app) -> datetime:
+    """Wait until every waiting delivery is due (jitter spreads them), run a pass; when."""
+    waiting = [d.next_attempt_at for d in _deliveries(app) if d.status is DeliveryStatus.QUEUED]
+    if waiting:
+        time.sleep(max(0.0, (max(waiting) - utcnow()).total_seconds()) + 0.01)
+    started = utcnow()
+    with app.app_context():
+        try:
+            dispatch_pass()
+        finally:
+            db.session.remove()
+    return started
+
+
+@pytest.mark.slow
+def test_a_long_provider_outage_backs_off_drops_nothing_and_sends_once(
+    make_app, postmark, admin_headers
+):
+    fake, base = postmark
+    app = make_app(
+        EMAIL_PROVIDER="postmark",
+        POSTMARK_API_URL=base,
+        POSTMARK_SERVER_TOKEN=fake.token,
+        RETRY_BASE_SECONDS=0.15,  # long enough that no retry falls due within a pass
+        RETRY_MAX_SECONDS=10.0,
+        RETRY_MAX_ATTEMPTS=MAX_ATTEMPTS,
+        RETRY_MAX_AGE=3600.0,  # "an hour": the outage is shorter than that
+    )
+    client = app.test_client()
+    readers = add_confirmed(app, 40)
+    add_post(client, admin_headers, 1)
+    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+
+    fake.script = [DOWN] * 10_000  # every call fails until the script is cleared
+    gaps = []
+    for _ in range(OUTAGE_ROUNDS):
+        ran = _dispatch_when_due(app)
+        rows = _deliveries(app)
+        assert {d.status for d in rows} == {DeliveryStatus.QUEUED}
+        gaps.append(min((d.next_attempt_at - ran).total_seconds() for d in rows))
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert gaps[-1] > 4 * gaps[0], gaps  # doubling each time, under the jitter
+    assert {d.attempts for d in _deliveries(app)} == {OUTAGE_ROUNDS}  # past MAX_ATTEMPTS...
+    assert fake.delivered == []
+
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()
+    assert stats["backlog"]["waiting"] == len(readers)  # ...and still waiting, visibly
+    assert stats["deliveries"]["failed"] == 0
+    progress = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert progress["pending"] == len(readers) and progress["failed"] == 0
+
+    fake.script = []  # the provider is back
+    _dispatch_when_due(app)
+    assert sorted(m["To"] for m in fake.delivered) == sorted(readers)  # each exactly once
+    assert {d.status for d in _deliveries(app)} == {DeliveryStatus.SENT}
+    assert client.get("/admin/stats", headers=admin_headers).get_json()["backlog"]["waiting"] == 0
+
+
+def test_retry_policy_gives_up_only_after_attempts_and_age():
+    policy = RetryPolicy(30.0, 3600.0, max_attempts=3, max_age_seconds=3600.0)
+    now = utcnow()
+    young, old = now - timedelta(minutes=30), now - timedelta(hours=2)
+    assert not policy.gives_up(2, old, now)  # attempts left
+    assert not policy.gives_up(9, young, now)  # an outage shorter than the age
+    assert policy.gives_up(3, old, now)  # both spent: a message the provider keeps refusing
+    assert RetryPolicy(30.0, 3600.0, 3).gives_up(3, young, now)  # age 0: attempts alone
