@@ -322,6 +322,19 @@ class ProviderEvent(db.Model):
         }
 
 
+class WebhookNonce(db.Model):
+    """A signature token already accepted: Mailgun signs only timestamp and token,
+    not the event, so each token may be used once."""
+
+    __tablename__ = "webhook_nonces"
+    __table_args__ = (UniqueConstraint("provider", "nonce", name="uq_webhook_nonce"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 class Erasure(db.Model):
     """What is kept of an erased address: a keyed hash, never the address."""
 

@@ -6,6 +6,7 @@ import enum
 import hashlib
 import hmac
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +67,9 @@ def check_fresh(timestamp: str, tolerance: float, now: float | None = None) -> N
     try:
         signed_at = float(timestamp)
     except (TypeError, ValueError):
-        raise WebhookAuthError("the signature timestamp is missing or malformed") from None
+        signed_at = math.nan
+    if not math.isfinite(signed_at):  # "nan" would compare as neither old nor new
+        raise WebhookAuthError("the signature timestamp is missing or malformed")
     current = datetime.now(UTC).timestamp() if now is None else now
     if abs(current - signed_at) > tolerance:
         raise WebhookAuthError("the signature timestamp is outside the accepted window")

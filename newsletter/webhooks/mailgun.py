@@ -22,8 +22,12 @@ from .events import (
 )
 
 
-def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> None:
-    """Check ``signature.signature`` and the freshness of ``signature.timestamp``."""
+def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> str:
+    """Check ``signature.signature`` and its freshness; return the token, usable once.
+
+    The signature covers timestamp and token, not the event: a token seen
+    before must be refused, or a captured signature could carry any event.
+    """
     key = config["MAILGUN_WEBHOOK_SIGNING_KEY"]
     if not key:
         raise WebhookAuthError("MAILGUN_WEBHOOK_SIGNING_KEY is not set")
@@ -38,6 +42,7 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
     if not same(given, expected):
         raise WebhookAuthError("the Mailgun signature does not match")
     check_fresh(timestamp, config["WEBHOOK_TOLERANCE"])
+    return token
 
 
 def _kind(data: dict[str, Any]) -> EventKind:

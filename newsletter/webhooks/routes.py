@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 MAX_WEBHOOK_BYTES = 8 * 1024 * 1024  # SendGrid posts events in batches
 
-Verify = Callable[[Mapping[str, Any], Mapping[str, str], bytes], None]
+# A verifier raises WebhookAuthError, or returns a nonce that may be used only once.
+Verify = Callable[[Mapping[str, Any], Mapping[str, str], bytes], str | None]
 Parse = Callable[[bytes, Mapping[str, str]], list[WebhookEvent]]
 PROVIDERS: dict[str, tuple[Verify, Parse]] = {
     "postmark": (postmark.verify, lambda body, _h: postmark.parse(body)),
@@ -37,7 +38,11 @@ def receive(provider: str) -> Response:
     request.max_content_length = MAX_WEBHOOK_BYTES
     body = request.get_data(cache=True)
     try:
-        verify(current_app.config, request.headers, body)
+        nonce = verify(current_app.config, request.headers, body)
+        if nonce is not None and not service.claim_nonce(
+            db.session, provider, nonce, current_app.config["WEBHOOK_TOLERANCE"]
+        ):
+            raise WebhookAuthError("this signature was already used")
     except WebhookAuthError as exc:
         log.warning("%s webhook refused: %s", provider, exc)
         raise AppError("invalid_signature", f"The webhook did not verify: {exc}.", 401) from None

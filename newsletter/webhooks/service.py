@@ -9,14 +9,44 @@ unknown events are only stored.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..db_helpers import insert_ignoring_conflicts, locked
-from ..models import ConsentKind, Delivery, ProviderEvent, Status, Subscriber
+from ..models import (
+    ConsentKind,
+    Delivery,
+    ProviderEvent,
+    Status,
+    Subscriber,
+    WebhookNonce,
+    utcnow,
+)
 from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..subscriptions.service import leave, locked_by_email, record_event
 from .events import EventKind, WebhookEvent
+
+
+def claim_nonce(session: Session, provider: str, nonce: str, tolerance: float) -> bool:
+    """Record a signature nonce; False if it was used before (a replay).
+
+    Nonces older than twice the freshness window are dropped: their
+    signatures are refused as stale anyway.
+    """
+    session.execute(
+        delete(WebhookNonce).where(
+            WebhookNonce.seen_at < utcnow() - timedelta(seconds=2 * tolerance)
+        )
+    )
+    claimed = session.execute(
+        insert_ignoring_conflicts(session, WebhookNonce, ["provider", "nonce"])
+        .values(provider=provider, nonce=nonce[:255])
+        .returning(WebhookNonce.id)
+    ).scalar_one_or_none()
+    session.commit()
+    return claimed is not None
 
 
 def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization

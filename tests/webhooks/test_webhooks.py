@@ -365,3 +365,35 @@ def test_erasure_removes_provider_events_too(hook_app, hook, signer, admin_heade
         hook.delete("/admin/subscribers/ann@example.com", headers=admin_headers).status_code == 204
     )
     assert stored_events(hook_app) == 0
+
+
+def test_mailgun_token_is_accepted_once_even_with_another_event(hook_app, hook):
+    first = {"event": "delivered", "id": "mg-a", "recipient": "ann@example.com"}
+    assert mailgun(hook, first, token="same-token").status_code == 200
+    # An attacker replays the captured signature with a harmful event of their own.
+    forged = {"event": "complained", "id": "mg-b", "recipient": "ann@example.com"}
+    replay = mailgun(hook, forged, token="same-token")
+    assert replay.status_code == 401
+    assert "already used" in replay.get_json()["error"]["message"]
+    assert find(hook_app, "ann@example.com").status is Status.CONFIRMED
+    assert stored_events(hook_app) == 1
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "-inf", "soon"])
+def test_non_numeric_signed_timestamps_are_refused(hook_app, hook, stamp):
+    import hashlib
+    import hmac
+
+    token = "t-" + stamp
+    signature = hmac.new(
+        signing.MAILGUN_KEY.encode(), (stamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    body = json.dumps(
+        {
+            "signature": {"timestamp": stamp, "token": token, "signature": signature},
+            "event-data": {"event": "complained", "recipient": "ann@example.com"},
+        }
+    ).encode()
+    assert_refused(
+        hook_app, hook.post("/webhooks/mailgun", data=body, content_type="application/json")
+    )
