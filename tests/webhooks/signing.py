@@ -22,8 +22,9 @@ def mailgun_body(
     event_data: dict[str, Any],
     key: str = MAILGUN_KEY,
     at: float | None = None,
-    token: str = "tok-1",
+    token: str | None = None,
 ) -> bytes:
+    token = token or uuid.uuid4().hex  # Mailgun sends a fresh token with every request
     timestamp = str(int(at if at is not None else time.time()))
     signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     return json.dumps(
