@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.conftest import ADMIN_TOKEN
+from tests.servers import serve
 
 
 @pytest.fixture
 def served_app(make_app):
-    app = make_app(RATELIMIT_ENABLED=False, CONFIRM_MAX_PER_DAY=100_000)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
+    with serve(make_app(RATELIMIT_ENABLED=False, CONFIRM_MAX_PER_DAY=100_000)) as url:
+        yield url
 
 
 @pytest.mark.slow

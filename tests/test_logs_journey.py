@@ -13,7 +13,8 @@ import requests
 
 from tests.conftest import Outbox, path_of
 from tests.digests.helpers import add_post
-from tests.providers.servers import FakePostmark, serve
+from tests.providers.servers import FakePostmark
+from tests.servers import serve
 
 ADDRESS = "journey.person@example.com"
 

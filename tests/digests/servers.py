@@ -9,21 +9,9 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from flask import Flask
-from werkzeug.serving import make_server
+from tests.servers import serve
 
-
-@contextmanager
-def serve_app(app: Flask) -> Iterator[str]:
-    """Serve the app with werkzeug's threaded server; its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
+serve_app = serve  # the shared helper, under the name these tests use
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

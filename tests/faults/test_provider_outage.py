@@ -18,7 +18,8 @@ from newsletter.delivery.ledger import RetryPolicy
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus, utcnow
 from tests.digests.helpers import add_confirmed, add_post
-from tests.providers.servers import FakePostmark, serve
+from tests.providers.servers import FakePostmark
+from tests.servers import serve
 
 OUTAGE_ROUNDS = 5
 MAX_ATTEMPTS = 3  # fewer than the outage's failures: attempts alone would drop the digest

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from .servers import PRISM, SPECS, FakePostmark, prism, serve
+from tests.servers import serve
+
+from .servers import PRISM, SPECS, FakePostmark, prism
 
 
 def _prism_or_skip(spec: str) -> Iterator[str]:

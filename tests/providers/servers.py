@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -127,17 +126,3 @@ class FakePostmark:
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body), status, headers, content_type="application/json")
-
-
-@contextmanager
-def serve(app: Callable) -> Iterator[str]:
-    """A WSGI app on a free port of 127.0.0.1, in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

@@ -8,9 +8,9 @@ from werkzeug.wrappers import Request, Response
 
 from newsletter.providers import Outcome
 from newsletter.providers.resend import ResendProvider
+from tests.servers import serve
 
 from .messages import digest
-from .servers import serve
 
 
 class Recorder:
