@@ -24,6 +24,9 @@ bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+# The control socket lives at one path per user ($HOME/.gunicorn): several
+# instances would fight over it, and a container has no use for it.
+control_socket_disable = True
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 
