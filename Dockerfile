@@ -9,23 +9,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY --chown=app:app config.py wsgi.py ./
+COPY --chown=app:app config.py wsgi.py gunicorn.conf.py ./
 COPY --chown=app:app newsletter/ newsletter/
 COPY --chown=app:app migrations/ migrations/
 RUN mkdir -p /app/instance && chown app:app /app/instance
 
-USER app
+USER 10001:10001
 EXPOSE 8000
 VOLUME ["/app/instance"]
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
 
-# --graceful-timeout lets a worker finish the batch in flight on SIGTERM.
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
-     "--graceful-timeout", "30", "--access-logfile", "-", "wsgi:app"]
+# gunicorn.conf.py: port 8000, shared metrics across workers, and on SIGTERM
+# each worker finishes its dispatch batch in flight (GRACEFUL_TIMEOUT, 30 s).
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

@@ -35,6 +35,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
@@ -153,4 +160,15 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64),
         "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
         "TRUSTED_PROXY_COUNT": _number(env, "TRUSTED_PROXY_COUNT", 0),
+        # --- operations (ours) -------------------------------------------------
+        # true: /metrics answers without the admin token (keep it off the
+        # public internet then: a private network or the proxy's allow list).
+        "METRICS_PUBLIC": _bool(env, "METRICS_PUBLIC", False),
+        # "text" (one line per event) or "json" (one JSON object per line).
+        "LOG_FORMAT": _choice(env, "LOG_FORMAT", ("text", "json")),
+        # Seconds /readyz waits for the broker's answer.
+        "READINESS_TIMEOUT": _number(env, "READINESS_TIMEOUT", 2.0, float),
+        # PROMETHEUS_MULTIPROC_DIR, read by prometheus-client itself: the
+        # folder gunicorn's workers share their metrics through
+        # (gunicorn.conf.py makes a fresh one when it is not set).
     }

@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import ConfigError, from_env
 
-from . import security
+from . import logs, security
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
@@ -37,7 +37,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config["INSTANCE_PATH"] = app.instance_path
 
-    configure_logging()
+    logs.configure_logging(app.config["LOG_FORMAT"])
     _check_secret_key(app)
     _check_mail_identity(app)
     _configure_database(app)
@@ -46,20 +46,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     register_error_handlers(app)
     security.install(app)
+    logs.install(app)
     from .cli import register_cli
 
     register_cli(app)
     _start_embedded_services(app)
     return app
-
-
-def configure_logging() -> None:
-    """One line per event on stderr, unless the host (gunicorn, pytest) set logging up."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
 
 
 def _check_secret_key(app: Flask) -> None:
@@ -166,11 +158,12 @@ def _configure_sending(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
     from .digests.routes import bp as digests_bp
+    from .meta.metrics import bp as metrics_bp
     from .meta.routes import bp as meta_bp
     from .subscriptions.routes import bp as subscriptions_bp
     from .webhooks.routes import bp as webhooks_bp
 
-    for blueprint in (subscriptions_bp, admin_bp, digests_bp, meta_bp, webhooks_bp):
+    for blueprint in (subscriptions_bp, admin_bp, digests_bp, meta_bp, metrics_bp, webhooks_bp):
         app.register_blueprint(blueprint)
 
 

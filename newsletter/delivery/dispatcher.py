@@ -20,6 +20,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..extensions import db
+from ..metrics import DISPATCH_SECONDS, PROVIDER_ANSWERS
 from ..models import Delivery, DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
@@ -82,8 +83,14 @@ def retry_policy() -> ledger.RetryPolicy:
     )
 
 
-def dispatch_pass(max_batches: int | None = None) -> PassStats:
-    """Send every due delivery, batch by batch, until none is due (or ``max_batches``)."""
+def dispatch_pass(
+    max_batches: int | None = None, should_stop: Callable[[], bool] | None = None
+) -> PassStats:
+    """Send every due delivery, batch by batch, until none is due (or ``max_batches``).
+
+    ``should_stop`` is asked before each claim: a shutting-down process
+    finishes the batch in flight and claims no other.
+    """
     provider = current_provider()
     health = dispatch_health()
     stats = PassStats()
@@ -96,6 +103,8 @@ def dispatch_pass(max_batches: int | None = None) -> PassStats:
     while not (health.paused or health.rate_limited) and (
         max_batches is None or batches < max_batches
     ):
+        if should_stop is not None and should_stop():
+            break
         ids = ledger.claim(db.session, batch_size, lease)
         if not ids:
             break
@@ -138,7 +147,8 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
         select(Delivery).where(Delivery.id.in_(ids)).options(selectinload(Delivery.subscriber))
     ).all()
     digest_ids = {d.digest_id for d in deliveries if d.kind is DeliveryKind.DIGEST and d.digest_id}
-    stop = _send_rendered(deliveries, provider, stats)
+    with DISPATCH_SECONDS.labels(provider.name).time():
+        stop = _send_rendered(deliveries, provider, stats)
     if digest_ids:
         settle(session, digest_ids)
     return stop
@@ -159,6 +169,7 @@ def _send_rendered(deliveries: Any, provider: Provider, stats: PassStats) -> boo
     ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
     for result in results:
         stats.count(result.outcome.value)
+        PROVIDER_ANSWERS.labels(provider.name, result.outcome.value).inc()
     _watch_for_config_errors(results)
     _watch_for_rate_limits(results)
     return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
@@ -208,6 +219,7 @@ def _watch_for_rate_limits(results: list[SendResult]) -> None:
 
 
 PeriodicJob = tuple[float, Callable[[], object]]  # (every N seconds, job run in app context)
+_RUNNING: set[BackgroundDispatcher] = set()
 
 
 class BackgroundDispatcher:
@@ -234,6 +246,7 @@ class BackgroundDispatcher:
                 target=self._run, name="newsletter-dispatcher", daemon=True
             )
             self._thread.start()
+            _RUNNING.add(self)
             atexit.register(self.stop)
 
     def wake(self) -> None:
@@ -246,6 +259,7 @@ class BackgroundDispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        _RUNNING.discard(self)
 
     def _run(self) -> None:
         interval = self.app.config["DISPATCH_INTERVAL"]
@@ -258,7 +272,7 @@ class BackgroundDispatcher:
             with self.app.app_context():
                 try:
                     self._run_periodic()
-                    dispatch_pass()
+                    dispatch_pass(should_stop=self._stop.is_set)
                     failures = 0
                 except Exception as exc:  # the database is down, say: wait and try again
                     failures += 1
@@ -273,6 +287,16 @@ class BackgroundDispatcher:
             if now - last_run[0] >= every:
                 last_run[0] = now
                 job()
+
+
+def stop_background_dispatchers(timeout: float = 30.0) -> None:
+    """Stop every dispatcher thread of this process, each after its batch in flight.
+
+    gunicorn's ``worker_exit`` hook calls it, so a worker told to stop (SIGTERM,
+    a deploy) records what its provider answered before it exits.
+    """
+    for dispatcher in list(_RUNNING):
+        dispatcher.stop(timeout)
 
 
 def wake_dispatcher() -> None:

@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/openapi.json``."""
+"""``/healthz`` (liveness), ``/readyz`` (readiness) and ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, jsonify
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from flask import Blueprint, Response, current_app, jsonify
 
 from ..delivery.dispatcher import dispatch_health
-from ..extensions import db
+from .probes import broker_answers, database_answers
 
 bp = Blueprint("meta", __name__)
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -21,18 +19,25 @@ OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """200 when the database answers, else 503; says if sending is paused."""
-    try:
-        db.session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        db.session.rollback()
+    if not database_answers():
         return jsonify(status="unavailable", database="down"), 503
-    finally:
-        db.session.remove()
     health = dispatch_health()
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     if health.paused:
         body["dispatch"] = {"paused": True, "error": health.last_error}
     return jsonify(body), 200
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when the database and, if configured, the broker answer; else 503 naming the part."""
+    parts = {"database": "ok" if database_answers() else "down"}
+    broker_url = current_app.config["CELERY_BROKER_URL"]
+    if broker_url:
+        ready = broker_answers(broker_url, current_app.config["READINESS_TIMEOUT"])
+        parts["broker"] = "ok" if ready else "down"
+    ok = all(state == "ok" for state in parts.values())
+    return jsonify(status="ok" if ok else "unavailable", **parts), 200 if ok else 503
 
 
 @cache

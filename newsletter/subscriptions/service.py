@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..db_helpers import insert_ignoring_conflicts, locked
 from ..delivery import ledger
+from ..metrics import count_consent
 from ..models import (
     ConsentEvent,
     ConsentKind,
@@ -60,6 +61,7 @@ def record_event(
             detail=detail or None,
         )
     )
+    count_consent(session, kind)
 
 
 def lock_or_create(session: Session, email: str, **fields: object) -> tuple[Subscriber, bool]:

@@ -1,0 +1,46 @@
+"""The checks behind ``/healthz`` and ``/readyz``: does each backing service answer?"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from kombu import Connection
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
+
+log = logging.getLogger(__name__)
+
+
+def database_answers() -> bool:
+    """True when ``SELECT 1`` goes through; the session is left clean either way."""
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("database check failed: %s", type(exc).__name__)
+        return False
+    finally:
+        db.session.remove()
+
+
+def broker_answers(url: str, timeout: float) -> bool:
+    """True when the Celery broker answers within ``timeout`` seconds (Redis: a PING)."""
+    try:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        with Connection(url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+            return True
+    except Exception as exc:  # any failure to reach the broker means: not ready
+        log.warning("broker check failed: %s", type(exc).__name__)
+        return False

@@ -1,0 +1,75 @@
+"""Prometheus metrics counted in-process: consent steps, provider answers, batch latency.
+
+Works in one process and, when ``PROMETHEUS_MULTIPROC_DIR`` is set before this
+module is imported (``gunicorn.conf.py`` does it), across gunicorn's workers.
+Gauges about the ledger are not kept here: ``meta/metrics.py`` reads them from
+the database at scrape time, so every process and host agrees on them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from .models import ConsentKind
+
+_PENDING = "newsletter.metrics.consent"
+
+SIGNUPS = Counter("newsletter_signups", "Signups recorded (new, repeated or resubscribed).")
+CONFIRMATIONS = Counter("newsletter_confirmations", "Subscriptions confirmed.")
+UNSUBSCRIBES = Counter("newsletter_unsubscribes", "Unsubscribes recorded.")
+PROVIDER_ANSWERS = Counter(
+    "newsletter_provider_answers",
+    "Provider answers per message, by provider and outcome.",
+    ["provider", "outcome"],
+)
+DISPATCH_SECONDS = Histogram(
+    "newsletter_dispatch_batch_seconds",
+    "Seconds to render, send and record one claimed batch.",
+    ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+_BY_KIND = {
+    ConsentKind.SIGNUP: SIGNUPS,
+    ConsentKind.RESUBSCRIBED: SIGNUPS,
+    ConsentKind.CONFIRMED: CONFIRMATIONS,
+    ConsentKind.UNSUBSCRIBED: UNSUBSCRIBES,
+}
+
+
+def count_consent(session: Session, kind: ConsentKind) -> None:
+    """Count a consent step once ``session`` commits it (a rollback counts nothing)."""
+    if kind in _BY_KIND:
+        session.info.setdefault(_PENDING, []).append(kind)
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for kind in session.info.pop(_PENDING, []):
+        _BY_KIND[kind].inc()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def multiprocess_dir() -> str:
+    """The shared folder of gunicorn's workers' metric files, or empty in one process."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def process_registry() -> CollectorRegistry:
+    """The registry to scrape for in-process metrics: every worker's under gunicorn."""
+    if not multiprocess_dir():
+        from prometheus_client import REGISTRY
+
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry

@@ -1,0 +1,51 @@
+"""/readyz: the database and, when a broker is configured, the broker; 503 names the part."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import redis
+
+BROKER = os.environ.get("TEST_READINESS_BROKER_URL", "redis://127.0.0.1:6379/5")
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ready_with_the_database_and_no_broker(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_ready_checks_the_broker_when_one_is_configured(app):
+    assert redis.Redis.from_url(BROKER).ping(), "Redis is required on 127.0.0.1:6379"
+    app.config["CELERY_BROKER_URL"] = BROKER  # read per request; no Celery app touched
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_not_ready_when_the_broker_does_not_answer(app):
+    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{closed_port()}/5"
+    app.config["READINESS_TIMEOUT"] = 0.5
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": "ok", "broker": "down"}
+
+
+def test_not_ready_when_the_database_is_gone(make_app, tmp_path):
+    missing = tmp_path / "no-such-dir" / "db.sqlite"
+    response = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}").test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": "down"}
+
+
+def test_liveness_ignores_the_broker(app):
+    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{closed_port()}/5"
+    assert app.test_client().get("/healthz").status_code == 200
