@@ -189,8 +189,10 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, nargs="+", default=[1, 2], help="dispatcher processes per run"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/plot.py)")
     args = parser.parse_args()
     fake, base = start_fake()
+    figures = []
     try:
         rows = []
         for size in args.sizes:
@@ -201,6 +203,15 @@ def main() -> None:
                 assert sent["sent"] == size, sent
                 dispatcher_rate = size / sent["seconds"]
                 bare_rate = bare_client(base, sample, size)
+                figures.append(
+                    {
+                        "size": size,
+                        "processes": processes,
+                        "dispatcher": dispatcher_rate,
+                        "bare": bare_rate,
+                        "rss_peak_mib": sent["rss_peak_kib"] / 1024,
+                    }
+                )
                 rows.append(
                     f"| {size:,} | {processes} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
                     f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
@@ -213,6 +224,8 @@ def main() -> None:
         )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
     finally:
         fake.terminate()
         fake.wait(10)

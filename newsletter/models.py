@@ -189,7 +189,7 @@ class Delivery(db.Model):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("digest_id", "subscriber_id", name="uq_delivery_digest_subscriber"),
-        Index("ix_delivery_due", "status", "next_attempt_at"),
+        Index("ix_delivery_due", "status", "next_attempt_at", "id"),
         # A digest's progress: "is any copy still pending?" without a scan.
         Index("ix_delivery_digest_status", "digest_id", "status"),
     )

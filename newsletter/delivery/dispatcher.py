@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from ..extensions import db
 from ..metrics import DISPATCH_SECONDS, PROVIDER_ANSWERS
@@ -143,8 +143,12 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
     same deliveries again at once).
     """
     session = db.session
+    # One query: each delivery with its subscriber joined (selectinload would take two).
     deliveries = session.scalars(
-        select(Delivery).where(Delivery.id.in_(ids)).options(selectinload(Delivery.subscriber))
+        select(Delivery)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+        .options(joinedload(Delivery.subscriber))
     ).all()
     digest_ids = {d.digest_id for d in deliveries if d.kind is DeliveryKind.DIGEST and d.digest_id}
     with DISPATCH_SECONDS.labels(provider.name).time():

@@ -12,7 +12,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import (
+    Select,
+    bindparam,
+    func,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryKind, DeliveryStatus, utcnow
@@ -40,18 +48,15 @@ def mark_work_queued(session: Session) -> None:
 def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
     """Claim up to ``limit`` due deliveries for this dispatcher and commit the claim."""
     now = utcnow()
-    due = (
-        select(Delivery.id)
-        .where(Delivery.status.in_(_CLAIMABLE), Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Concurrent dispatchers each take a different batch, never waiting on another.
-        due = due.with_for_update(skip_locked=True)
+    lock = session.get_bind().dialect.name == "postgresql"
+    # One ordered index range per status (the due index is (status, next_attempt_at,
+    # id)), each stopping after ``limit`` rows, then merged: never a sort of every
+    # due row, which ``status IN (...)`` over one range would need.
+    per_status = union_all(*(_due(status, now, limit, lock) for status in _CLAIMABLE)).subquery()
+    due = select(per_status.c.id).order_by(per_status.c.next_attempt_at, per_status.c.id)
     claimed = session.scalars(
         update(Delivery)
-        .where(Delivery.id.in_(due.scalar_subquery()))
+        .where(Delivery.id.in_(due.limit(limit).scalar_subquery()))
         .values(
             status=DeliveryStatus.SENDING,
             next_attempt_at=now + timedelta(seconds=lease_seconds),
@@ -61,6 +66,20 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
     ).all()
     session.commit()
     return sorted(claimed)
+
+
+def _due(status: DeliveryStatus, now: datetime, limit: int, lock: bool) -> Select:
+    """The first ``limit`` due deliveries in one status, oldest first."""
+    due = (
+        select(Delivery.id, Delivery.next_attempt_at)
+        .where(Delivery.status == status, Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    if lock:
+        # Concurrent dispatchers each take a different batch, never waiting on another.
+        due = due.with_for_update(skip_locked=True)
+    return select(due.subquery())
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,11 @@ def record(
         values["last_error"] = result.error if result.outcome is not Outcome.SENT else None
         row = {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}
         by_shape.setdefault(tuple(sorted(values)), []).append(row)
+    postgres = session.get_bind().dialect.name == "postgresql"
     for shape, rows in by_shape.items():
+        if postgres:
+            _update_from_arrays(session, shape, rows)
+            continue
         stmt = (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.status == DeliveryStatus.SENDING)
@@ -152,6 +175,33 @@ def record(
         )
         session.connection().execute(stmt, rows)
     session.commit()
+
+
+def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dict]) -> None:
+    """One ``UPDATE ... FROM unnest(arrays)``: one statement, one parameter per column.
+
+    The statement's text depends only on the shape, so it stays short and is
+    prepared once, whatever the batch size (a ``VALUES`` list would not be).
+    """
+    table = Delivery.__table__
+    dialect = session.get_bind().dialect
+    columns: dict[str, list] = {"id": [row["b_id"] for row in rows]}
+    for name in shape:
+        process = table.c[name].type.bind_processor(dialect)
+        column_values = [row[f"v_{name}"] for row in rows]
+        columns[name] = [process(v) for v in column_values] if process else column_values
+    arrays = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
+    )
+    assignments = ", ".join(f"{name} = answers.{name}" for name in shape)
+    session.execute(
+        text(
+            f"UPDATE deliveries SET {assignments} "  # noqa: S608 (column names, not input)
+            f"FROM unnest({arrays}) AS answers({', '.join(columns)}) "
+            "WHERE deliveries.id = answers.id AND deliveries.status = :sending"
+        ),
+        {**columns, "sending": DeliveryStatus.SENDING.value},
+    )
 
 
 def mark_skipped(session: Session, delivery_ids: Iterable[int], reason: str) -> None:

@@ -172,17 +172,26 @@ def _import_chunk(
         }
         for row in unique.values()
     ]
-    created = session.execute(
-        insert_ignoring_conflicts(session, Subscriber, ["email"])
-        .values(values)
-        .returning(Subscriber.id, Subscriber.email)
-    ).all()
+    # Core executemany: the statement is compiled once and cached, the rows go in
+    # batched by SQLAlchemy's insertmanyvalues (a 1,000-row .values() list was
+    # compiled anew for every chunk, a third of the import's time).
+    table = Subscriber.__table__
+    created = (
+        session.connection()
+        .execute(
+            insert_ignoring_conflicts(session, table, ["email"]).returning(
+                table.c.id, table.c.email
+            ),
+            values,
+        )
+        .all()
+    )
     report.created += len(created)
     detail = {"import_id": import_id, "confirmed": confirmed}
     events = [_event(sid, ConsentKind.IMPORTED, now, detail) for sid, _ in created]
     if not confirmed and created:
-        session.execute(
-            insert(Delivery),
+        session.connection().execute(
+            insert(Delivery.__table__),
             [
                 {
                     "kind": DeliveryKind.CONFIRMATION,
@@ -199,7 +208,7 @@ def _import_chunk(
     if existing_emails:
         events += _update_existing(session, existing_emails, unique, confirmed, detail, report)
     if events:
-        session.execute(insert(ConsentEvent), events)
+        session.connection().execute(insert(ConsentEvent.__table__), events)
 
 
 def _update_existing(

@@ -1,0 +1,116 @@
+"""Benchmark: CSV import of N addresses through ``importer.import_csv``, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/import.py [--rows 100000] [--database-url URL ...]
+
+Each run is a fresh process on a freshly migrated, empty schema importing one
+in-memory CSV (``email,name``; distinct mixed-case addresses) through the
+service function the admin endpoint and ``flask import`` call. In the same run,
+the same import with the plain-address shortcut switched off (every row through
+``email_validator``) is the baseline. It prints rows per second and the
+importing process's peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from sender import peak_rss_kib  # noqa: E402
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_perf"
+
+
+def build_csv(rows: int) -> bytes:
+    """A CSV of ``rows`` distinct addresses, mixed case as lists exported elsewhere are."""
+    lines = ["email,name"]
+    lines += [f"Reader.{i}@Example{i % 97}.com,Reader {i}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def child(url: str, rows: int, validator_only: bool) -> None:
+    """Migrate, import, print one JSON line (run in a fresh process for a clean peak RSS)."""
+    from digest import reset_database
+    from flask_migrate import upgrade
+
+    from newsletter import MIGRATIONS_DIR, create_app
+    from newsletter.extensions import db
+    from newsletter.subscriptions import addresses
+    from newsletter.subscriptions.importer import import_csv
+
+    if url.startswith("postgresql"):
+        reset_database(url)
+    app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
+    if validator_only:
+        addresses.plain_address = lambda candidate: None
+    body = build_csv(rows)
+    with app.app_context():
+        if not url.startswith("postgresql"):
+            upgrade(directory=str(MIGRATIONS_DIR))
+        before = peak_rss_kib()
+        started = time.perf_counter()
+        report = import_csv(db.session, io.BytesIO(body), confirmed=False)
+        seconds = time.perf_counter() - started
+    assert report.created == rows, report.to_dict()
+    out = {"seconds": seconds, "rss_start_kib": before, "rss_peak_kib": peak_rss_kib()}
+    print(json.dumps(out))
+
+
+def run(url: str, rows: int, validator_only: bool) -> dict:
+    """One import in its own process."""
+    args = [sys.executable, __file__, "--child", url, "--rows", str(rows)]
+    out = subprocess.run(
+        args + (["--validator-only"] if validator_only else []),
+        env={**os.environ, "DISPATCH_IN_PROCESS": "false"},
+        capture_output=True,
+        check=True,
+    ).stdout
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--database-url", nargs="+", default=None)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--validator-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.rows, args.validator_only)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        urls = args.database_url or [f"sqlite:///{tmp}/import.db", DEFAULT_PG]
+        print(
+            "| database | rows | rows/s | baseline: every row validated, rows/s | ratio "
+            "| peak RSS (MiB) | RSS at start (MiB) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for url in urls:
+            measured = {}
+            for validator_only in (True, False):
+                if url.startswith("sqlite"):
+                    Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+                measured[validator_only] = run(url, args.rows, validator_only)
+            fast, slow = (
+                args.rows / measured[False]["seconds"],
+                args.rows / measured[True]["seconds"],
+            )
+            print(
+                f"| {url.split(':')[0].split('+')[0]} | {args.rows:,} | {fast:,.0f} | {slow:,.0f} "
+                f"| {fast / slow:.2f} | {measured[False]['rss_peak_kib'] / 1024:.0f} "
+                f"| {measured[False]['rss_start_kib'] / 1024:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Plot digest throughput and peak memory against list size from ``digest.py --json``.
+
+.venv/bin/pip install -r bench/requirements.txt
+.venv/bin/python bench/plot.py bench/results.json bench/results.png
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def main(source: Path, target: Path) -> None:
+    """Two panels: msg/s (dispatcher and bare client) and peak RSS, per sender count."""
+    figures = json.loads(source.read_text())
+    fig, (rate, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    for processes in sorted({f["processes"] for f in figures}):
+        rows = sorted((f for f in figures if f["processes"] == processes), key=lambda f: f["size"])
+        sizes = [f["size"] for f in rows]
+        rate.plot(sizes, [f["dispatcher"] for f in rows], "o-", label=f"dispatcher x{processes}")
+        rate.plot(sizes, [f["bare"] for f in rows], "x--", label=f"bare client ({processes})")
+        memory.plot(sizes, [f["rss_peak_mib"] for f in rows], "o-", label=f"{processes} sender(s)")
+    for axis, label in ((rate, "messages per second"), (memory, "peak RSS per sender (MiB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("subscribers")
+        axis.set_ylabel(label)
+        axis.set_ylim(bottom=0)
+        axis.legend()
+    fig.suptitle("Digest fan-out on PostgreSQL, fake provider (bench/digest.py)")
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
