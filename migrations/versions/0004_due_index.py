@@ -1,7 +1,7 @@
 """the due index gains the claim's tie-breaker: (status, next_attempt_at, id)
 
-Revision ID: 0003_due_index
-Revises: 0002_posts_digests
+Revision ID: 0004_due_index
+Revises: 0003_provider_events
 Create Date: 2026-11-24 18:00:00
 
 ``ledger.claim`` orders due rows by ``(next_attempt_at, id)`` per status; with
@@ -12,8 +12,8 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0003_due_index'
-down_revision = '0002_posts_digests'
+revision = '0004_due_index'
+down_revision = '0003_provider_events'
 branch_labels = None
 depends_on = None
 
