@@ -11,22 +11,36 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack
 
 import pytest
 from werkzeug.serving import make_server
 
 from tests.conftest import ADMIN_TOKEN
+from tests.providers.servers import serve
+from tests.subscriptions.captcha_fake import SECRET, SITE_KEY, FakeSiteverify
 
 
-@pytest.fixture
-def served_app(make_app):
-    app = make_app(RATELIMIT_ENABLED=False, CONFIRM_MAX_PER_DAY=100_000)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
+@pytest.fixture(params=["no-captcha", "turnstile"])
+def served_app(request, make_app):
+    """The app on a free port; once with a CAPTCHA on, against a fake siteverify."""
+    with ExitStack() as stack:
+        settings = {}
+        if request.param != "no-captcha":
+            url = stack.enter_context(serve(FakeSiteverify()))
+            settings = {
+                "CAPTCHA_PROVIDER": request.param,
+                "CAPTCHA_SECRET": SECRET,
+                "CAPTCHA_SITE_KEY": SITE_KEY,
+                "CAPTCHA_VERIFY_URL": f"{url}/siteverify",
+            }
+        app = make_app(RATELIMIT_ENABLED=False, CONFIRM_MAX_PER_DAY=100_000, **settings)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_port}"
+        server.shutdown()
+        thread.join(10)
 
 
 @pytest.mark.slow
