@@ -159,6 +159,17 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24),
         "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64),
         "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
+        # --- CAPTCHA on POST /subscribe ---------------------------------------
+        # ours: `turnstile` (Cloudflare) or `hcaptcha`; empty: no CAPTCHA.
+        "CAPTCHA_PROVIDER": _str(env, "CAPTCHA_PROVIDER").lower(),
+        # ours: the provider's secret key, sent only to its siteverify endpoint.
+        "CAPTCHA_SECRET": _str(env, "CAPTCHA_SECRET"),
+        # ours: the provider's public site key, shown in the hosted signup page.
+        "CAPTCHA_SITE_KEY": _str(env, "CAPTCHA_SITE_KEY"),
+        # ours: siteverify URL; empty: the provider's own (tests use a local fake).
+        "CAPTCHA_VERIFY_URL": _str(env, "CAPTCHA_VERIFY_URL"),
+        # ours: seconds to wait for siteverify before answering 503.
+        "CAPTCHA_TIMEOUT": _number(env, "CAPTCHA_TIMEOUT", 5.0, float),
         "TRUSTED_PROXY_COUNT": _number(env, "TRUSTED_PROXY_COUNT", 0),
         # --- operations (ours) -------------------------------------------------
         # true: /metrics answers without the admin token (keep it off the

@@ -22,6 +22,7 @@ from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
 from .providers.base import header_safe
+from .subscriptions.captcha import CaptchaConfigError, build_verifier
 from .tokens import Tokens
 from .web import EmailConverter
 
@@ -130,11 +131,17 @@ def _configure_web(app: Flask) -> None:
             max_age=86400,
         )
 
+    try:
+        app.extensions["newsletter.captcha"] = build_verifier(app.config)
+    except CaptchaConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
     @app.context_processor
     def _globals() -> dict[str, Any]:
         return {
             "newsletter_name": app.config["NEWSLETTER_NAME"],
             "consent_wording": app.config["CONSENT_WORDING"],
+            "captcha": app.extensions["newsletter.captcha"],
         }
 
 

@@ -59,13 +59,17 @@ MAX_PAGE = 1_000_000
 
 
 def query_arg(name: str) -> str:
-    """One query parameter ("" if absent); given twice is a mistake worth saying."""
+    """One query parameter ("" if absent); given twice, or holding a NUL, is refused."""
     values = request.args.getlist(name)
     if len(values) > 1:
         raise AppError(
             f"invalid_{name}", f"Give {name} once, not {len(values)} times.", 400, field=name
         )
-    return values[0] if values else ""
+    value = values[0] if values else ""
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL: a search for one would be a 500.
+        raise AppError(f"invalid_{name}", f"{name} must not contain NUL.", 400, field=name)
+    return value
 
 
 def int_query_arg(name: str, default: int, low: int, high: int) -> int:

@@ -73,6 +73,7 @@ def test_list_filters_searches_and_pages(app, client, outbox, admin_headers):
         ("page=0", "invalid_page"),
         ("page=x", "invalid_page"),
         ("per_page=100000", "invalid_per_page"),
+        ("q=a%00b", "invalid_q"),  # PostgreSQL text cannot hold NUL: was a 500 there
     ],
 )
 def test_list_rejects_bad_parameters(client, admin_headers, query, code):

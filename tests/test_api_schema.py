@@ -10,17 +10,30 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.servers import serve
+from tests.subscriptions.captcha_fake import SECRET, SITE_KEY, FakeSiteverify
 
 
-@pytest.fixture
-def served_app(make_app):
-    with serve(make_app(RATELIMIT_ENABLED=False, CONFIRM_MAX_PER_DAY=100_000)) as url:
-        yield url
+@pytest.fixture(params=["no-captcha", "turnstile"])
+def served_app(request, make_app):
+    """The app on a free port; once with a CAPTCHA on, against a fake siteverify."""
+    with ExitStack() as stack:
+        settings = {}
+        if request.param != "no-captcha":
+            url = stack.enter_context(serve(FakeSiteverify()))
+            settings = {
+                "CAPTCHA_PROVIDER": request.param,
+                "CAPTCHA_SECRET": SECRET,
+                "CAPTCHA_SITE_KEY": SITE_KEY,
+                "CAPTCHA_VERIFY_URL": f"{url}/siteverify",
+            }
+        app = make_app(RATELIMIT_ENABLED=False, CONFIRM_MAX_PER_DAY=100_000, **settings)
+        yield stack.enter_context(serve(app))
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@
  * keeps what was typed when something needs fixing. No inline script or style
  * (strict CSP), no framework, no cookies. Texts can be replaced per form with
  * data-msg-success, data-msg-invalid, data-msg-empty, data-msg-limited,
- * data-msg-failed and data-msg-busy attributes.
+ * data-msg-captcha, data-msg-failed and data-msg-busy attributes. With a
+ * Turnstile or hCaptcha widget in the form, its token is posted with the rest
+ * and the widget is reset after each answer (a token is good once).
  */
 (function () {
   "use strict";
@@ -18,6 +20,7 @@
     empty: "Please enter your email address.",
     invalid: "That doesn't look like an email address. Please check it and try again.",
     limited: "Too many attempts, please try again later.",
+    captcha: "Please complete the check that you are not a robot, then try again.",
     failed: "Something went wrong, please try again."
   };
   var TIMEOUT_MS = 15000;
@@ -43,16 +46,25 @@
     return status;
   }
 
-  /* What the answer means: "success", "invalid", "limited" or "failed". */
+  /* What the answer means: "success", "invalid", "limited", "captcha" or "failed". */
   function outcome(response, body) {
     if (response.ok) return "success";
     if (response.status === 429) return "limited";
     var error = body && body.error;
+    if (error && error.code === "captcha_failed") return "captcha";
     if ((response.status === 400 || response.status === 422) && error &&
         (error.field === "email" || error.code === "invalid_email")) {
       return "invalid";
     }
     return "failed";
+  }
+
+  /* A CAPTCHA token is spent by the check: ask the provider's widget for a new one. */
+  function resetCaptcha() {
+    var widgets = [window.turnstile, window.hcaptcha];
+    for (var i = 0; i < widgets.length; i++) {
+      try { if (widgets[i] && widgets[i].reset) widgets[i].reset(); } catch (e) { /* none rendered */ }
+    }
   }
 
   function post(form) {
@@ -127,6 +139,7 @@
         label(idle);
         var lost = document.activeElement === document.body || document.activeElement === button;
         show(result, result === "invalid");
+        if (result !== "invalid") resetCaptcha(); // an invalid address spent no token
         // A disabled button drops focus; give it back where the reader was.
         if (result !== "invalid" && lost && hadFocus && hadFocus.focus) hadFocus.focus();
       });

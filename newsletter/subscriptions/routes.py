@@ -8,10 +8,12 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from ..errors import AppError, wants_json
 from ..extensions import client_address, client_network, db, limiter
+from ..security import page_csp
 from ..tokens import TokenError, current_tokens
 from ..web import answer, request_fields, text_field
 from . import service
 from .addresses import InvalidAddress, normalize_email
+from .captcha import MAX_TOKEN_LENGTH, CaptchaUnavailable, CaptchaVerifier
 
 log = logging.getLogger(__name__)
 bp = Blueprint("subscriptions", __name__)
@@ -28,10 +30,52 @@ def _client(source: str | None = None) -> service.ClientInfo:
     )
 
 
+def _captcha() -> CaptchaVerifier | None:
+    return current_app.extensions["newsletter.captcha"]
+
+
+def _signup_page(status: int = 200, **context: object) -> Response:
+    """The hosted signup page; with a CAPTCHA on, its policy lets the provider's widget in."""
+    html = render_template("pages/subscribe.html", **context)
+    response = Response(html, status=status, mimetype="text/html")
+    verifier = _captcha()
+    if verifier is not None:
+        response.headers["Content-Security-Policy"] = page_csp(verifier.provider.csp)
+    return response
+
+
 @bp.get("/subscribe")
-def subscribe_page() -> str:
+def subscribe_page() -> Response:
     """The hosted signup page."""
-    return render_template("pages/subscribe.html", source=request.args.get("source", "")[:2048])
+    return _signup_page(source=request.args.get("source", "")[:2048])
+
+
+def _check_captcha(data: dict) -> None:
+    """Raise 422 ``captcha_failed`` or 503 ``captcha_unavailable`` unless the token passes."""
+    verifier = _captcha()
+    if verifier is None:
+        return
+    failed = AppError(
+        "captcha_failed",
+        "Please complete the check that you are not a robot, then try again.",
+        422,
+        field=verifier.field,
+    )
+    try:
+        token = text_field(data, verifier.field, max_length=MAX_TOKEN_LENGTH)
+    except AppError:
+        raise failed from None
+    try:
+        passed = verifier.verify(token, client_address())
+    except CaptchaUnavailable as exc:
+        log.warning("CAPTCHA check unavailable, signup refused: %s", exc)
+        raise AppError(
+            "captcha_unavailable",
+            "We cannot check signups right now. Please try again in a few minutes.",
+            503,
+        ) from None
+    if not passed:
+        raise failed
 
 
 def _subscribe_limit() -> str:
@@ -69,6 +113,10 @@ def subscribe() -> Response:
         if exc.code == "missing_email":
             exc = AppError("invalid_email", "Please enter your email address.", 422, field="email")
         return _form_error(exc, data)
+    try:
+        _check_captcha(data)
+    except AppError as exc:
+        return _form_error(exc, data)
     if data.get("website"):
         log.info("honeypot filled on /subscribe; signup ignored")
     else:
@@ -83,10 +131,7 @@ def _form_error(error: AppError, data: dict) -> Response:
     values = {
         k: v for k, v in data.items() if k in ("email", "name", "source") and isinstance(v, str)
     }
-    html = render_template(
-        "pages/subscribe.html", error=error, values=values, source=values.get("source", "")
-    )
-    return Response(html, status=error.status, mimetype="text/html")
+    return _signup_page(error.status, error=error, values=values, source=values.get("source", ""))
 
 
 def _token_error(exc: TokenError, token: str) -> AppError:

@@ -3,53 +3,23 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
+from tests.digests.processes import (
+    outputs,
+    redis_or_fail,
+    sent,
+    start_worker,
+    stop,
+    wait_for_digest,
+)
 
 BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
 RECIPIENTS = 3000
-
-
-def _redis_or_fail() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(BROKER).flushdb()  # our own database number: only our queue
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is required at {BROKER}")
-        pytest.skip(f"no Redis at {BROKER}")
-
-
-def _worker(name: str, database_uri: str, log: Path, out: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "SECRET_KEY": "celery-test",
-        "DATABASE_URL": database_uri,
-        "CELERY_BROKER_URL": BROKER,
-        "EMAIL_PROVIDER": "logging",
-        "SEND_LOG": str(log),
-        "SEND_BATCH": "50",
-        "SEND_DELAY": "0.01",
-        "DISPATCH_INTERVAL": "2",
-    }
-    with out.open("wb") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.digests.celery_worker", name],
-            env=env,
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
 
 
 @pytest.mark.slow
@@ -58,34 +28,24 @@ def test_two_workers_share_a_digest_of_thousands_without_duplicates(
 ):
     if not is_postgresql(database_uri):
         pytest.skip("the scale-out runs on PostgreSQL (set TEST_DATABASE_URL)")
-    _redis_or_fail()
+    redis_or_fail(BROKER)
     app = make_app(CELERY_BROKER_URL=BROKER)
     client = app.test_client()
     emails = add_confirmed(app, RECIPIENTS)
     add_post(client, admin_headers, 1)
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     workers = [
-        _worker(f"w{i + 1}", database_uri, log, tmp_path / f"w{i + 1}.out")
+        start_worker(f"w{i + 1}", database_uri, BROKER, log, tmp_path / f"w{i + 1}.out")
         for i, log in enumerate(logs)
     ]
     try:
         digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
         assert digest["recipients"] == RECIPIENTS
-        deadline = time.monotonic() + 180
-        report = {}
-        while time.monotonic() < deadline:
-            report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
-            if report["status"] == "sent":
-                break
-            time.sleep(0.5)
+        report = wait_for_digest(client, admin_headers, digest["id"], timeout=180)
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(30)
-    outputs = "\n".join(p.read_text()[-2000:] for p in tmp_path.glob("w*.out"))
-    assert report.get("status") == "sent", (report, outputs)
-    per_worker = [log.read_text().split() if log.exists() else [] for log in logs]
+        stop(workers)
+    assert report.get("status") == "sent", (report, outputs(tmp_path))
+    per_worker = [sent(log) for log in logs]
     counts = Counter(per_worker[0] + per_worker[1])
     assert set(counts) == set(emails)
     assert max(counts.values()) == 1  # no duplicate

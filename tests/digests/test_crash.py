@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.digests.helpers import add_confirmed, add_post
+from tests.digests.processes import sent
 
 BATCH = 20
 
@@ -39,10 +40,6 @@ def _dispatcher(
     )
 
 
-def _sent(log: Path) -> list[str]:
-    return log.read_text().split() if log.exists() else []
-
-
 @pytest.mark.slow
 def test_dispatcher_killed_midway_then_restarted_misses_no_one(
     app, client, admin_headers, database_uri, tmp_path
@@ -54,11 +51,11 @@ def test_dispatcher_killed_midway_then_restarted_misses_no_one(
 
     first = _dispatcher(database_uri, log, delay=0.3, quiet=True)
     deadline = time.monotonic() + 60
-    while len(_sent(log)) < 3 * BATCH and time.monotonic() < deadline:
+    while len(sent(log)) < 3 * BATCH and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
-    sent_before_kill = len(_sent(log))
+    sent_before_kill = len(sent(log))
     assert BATCH <= sent_before_kill < len(emails), "the kill must land midway"
 
     time.sleep(1.5)  # the killed batch's lease runs out
@@ -66,7 +63,7 @@ def test_dispatcher_killed_midway_then_restarted_misses_no_one(
     _out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err.decode()[-2000:]
 
-    counts = Counter(_sent(log))
+    counts = Counter(sent(log))
     assert set(counts) == set(emails)  # no one missed
     duplicates = sum(n - 1 for n in counts.values())
     print(f"killed after {sent_before_kill} sent; duplicates after restart: {duplicates}")

@@ -1,0 +1,107 @@
+"""Dispatching processes for the digest tests: Celery workers, beat, and what they sent.
+
+Shared by the two-worker test and the SIGKILL tests. Each worker sends through
+``tests.digests.dispatch_script.LoggingProvider``, which appends every
+recipient to ``SEND_LOG`` before answering, as a provider that accepted it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def redis_or_fail(broker: str) -> None:
+    """Empty our own Redis database; skip without Redis, but fail when ``CI`` is set."""
+    import redis
+
+    try:
+        redis.Redis.from_url(broker).flushdb()  # our own database number: only our queue
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is required at {broker}")
+        pytest.skip(f"no Redis at {broker}")
+
+
+def _spawn(args: list[str], env: Mapping[str, str], out: Path) -> subprocess.Popen:
+    with out.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_worker(
+    name: str, database_uri: str, broker: str, log: Path, out: Path, **settings: str
+) -> subprocess.Popen:
+    """A solo Celery worker (``tests.digests.celery_worker``) logging what it sends to ``log``."""
+    env = {
+        "SECRET_KEY": "celery-test",
+        "DATABASE_URL": database_uri,
+        "CELERY_BROKER_URL": broker,
+        "EMAIL_PROVIDER": "logging",
+        "SEND_LOG": str(log),
+        "SEND_BATCH": "50",
+        "SEND_DELAY": "0.01",
+        "DISPATCH_INTERVAL": "2",
+        **settings,
+    }
+    return _spawn(["-m", "tests.digests.celery_worker", name], env, out)
+
+
+def start_beat(broker: str, folder: Path, interval: float) -> subprocess.Popen:
+    """``celery -A newsletter.tasks beat``: queues a dispatch sweep every ``interval`` s."""
+    env = {"CELERY_BROKER_URL": broker, "DISPATCH_INTERVAL": str(interval)}
+    args = ["-m", "celery", "-A", "newsletter.tasks", "beat", "--loglevel=WARNING"]
+    args += ["--schedule", str(folder / "beat-schedule")]
+    return _spawn(args, env, folder / "beat.out")
+
+
+def stop(processes: Iterable[subprocess.Popen]) -> None:
+    """SIGTERM each process still running, wait, and SIGKILL one that hangs."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def sent(log: Path) -> list[str]:
+    """Every recipient the logging provider accepted, in order, repeats included."""
+    return log.read_text().split() if log.exists() else []
+
+
+def wait_for_digest(
+    client: FlaskClient, headers: Mapping[str, str], digest_id: int, timeout: float
+) -> dict:
+    """The digest's report once it is ``sent`` or ``failed``, or the last one at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    report: dict = {}
+    while time.monotonic() < deadline:
+        report = client.get(f"/admin/digests/{digest_id}", headers=headers).get_json()
+        if report["status"] in ("sent", "failed"):
+            break
+        time.sleep(0.5)
+    return report
+
+
+def outputs(folder: Path) -> str:
+    """The tail of every process's output in ``folder``, for a failure message."""
+    return "\n".join(f"{p.name}: {p.read_text()[-2000:]}" for p in sorted(folder.glob("*.out")))
