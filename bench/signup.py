@@ -81,7 +81,7 @@ def count_rows(url: str, table: str) -> int:
 class Server:
     """One gunicorn, same settings for both apps; stopped with SIGTERM."""
 
-    def __init__(self, app: str, url: str, tmp: Path) -> None:
+    def __init__(self, app: str, url: str, tmp: Path, dispatch: str = "true") -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -98,7 +98,7 @@ class Server:
                 "RATELIMIT_ENABLED": "false",
                 "EMAIL_PROVIDER": "outbox",
                 "OUTBOX_DIR": str(tempfile.mkdtemp(dir=tmp, prefix="outbox-")),
-                "DISPATCH_IN_PROCESS": "true",
+                "DISPATCH_IN_PROCESS": dispatch,
             }
         else:
             target = ["--pythonpath", str(HERE), "floor_app:app"]
@@ -243,7 +243,7 @@ def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
 
 def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -> dict:
     load = load_wrk if shutil.which("wrk") and not args.python_load else load_python
-    server = Server(app, url, tmp)
+    server = Server(app, url, tmp, args.dispatch_in_process)
     try:
         load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
         spy = None
@@ -272,6 +272,12 @@ def main() -> None:
         nargs="+",
         default=["sqlite", DEFAULT_PG],
         help="'sqlite' (a fresh file per run) and/or SQLAlchemy URLs",
+    )
+    parser.add_argument(
+        "--dispatch-in-process",
+        choices=["true", "false"],
+        default="true",
+        help="false: diagnostic only, ours without its dispatcher thread (production: true)",
     )
     parser.add_argument("--python-load", action="store_true", help="skip wrk even if installed")
     parser.add_argument("--profile", metavar="DIR", help="py-spy one worker of each server")
