@@ -1,0 +1,326 @@
+"""Benchmark: signup throughput and latency of the real service against a bare-insert floor.
+
+    .venv/bin/python bench/signup.py [--duration 15] [--warmup 3] [--runs 2]
+        [--database-url sqlite postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_signup]
+
+For each database and each run, on a freshly prepared database (SQLite: a new
+file; PostgreSQL: the public schema **dropped and recreated**), migrated with
+``flask --app wsgi db upgrade``, it starts in turn, each under gunicorn with
+``gunicorn.conf.py`` (WEB_CONCURRENCY=2, WEB_THREADS=4) on a free port of
+127.0.0.1:
+
+- ours: ``wsgi:app``, RATELIMIT_ENABLED=false, EMAIL_PROVIDER=outbox into a
+  temporary folder, the in-process dispatcher on (as in production: it sends
+  the confirmation emails the signups queue, on the same CPUs);
+- the floor: ``bench/floor_app.py``, which only inserts the address into
+  ``floor_signups`` of the same database.
+
+Each gets a warm-up then a measured period of 16 keep-alive connections
+posting distinct addresses as JSON to ``/subscribe`` (wrk with
+``bench/signup.lua`` when wrk is installed, else a Python load generator).
+The order alternates between runs. Errors are connection errors, timeouts and
+any answer other than 202.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_signup"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare_database(url: str) -> None:
+    """Empty schema, the service's migrations, the floor's table."""
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench", "DISPATCH_IN_PROCESS": "false"}
+    if url.startswith("postgresql"):
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    run = {"cwd": ROOT, "env": env, "check": True, "capture_output": True}
+    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], **run)
+    subprocess.run(
+        [sys.executable, str(HERE / "floor_app.py")],
+        **{**run, "env": {**env, "BENCH_DATABASE_URL": url}},
+    )
+
+
+def count_rows(url: str, table: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+    engine.dispose()
+    return count
+
+
+class Server:
+    """One gunicorn, same settings for both apps; stopped with SIGTERM."""
+
+    def __init__(self, app: str, url: str, tmp: Path, dispatch: str = "true") -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": "2",
+            "WEB_THREADS": "4",
+            "PROMETHEUS_MULTIPROC_DIR": str(tempfile.mkdtemp(dir=tmp, prefix="metrics-")),
+        }
+        if app == "ours":
+            target = ["wsgi:app"]
+            env |= {
+                "DATABASE_URL": url,
+                "SECRET_KEY": "bench",
+                "RATELIMIT_ENABLED": "false",
+                "EMAIL_PROVIDER": "outbox",
+                "OUTBOX_DIR": str(tempfile.mkdtemp(dir=tmp, prefix="outbox-")),
+                "DISPATCH_IN_PROCESS": dispatch,
+            }
+        else:
+            target = ["--pythonpath", str(HERE), "floor_app:app"]
+            env["BENCH_DATABASE_URL"] = url
+        self.log = open(tmp / f"gunicorn-{app}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *target],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,  # the access log: written, as in production, then dropped
+            stderr=self.log,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited; see {self.log.name}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("gunicorn did not answer /healthz in 30 s")
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def load_wrk(port: int, seconds: float, connections: int, prefix: str) -> dict:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{round(seconds)}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(HERE / "signup.lua"),
+            f"http://127.0.0.1:{port}",
+            "--",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    raw = json.loads(out.strip().splitlines()[-1])
+    errors = sum(raw[k] for k in raw if k.startswith("errors_"))
+    return {
+        "requests": raw["requests"],
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": errors,
+        "tool": "wrk",
+    }
+
+
+def load_python(port: int, seconds: float, connections: int, prefix: str) -> dict:
+    """The fallback: one thread per keep-alive connection, every request's latency kept."""
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    start = time.perf_counter()
+    stop_at = start + seconds
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        i = 0
+        while (began := time.perf_counter()) < stop_at:
+            i += 1
+            body = json.dumps({"email": f"{prefix}-{n}-{i}@example.com"})
+            try:
+                conn.request("POST", "/subscribe", body, headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 202:
+                    errors[n] += 1
+            except OSError:
+                errors[n] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                continue
+            latencies[n].append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    flat = sorted(x for per in latencies for x in per)
+    done = len(flat) + sum(errors)
+    return {
+        "requests": done,
+        "rps": done / elapsed,
+        "p50_ms": flat[len(flat) // 2] * 1000 if flat else float("nan"),
+        "p99_ms": flat[int(len(flat) * 0.99)] * 1000 if flat else float("nan"),
+        "errors": sum(errors),
+        "tool": "python",
+    }
+
+
+def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
+    """py-spy on one worker for the measured period (raw collapsed stacks)."""
+    return subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(seconds)),
+            "-r",
+            "200",
+            "--format",
+            "raw",
+            "-o",
+            str(path),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -> dict:
+    load = load_wrk if shutil.which("wrk") and not args.python_load else load_python
+    server = Server(app, url, tmp, args.dispatch_in_process)
+    try:
+        load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
+        spy = None
+        if args.profile:
+            spy = profile(
+                server.workers()[0], args.duration, Path(args.profile) / f"{tag}-{app}.txt"
+            )
+        result = load(server.port, args.duration, args.connections, f"{tag}-{app}")
+        if spy is not None:
+            spy.wait()
+    finally:
+        server.stop()
+    table = "subscribers" if app == "ours" else "floor_signups"
+    result["rows"] = count_rows(url, table)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--database-url",
+        nargs="+",
+        default=["sqlite", DEFAULT_PG],
+        help="'sqlite' (a fresh file per run) and/or SQLAlchemy URLs",
+    )
+    parser.add_argument(
+        "--dispatch-in-process",
+        choices=["true", "false"],
+        default="true",
+        help="false: diagnostic only, ours without its dispatcher thread (production: true)",
+    )
+    parser.add_argument("--python-load", action="store_true", help="skip wrk even if installed")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy one worker of each server")
+    parser.add_argument("--json", metavar="FILE", help="also write every result here")
+    args = parser.parse_args()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    results = []
+    print(
+        "| database | run | ours req/s | floor req/s | ratio | ours p50 / p99 (ms) "
+        "| floor p50 / p99 (ms) | errors ours / floor | load |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-signup-") as tmp_name:
+        tmp = Path(tmp_name)
+        for url_arg in args.database_url:
+            for run in range(1, args.runs + 1):
+                url = url_arg
+                if url_arg == "sqlite":
+                    url = f"sqlite:///{tmp / f'signup-{run}.db'}"
+                prepare_database(url)
+                tag = f"{url.split(':')[0].split('+')[0]}-{run}"
+                order = ("ours", "floor") if run % 2 else ("floor", "ours")
+                measured = {app: measure(app, url, tmp, args, tag) for app in order}
+                ours, floor = measured["ours"], measured["floor"]
+                results.append({"database": tag.rsplit("-", 1)[0], "run": run, **measured})
+                print(
+                    f"| {tag.rsplit('-', 1)[0]} | {run} | {ours['rps']:,.0f} | {floor['rps']:,.0f} "
+                    f"| {ours['rps'] / floor['rps']:.2f} "
+                    f"| {ours['p50_ms']:.1f} / {ours['p99_ms']:.1f} "
+                    f"| {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} "
+                    f"| {ours['errors']} / {floor['errors']} | {ours['tool']} |",
+                    flush=True,
+                )
+                print(
+                    f"<!-- rows after the run: subscribers {ours['rows']:,} for "
+                    f"{ours['requests']:,} measured requests; floor_signups {floor['rows']:,} "
+                    f"for {floor['requests']:,}; order {' then '.join(order)} -->",
+                    flush=True,
+                )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
