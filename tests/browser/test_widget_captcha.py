@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.providers.servers import serve
+from tests.servers import serve
 from tests.subscriptions.captcha_fake import SECRET, SITE_KEY, FakeSiteverify
 
 from .test_widget import FORM, SUCCESS, open_blog, status
