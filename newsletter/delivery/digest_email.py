@@ -22,7 +22,7 @@ from ..extensions import db
 from ..models import Delivery, DeliveryKind, Digest, Post, Status
 from ..providers import Message, Stream
 from ..tokens import current_tokens
-from .render import public_link, renderer
+from .render import for_subscribers_in, public_link, renderer
 
 CACHE_SIZE = 8
 _inliner = css_inline.CSSInliner(keep_at_rules=True)
@@ -130,14 +130,11 @@ def _message(delivery: Delivery, to: str, public_id: str | None, test: bool) -> 
 @renderer(DeliveryKind.DIGEST)
 def render_digests(deliveries: Sequence[Delivery]) -> list[Message | None]:
     """One copy per still-confirmed subscriber; None (skip) for one who left meanwhile."""
-    out: list[Message | None] = []
-    for delivery in deliveries:
-        subscriber = delivery.subscriber
-        if subscriber is None or subscriber.status is not Status.CONFIRMED:
-            out.append(None)
-            continue
-        out.append(_message(delivery, subscriber.email, subscriber.public_id, test=False))
-    return out
+    return for_subscribers_in(
+        Status.CONFIRMED,
+        deliveries,
+        lambda d, subscriber: _message(d, subscriber.email, subscriber.public_id, test=False),
+    )
 
 
 @renderer(DeliveryKind.DIGEST_TEST)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from flask import current_app, render_template
 
-from ..models import Delivery, DeliveryKind, Status
+from ..models import Delivery, DeliveryKind, Status, Subscriber
 from ..providers import Message, Stream
 from ..tokens import current_tokens
 
@@ -52,18 +52,32 @@ def humanize_seconds(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
+def for_subscribers_in(
+    status: Status,
+    deliveries: Sequence[Delivery],
+    build: Callable[[Delivery, Subscriber], Message],
+) -> list[Message | None]:
+    """``build`` each delivery whose subscriber is still ``status``; None (skip) the rest.
+
+    A subscriber who left, bounced or complained after the delivery was
+    queued is skipped when its turn comes, whatever the kind of email.
+    """
+    return [
+        build(d, d.subscriber)
+        if d.subscriber is not None and d.subscriber.status is status
+        else None
+        for d in deliveries
+    ]
+
+
 @renderer(DeliveryKind.CONFIRMATION)
 def render_confirmations(deliveries: Sequence[Delivery]) -> list[Message | None]:
     """The double-opt-in email, with a fresh confirm link, for still-pending subscribers."""
     config = current_app.config
     tokens = current_tokens()
     valid_for = humanize_seconds(config["CONFIRM_MAX_AGE"])
-    out: list[Message | None] = []
-    for delivery in deliveries:
-        subscriber = delivery.subscriber
-        if subscriber is None or subscriber.status is not Status.PENDING:
-            out.append(None)
-            continue
+
+    def build(delivery: Delivery, subscriber: Subscriber) -> Message:
         link = public_link(
             f"/confirm/{tokens.confirm_token(subscriber.public_id, subscriber.round)}"
         )
@@ -73,17 +87,16 @@ def render_confirmations(deliveries: Sequence[Delivery]) -> list[Message | None]
             "confirm_url": link,
             "valid_for": valid_for,
         }
-        out.append(
-            Message(
-                key=delivery.message_key,
-                to=subscriber.email,
-                sender=config["MAIL_FROM"],
-                subject=f"Please confirm your subscription to {config['NEWSLETTER_NAME']}",
-                text=render_template("emails/confirm.txt", **context),
-                html=render_template("emails/confirm.html", **context),
-                tags=("confirmation",),
-                stream=Stream.TRANSACTIONAL,
-                action_url=link,
-            )
+        return Message(
+            key=delivery.message_key,
+            to=subscriber.email,
+            sender=config["MAIL_FROM"],
+            subject=f"Please confirm your subscription to {config['NEWSLETTER_NAME']}",
+            text=render_template("emails/confirm.txt", **context),
+            html=render_template("emails/confirm.html", **context),
+            tags=("confirmation",),
+            stream=Stream.TRANSACTIONAL,
+            action_url=link,
         )
-    return out
+
+    return for_subscribers_in(Status.PENDING, deliveries, build)
