@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 from http_provider import payload  # noqa: E402
+from pgschema import empty_schema  # noqa: E402
 
 from newsletter import MIGRATIONS_DIR, create_app  # noqa: E402
 from newsletter.digests.service import create_digest  # noqa: E402
@@ -55,11 +56,8 @@ def start_fake() -> tuple[subprocess.Popen, str]:
 
 
 def reset_database(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    """An empty, freshly migrated schema (the database is created if missing)."""
+    empty_schema(url)
     app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
     from flask_migrate import upgrade
 

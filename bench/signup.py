@@ -53,13 +53,10 @@ def prepare_database(url: str) -> None:
     """Empty schema, the service's migrations, the floor's table."""
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench", "DISPATCH_IN_PROCESS": "false"}
     if url.startswith("postgresql"):
-        from sqlalchemy import create_engine, text
+        sys.path.insert(0, str(HERE))
+        from pgschema import empty_schema
 
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+        empty_schema(url)
     run = {"cwd": ROOT, "env": env, "check": True, "capture_output": True}
     subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], **run)
     subprocess.run(
