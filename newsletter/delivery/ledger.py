@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     func,
+    insert,
     select,
     text,
     union_all,
@@ -38,6 +39,14 @@ def queue(
     session.add(delivery)
     mark_work_queued(session)
     return delivery
+
+
+def queue_rows(session: Session, kind: DeliveryKind, subscriber_ids: Sequence[int]) -> None:
+    """Queue one delivery of ``kind`` per subscriber in one statement, with no ORM objects."""
+    rows = [{"kind": kind, "subscriber_id": subscriber_id} for subscriber_id in subscriber_ids]
+    if rows:
+        session.execute(insert(Delivery), rows)
+        mark_work_queued(session)
 
 
 def mark_work_queued(session: Session) -> None:
