@@ -111,8 +111,16 @@ def dispatch_pass(
         batches += 1
         stats.claimed += len(ids)
         pace.wait_for(len(ids))
+        retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(ids, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
+        if (
+            len(ids) < batch_size
+            and stats.outcomes.get(Outcome.TRANSIENT.value, 0) == retries_before
+        ):
+            # Nothing else was due at the claim and nothing was put back: spare the
+            # empty claim. What is queued from now on wakes the dispatcher again.
+            break
     health.last_pass_at = utcnow().isoformat()
     return stats
 
