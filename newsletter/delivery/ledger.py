@@ -16,7 +16,6 @@ from sqlalchemy import (
     Select,
     bindparam,
     func,
-    insert,
     select,
     text,
     union_all,
@@ -29,6 +28,7 @@ from ..providers import Outcome, SendResult
 
 WAKE_FLAG = "newsletter.wake_dispatcher"
 _CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+_INSERT_DELIVERIES = Delivery.__table__.insert()
 
 
 def queue(
@@ -45,7 +45,7 @@ def queue_rows(session: Session, kind: DeliveryKind, subscriber_ids: Sequence[in
     """Queue one delivery of ``kind`` per subscriber in one statement, with no ORM objects."""
     rows = [{"kind": kind, "subscriber_id": subscriber_id} for subscriber_id in subscriber_ids]
     if rows:
-        session.execute(insert(Delivery), rows)
+        session.connection().execute(_INSERT_DELIVERIES, rows)
         mark_work_queued(session)
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..db_helpers import insert_ignoring_conflicts, locked
@@ -69,17 +70,25 @@ def record_event(
     count_consent(session, kind)
 
 
+_CREATE_PENDING: dict[str, Any] = {}  # one prepared statement per dialect
+_INSERT_EVENTS = ConsentEvent.__table__.insert()
+
+
 def create_pending(session: Session, email: str, **fields: object) -> int | None:
     """Insert ``email`` as a new ``pending`` subscriber; its id, or None if it exists.
 
     The unique index decides who is first, never a read-then-write: two
-    concurrent signups of one address make one row.
+    concurrent signups of one address make one row. The statement is built once
+    per dialect: building it per call cost more than running it.
     """
-    return session.execute(
-        insert_ignoring_conflicts(session, Subscriber, ["email"])
-        .values(email=email, status=Status.PENDING, public_id=new_public_id(), **fields)
-        .returning(Subscriber.id)
-    ).scalar_one_or_none()
+    dialect = session.get_bind().dialect.name
+    statement = _CREATE_PENDING.get(dialect)
+    if statement is None:
+        table = Subscriber.__table__
+        statement = insert_ignoring_conflicts(session, table, ["email"]).returning(table.c.id)
+        _CREATE_PENDING[dialect] = statement
+    values = {"email": email, "status": Status.PENDING, "public_id": new_public_id(), **fields}
+    return session.connection().execute(statement, values).scalar_one_or_none()
 
 
 def may_send_confirmation(
@@ -120,8 +129,8 @@ def _welcome(session: Session, subscriber_id: int, client: ClientInfo) -> None:
     The hot path of every signup form, so it skips the unit of work: the row
     was just inserted (and is locked) by this transaction, nothing to re-read.
     """
-    session.execute(
-        insert(ConsentEvent),
+    session.connection().execute(
+        _INSERT_EVENTS,
         [
             _event_row(subscriber_id, ConsentKind.SIGNUP, client, None),
             _event_row(subscriber_id, ConsentKind.CONFIRMATION_QUEUED, None, None),
