@@ -110,6 +110,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DISPATCH_BATCH_SIZE": _number(env, "DISPATCH_BATCH_SIZE", 100),
         # ours: seconds between sweeps for due retries when nothing wakes us.
         "DISPATCH_INTERVAL": _number(env, "DISPATCH_INTERVAL", 5.0, float),
+        # ours: seconds the in-process dispatcher waits after a wake-up so that a
+        # burst of signups is sent as one batch rather than one pass per signup.
+        "DISPATCH_COALESCE": _number(env, "DISPATCH_COALESCE", 0.2, float),
         # ours: seconds a claimed batch is held before another dispatcher may
         # take it back (covers a crash between claim and result).
         "DISPATCH_LEASE": _number(env, "DISPATCH_LEASE", 300),

@@ -275,9 +275,16 @@ class BackgroundDispatcher:
 
     def _run(self) -> None:
         interval = self.app.config["DISPATCH_INTERVAL"]
+        coalesce = self.app.config["DISPATCH_COALESCE"]
         failures = 0
         while not self._stop.is_set():
-            self._wake.wait(interval if failures == 0 else min(60.0, interval * 2**failures))
+            woken = self._wake.wait(
+                interval if failures == 0 else min(60.0, interval * 2**failures)
+            )
+            if woken and coalesce > 0:
+                # Let the rest of a burst commit: one pass then sends it all, instead
+                # of a claim and a record per signup competing with the signups.
+                self._stop.wait(coalesce)
             self._wake.clear()
             if self._stop.is_set():
                 break
