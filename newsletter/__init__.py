@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import sqlite3
 from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
 from .providers.base import header_safe
+from .sqlite_writers import GatedConnection
 from .subscriptions.captcha import CaptchaConfigError, build_verifier
 from .tokens import Tokens
 from .web import EmailConverter
@@ -99,6 +101,10 @@ def _configure_database(app: Flask) -> None:
     url = database_url(app.config["DATABASE_URL"], app.instance_path)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+        options["connect_args"] = {"factory": GatedConnection, **options.get("connect_args", {})}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
 
@@ -106,7 +112,7 @@ def _configure_database(app: Flask) -> None:
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL for concurrent readers, a busy timeout for writers, foreign keys enforced."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
+    if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
