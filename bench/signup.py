@@ -78,7 +78,9 @@ def count_rows(url: str, table: str) -> int:
 class Server:
     """One gunicorn, same settings for both apps; stopped with SIGTERM."""
 
-    def __init__(self, app: str, url: str, tmp: Path, dispatch: str = "true") -> None:
+    def __init__(
+        self, app: str, url: str, tmp: Path, dispatch: str = "true", provider: str = ""
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -93,10 +95,19 @@ class Server:
                 "DATABASE_URL": url,
                 "SECRET_KEY": "bench",
                 "RATELIMIT_ENABLED": "false",
-                "EMAIL_PROVIDER": "outbox",
-                "OUTBOX_DIR": str(tempfile.mkdtemp(dir=tmp, prefix="outbox-")),
                 "DISPATCH_IN_PROCESS": dispatch,
             }
+            if provider:  # a local fake of Postmark's batch API, as in production
+                env |= {
+                    "EMAIL_PROVIDER": "postmark",
+                    "POSTMARK_API_URL": provider,
+                    "POSTMARK_SERVER_TOKEN": "bench",
+                }
+            else:  # the embedded default: one .eml file per message
+                env |= {
+                    "EMAIL_PROVIDER": "outbox",
+                    "OUTBOX_DIR": str(tempfile.mkdtemp(dir=tmp, prefix="outbox-")),
+                }
         else:
             target = ["--pythonpath", str(HERE), "floor_app:app"]
             env["BENCH_DATABASE_URL"] = url
@@ -238,9 +249,36 @@ def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
     )
 
 
+def start_fake_provider() -> tuple[subprocess.Popen, str]:
+    """``bench/fake_provider.py`` on a free port: parses each batch, accepts every message."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_provider.py"), str(port)], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def count_sent(url: str) -> tuple[int, int]:
+    """Deliveries sent, and deliveries in all, once ours has stopped."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        sent, total = conn.execute(
+            text("SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FROM deliveries")
+        ).one()
+    engine.dispose()
+    return sent, total
+
+
 def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -> dict:
     load = load_wrk if shutil.which("wrk") and not args.python_load else load_python
-    server = Server(app, url, tmp, args.dispatch_in_process)
+    fake = None
+    provider = ""
+    if app == "ours" and args.provider == "postmark":
+        fake, provider = start_fake_provider()
+    server = Server(app, url, tmp, args.dispatch_in_process, provider)
     try:
         load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
         spy = None
@@ -253,8 +291,13 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
             spy.wait()
     finally:
         server.stop()
+        if fake is not None:
+            fake.terminate()
+            fake.wait()
     table = "subscribers" if app == "ours" else "floor_signups"
     result["rows"] = count_rows(url, table)
+    if app == "ours":
+        result["sent"], result["deliveries"] = count_sent(url)
     return result
 
 
@@ -275,6 +318,13 @@ def main() -> None:
         choices=["true", "false"],
         default="true",
         help="false: diagnostic only, ours without its dispatcher thread (production: true)",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=["postmark", "outbox"],
+        default="postmark",
+        help="postmark: our Postmark provider to bench/fake_provider.py (production shape); "
+        "outbox: the embedded default, one .eml file per message",
     )
     parser.add_argument("--python-load", action="store_true", help="skip wrk even if installed")
     parser.add_argument("--profile", metavar="DIR", help="py-spy one worker of each server")
@@ -312,7 +362,9 @@ def main() -> None:
                 print(
                     f"<!-- rows after the run: subscribers {ours['rows']:,} for "
                     f"{ours['requests']:,} measured requests; floor_signups {floor['rows']:,} "
-                    f"for {floor['requests']:,}; order {' then '.join(order)} -->",
+                    f"for {floor['requests']:,}; confirmations sent {ours['sent']:,} of "
+                    f"{ours['deliveries']:,} queued ({args.provider}); "
+                    f"order {' then '.join(order)} -->",
                     flush=True,
                 )
     if args.json:
