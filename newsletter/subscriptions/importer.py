@@ -190,10 +190,11 @@ def _import_chunk(
     created = _insert_new_subscribers(session, confirmed, now)
     report.created += len(created)
     if created:
-        _record_consent_of_new(session, ConsentKind.IMPORTED, now, detail)
+        new = _new_subscribers(min(created.values()), max(created.values()))
+        _record_consent_of_new(session, new, ConsentKind.IMPORTED, now, detail)
         if not confirmed:
-            _queue_confirmations_of_new(session, now)
-            _record_consent_of_new(session, ConsentKind.CONFIRMATION_QUEUED, now, None)
+            _queue_confirmations_of_new(session, new, now)
+            _record_consent_of_new(session, new, ConsentKind.CONFIRMATION_QUEUED, now, None)
             ledger.mark_work_queued(session)
     existing = unique.keys() - created
     if existing:
@@ -263,8 +264,8 @@ def _stage(
         )
 
 
-def _insert_new_subscribers(session: Session, confirmed: bool, now: datetime) -> set[str]:
-    """Insert the staged addresses we do not have yet; returns those inserted."""
+def _insert_new_subscribers(session: Session, confirmed: bool, now: datetime) -> dict[str, int]:
+    """Insert the staged addresses we do not have yet; returns their ids by address."""
     columns = Subscriber.__table__.c
     values: dict[str, Any] = {
         "email": STAGING.c.email,
@@ -288,34 +289,42 @@ def _insert_new_subscribers(session: Session, confirmed: bool, now: datetime) ->
     stmt = (
         insert_ignoring_conflicts(session, Subscriber.__table__, ["email"])
         .from_select(list(values), rows)
-        .returning(columns.email)
+        .returning(columns.email, columns.id)
     )
-    return set(session.connection().execute(stmt).scalars())
+    return {email: id_ for email, id_ in session.connection().execute(stmt)}
 
 
-def _new_subscribers() -> Select[Any]:
-    """The subscribers this chunk inserted: their public id is the one staged for them."""
+def _new_subscribers(first_id: int, last_id: int) -> Select[Any]:
+    """The subscribers this chunk inserted: their public id is the one staged for them.
+
+    The id range (what the insert returned) keeps the join to the chunk's own
+    rows: joined on public id alone, the planner hash-joined the whole table
+    each chunk, and the import slowed as the table grew.
+    """
     subscribers = Subscriber.__table__
     return (
         select(subscribers.c.id)
         .select_from(STAGING.join(subscribers, subscribers.c.public_id == STAGING.c.public_id))
+        .where(subscribers.c.id.between(first_id, last_id))
         .order_by(STAGING.c.line)
     )
 
 
 def _record_consent_of_new(
-    session: Session, kind: ConsentKind, now: datetime, detail: dict[str, Any] | None
+    session: Session,
+    new: Select[Any],
+    kind: ConsentKind,
+    now: datetime,
+    detail: dict[str, Any] | None,
 ) -> None:
     """One consent event of ``kind`` for each subscriber this chunk inserted."""
     events = ConsentEvent.__table__
     values = {"kind": kind, "at": now, "source": "import", "detail": detail}
-    rows = _new_subscribers().add_columns(
-        *(_typed(events.c[name], value) for name, value in values.items())
-    )
+    rows = new.add_columns(*(_typed(events.c[name], value) for name, value in values.items()))
     session.connection().execute(insert(events).from_select(["subscriber_id", *values], rows))
 
 
-def _queue_confirmations_of_new(session: Session, now: datetime) -> None:
+def _queue_confirmations_of_new(session: Session, new: Select[Any], now: datetime) -> None:
     """A queued confirmation email for each subscriber this chunk inserted."""
     deliveries = Delivery.__table__
     values = {
@@ -325,7 +334,7 @@ def _queue_confirmations_of_new(session: Session, now: datetime) -> None:
         "next_attempt_at": now,
         "created_at": now,
     }
-    rows = _new_subscribers().add_columns(
+    rows = new.add_columns(
         STAGING.c.message_key,
         *(_typed(deliveries.c[name], value) for name, value in values.items()),
     )
