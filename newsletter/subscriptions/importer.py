@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -41,7 +42,8 @@ from ..models import (
     DeliveryStatus,
     Status,
     Subscriber,
-    new_public_id,
+    new_message_keys,
+    new_public_ids,
     utcnow,
 )
 from .addresses import InvalidAddress, normalize_email
@@ -49,6 +51,7 @@ from .erasure import email_hasher, suppressed_hashes
 
 CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 1000
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 # A chunk's valid, first-seen rows (the suppressed ones then removed), with the public id (and
 # confirmation message key) each would get: what the set-based statements read.
@@ -98,8 +101,7 @@ class ImportReport:
         }
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One valid line of the file."""
 
     line: int
@@ -139,7 +141,7 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
             report.error(line, str(exc))
             continue
         name = cells[name_at].strip()[:200] if name_at is not None and name_at < len(cells) else ""
-        if any(ord(ch) < 32 for ch in name):
+        if _CONTROL_CHARACTER.search(name):
             report.error(line, "the name must be a single line of text")
             continue
         yield Row(line, email, name or None)
@@ -235,16 +237,13 @@ def _stage(
     SQLite (no ``COPY``, no ``ON COMMIT DROP``): one temporary table per
     connection, emptied first, filled by the driver's own executemany.
     """
+    rows = list(rows)
+    message_keys = new_message_keys(len(rows)) if with_message_keys else [None] * len(rows)
     values = [
-        (
-            row.line,
-            row.email,
-            row.name,
-            hasher(row.email),
-            new_public_id(),
-            str(uuid.uuid4()) if with_message_keys else None,
+        (*row, hasher(row.email), public_id, message_key)
+        for row, public_id, message_key in zip(
+            rows, new_public_ids(len(rows)), message_keys, strict=True
         )
-        for row in rows
     ]
     connection = session.connection()
     if is_postgresql(session):
