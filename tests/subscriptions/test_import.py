@@ -1,0 +1,161 @@
+"""The CSV import's set-based chunks: boundaries, duplicates, known and erased addresses."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from newsletter.extensions import db
+from newsletter.models import (
+    ConsentEvent,
+    ConsentKind,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Erasure,
+    Status,
+    Subscriber,
+    new_message_keys,
+    new_public_ids,
+)
+from newsletter.subscriptions import importer
+from newsletter.subscriptions.erasure import email_hash
+from tests.subscriptions.helpers import find
+
+
+def run_import(app: Flask, body: str, confirmed: bool = False) -> dict:
+    """Import ``body`` through ``import_csv``; the report as the API answers it."""
+    with app.app_context():
+        report = importer.import_csv(db.session, io.BytesIO(body.encode()), confirmed=confirmed)
+        db.session.remove()
+    return report.to_dict()
+
+
+def history(app: Flask) -> dict[str, list[str]]:
+    """Every subscriber's consent event kinds, in the order they were recorded."""
+    with app.app_context():
+        rows = db.session.execute(
+            select(Subscriber.email, ConsentEvent.kind)
+            .join(ConsentEvent, ConsentEvent.subscriber_id == Subscriber.id)
+            .order_by(ConsentEvent.id)
+        )
+        kinds: dict[str, list[str]] = {}
+        for email, kind in rows:
+            kinds.setdefault(email, []).append(kind.value)
+        return kinds
+
+
+def confirmations(app: Flask) -> dict[str, int]:
+    """Queued confirmation deliveries per address."""
+    with app.app_context():
+        rows = db.session.execute(
+            select(Subscriber.email, func.count(Delivery.id))
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(
+                Delivery.kind == DeliveryKind.CONFIRMATION,
+                Delivery.status == DeliveryStatus.QUEUED,
+            )
+            .group_by(Subscriber.email)
+        )
+        return dict(rows.all())
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 3 rows, so a short file crosses several chunk boundaries."""
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_every_row_across_chunk_boundaries_gets_its_subscriber_events_and_email(app):
+    emails = [f"Reader.{i}@Example.com" for i in range(10)]  # 3 + 3 + 3 + 1
+    report = run_import(app, "email,name\n" + "".join(f"{e},R{i}\n" for i, e in enumerate(emails)))
+    assert (report["created"], report["updated"], report["skipped"]) == (10, 0, 0)
+    lowered = [e.lower() for e in emails]
+    assert history(app) == {e: ["imported", "confirmation_queued"] for e in lowered}
+    assert confirmations(app) == dict.fromkeys(lowered, 1)
+    with app.app_context():
+        ordered = db.session.scalars(select(Subscriber.email).order_by(Subscriber.id)).all()
+        keys = db.session.scalars(select(Delivery.message_key)).all()
+    assert ordered == lowered  # ids follow the file
+    assert all(str(uuid.UUID(key)) == key for key in keys)
+    assert find(app, "reader.4@example.com").name == "R4"
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_duplicate_in_a_later_chunk_counts_as_known_not_as_new(app):
+    body = "email,name\na@example.com,A\nb@example.com,\nc@example.com,\nA@EXAMPLE.com,Renamed\n"
+    report = run_import(app, body)
+    # The second "a" is in the next chunk: by then it is a pending subscriber,
+    # and its new name is an update (within one chunk it would be skipped).
+    assert (report["created"], report["updated"], report["skipped"]) == (3, 1, 0)
+    assert find(app, "a@example.com").name == "Renamed"
+    assert confirmations(app)["a@example.com"] == 1
+    assert history(app)["a@example.com"] == ["imported", "confirmation_queued"]
+
+
+def test_addresses_already_known_and_new_in_one_chunk(app, client):
+    client.post("/subscribe", json={"email": "pending@example.com"})
+    body = "email,name\nnew@example.com,N\nPENDING@example.com,P\nother@example.com,\n"
+    report = run_import(app, body, confirmed=True)
+    assert (report["created"], report["updated"], report["skipped"]) == (2, 1, 0)
+    assert find(app, "pending@example.com").status is Status.CONFIRMED
+    assert find(app, "pending@example.com").name == "P"
+    assert find(app, "new@example.com").status is Status.CONFIRMED
+    kinds = history(app)
+    assert kinds["new@example.com"] == ["imported"]
+    assert kinds["pending@example.com"] == ["signup", "confirmation_queued", "imported"]
+    assert "new@example.com" not in confirmations(app)  # confirmed: no email
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_suppressed_addresses_are_skipped_in_any_chunk(app):
+    with app.app_context():
+        for email, status in (("gone@example.com", Status.BOUNCED), ("back@x.org", Status.PENDING)):
+            db.session.add(Erasure(email_hash=email_hash(email), prior_status=status))
+        db.session.commit()
+    body = "email\na@example.com\nb@example.com\nc@example.com\nGone@example.com\nback@x.org\n"
+    report = run_import(app, body)
+    assert (report["created"], report["skipped"]) == (4, 1)
+    assert find(app, "gone@example.com") is None
+    assert find(app, "back@x.org").status is Status.PENDING  # erased, not suppressed
+
+
+def test_a_chunk_of_only_suppressed_or_bad_lines_imports_nothing(app):
+    with app.app_context():
+        gone = Erasure(email_hash=email_hash("gone@example.com"), prior_status=Status.COMPLAINED)
+        db.session.add(gone)
+        db.session.commit()
+    report = run_import(app, "email\ngone@example.com\nnot-an-address\n")
+    assert (report["created"], report["skipped"], report["error_count"]) == (0, 1, 1)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_a_second_import_of_the_same_file_creates_nothing(app):
+    body = "email,name\n" + "".join(f"r{i}@example.com,R{i}\n" for i in range(7))
+    assert run_import(app, body)["created"] == 7
+    report = run_import(app, body)
+    assert (report["created"], report["updated"], report["skipped"]) == (0, 0, 7)
+    assert confirmations(app) == {f"r{i}@example.com": 1 for i in range(7)}
+    with app.app_context():
+        assert (
+            db.session.scalar(select(func.count()).where(ConsentEvent.kind == ConsentKind.IMPORTED))
+            == 7
+        )
+
+
+def test_batched_identifiers_have_the_single_ones_form():
+    keys = new_message_keys(2000)
+    assert len(set(keys)) == 2000
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert str(parsed) == key and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    ids = new_public_ids(2000)
+    assert len(set(ids)) == 2000
+    assert all(len(i) == 16 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
+    assert new_message_keys(0) == [] and new_public_ids(0) == []
