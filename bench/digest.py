@@ -1,12 +1,15 @@
 """Benchmark: one digest to N confirmed subscribers on PostgreSQL, through a local fake provider.
 
-    .venv/bin/python bench/digest.py [--sizes 10000 100000] [--database-url URL]
+    .venv/bin/python bench/digest.py [--sizes 10000 100000] [--processes 1 2]
+        [--celery-workers 1 2] [--fake-nodelay] [--database-url URL]
 
 For each size it resets the database, inserts N confirmed subscribers and a
-post, triggers the digest (one INSERT ... SELECT), then runs the real
-dispatcher in its own process against the fake and, in the same run, a bare
-client posting the same number of pre-built batches to the same fake. It
-prints both rates side by side and the sending process's peak memory.
+post, triggers the digest (one INSERT ... SELECT), then has it sent by the
+real dispatcher, in-process (``--processes``: that many ``dispatch_pass``
+processes) or through Celery (``--celery-workers``: that many solo workers
+on Redis), against the fake and, in the same run, a bare client posting the
+same number of pre-built batches to the same fake. It prints both rates side
+by side and the peak memory of every sending process.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from newsletter.models import Post, Status, Subscriber, new_public_id, utcnow  #
 from newsletter.providers import Message, Stream  # noqa: E402
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test_digests"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
 BATCH = 500
 
 
@@ -46,11 +50,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_fake() -> tuple[subprocess.Popen, str]:
+def start_fake(nodelay: bool = False) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_provider.py"), str(port)], stdout=subprocess.PIPE
-    )
+    command = [sys.executable, str(HERE / "fake_provider.py"), str(port)]
+    proc = subprocess.Popen(command + (["--nodelay"] if nodelay else []), stdout=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     return proc, f"http://127.0.0.1:{port}"
 
@@ -66,7 +69,7 @@ def reset_database(url: str) -> None:
         db.engine.dispose()
 
 
-def seed_and_trigger(url: str, size: int) -> tuple[float, dict]:
+def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
     app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
     now = utcnow()
     with app.app_context():
@@ -117,13 +120,14 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict]:
                 stream=Stream.BROADCAST,
             )
         )
+        digest_id = digest.id
         db.engine.dispose()
-    return trigger_seconds, sample
+    return trigger_seconds, sample, digest_id
 
 
-def run_senders(url: str, fake: str, processes: int) -> dict:
-    """Run ``processes`` dispatchers at once; messages sent, span in seconds, peak RSS."""
-    env = {
+def sender_env(url: str, fake: str) -> dict[str, str]:
+    """The environment of every sending process: the bench provider, batches of 500."""
+    return {
         **os.environ,
         "SECRET_KEY": "bench",
         "DATABASE_URL": url,
@@ -132,15 +136,26 @@ def run_senders(url: str, fake: str, processes: int) -> dict:
         "DISPATCH_BATCH_SIZE": str(BATCH),
         "DISPATCH_IN_PROCESS": "false",
     }
+
+
+def run_senders(url: str, fake: str, processes: int) -> dict:
+    """Run ``processes`` dispatchers at once; messages sent, span in seconds, peak RSS."""
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "sender.py")],
-            env=env,
+            env=sender_env(url, fake),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
         for _ in range(processes)
     ]
+    for proc in procs:  # every sender imported and built its app: start them together
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
     results = []
     for proc in procs:
         out, _ = proc.communicate()
@@ -152,6 +167,78 @@ def run_senders(url: str, fake: str, processes: int) -> dict:
         "rss_peak_kib": max(r["rss_peak_kib"] for r in results),
         "rss_start_kib": max(r["rss_start_kib"] for r in results),
     }
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """A process's peak resident memory so far (VmHWM), read from outside."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def run_celery(url: str, fake: str, workers: int, broker: str, digest_id: int) -> dict:
+    """Send through ``workers`` Celery workers, woken as the web app wakes them.
+
+    The clock runs from queueing the dispatch tasks (``tasks.enqueuer``, the
+    web process's waker, ``DISPATCH_FANOUT`` of them) to the digest's status
+    turning ``sent`` (polled every 5 ms).
+    """
+    from celery import Celery
+
+    env = {**sender_env(url, fake), "CELERY_BROKER_URL": broker}
+    Celery(broker=broker).connection_for_write().default_channel.client.flushdb()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "celery_worker.py"), f"bench{n}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(workers)
+    ]
+    try:
+        for proc in procs:
+            wait_for_ready(proc)
+        rss_start = max(vm_hwm_kib(p.pid) for p in procs)
+        seconds = _timed_celery_send(url, broker, digest_id)
+        rss_peak = max(vm_hwm_kib(p.pid) for p in procs)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    return {"seconds": seconds, "rss_peak_kib": rss_peak, "rss_start_kib": rss_start}
+
+
+def wait_for_ready(proc: subprocess.Popen) -> None:
+    """Read the worker's output (its banner first) up to its ``ready`` line."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == b"ready":
+            return
+    raise RuntimeError("a Celery worker ended before it was ready")
+
+
+def _timed_celery_send(url: str, broker: str, digest_id: int) -> float:
+    """Queue the dispatch tasks, wait for the digest to be sent; the seconds it took."""
+    import psycopg
+
+    from config import from_env
+    from newsletter.tasks import enqueuer
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        wake = enqueuer(broker, int(from_env({})["DISPATCH_FANOUT"]))
+        started = time.perf_counter()
+        wake()
+        deadline = started + 600
+        while time.perf_counter() < deadline:
+            row = conn.execute("SELECT status FROM digests WHERE id = %s", (digest_id,)).fetchone()
+            if row and row[0] in ("sent", "failed"):
+                return time.perf_counter() - started
+            time.sleep(0.005)
+    raise RuntimeError("the Celery workers did not send the digest within 600 s")
 
 
 def bare_client(fake: str, sample: dict, size: int) -> float:
@@ -185,37 +272,32 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument(
-        "--processes", type=int, nargs="+", default=[1, 2], help="dispatcher processes per run"
+        "--processes", type=int, nargs="*", default=[1, 2], help="in-process dispatchers per run"
+    )
+    parser.add_argument(
+        "--celery-workers", type=int, nargs="*", default=[], help="Celery workers per run"
+    )
+    parser.add_argument("--celery-broker", default=DEFAULT_BROKER)
+    parser.add_argument(
+        "--fake-nodelay",
+        action="store_true",
+        help="the fake answers with TCP_NODELAY (no delayed-ACK stall between back-to-back posts)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/plot.py)")
     args = parser.parse_args()
-    fake, base = start_fake()
+    fake, base = start_fake(args.fake_nodelay)
+    runs = [("in-process", n) for n in args.processes] + [
+        ("celery", n) for n in args.celery_workers
+    ]
     figures = []
     try:
         rows = []
         for size in args.sizes:
-            for processes in args.processes:
-                reset_database(args.database_url)
-                trigger_seconds, sample = seed_and_trigger(args.database_url, size)
-                sent = run_senders(args.database_url, base, processes)
-                assert sent["sent"] == size, sent
-                dispatcher_rate = size / sent["seconds"]
-                bare_rate = bare_client(base, sample, size)
-                figures.append(
-                    {
-                        "size": size,
-                        "processes": processes,
-                        "dispatcher": dispatcher_rate,
-                        "bare": bare_rate,
-                        "rss_peak_mib": sent["rss_peak_kib"] / 1024,
-                    }
-                )
-                rows.append(
-                    f"| {size:,} | {processes} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
-                    f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
-                    f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} |"
-                )
-                print(rows[-1], file=sys.stderr, flush=True)
+            for mode, count in runs:
+                figure, row = one_run(args, base, size, mode, count)
+                figures.append(figure)
+                rows.append(row)
+                print(row, file=sys.stderr, flush=True)
         print(
             "| subscribers | sending processes | trigger (s) | dispatcher msg/s "
             "| bare client msg/s | ratio | peak RSS per sender (MiB) | RSS at start (MiB) |"
@@ -227,6 +309,37 @@ def main() -> None:
     finally:
         fake.terminate()
         fake.wait(10)
+
+
+def one_run(
+    args: argparse.Namespace, base: str, size: int, mode: str, count: int
+) -> tuple[dict, str]:
+    """One size sent one way, then the bare client: the figure and its table row."""
+    reset_database(args.database_url)
+    trigger_seconds, sample, digest_id = seed_and_trigger(args.database_url, size)
+    if mode == "celery":
+        sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)
+        label = f"{count} Celery"
+    else:
+        sent = run_senders(args.database_url, base, count)
+        assert sent["sent"] == size, sent
+        label = str(count)
+    dispatcher_rate = size / sent["seconds"]
+    bare_rate = bare_client(base, sample, size)
+    figure = {
+        "size": size,
+        "processes": count,
+        "mode": mode,
+        "dispatcher": dispatcher_rate,
+        "bare": bare_rate,
+        "rss_peak_mib": sent["rss_peak_kib"] / 1024,
+    }
+    row = (
+        f"| {size:,} | {label} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
+        f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
+        f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} |"
+    )
+    return figure, row
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """A local fake of a Postmark-like batch API: ``POST /email/batch`` takes a JSON list.
 
-Run as ``python bench/fake_provider.py PORT``; it parses every batch fully
-(as a real API would) and answers one result per message.
+Run as ``python bench/fake_provider.py PORT [--nodelay]``; it parses every
+batch fully (as a real API would) and answers one result per message.
+
+By default its answers go out as two writes (headers, then body) on a socket
+with Nagle's algorithm on, as ``http.server`` does: a client posting batches
+back to back then waits for its own delayed ACK (about 40 ms) on every
+answer. ``--nodelay`` sets ``TCP_NODELAY`` on each connection: no such stall.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    Handler.disable_nagle_algorithm = "--nodelay" in sys.argv[2:]
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     print("ready", flush=True)
     server.serve_forever()

@@ -17,21 +17,30 @@ import matplotlib.pyplot as plt
 
 
 def main(source: Path, target: Path) -> None:
-    """Two panels: msg/s (dispatcher and bare client) and peak RSS, per sender count."""
+    """Two panels: msg/s (dispatcher and bare client) and peak RSS, per way of sending."""
     figures = json.loads(source.read_text())
     fig, (rate, memory) = plt.subplots(1, 2, figsize=(10, 4))
-    for processes in sorted({f["processes"] for f in figures}):
-        rows = sorted((f for f in figures if f["processes"] == processes), key=lambda f: f["size"])
+    runs = sorted({(f.get("mode", "in-process"), f["processes"]) for f in figures})
+    for mode, processes in runs:
+        rows = sorted(
+            (
+                f
+                for f in figures
+                if (f.get("mode", "in-process"), f["processes"]) == (mode, processes)
+            ),
+            key=lambda f: f["size"],
+        )
+        name = f"{processes} Celery worker(s)" if mode == "celery" else f"{processes} sender(s)"
         sizes = [f["size"] for f in rows]
-        rate.plot(sizes, [f["dispatcher"] for f in rows], "o-", label=f"dispatcher x{processes}")
-        rate.plot(sizes, [f["bare"] for f in rows], "x--", label=f"bare client ({processes})")
-        memory.plot(sizes, [f["rss_peak_mib"] for f in rows], "o-", label=f"{processes} sender(s)")
+        rate.plot(sizes, [f["dispatcher"] for f in rows], "o-", label=f"dispatcher, {name}")
+        rate.plot(sizes, [f["bare"] for f in rows], "x--", label=f"bare client (beside {name})")
+        memory.plot(sizes, [f["rss_peak_mib"] for f in rows], "o-", label=name)
     for axis, label in ((rate, "messages per second"), (memory, "peak RSS per sender (MiB)")):
         axis.set_xscale("log")
         axis.set_xlabel("subscribers")
         axis.set_ylabel(label)
         axis.set_ylim(bottom=0)
-        axis.legend()
+        axis.legend(fontsize="small")
     fig.suptitle("Digest fan-out on PostgreSQL, fake provider (bench/digest.py)")
     fig.tight_layout()
     fig.savefig(target, dpi=100)

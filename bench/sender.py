@@ -25,11 +25,14 @@ def peak_rss_kib() -> int:
 
 
 def main() -> None:
-    """Send, then print one JSON line: sent, seconds, peak RSS before and after."""
+    """Say ready, wait for the go, send, then print one JSON line: sent, times, peak RSS."""
     register()
     app = create_app()
     with app.app_context():
         before = peak_rss_kib()
+        # Start when the bench says so: every sender at once, none timed while importing.
+        print("ready", flush=True)
+        sys.stdin.readline()
         started = time.time()
         stats = dispatch_pass()
         finished = time.time()

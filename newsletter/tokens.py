@@ -8,6 +8,7 @@ old digest must always let its reader leave. Neither holds a row id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
@@ -74,6 +75,12 @@ class Tokens:
     def unsubscribe_token(self, public_id: str) -> str:
         """A lasting unsubscribe token for this subscriber."""
         return self._unsubscribe.dumps(public_id)
+
+    def unsubscribe_signer(self) -> Callable[[str], str]:
+        """``unsubscribe_token`` for a whole batch: the signer is built once, not per token."""
+        signer = self._unsubscribe.make_signer()
+        dump = self._unsubscribe.dump_payload
+        return lambda public_id: signer.sign(dump(public_id)).decode("utf-8")
 
     def read_unsubscribe(self, token: str) -> str:
         """The ``public_id`` of an unsubscribe token, or ``TokenError``."""

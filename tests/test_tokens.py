@@ -80,3 +80,12 @@ def test_key_retired_beyond_its_fallback_is_refused():
     token = make("old-key").confirm_token("p", 0)
     with pytest.raises(TokenError):
         make("new-key").read_confirm(token)
+
+
+def test_batch_unsubscribe_signer_makes_the_same_readable_tokens():
+    tokens = make("new", fallbacks=["old"])
+    sign = tokens.unsubscribe_signer()
+    for public_id in ("pub-a", "pub-b", "pub-a"):
+        token = sign(public_id)
+        assert token == tokens.unsubscribe_token(public_id)
+        assert tokens.read_unsubscribe(token) == public_id

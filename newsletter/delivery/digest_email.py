@@ -19,9 +19,10 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Delivery, DeliveryKind, Digest, Post, Status
+from ..models import DeliveryKind, Digest, Post, Status
 from ..providers import Message, Stream
 from ..tokens import current_tokens
+from .ledger import Claimed
 from .render import for_subscribers_in, public_link, renderer
 
 CACHE_SIZE = 8
@@ -103,43 +104,60 @@ def _shared_for(digest_id: int) -> SharedBody:
     return shared
 
 
-def _message(delivery: Delivery, to: str, public_id: str | None, test: bool) -> Message:
-    config = current_app.config
-    shared = _shared_for(delivery.digest_id or 0)
-    # A test copy's link names no subscriber: following it unsubscribes nobody.
-    token = current_tokens().unsubscribe_token(public_id or "test-copy")
-    unsubscribe_url = public_link(f"/unsubscribe/{token}")
-    text, html = shared.for_reader(unsubscribe_url)
-    return Message(
-        key=delivery.message_key,
-        to=to,
-        sender=config["MAIL_FROM"],
-        subject=f"[Test] {shared.subject}" if test else shared.subject,
-        text=text,
-        html=html,
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "List-Id": list_id(),
-        },
-        tags=("digest-test",) if test else ("digest", f"digest-{delivery.digest_id}"),
-        stream=Stream.BROADCAST,
-    )
+class _Copies:
+    """Builds a batch's copies: what they all share is looked up once per batch."""
+
+    def __init__(self, test: bool) -> None:
+        self.test = test
+        self.sender = current_app.config["MAIL_FROM"]
+        self.list_id = list_id()
+        self.unsubscribe_base = public_link("/unsubscribe/")
+        self.sign = current_tokens().unsubscribe_signer()
+        self.bodies: dict[int, SharedBody] = {}
+
+    def shared(self, digest_id: int) -> SharedBody:
+        """The digest's shared body, fetched from the process cache once per batch."""
+        body = self.bodies.get(digest_id)
+        if body is None:
+            body = self.bodies[digest_id] = _shared_for(digest_id)
+        return body
+
+    def message(self, delivery: Claimed, to: str, public_id: str | None) -> Message:
+        """One reader's copy: the shared body with the reader's own unsubscribe link."""
+        shared = self.shared(delivery.digest_id or 0)
+        # A test copy's link names no subscriber: following it unsubscribes nobody.
+        unsubscribe_url = self.unsubscribe_base + self.sign(public_id or "test-copy")
+        text, html = shared.for_reader(unsubscribe_url)
+        return Message(
+            key=delivery.message_key,
+            to=to,
+            sender=self.sender,
+            subject=f"[Test] {shared.subject}" if self.test else shared.subject,
+            text=text,
+            html=html,
+            headers={
+                "List-Unsubscribe": f"<{unsubscribe_url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "List-Id": self.list_id,
+            },
+            tags=("digest-test",) if self.test else ("digest", f"digest-{delivery.digest_id}"),
+            stream=Stream.BROADCAST,
+        )
 
 
 @renderer(DeliveryKind.DIGEST)
-def render_digests(deliveries: Sequence[Delivery]) -> list[Message | None]:
+def render_digests(deliveries: Sequence[Claimed]) -> list[Message | None]:
     """One copy per still-confirmed subscriber; None (skip) for one who left meanwhile."""
+    copies = _Copies(test=False)
     return for_subscribers_in(
         Status.CONFIRMED,
         deliveries,
-        lambda d, subscriber: _message(d, subscriber.email, subscriber.public_id, test=False),
+        lambda d, subscriber: copies.message(d, subscriber.email, subscriber.public_id),
     )
 
 
 @renderer(DeliveryKind.DIGEST_TEST)
-def render_digest_tests(deliveries: Sequence[Delivery]) -> list[Message | None]:
+def render_digest_tests(deliveries: Sequence[Claimed]) -> list[Message | None]:
     """A test copy to the address the admin gave."""
-    return [
-        _message(d, d.to_address, None, test=True) if d.to_address else None for d in deliveries
-    ]
+    copies = _Copies(test=True)
+    return [copies.message(d, d.to_address, None) if d.to_address else None for d in deliveries]

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from ..extensions import db
 from ..metrics import DISPATCH_SECONDS, PROVIDER_ANSWERS
-from ..models import Delivery, DeliveryKind, utcnow
+from ..models import DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import settle
@@ -151,13 +151,7 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
     same deliveries again at once).
     """
     session = db.session
-    # One query: each delivery with its subscriber joined (selectinload would take two).
-    deliveries = session.scalars(
-        select(Delivery)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-        .options(joinedload(Delivery.subscriber))
-    ).all()
+    deliveries = ledger.load_claimed(session, ids)
     digest_ids = {d.digest_id for d in deliveries if d.kind is DeliveryKind.DIGEST and d.digest_id}
     with DISPATCH_SECONDS.labels(provider.name).time():
         stop = _send_rendered(deliveries, provider, stats)
@@ -166,7 +160,7 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
     return stop
 
 
-def _send_rendered(deliveries: Any, provider: Provider, stats: PassStats) -> bool:
+def _send_rendered(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:
     """Render and send; record each answer. True when the provider asked us to stop."""
     session = db.session
     messages = render_batch(deliveries)

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
     Select,
+    any_,
     bindparam,
     func,
     select,
@@ -23,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryKind, DeliveryStatus, utcnow
+from ..models import Delivery, DeliveryKind, DeliveryStatus, Status, Subscriber, utcnow
 from ..providers import Outcome, SendResult
 
 WAKE_FLAG = "newsletter.wake_dispatcher"
@@ -89,6 +93,80 @@ def _due(status: DeliveryStatus, now: datetime, limit: int, lock: bool) -> Selec
         # Concurrent dispatchers each take a different batch, never waiting on another.
         due = due.with_for_update(skip_locked=True)
     return select(due.subquery())
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """The columns of a delivery's subscriber that rendering needs."""
+
+    email: str
+    name: str | None
+    status: Status
+    round: int
+    public_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed delivery as plain values: what rendering and recording read."""
+
+    id: int
+    kind: DeliveryKind
+    digest_id: int | None
+    to_address: str | None
+    message_key: str
+    attempts: int
+    created_at: datetime | None
+    subscriber: Recipient | None
+
+
+_DELIVERY_COLUMNS = (
+    "id",
+    "kind",
+    "digest_id",
+    "to_address",
+    "message_key",
+    "attempts",
+    "created_at",
+)
+_RECIPIENT_COLUMNS = ("email", "name", "status", "round", "public_id")
+
+
+def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
+    """The claimed deliveries with their subscribers, by id: one query, plain rows.
+
+    Plain rows, not ORM objects: nothing to build per row, nothing for the
+    session to track and expire when the batch's answers are committed.
+    """
+    deliveries, subscribers = Delivery.__table__, Subscriber.__table__
+    rows = session.execute(
+        select(
+            *(deliveries.c[name] for name in _DELIVERY_COLUMNS),
+            subscribers.c.id.label("recipient_id"),
+            *(subscribers.c[name] for name in _RECIPIENT_COLUMNS),
+        )
+        .select_from(
+            deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        )
+        .where(_id_in(session, deliveries.c.id, ids))
+        .order_by(deliveries.c.id)
+    ).all()
+    return [_claimed(row) for row in rows]
+
+
+def _id_in(session: Session, column: ColumnElement, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, not one per id."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
+def _claimed(row) -> Claimed:
+    """One loaded row as a ``Claimed`` (its recipient None when it has no subscriber)."""
+    delivery = row[: len(_DELIVERY_COLUMNS)]
+    recipient = row[len(_DELIVERY_COLUMNS) + 1 :]
+    has_subscriber = row[len(_DELIVERY_COLUMNS)] is not None
+    return Claimed(*delivery, subscriber=Recipient(*recipient) if has_subscriber else None)
 
 
 @dataclass(frozen=True)
@@ -157,7 +235,7 @@ _COLUMNS = ("status", "sent_at", "attempts", "provider_message_id", "next_attemp
 
 def record(
     session: Session,
-    deliveries: Sequence[Delivery],
+    deliveries: Sequence[Claimed],
     results: Sequence[SendResult],
     policy: RetryPolicy,
     provider: str,

@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 
 from flask import current_app, render_template
 
-from ..models import Delivery, DeliveryKind, Status, Subscriber
+from ..models import DeliveryKind, Status
 from ..providers import Message, Stream
 from ..tokens import current_tokens
+from .ledger import Claimed, Recipient
 
 # A renderer takes a batch of one kind and returns a message, or None to skip one.
-Renderer = Callable[[Sequence[Delivery]], list[Message | None]]
+Renderer = Callable[[Sequence[Claimed]], list[Message | None]]
 RENDERERS: dict[DeliveryKind, Renderer] = {}
 
 
@@ -25,7 +26,7 @@ def renderer(kind: DeliveryKind) -> Callable[[Renderer], Renderer]:
     return register
 
 
-def render_batch(deliveries: Sequence[Delivery]) -> list[Message | None]:
+def render_batch(deliveries: Sequence[Claimed]) -> list[Message | None]:
     """One message (or None: skip) per delivery, in order, each kind by its renderer."""
     out: list[Message | None] = [None] * len(deliveries)
     by_kind: dict[DeliveryKind, list[int]] = {}
@@ -54,8 +55,8 @@ def humanize_seconds(seconds: int) -> str:
 
 def for_subscribers_in(
     status: Status,
-    deliveries: Sequence[Delivery],
-    build: Callable[[Delivery, Subscriber], Message],
+    deliveries: Sequence[Claimed],
+    build: Callable[[Claimed, Recipient], Message],
 ) -> list[Message | None]:
     """``build`` each delivery whose subscriber is still ``status``; None (skip) the rest.
 
@@ -71,13 +72,13 @@ def for_subscribers_in(
 
 
 @renderer(DeliveryKind.CONFIRMATION)
-def render_confirmations(deliveries: Sequence[Delivery]) -> list[Message | None]:
+def render_confirmations(deliveries: Sequence[Claimed]) -> list[Message | None]:
     """The double-opt-in email, with a fresh confirm link, for still-pending subscribers."""
     config = current_app.config
     tokens = current_tokens()
     valid_for = humanize_seconds(config["CONFIRM_MAX_AGE"])
 
-    def build(delivery: Delivery, subscriber: Subscriber) -> Message:
+    def build(delivery: Claimed, subscriber: Recipient) -> Message:
         link = public_link(
             f"/confirm/{tokens.confirm_token(subscriber.public_id, subscriber.round)}"
         )

@@ -307,3 +307,39 @@ def test_send_rate_holds_the_dispatcher_back(make_app, admin_headers):
     elapsed = time.monotonic() - started
     assert stats.outcomes["sent"] == 30
     assert elapsed >= 0.9  # 20 at once, the next 10 only after a second
+
+
+def test_a_batch_signs_with_one_signer_and_renders_the_shared_body_once(
+    make_app, admin_headers, monkeypatch
+):
+    from itsdangerous import URLSafeSerializer
+
+    from newsletter.delivery import digest_email
+    from tests.conftest import Outbox
+
+    app = make_app(DISPATCH_BATCH_SIZE=100)
+    client = app.test_client()
+    add_confirmed(app, 7)
+    add_post(client, admin_headers, 1)
+    trigger(client, admin_headers)
+    signers, renders = Counter(), Counter()
+    make_signer, render_shared = URLSafeSerializer.make_signer, digest_email.render_shared
+
+    def counting_signer(self, salt=None):
+        signers[self.salt] += 1
+        return make_signer(self, salt)
+
+    def counting_render(*args, **kwargs):
+        renders["shared"] += 1
+        return render_shared(*args, **kwargs)
+
+    monkeypatch.setattr(URLSafeSerializer, "make_signer", counting_signer)
+    monkeypatch.setattr(digest_email, "render_shared", counting_render)
+    outbox = Outbox(app)
+    outbox.dispatch()
+    messages = outbox.messages()
+    assert len(messages) == 7
+    # Every copy has its own link, yet one signer and one render served the batch.
+    assert len({m["List-Unsubscribe"] for m in messages}) == 7
+    assert signers == {b"newsletter.unsubscribe.v1": 1}
+    assert renders == {"shared": 1}

@@ -1,0 +1,45 @@
+"""The bench's Celery worker: ``celery -A newsletter.tasks worker`` with the bench provider.
+
+``python bench/celery_worker.py NAME``: one solo process (the task runs in
+it, so its own peak memory is the worker's), no prefetching; prints
+``ready`` once it consumes tasks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+
+from celery.signals import worker_ready  # noqa: E402
+from http_provider import register  # noqa: E402
+
+
+@worker_ready.connect
+def _say_ready(**_: object) -> None:
+    # Celery redirects sys.stdout to its log: write to the real one.
+    sys.__stdout__.write("ready\n")
+    sys.__stdout__.flush()
+
+
+def main() -> None:
+    """Register the bench provider, then run a solo worker named ``sys.argv[1]``."""
+    register()
+    from newsletter.tasks import celery
+
+    celery.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            f"--hostname={sys.argv[1]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
