@@ -1,7 +1,7 @@
 """Benchmark: one digest to N confirmed subscribers on PostgreSQL, through a local fake provider.
 
     .venv/bin/python bench/digest.py [--sizes 10000 100000] [--processes 1 2]
-        [--celery-workers 1 2] [--fake-nodelay] [--database-url URL]
+        [--celery-workers 1 2] [--database-url URL]
 
 For each size it resets the database, inserts N confirmed subscribers and a
 post, triggers the digest (one INSERT ... SELECT), then has it sent by the
@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
+import fake_provider  # noqa: E402
 from http_provider import payload  # noqa: E402
 from pgschema import empty_schema  # noqa: E402
 
@@ -48,14 +49,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def start_fake(nodelay: bool = False) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, str(HERE / "fake_provider.py"), str(port)]
-    proc = subprocess.Popen(command + (["--nodelay"] if nodelay else []), stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def reset_database(url: str) -> None:
@@ -278,14 +271,9 @@ def main() -> None:
         "--celery-workers", type=int, nargs="*", default=[], help="Celery workers per run"
     )
     parser.add_argument("--celery-broker", default=DEFAULT_BROKER)
-    parser.add_argument(
-        "--fake-nodelay",
-        action="store_true",
-        help="the fake answers with TCP_NODELAY (no delayed-ACK stall between back-to-back posts)",
-    )
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/plot.py)")
     args = parser.parse_args()
-    fake, base = start_fake(args.fake_nodelay)
+    fake, base = fake_provider.start()
     runs = [("in-process", n) for n in args.processes] + [
         ("celery", n) for n in args.celery_workers
     ]

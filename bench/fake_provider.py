@@ -1,17 +1,21 @@
 """A local fake of a Postmark-like batch API: ``POST /email/batch`` takes a JSON list.
 
-Run as ``python bench/fake_provider.py PORT [--nodelay]``; it parses every
-batch fully (as a real API would) and answers one result per message.
+Run as ``python bench/fake_provider.py PORT``; it parses every batch fully
+(as a real API would) and answers one result per message.
 
-By default its answers go out as two writes (headers, then body) on a socket
-with Nagle's algorithm on, as ``http.server`` does: a client posting batches
-back to back then waits for its own delayed ACK (about 40 ms) on every
-answer. ``--nodelay`` sets ``TCP_NODELAY`` on each connection: no such stall.
+Its connections use ``TCP_NODELAY``: ``http.server`` writes an answer's
+headers and body in two writes, and with Nagle's algorithm on, a client that
+posts batches back to back (the digest bench's bare client) waited for its
+own delayed ACK, about 40 ms, on every answer. That stall slowed the
+baseline, not the dispatcher (whose own work between posts hid it), and made
+the ratio look about five times better than it is.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,8 +47,18 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def start() -> tuple[subprocess.Popen, str]:
+    """This fake in its own process on a free port of 127.0.0.1; the process and its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, str(port)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc, f"http://127.0.0.1:{port}"
+
+
 if __name__ == "__main__":
-    Handler.disable_nagle_algorithm = "--nodelay" in sys.argv[2:]
+    Handler.disable_nagle_algorithm = True
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     print("ready", flush=True)
     server.serve_forever()

@@ -38,6 +38,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import fake_provider  # noqa: E402
+
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_signup"
@@ -53,7 +57,6 @@ def prepare_database(url: str) -> None:
     """Empty schema, the service's migrations, the floor's table."""
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench", "DISPATCH_IN_PROCESS": "false"}
     if url.startswith("postgresql"):
-        sys.path.insert(0, str(HERE))
         from pgschema import empty_schema
 
         empty_schema(url)
@@ -249,16 +252,6 @@ def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
     )
 
 
-def start_fake_provider() -> tuple[subprocess.Popen, str]:
-    """``bench/fake_provider.py`` on a free port: parses each batch, accepts every message."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_provider.py"), str(port)], stdout=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-    return proc, f"http://127.0.0.1:{port}"
-
-
 def count_sent(url: str) -> tuple[int, int]:
     """Deliveries sent, and deliveries in all, once ours has stopped."""
     from sqlalchemy import create_engine, text
@@ -277,7 +270,7 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
     fake = None
     provider = ""
     if app == "ours" and args.provider == "postmark":
-        fake, provider = start_fake_provider()
+        fake, provider = fake_provider.start()
     server = Server(app, url, tmp, args.dispatch_in_process, provider)
     try:
         load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
