@@ -224,7 +224,8 @@ class Delivery(db.Model):
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
-    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), index=True)
+    # No index of its own: the two indexes above lead with it.
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"))
     # Only for mail to an address that is not a subscriber (a digest test copy).
     to_address: Mapped[str | None] = mapped_column(String(320))
     # Our key for this message: sent as a header and an idempotency key, and
@@ -237,7 +238,7 @@ class Delivery(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     provider: Mapped[str | None] = mapped_column(String(32))
-    provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))  # kept, not searched
     last_error: Mapped[str | None] = mapped_column(Text)
 
     subscriber: Mapped[Subscriber | None] = relationship()
