@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, render_template, request
+from flask.blueprints import BlueprintSetupState
 
 from ..errors import AppError, wants_json
 from ..extensions import client_address, client_network, db, limiter
+from ..group_commit import GroupCommit
 from ..security import page_csp
 from ..tokens import TokenError, current_tokens
 from ..web import answer, request_fields, text_field
@@ -17,6 +19,20 @@ from .captcha import MAX_TOKEN_LENGTH, CaptchaUnavailable, CaptchaVerifier
 
 log = logging.getLogger(__name__)
 bp = Blueprint("subscriptions", __name__)
+SIGNUPS = "newsletter.signups"
+
+
+@bp.record_once
+def _group_signups(state: BlueprintSetupState) -> None:
+    """Concurrent signups of new addresses share one transaction (see group_commit.py)."""
+    state.app.extensions[SIGNUPS] = GroupCommit(lambda batch: service.admit_new(db.session, batch))
+
+
+def _sign_up(email: str, name: str | None, client: service.ClientInfo) -> None:
+    """A new address joins the signups being written; a known one takes the full path."""
+    signups: GroupCommit[service.Signup, bool] = current_app.extensions[SIGNUPS]
+    if not signups.submit(service.Signup(email, name, client)):
+        service.sign_up_known(db.session, email, name, client)
 
 
 def _client(source: str | None = None) -> service.ClientInfo:
@@ -120,7 +136,7 @@ def subscribe() -> Response:
     if data.get("website"):
         log.info("honeypot filled on /subscribe; signup ignored")
     else:
-        service.sign_up(db.session, email, name, _client(source))
+        _sign_up(email, name, _client(source))
     return answer("pages/check_inbox.html", {"status": "pending"}, 202 if wants_json() else 200)
 
 

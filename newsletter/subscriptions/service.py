@@ -9,6 +9,7 @@ committed with the step that causes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from ..models import (
     DeliveryKind,
     Status,
     Subscriber,
-    new_public_id,
+    new_public_ids,
     utcnow,
 )
 from ..tokens import TokenError, current_tokens
@@ -70,25 +71,72 @@ def record_event(
     count_consent(session, kind)
 
 
-_CREATE_PENDING: dict[str, Any] = {}  # one prepared statement per dialect
+@dataclass(frozen=True)
+class Signup:
+    """One signup as the form sent it."""
+
+    email: str
+    name: str | None
+    client: ClientInfo
+
+
+_CREATE_PENDING: dict[str, Any] = {}  # one statement per dialect, built once
 _INSERT_EVENTS = ConsentEvent.__table__.insert()
 
 
-def create_pending(session: Session, email: str, **fields: object) -> int | None:
-    """Insert ``email`` as a new ``pending`` subscriber; its id, or None if it exists.
-
-    The unique index decides who is first, never a read-then-write: two
-    concurrent signups of one address make one row. The statement is built once
-    per dialect: building it per call cost more than running it.
-    """
+def _create_pending_statement(session: Session) -> Any:
+    """``INSERT ... ON CONFLICT (email) DO NOTHING RETURNING email, id`` for this dialect."""
     dialect = session.get_bind().dialect.name
     statement = _CREATE_PENDING.get(dialect)
     if statement is None:
         table = Subscriber.__table__
-        statement = insert_ignoring_conflicts(session, table, ["email"]).returning(table.c.id)
+        statement = insert_ignoring_conflicts(session, table, ["email"]).returning(
+            table.c.email, table.c.id
+        )
         _CREATE_PENDING[dialect] = statement
-    values = {"email": email, "status": Status.PENDING, "public_id": new_public_id(), **fields}
-    return session.connection().execute(statement, values).scalar_one_or_none()
+    return statement
+
+
+def admit_new(session: Session, signups: Sequence[Signup]) -> list[bool]:
+    """Make each signup whose address is new ``pending``, with its proof and confirmation email.
+
+    Commits; returns, per signup, whether it was new (the others are for
+    ``sign_up_known``). One statement per table whatever the number of
+    signups, so concurrent signups can share one transaction (see
+    ``group_commit.py``). The unique index decides who is first, never a
+    read-then-write: the same address twice, in one batch or in two
+    concurrent ones, makes one row and one email.
+    """
+    now = utcnow()
+    rows = [
+        {
+            "email": signup.email,
+            "status": Status.PENDING,
+            "public_id": public_id,
+            "name": signup.name,
+            "source": signup.client.source,
+            "last_confirmation_at": now,
+        }
+        for signup, public_id in zip(signups, new_public_ids(len(signups)), strict=True)
+    ]
+    connection = session.connection()
+    ids = dict(connection.execute(_create_pending_statement(session), rows).all())
+    new: list[bool] = []
+    created: list[int] = []
+    events: list[dict[str, object]] = []
+    for signup in signups:
+        subscriber_id = ids.pop(signup.email, None)  # popped: a second copy is not new
+        new.append(subscriber_id is not None)
+        if subscriber_id is not None:
+            created.append(subscriber_id)
+            events.append(_event_row(subscriber_id, ConsentKind.SIGNUP, signup.client, None))
+            events.append(_event_row(subscriber_id, ConsentKind.CONFIRMATION_QUEUED, None, None))
+            count_consent(session, ConsentKind.SIGNUP)
+    if created:
+        connection.execute(_INSERT_EVENTS, events)
+        ledger.queue_rows(session, DeliveryKind.CONFIRMATION, created)
+    session.commit()
+    return new
 
 
 def may_send_confirmation(
@@ -123,33 +171,19 @@ def queue_confirmation(session: Session, subscriber: Subscriber) -> None:
     record_event(session, subscriber, ConsentKind.CONFIRMATION_QUEUED)
 
 
-def _welcome(session: Session, subscriber_id: int, client: ClientInfo) -> None:
-    """A new address's signup and its queued confirmation: two statements, no ORM objects.
-
-    The hot path of every signup form, so it skips the unit of work: the row
-    was just inserted (and is locked) by this transaction, nothing to re-read.
-    """
-    session.connection().execute(
-        _INSERT_EVENTS,
-        [
-            _event_row(subscriber_id, ConsentKind.SIGNUP, client, None),
-            _event_row(subscriber_id, ConsentKind.CONFIRMATION_QUEUED, None, None),
-        ],
-    )
-    ledger.queue_rows(session, DeliveryKind.CONFIRMATION, [subscriber_id])
-    count_consent(session, ConsentKind.SIGNUP)
-
-
 def sign_up(session: Session, email: str, name: str | None, client: ClientInfo) -> None:
     """Apply a signup to whatever state the address is in; the caller learns nothing of it."""
-    created_id = create_pending(
-        session, email, name=name, source=client.source, last_confirmation_at=utcnow()
-    )
-    if created_id is not None:
-        _welcome(session, created_id, client)
-        session.commit()
+    if not admit_new(session, [Signup(email, name, client)])[0]:
+        sign_up_known(session, email, name, client)
+
+
+def sign_up_known(session: Session, email: str, name: str | None, client: ClientInfo) -> None:
+    """A signup of an address we already have: what happens depends on where it stands."""
+    subscriber = locked(session, select(Subscriber).where(Subscriber.email == email)).one_or_none()
+    if subscriber is None:  # erased since it was found: it is new again
+        session.rollback()
+        admit_new(session, [Signup(email, name, client)])
         return
-    subscriber = locked(session, select(Subscriber).where(Subscriber.email == email)).one()
     if subscriber.status is Status.PENDING:
         if may_send_confirmation(session, subscriber):
             record_event(session, subscriber, ConsentKind.SIGNUP, client)

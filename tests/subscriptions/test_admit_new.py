@@ -1,0 +1,41 @@
+"""``admit_new``: a batch of signups in one transaction, new addresses only, each once."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from newsletter.extensions import db
+from newsletter.models import ConsentEvent, ConsentKind, Delivery, Status, Subscriber
+from newsletter.subscriptions.service import ClientInfo, Signup, admit_new
+
+CLIENT = ClientInfo(ip="192.0.2.7", user_agent="test", source="https://blog.example", wording="w")
+
+
+def _count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_a_batch_admits_each_new_address_once_with_its_proof_and_email(app):
+    with app.app_context():
+        assert admit_new(db.session, [Signup("known@example.com", None, CLIENT)]) == [True]
+        batch = [
+            Signup("ann@example.com", "Ann", CLIENT),
+            Signup("known@example.com", None, CLIENT),
+            Signup("bob@example.com", None, CLIENT),
+            Signup("ann@example.com", "Ann again", CLIENT),
+        ]
+        assert admit_new(db.session, batch) == [True, False, True, False]
+        subscribers = {s.email: s for s in db.session.scalars(select(Subscriber))}
+        assert set(subscribers) == {"known@example.com", "ann@example.com", "bob@example.com"}
+        ann = subscribers["ann@example.com"]
+        assert ann.status is Status.PENDING and ann.name == "Ann"
+        assert ann.source == "https://blog.example" and ann.last_confirmation_at is not None
+        assert _count(Delivery) == 3  # one confirmation per new address, none for repeats
+        kinds = db.session.execute(
+            select(ConsentEvent.kind, ConsentEvent.ip).where(ConsentEvent.subscriber_id == ann.id)
+        ).all()
+        assert sorted(kinds) == sorted(
+            [(ConsentKind.SIGNUP, "192.0.2.7"), (ConsentKind.CONFIRMATION_QUEUED, None)]
+        )
+        deliveries = db.session.scalars(select(Delivery.subscriber_id)).all()
+        assert sorted(deliveries) == sorted(s.id for s in subscribers.values())
