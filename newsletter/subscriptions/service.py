@@ -119,6 +119,9 @@ def admit_new(session: Session, signups: Sequence[Signup]) -> list[bool]:
         }
         for signup, public_id in zip(signups, new_public_ids(len(signups)), strict=True)
     ]
+    # In address order: two concurrent batches sharing addresses then wait on each
+    # other's rows in the same order and cannot deadlock.
+    rows.sort(key=lambda row: row["email"])
     connection = session.connection()
     ids = dict(connection.execute(_create_pending_statement(session), rows).all())
     new: list[bool] = []
