@@ -44,7 +44,7 @@ class PostmarkProvider:
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """Send up to 500 messages in one call and read each one's ErrorCode."""
-        answer = self.api.post("/email/batch", json=[self.payload(m) for m in messages])
+        answer = self.api.post_json("/email/batch", [self.payload(m) for m in messages])
         if isinstance(answer, SendResult):
             return same_result(messages, answer)
         failed = common_result(answer)

@@ -48,9 +48,9 @@ class ResendProvider:
 
     def _post(self, path: str, messages: Sequence[Message]) -> list[SendResult]:
         single = path == "/emails"
-        answer = self.api.post(
+        answer = self.api.post_json(
             path,
-            json=self.payload(messages[0]) if single else [self.payload(m) for m in messages],
+            self.payload(messages[0]) if single else [self.payload(m) for m in messages],
             headers={"Idempotency-Key": idempotency_key(messages)},
         )
         if isinstance(answer, SendResult):

@@ -71,7 +71,7 @@ class SendGridProvider:
         return results
 
     def _post(self, messages: list[Message], grouped: Group) -> list[SendResult]:
-        answer = self.api.post("/v3/mail/send", json=self.payload(messages, grouped))
+        answer = self.api.post_json("/v3/mail/send", self.payload(messages, grouped))
         if isinstance(answer, SendResult):
             return same_result(messages, answer)
         failed = common_result(answer)
