@@ -1,4 +1,4 @@
-"""The bench's Celery worker: ``celery -A newsletter.tasks worker`` with the bench provider.
+"""The bench's Celery worker: ``celery -A newsletter.tasks worker``, one solo process.
 
 ``python bench/celery_worker.py NAME``: one solo process (the task runs in
 it, so its own peak memory is the worker's), no prefetching; prints
@@ -13,7 +13,6 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 from celery.signals import worker_ready  # noqa: E402
-from http_provider import register  # noqa: E402
 
 
 @worker_ready.connect
@@ -24,8 +23,7 @@ def _say_ready(**_: object) -> None:
 
 
 def main() -> None:
-    """Register the bench provider, then run a solo worker named ``sys.argv[1]``."""
-    register()
+    """Run a solo worker named ``sys.argv[1]``."""
     from newsletter.tasks import celery
 
     celery.worker_main(

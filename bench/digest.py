@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import requests
 from sqlalchemy import insert
 
@@ -31,7 +32,6 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import fake_provider  # noqa: E402
-from http_provider import payload  # noqa: E402
 from pgschema import empty_schema  # noqa: E402
 
 from newsletter import MIGRATIONS_DIR, create_app  # noqa: E402
@@ -39,6 +39,7 @@ from newsletter.digests.service import create_digest  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
 from newsletter.models import Post, Status, Subscriber, new_public_id, utcnow  # noqa: E402
 from newsletter.providers import Message, Stream  # noqa: E402
+from newsletter.providers.postmark import PostmarkProvider  # noqa: E402
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test_digests"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
@@ -101,7 +102,7 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
 
         shared = _shared_for(digest.id)
         text_body, html_body = shared.for_reader("http://localhost:5000/unsubscribe/x" * 1)
-        sample = payload(
+        sample = PostmarkProvider("bench", "http://unused", "broadcast", 60).payload(
             Message(
                 key="k",
                 to="x@example.com",
@@ -119,13 +120,14 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
 
 
 def sender_env(url: str, fake: str) -> dict[str, str]:
-    """The environment of every sending process: the bench provider, batches of 500."""
+    """The environment of every sending process: our Postmark provider to the fake, 500 a batch."""
     return {
         **os.environ,
         "SECRET_KEY": "bench",
         "DATABASE_URL": url,
-        "EMAIL_PROVIDER": "bench-http",
-        "BENCH_PROVIDER_URL": fake,
+        "EMAIL_PROVIDER": "postmark",
+        "POSTMARK_API_URL": fake,
+        "POSTMARK_SERVER_TOKEN": "bench",
         "DISPATCH_BATCH_SIZE": str(BATCH),
         "DISPATCH_IN_PROCESS": "false",
     }
@@ -238,13 +240,13 @@ def bare_client(fake: str, sample: dict, size: int) -> float:
     """Messages per second of a plain loop posting pre-built batches (built before timing)."""
     batches = []
     for start in range(0, size, BATCH):
-        batches.append(
-            json.dumps(
+        batches.append(  # encoded as our provider encodes them (orjson)
+            orjson.dumps(
                 [
                     {**sample, "To": f"reader{i}@example.com"}
                     for i in range(start, min(size, start + BATCH))
                 ]
-            ).encode()
+            )
         )
     session = requests.Session()
     started = time.perf_counter()

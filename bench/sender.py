@@ -10,7 +10,6 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
-from http_provider import register  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
 from newsletter.delivery.dispatcher import dispatch_pass  # noqa: E402
@@ -26,7 +25,6 @@ def peak_rss_kib() -> int:
 
 def main() -> None:
     """Say ready, wait for the go, send, then print one JSON line: sent, times, peak RSS."""
-    register()
     app = create_app()
     with app.app_context():
         before = peak_rss_kib()
