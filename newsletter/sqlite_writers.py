@@ -138,24 +138,25 @@ class GatedConnection(sqlite3.Connection):
         try:
             return run()
         finally:
-            if not self.in_transaction:  # autocommit, or the statement never began one
-                self.gate.release()
+            self._release_unless_in_transaction()  # autocommit, or it never began one
 
     def commit(self) -> None:
         """Commit, then let the next writer in."""
         try:
             super().commit()
         finally:
-            if self.gate is not None and not self.in_transaction:
-                self.gate.release()
+            self._release_unless_in_transaction()
 
     def rollback(self) -> None:
         """Roll back, then let the next writer in."""
         try:
             super().rollback()
         finally:
-            if self.gate is not None and not self.in_transaction:
-                self.gate.release()
+            self._release_unless_in_transaction()
+
+    def _release_unless_in_transaction(self) -> None:
+        if self.gate is not None and not self.in_transaction:
+            self.gate.release()
 
     def close(self) -> None:
         """Close the database and the gate."""
