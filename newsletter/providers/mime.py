@@ -33,9 +33,13 @@ class _PreparedHeaders(Compat32):
     """
 
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
-        if isinstance(value, str) and value.isascii():
-            return f"{name}: {self.linesep.join(value.splitlines())}{self.linesep}"
-        return super()._fold(name, value, sanitize)
+        lines = value.splitlines() if isinstance(value, str) and value.isascii() else None
+        if lines and len(name) + 2 + max(len(line) for line in lines) <= MAX_LINE:
+            return f"{name}: {self.linesep.join(lines)}{self.linesep}"
+        return super()._fold(name, value, sanitize)  # folded at 78 as usual: too long
+
+
+MAX_LINE = 998  # RFC 5322's hard limit on a line, without its CRLF
 
 
 _POLICY = _PreparedHeaders()
