@@ -98,7 +98,7 @@ class Server:
                 "DATABASE_URL": url,
                 "SECRET_KEY": "bench",
                 "RATELIMIT_ENABLED": "false",
-                "DISPATCH_IN_PROCESS": dispatch,
+                "DISPATCH_IN_PROCESS": "true" if dispatch == "true" else "false",
             }
             if provider:  # a local fake of Postmark's batch API, as in production
                 env |= {
@@ -123,6 +123,15 @@ class Server:
             stderr=self.log,
         )
         self._wait_ready()
+        self.dispatcher = None
+        if dispatch == "separate":
+            self.dispatcher = subprocess.Popen(
+                [sys.executable, str(HERE / "dispatch_loop.py")],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+            )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -144,12 +153,15 @@ class Server:
         return [int(pid) for pid in children.split()]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in (self.proc, self.dispatcher):
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         self.log.close()
 
 
@@ -308,9 +320,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--dispatch-in-process",
-        choices=["true", "false"],
+        choices=["true", "false", "separate"],
         default="true",
-        help="false: diagnostic only, ours without its dispatcher thread (production: true)",
+        help="true: as in production, a dispatcher thread in each worker; diagnostics: false "
+        "(nothing sent during the run), separate (bench/dispatch_loop.py, one process beside "
+        "gunicorn, the workers' threads off)",
     )
     parser.add_argument(
         "--provider",
