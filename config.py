@@ -125,6 +125,10 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RETRY_MAX_AGE": _number(env, "RETRY_MAX_AGE", 3 * 86400.0, float),
         # ours: false stops the in-process dispatcher thread (cron does it).
         "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
+        # ours: under gunicorn (gunicorn.conf.py), send from one process of its own,
+        # started and supervised by the master, instead of a thread in every worker:
+        # the workers keep their CPU for requests. Ignored with CELERY_BROKER_URL.
+        "DISPATCH_PROCESS": _bool(env, "DISPATCH_PROCESS", False),
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),

@@ -7,18 +7,34 @@
   graceful_timeout bounds the wait (keep it above one batch's send time).
 - Logs: the access log carries the request id (``rid=``); LOG_FORMAT=json turns
   the workers' lines into JSON (see newsletter/logs.py).
+- Dispatch: with DISPATCH_PROCESS=true (and no CELERY_BROKER_URL) the master
+  starts one dispatcher process (newsletter/delivery/dispatch_process.py),
+  restarts it if it dies and stops it last; the workers then run no
+  dispatcher thread.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # Set at load time, before anything imports prometheus_client: a module imported
 # before the variable exists would stay in single-process mode in every worker.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="newsletter-metrics-"))
+
+DISPATCH_PROCESS = os.environ.get("DISPATCH_PROCESS", "").strip().lower() in {
+    "1",
+    "true",
+    "yes",
+    "on",
+} and not os.environ.get("CELERY_BROKER_URL")
+if DISPATCH_PROCESS:
+    os.environ["DISPATCH_IN_PROCESS"] = "false"  # the workers: the process below sends
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -51,3 +67,51 @@ def worker_exit(server, worker) -> None:
     from newsletter.delivery.dispatcher import stop_background_dispatchers
 
     stop_background_dispatchers(timeout=max(1.0, server.cfg.graceful_timeout - 2.0))
+
+
+class _DispatcherProcess:
+    """The dispatcher process: started by the master, restarted if it dies, stopped last."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.command = [sys.executable, "-m", "newsletter.delivery.dispatch_process"]
+        self.command.append(server.app.app_uri)
+        self.stopping = threading.Event()
+        self.process: subprocess.Popen | None = None
+        self.thread = threading.Thread(target=self._supervise, name="dispatcher", daemon=True)
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            self.process = subprocess.Popen(self.command, cwd=self.server.cfg.chdir)  # noqa: S603 (our module)
+            self.server.log.info("dispatcher process started (pid %s)", self.process.pid)
+            self.process.wait()
+            if self.stopping.wait(1.0):
+                break
+            self.server.log.warning("dispatcher process exited; starting another")
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM: it finishes its batch in flight; killed if it takes over ``timeout``."""
+        self.stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.thread.join(5)
+
+
+_dispatcher: list[_DispatcherProcess] = []
+
+
+def when_ready(server) -> None:
+    """Start the dispatcher process once the master listens (DISPATCH_PROCESS=true)."""
+    if DISPATCH_PROCESS:
+        _dispatcher.append(_DispatcherProcess(server))
+        _dispatcher[0].thread.start()
+
+
+def on_exit(server) -> None:
+    """Stop the dispatcher process after the workers, so it records its batch in flight."""
+    for dispatcher in _dispatcher:
+        dispatcher.stop(timeout=float(server.cfg.graceful_timeout))

@@ -196,21 +196,12 @@ def _start_embedded_services(app: Flask) -> None:
         _upgrade_schema(app)
     if app.config["DISPATCH_IN_PROCESS"] and not app.config["CELERY_BROKER_URL"]:
         from .delivery.dispatcher import BackgroundDispatcher
+        from .subscriptions.retention import purge_past_retention
 
-        dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, _purge_pending)])
+        dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, purge_past_retention)])
         app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
         # Started on the first request so a forking server starts it in each worker.
         app.before_request(dispatcher.start)
-
-
-def _purge_pending() -> None:
-    from flask import current_app
-
-    from .subscriptions.retention import purge_pending
-
-    purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])
-    if purged:
-        log.info("purged %d pending signups past retention", purged)
 
 
 def _upgrade_schema(app: Flask) -> None:

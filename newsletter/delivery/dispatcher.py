@@ -235,8 +235,12 @@ class BackgroundDispatcher:
     pending signups) between passes, so the embedded default needs no cron.
     """
 
-    def __init__(self, app: Flask, periodic: list[PeriodicJob] | None = None) -> None:
+    def __init__(
+        self, app: Flask, periodic: list[PeriodicJob] | None = None, interval: float | None = None
+    ) -> None:
         self.app = app
+        # Seconds between passes when nothing wakes it (default DISPATCH_INTERVAL).
+        self.interval = interval if interval is not None else app.config["DISPATCH_INTERVAL"]
         self._periodic = [(every, job, [float("-inf")]) for every, job in periodic or []]
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -268,7 +272,7 @@ class BackgroundDispatcher:
         _RUNNING.discard(self)
 
     def _run(self) -> None:
-        interval = self.app.config["DISPATCH_INTERVAL"]
+        interval = self.interval
         coalesce = self.app.config["DISPATCH_COALESCE"]
         failures = 0
         while not self._stop.is_set():

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from ..extensions import db
 from ..models import Status, Subscriber, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def purge_pending(session: Session, older_than_days: float) -> int:
@@ -20,3 +25,10 @@ def purge_pending(session: Session, older_than_days: float) -> int:
     )
     session.commit()
     return result.rowcount or 0
+
+
+def purge_past_retention() -> None:
+    """The periodic job: purge what ``PENDING_RETENTION_DAYS`` says is too old."""
+    purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])
+    if purged:
+        log.info("purged %d pending signups past retention", purged)

@@ -1,0 +1,52 @@
+"""The dispatcher as a process of its own, beside gunicorn's workers (``DISPATCH_PROCESS``).
+
+``gunicorn.conf.py`` starts ``python -m newsletter.delivery.dispatch_process
+APP_URI`` from the master when ``DISPATCH_PROCESS`` is true, restarts it if
+it dies, and stops it (SIGTERM: it finishes the batch in flight) when
+gunicorn stops. The workers then keep no dispatcher thread: rendering and
+sending no longer compete with their request threads for their one GIL,
+which is most of what a burst of signups cost them (``bench/RESULTS.md``).
+
+Nothing wakes this process on a commit: it looks for due deliveries every
+``DISPATCH_COALESCE`` seconds (0.2), which is how long the threads waited
+after a wake-up anyway, at the price of one cheap claim per look when idle.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from flask import Flask
+
+from .dispatcher import BackgroundDispatcher
+
+DEFAULT_POLL_SECONDS = 0.2
+
+
+def run(app: Flask, stop: threading.Event) -> None:
+    """Dispatch, and run the periodic jobs, until ``stop`` is set; then finish the batch."""
+    from ..subscriptions.retention import purge_past_retention
+
+    poll = app.config["DISPATCH_COALESCE"] or DEFAULT_POLL_SECONDS
+    dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, purge_past_retention)], interval=poll)
+    dispatcher.start()
+    while not stop.wait(1.0):  # a timed wait, so the signal handlers get to run
+        pass
+    dispatcher.stop()
+
+
+def main() -> None:
+    """``python -m newsletter.delivery.dispatch_process APP_URI`` (``wsgi:app``)."""
+    from gunicorn.util import import_app
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    app = import_app(sys.argv[1] if len(sys.argv) > 1 else "wsgi:app")
+    run(app, stop)
+
+
+if __name__ == "__main__":
+    main()

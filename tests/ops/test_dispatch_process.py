@@ -1,0 +1,96 @@
+"""DISPATCH_PROCESS=true under gunicorn: one dispatcher process, supervised by the master."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import SECRET
+from tests.ops.test_graceful_shutdown import ROOT, answers, free_port, wait_for
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, whichever of its threads started them."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def dispatchers(master: int) -> list[int]:
+    """The master's children that run the dispatcher process."""
+    found = []
+    for child in children(master):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"newsletter.delivery.dispatch_process" in command:
+            found.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database_uri, tmp_path):
+    outbox = tmp_path / "outbox"
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_uri,
+        "SECRET_KEY": SECRET,
+        "EMAIL_PROVIDER": "outbox",
+        "OUTBOX_DIR": str(outbox),
+        "RATELIMIT_ENABLED": "false",
+        "DISPATCH_PROCESS": "true",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    log = open(tmp_path / "gunicorn.log", "w+", encoding="utf-8")  # noqa: SIM115
+    master = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
+    try:
+        wait_for(lambda: answers(f"{base}/healthz"), 30, "gunicorn to answer")
+        wait_for(lambda: len(dispatchers(master.pid)) == 1, 15, "the dispatcher process")
+        first = dispatchers(master.pid)[0]
+
+        signup = {"email": "ann@example.com"}
+        assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
+        wait_for(lambda: len(emails()) == 1, 15, "the first confirmation")
+
+        os.kill(first, signal.SIGKILL)  # a crash: the master starts another
+        wait_for(lambda: dispatchers(master.pid) not in ([], [first]), 15, "a new dispatcher")
+        signup = {"email": "bob@example.com"}
+        assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
+        wait_for(lambda: len(emails()) == 2, 15, "the second confirmation")
+        (second,) = dispatchers(master.pid)
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=40) == 0
+        assert (
+            not Path(f"/proc/{second}").exists()
+            or b"zombie" in Path(f"/proc/{second}/status").read_bytes().lower()
+        )
+        assert len(emails()) == 2  # each confirmation sent once, whoever sent it
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait(10)
+        log.close()
