@@ -98,7 +98,8 @@ class Server:
                 "DATABASE_URL": url,
                 "SECRET_KEY": "bench",
                 "RATELIMIT_ENABLED": "false",
-                "DISPATCH_IN_PROCESS": "true" if dispatch == "true" else "false",
+                "DISPATCH_IN_PROCESS": "false" if dispatch == "false" else "true",
+                "DISPATCH_PROCESS": "true" if dispatch == "separate" else "false",
             }
             if provider:  # a local fake of Postmark's batch API, as in production
                 env |= {
@@ -123,15 +124,6 @@ class Server:
             stderr=self.log,
         )
         self._wait_ready()
-        self.dispatcher = None
-        if dispatch == "separate":
-            self.dispatcher = subprocess.Popen(
-                [sys.executable, str(HERE / "dispatch_loop.py")],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=self.log,
-            )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -153,15 +145,12 @@ class Server:
         return [int(pid) for pid in children.split()]
 
     def stop(self) -> None:
-        for proc in (self.proc, self.dispatcher):
-            if proc is None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.log.close()
 
 
@@ -322,9 +311,9 @@ def main() -> None:
         "--dispatch-in-process",
         choices=["true", "false", "separate"],
         default="true",
-        help="true: as in production, a dispatcher thread in each worker; diagnostics: false "
-        "(nothing sent during the run), separate (bench/dispatch_loop.py, one process beside "
-        "gunicorn, the workers' threads off)",
+        help="true: the default, a dispatcher thread in each worker; separate: "
+        "DISPATCH_PROCESS=true, one dispatcher process beside the workers; false: a "
+        "diagnostic, nothing sent during the run",
     )
     parser.add_argument(
         "--provider",
