@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import threading
@@ -70,45 +71,58 @@ def worker_exit(server, worker) -> None:
 
 
 class _DispatcherProcess:
-    """The dispatcher process: started by the master, restarted if it dies, stopped last."""
+    """The dispatcher process: started by the master, restarted if it dies, stopped last.
+
+    Spawned with ``posix_spawn``, not ``subprocess``: ``subprocess`` waits on a
+    pipe for the exec, and a worker the master forks meanwhile inherits that
+    pipe and holds it open for its whole life. Started the first time before
+    any worker exists; a thread waits on it and starts another if it dies.
+    """
 
     def __init__(self, server) -> None:
         self.server = server
-        self.command = [sys.executable, "-m", "newsletter.delivery.dispatch_process"]
-        self.command.append(server.app.app_uri)
+        self.argv = [sys.executable, "-m", "newsletter.delivery.dispatch_process"]
+        self.argv.append(server.app.app_uri)
         self.stopping = threading.Event()
-        self.process: subprocess.Popen | None = None
+        self.pid = self._spawn()
         self.thread = threading.Thread(target=self._supervise, name="dispatcher", daemon=True)
+        self.thread.start()
+
+    def _spawn(self) -> int:
+        pid = os.posix_spawn(sys.executable, self.argv, os.environ)
+        self.server.log.info("dispatcher process started (pid %s)", pid)
+        return pid
 
     def _supervise(self) -> None:
-        while not self.stopping.is_set():
-            self.process = subprocess.Popen(self.command, cwd=self.server.cfg.chdir)  # noqa: S603 (our module)
-            self.server.log.info("dispatcher process started (pid %s)", self.process.pid)
-            self.process.wait()
+        while True:
+            # ChildProcessError: the master's own reaper got to it first; it has exited.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
             if self.stopping.wait(1.0):
-                break
+                return
             self.server.log.warning("dispatcher process exited; starting another")
+            self.pid = self._spawn()
 
     def stop(self, timeout: float) -> None:
         """SIGTERM: it finishes its batch in flight; killed if it takes over ``timeout``."""
         self.stopping.set()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        for signum in (signal.SIGTERM, signal.SIGKILL):
             try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.thread.join(5)
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                return
+            self.thread.join(timeout)
+            if not self.thread.is_alive():
+                return
 
 
 _dispatcher: list[_DispatcherProcess] = []
 
 
 def when_ready(server) -> None:
-    """Start the dispatcher process once the master listens (DISPATCH_PROCESS=true)."""
+    """Start the dispatcher process before the workers (DISPATCH_PROCESS=true)."""
     if DISPATCH_PROCESS:
         _dispatcher.append(_DispatcherProcess(server))
-        _dispatcher[0].thread.start()
 
 
 def on_exit(server) -> None:

@@ -14,6 +14,7 @@ after a wake-up anyway, at the price of one cheap claim per look when idle.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -32,7 +33,10 @@ def run(app: Flask, stop: threading.Event) -> None:
     poll = app.config["DISPATCH_COALESCE"] or DEFAULT_POLL_SECONDS
     dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, purge_past_retention)], interval=poll)
     dispatcher.start()
-    while not stop.wait(1.0):  # a timed wait, so the signal handlers get to run
+    parent = os.getppid()
+    # A timed wait, so the signal handlers get to run; and a master that died
+    # without stopping us (SIGKILL) must not leave us sending on our own.
+    while not stop.wait(1.0) and os.getppid() == parent:
         pass
     dispatcher.stop()
 
