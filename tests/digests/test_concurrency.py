@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from newsletter.extensions import db
 from newsletter.models import Delivery, Digest, Post
 from tests.digests.helpers import add_confirmed, add_post
-from tests.digests.servers import serve_app
+from tests.servers import serve
 
 
 def test_concurrent_triggers_make_one_digest(app, client, admin_headers):
@@ -27,7 +27,7 @@ def test_concurrent_triggers_make_one_digest(app, client, admin_headers):
         )
         answers.append(response.status_code)
 
-    with serve_app(app) as base:
+    with serve(app) as base:
         threads = [threading.Thread(target=trigger, args=(base,)) for _ in range(8)]
         for thread in threads:
             thread.start()
