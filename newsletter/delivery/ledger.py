@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from ..db_helpers import is_postgresql
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Status, Subscriber, utcnow
 from ..providers import Outcome, SendResult
 
@@ -61,7 +62,7 @@ def mark_work_queued(session: Session) -> None:
 def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
     """Claim up to ``limit`` due deliveries for this dispatcher and commit the claim."""
     now = utcnow()
-    lock = session.get_bind().dialect.name == "postgresql"
+    lock = is_postgresql(session)
     # One ordered index range per status (the due index is (status, next_attempt_at,
     # id)), each stopping after ``limit`` rows, then merged: never a sort of every
     # due row, which ``status IN (...)`` over one range would need.
@@ -156,7 +157,7 @@ def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
 
 def _id_in(session: Session, column: ColumnElement, ids: Sequence[int]) -> ColumnElement[bool]:
     """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, not one per id."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer)))
     return column.in_(ids)
 
@@ -250,7 +251,7 @@ def record(
         values["last_error"] = result.error if result.outcome is not Outcome.SENT else None
         row = {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}
         by_shape.setdefault(tuple(sorted(values)), []).append(row)
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = is_postgresql(session)
     for shape, rows in by_shape.items():
         if postgres:
             _update_from_arrays(session, shape, rows)

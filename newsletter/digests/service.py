@@ -17,6 +17,7 @@ from sqlalchemy import String, cast, func, insert, literal, or_, select, text, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..db_helpers import is_postgresql
 from ..delivery import ledger
 from ..delivery.digest_progress import digest_counts
 from ..models import (
@@ -146,7 +147,7 @@ def _create_once(session: Session, subject: str | None) -> Digest:
         ),
         execution_options={"preserve_rowcount": True},
     ).rowcount
-    if recipients and session.get_bind().dialect.name == "postgresql":
+    if recipients and is_postgresql(session):
         # Fresh statistics, so the claims of this digest read the due index in order
         # rather than sort every copy (the planner would think the table near empty).
         session.execute(text("ANALYZE deliveries"))
