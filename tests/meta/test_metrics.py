@@ -68,10 +68,12 @@ def test_ledger_gauges_and_provider_answers(app, client, outbox, admin_headers):
     assert sample(sent, "newsletter_delivery_queue_depth") == 0
     answers = "newsletter_provider_answers_total"
     labels = {"provider": "outbox", "outcome": "sent"}
-    assert sample(sent, answers, **labels) - sample(before, answers, **labels) == 1
+    # A labelled series appears with its first value: absent before means none yet.
+    assert sample(sent, answers, **labels) - sample(before, answers, 0.0, **labels) == 1
     batches = "newsletter_dispatch_batch_seconds_count"
     assert (
-        sample(sent, batches, provider="outbox") - sample(before, batches, provider="outbox") == 1
+        sample(sent, batches, provider="outbox") - sample(before, batches, 0.0, provider="outbox")
+        == 1
     )
 
 
