@@ -1,13 +1,54 @@
-"""Serving for a test: a real HTTP server on a free port of 127.0.0.1, in a thread."""
+"""Real servers for the tests: free ports, servers in threads, waiting, Redis."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+import requests
 from werkzeug.serving import make_server
+
+
+def free_port() -> int:
+    """An ephemeral port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "it") -> None:
+    """Poll ``predicate`` until it is true, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200."""
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def redis_or_fail(broker: str) -> None:
+    """Empty our own Redis database; skip without Redis, but fail when ``CI`` is set."""
+    import redis
+
+    try:
+        redis.Redis.from_url(broker).flushdb()  # our own database number: only our data
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is required at {broker}")
+        pytest.skip(f"no Redis at {broker}")
 
 
 @contextmanager

@@ -15,22 +15,9 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import pytest
 from flask.testing import FlaskClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def redis_or_fail(broker: str) -> None:
-    """Empty our own Redis database; skip without Redis, but fail when ``CI`` is set."""
-    import redis
-
-    try:
-        redis.Redis.from_url(broker).flushdb()  # our own database number: only our queue
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is required at {broker}")
-        pytest.skip(f"no Redis at {broker}")
 
 
 def _spawn(args: list[str], env: Mapping[str, str], out: Path) -> subprocess.Popen:

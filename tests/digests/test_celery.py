@@ -11,12 +11,12 @@ from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.processes import (
     outputs,
-    redis_or_fail,
     sent,
     start_worker,
     stop,
     wait_for_digest,
 )
+from tests.servers import redis_or_fail
 
 BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
 RECIPIENTS = 3000

@@ -19,13 +19,13 @@ from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.processes import (
     outputs,
-    redis_or_fail,
     sent,
     start_beat,
     start_worker,
     stop,
     wait_for_digest,
 )
+from tests.servers import redis_or_fail
 
 BROKER = os.environ.get("TEST_CELERY_CRASH_BROKER_URL", "redis://127.0.0.1:6379/6")
 RECIPIENTS = 400

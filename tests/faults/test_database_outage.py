@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,7 @@ from newsletter.extensions import db
 from newsletter.models import ConsentEvent, Delivery, Subscriber
 from tests.conftest import Outbox, is_postgresql
 from tests.faults.tcp_proxy import TcpProxy
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
-    """Poll until ``condition()`` is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+from tests.servers import wait_for
 
 
 class Outage:

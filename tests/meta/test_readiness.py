@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
-import redis
+from tests.servers import free_port, redis_or_fail
 
 BROKER = os.environ.get("TEST_READINESS_BROKER_URL", "redis://127.0.0.1:6379/5")
-
-
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_ready_with_the_database_and_no_broker(client):
@@ -24,7 +16,7 @@ def test_ready_with_the_database_and_no_broker(client):
 
 
 def test_ready_checks_the_broker_when_one_is_configured(app):
-    assert redis.Redis.from_url(BROKER).ping(), "Redis is required on 127.0.0.1:6379"
+    redis_or_fail(BROKER)
     app.config["CELERY_BROKER_URL"] = BROKER  # read per request; no Celery app touched
     response = app.test_client().get("/readyz")
     assert response.status_code == 200
@@ -32,7 +24,7 @@ def test_ready_checks_the_broker_when_one_is_configured(app):
 
 
 def test_not_ready_when_the_broker_does_not_answer(app):
-    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{closed_port()}/5"
+    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/5"
     app.config["READINESS_TIMEOUT"] = 0.5
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
@@ -47,5 +39,5 @@ def test_not_ready_when_the_database_is_gone(make_app, tmp_path):
 
 
 def test_liveness_ignores_the_broker(app):
-    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{closed_port()}/5"
+    app.config["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/5"
     assert app.test_client().get("/healthz").status_code == 200

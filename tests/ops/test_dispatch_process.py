@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from tests.conftest import SECRET
-from tests.ops.test_graceful_shutdown import ROOT, answers, free_port, wait_for
+from tests.ops.test_graceful_shutdown import ROOT
+from tests.servers import answers, free_port, wait_for
 
 
 def children(pid: int) -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,33 +22,10 @@ from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from tests.conftest import ADMIN_TOKEN, SECRET
 from tests.meta.scrape import sample
+from tests.servers import answers, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_SECONDS = 3.0
-
-
-def free_port() -> int:
-    """A local port free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it is true, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -16,16 +15,11 @@ from pathlib import Path
 import requests
 from werkzeug.wrappers import Request, Response
 
+from tests.servers import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPECS = REPO_ROOT.parent / "shared" / "provider-specs"
 PRISM = REPO_ROOT / "tools" / "prism" / "node_modules" / ".bin" / "prism"
-
-
-def free_port() -> int:
-    """An ephemeral port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -12,9 +12,9 @@ from flask import Flask
 
 from newsletter.providers import Outcome, ProviderConfigError
 from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
+from tests.servers import free_port
 
 from .messages import confirmation, digest
-from .servers import free_port
 from .test_postmark_dispatch import dispatch
 
 pytestmark = pytest.mark.slow

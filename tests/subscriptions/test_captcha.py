@@ -10,8 +10,7 @@ from config import ConfigError
 from newsletter.models import Status
 from newsletter.subscriptions.captcha import PROVIDERS
 from tests.conftest import Outbox, path_of
-from tests.providers.servers import free_port
-from tests.servers import serve
+from tests.servers import free_port, serve
 from tests.subscriptions.captcha_fake import SECRET, SITE_KEY, FakeSiteverify
 from tests.subscriptions.helpers import find, set_status
 
