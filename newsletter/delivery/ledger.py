@@ -195,7 +195,10 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failure (full jitter above half)."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
+        # The exponent is capped: past RETRY_MAX_ATTEMPTS a delivery may keep retrying
+        # until RETRY_MAX_AGE, and 2**1024 no longer fits in a float.
+        doublings = min(max(attempts - 1, 0), 62)
+        ceiling = min(self.max_seconds, self.base_seconds * 2**doublings)
         return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
 
 

@@ -111,3 +111,9 @@ def test_retry_policy_gives_up_only_after_attempts_and_age():
     assert not policy.gives_up(9, young, now)  # an outage shorter than the age
     assert policy.gives_up(3, old, now)  # both spent: a message the provider keeps refusing
     assert RetryPolicy(30.0, 3600.0, 3).gives_up(3, young, now)  # age 0: attempts alone
+
+
+def test_the_back_off_stays_at_its_cap_however_many_attempts():
+    policy = RetryPolicy(30.0, 60.0, max_attempts=3, max_age_seconds=3 * 86400.0)
+    for attempts in (3, 64, 1100, 10_000):  # 2**1099 would overflow a float
+        assert 30.0 <= policy.delay(attempts) <= 60.0
