@@ -22,18 +22,24 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
+
+from config import ConfigError, from_env
 
 # Set at load time, before anything imports prometheus_client: a module imported
 # before the variable exists would stay in single-process mode in every worker.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="newsletter-metrics-"))
+# (Only when unset: a SIGHUP reload runs this file again.)
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="newsletter-metrics-")
 
-DISPATCH_PROCESS = os.environ.get("DISPATCH_PROCESS", "").strip().lower() in {
-    "1",
-    "true",
-    "yes",
-    "on",
-} and not os.environ.get("CELERY_BROKER_URL")
+try:
+    _settings = from_env(os.environ)  # the app's own parser: one meaning for every value
+except ConfigError:
+    _settings = None  # wsgi.py reports it, in one line, as the workers start
+DISPATCH_PROCESS = bool(
+    _settings and _settings["DISPATCH_PROCESS"] and not _settings["CELERY_BROKER_URL"]
+)
 if DISPATCH_PROCESS:
     os.environ["DISPATCH_IN_PROCESS"] = "false"  # the workers: the process below sends
 
@@ -89,16 +95,22 @@ class _DispatcherProcess:
         self.thread.start()
 
     def _spawn(self) -> int:
-        pid = os.posix_spawn(sys.executable, self.argv, os.environ)
+        # Its own process group: a Ctrl-C or a service manager's signal to gunicorn's
+        # group reaches the master, which stops it last, not the dispatcher directly.
+        pid = os.posix_spawn(sys.executable, self.argv, os.environ, setpgroup=0)
         self.server.log.info("dispatcher process started (pid %s)", pid)
         return pid
 
     def _supervise(self) -> None:
+        pause = 1.0
         while True:
+            started = time.monotonic()
             # ChildProcessError: the master's own reaper got to it first; it has exited.
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
-            if self.stopping.wait(1.0):
+            # One that keeps dying at start is restarted less and less often.
+            pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 60.0)
+            if self.stopping.wait(pause):
                 return
             self.server.log.warning("dispatcher process exited; starting another")
             self.pid = self._spawn()
@@ -116,16 +128,15 @@ class _DispatcherProcess:
                 return
 
 
-_dispatcher: list[_DispatcherProcess] = []
-
-
 def when_ready(server) -> None:
     """Start the dispatcher process before the workers (DISPATCH_PROCESS=true)."""
     if DISPATCH_PROCESS:
-        _dispatcher.append(_DispatcherProcess(server))
+        # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
+        server.newsletter_dispatcher = _DispatcherProcess(server)
 
 
 def on_exit(server) -> None:
     """Stop the dispatcher process after the workers, so it records its batch in flight."""
-    for dispatcher in _dispatcher:
+    dispatcher = getattr(server, "newsletter_dispatcher", None)
+    if dispatcher is not None:
         dispatcher.stop(timeout=float(server.cfg.graceful_timeout))
