@@ -10,8 +10,8 @@ from flask import current_app
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
-from ..db_helpers import locked
 from ..models import Erasure, ProviderEvent, Status, Subscriber, utcnow
+from .service import locked_by_email
 
 SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
 
@@ -29,7 +29,7 @@ def email_hasher() -> Callable[[str], str]:
 
 def erase(session: Session, email: str) -> bool:
     """Delete the subscriber, its consent events and deliveries; False if unknown."""
-    subscriber = locked(session, select(Subscriber).where(Subscriber.email == email)).one_or_none()
+    subscriber = locked_by_email(session, email)
     if subscriber is None:
         return False
     digest = email_hash(email)

@@ -182,7 +182,7 @@ def sign_up(session: Session, email: str, name: str | None, client: ClientInfo) 
 
 def sign_up_known(session: Session, email: str, name: str | None, client: ClientInfo) -> None:
     """A signup of an address we already have: what happens depends on where it stands."""
-    subscriber = locked(session, select(Subscriber).where(Subscriber.email == email)).one_or_none()
+    subscriber = locked_by_email(session, email)
     if subscriber is None:  # erased since it was found: it is new again
         session.rollback()
         admit_new(session, [Signup(email, name, client)])
