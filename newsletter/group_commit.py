@@ -58,6 +58,8 @@ class GroupCommit(Generic[Item, Result]):
         if slot.leads:
             self._lead()
         if slot.error is not None:
+            # The batch's own exception, in every caller: the error handlers map it
+            # (a database outage is a 503 for each). Its traceback is the last raiser's.
             raise slot.error
         return slot.result  # type: ignore[return-value]
 
