@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,13 +84,25 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
         wait_for(lambda: len(emails()) == 2, 15, "the second confirmation")
         (second,) = dispatchers(master.pid)
 
+        # The workers send nothing themselves: with the dispatcher paused, a signup
+        # waits (a worker's thread would have sent it within a second)...
+        os.kill(second, signal.SIGSTOP)
+        try:
+            signup = {"email": "cy@example.com"}
+            assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
+            time.sleep(2.0)
+            assert len(emails()) == 2
+        finally:
+            os.kill(second, signal.SIGCONT)
+        wait_for(lambda: len(emails()) == 3, 15, "the paused dispatcher to send it")  # ...for it
+
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0
         assert (
             not Path(f"/proc/{second}").exists()
             or b"zombie" in Path(f"/proc/{second}/status").read_bytes().lower()
         )
-        assert len(emails()) == 2  # each confirmation sent once, whoever sent it
+        assert len(emails()) == 3  # each confirmation sent once
     finally:
         if master.poll() is None:
             master.kill()
