@@ -32,6 +32,10 @@ from .events import EventKind, WebhookEvent
 def claim_nonce(session: Session, provider: str, nonce: str, tolerance: float) -> bool:
     """Record a signature nonce; False if it was used before (a replay).
 
+    Not committed here: the nonce is kept only with the events ``handle``
+    commits, so a request that fails after it (an unreadable body, a database
+    error) leaves no trace and the provider's retry is not refused as a replay.
+    A concurrent copy of the request waits on the unique index and then sees it.
     Nonces older than twice the freshness window are dropped: their
     signatures are refused as stale anyway.
     """
@@ -45,7 +49,6 @@ def claim_nonce(session: Session, provider: str, nonce: str, tolerance: float) -
         .values(provider=provider, nonce=nonce[:255])
         .returning(WebhookNonce.id)
     ).scalar_one_or_none()
-    session.commit()
     return claimed is not None
 
 

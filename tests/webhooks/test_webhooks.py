@@ -386,6 +386,15 @@ def test_mailgun_token_is_accepted_once_even_with_another_event(hook_app, hook):
     assert stored_events(hook_app) == 1
 
 
+def test_a_mailgun_request_that_fails_does_not_use_up_its_token(hook_app, hook):
+    unreadable = mailgun(hook, "not an object", token="retried-token")  # type: ignore[arg-type]
+    assert unreadable.status_code == 400
+    # The provider retries with the same signature: it must not be taken for a replay.
+    retry = {"event": "delivered", "id": "mg-r", "recipient": "ann@example.com"}
+    assert mailgun(hook, retry, token="retried-token").status_code == 200
+    assert stored_events(hook_app) == 1
+
+
 @pytest.mark.parametrize("stamp", ["nan", "inf", "-inf", "soon"])
 def test_non_numeric_signed_timestamps_are_refused(hook_app, hook, stamp):
     import hashlib
