@@ -48,9 +48,11 @@ from ..models import (
 )
 from .addresses import InvalidAddress, normalize_email
 from .erasure import email_hasher, suppressed_hashes
+from .service import ClientInfo, event_row
 
 CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 1000
+IMPORT = ClientInfo(source="import")  # who 'asked', in the consent ledger
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 # A chunk's valid, first-seen rows (the suppressed ones then removed), with the public id (and
@@ -367,7 +369,9 @@ def _update_existing(
         if confirmed and subscriber.status is Status.PENDING:
             subscriber.status = Status.CONFIRMED
             subscriber.confirmed_at = now
-            events.append(_event(subscriber.id, ConsentKind.IMPORTED, now, detail))
+            events.append(
+                {**event_row(subscriber.id, ConsentKind.IMPORTED, IMPORT, detail), "at": now}
+            )
             changed = True
         if row.name and row.name != subscriber.name:
             subscriber.name = row.name
@@ -378,16 +382,3 @@ def _update_existing(
             report.skipped += 1
     session.flush()
     return events
-
-
-def _event(subscriber_id: int, kind: ConsentKind, at: Any, detail: dict | None) -> dict[str, Any]:
-    return {
-        "subscriber_id": subscriber_id,
-        "kind": kind,
-        "at": at,
-        "ip": None,
-        "user_agent": None,
-        "source": "import",
-        "wording": None,
-        "detail": detail,
-    }

@@ -43,10 +43,10 @@ class ClientInfo:
     wording: str | None = None
 
 
-def _event_row(
+def event_row(
     subscriber_id: int, kind: ConsentKind, client: ClientInfo | None, detail: dict | None
 ) -> dict[str, object]:
-    """The columns of one consent event."""
+    """The columns of one consent event, for a bulk insert or an ORM object."""
     client = client or ClientInfo()
     return {
         "subscriber_id": subscriber_id,
@@ -67,7 +67,7 @@ def record_event(
     **detail: object,
 ) -> None:
     """Append one step to the subscriber's consent history."""
-    session.add(ConsentEvent(**_event_row(subscriber.id, kind, client, detail)))
+    session.add(ConsentEvent(**event_row(subscriber.id, kind, client, detail)))
     count_consent(session, kind)
 
 
@@ -132,8 +132,8 @@ def admit_new(session: Session, signups: Sequence[Signup]) -> list[bool]:
         new.append(subscriber_id is not None)
         if subscriber_id is not None:
             created.append(subscriber_id)
-            events.append(_event_row(subscriber_id, ConsentKind.SIGNUP, signup.client, None))
-            events.append(_event_row(subscriber_id, ConsentKind.CONFIRMATION_QUEUED, None, None))
+            events.append(event_row(subscriber_id, ConsentKind.SIGNUP, signup.client, None))
+            events.append(event_row(subscriber_id, ConsentKind.CONFIRMATION_QUEUED, None, None))
             count_consent(session, ConsentKind.SIGNUP)
     if created:
         connection.execute(_INSERT_EVENTS, events)
