@@ -27,7 +27,9 @@ import time
 from typing import Any
 
 BUSY_TIMEOUT_SECONDS = 30.0
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# Statements that take SQLite's write lock; DDL too (a migration beside running
+# workers), or an ungated writer could hold SQLite's lock while waiting for the gate.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,3 +92,14 @@ def test_another_process_waits_for_the_gate_instead_of_failing(path):
         holder.stdout.close()
     assert 0.2 < waited < 5
     assert conn.cursor().execute("SELECT count(*) FROM t").fetchone() == (2,)
+
+
+def test_ddl_waits_at_the_gate_too(path):
+    writer = connect(path)
+    writer.cursor().execute("INSERT INTO t VALUES (1)")  # holds the gate and SQLite's lock
+    migrating = connect(path, timeout=0)  # SQLite's own busy wait off: only the gate waits
+    threading.Timer(0.3, writer.commit).start()
+    started = time.monotonic()
+    migrating.cursor().execute("CREATE TABLE u (y INTEGER)")
+    assert time.monotonic() - started >= 0.2  # it waited for the commit instead of failing
+    assert not migrating.gate.held
