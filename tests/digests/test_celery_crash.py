@@ -14,7 +14,10 @@ import time
 from collections import Counter
 
 import pytest
+from sqlalchemy import func, select
 
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus
 from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.processes import (
@@ -64,6 +67,14 @@ def test_sigkilled_celery_worker_misses_no_one_and_duplicates_at_most_its_batch(
         assert 3 * BATCH <= sent_before_kill < RECIPIENTS, "the kill must land mid-digest"
         report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
         assert report["status"] != "sent" and report["pending"] > 0
+        with app.app_context():
+            claimed = db.session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.status == DeliveryStatus.SENDING)
+            )
+            db.session.remove()
+        assert claimed > 0, "the kill must leave a claimed batch for the lease to recover"
 
         second = start_worker("heir", database_uri, BROKER, log, tmp_path / "heir.out", **settings)
         processes.append(second)
