@@ -24,10 +24,11 @@ h1 { font-size: 1.6rem; line-height: 1.25; }
 
 
 def snippet() -> str:
-    """The HTML snippet of the README, as a publisher would copy it."""
-    match = re.search(r"```html\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
-    assert match, f"no html snippet in {DOCS}"
-    return match.group(1)
+    """The README's signup box (the html block loading widget.js), as a publisher copies it."""
+    blocks = re.findall(r"```html\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    boxes = [block for block in blocks if "widget.js" in block]
+    assert boxes, f"no html snippet loading widget.js in {DOCS}"
+    return boxes[0]
 
 
 def page_html(service_url: str) -> str:
