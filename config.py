@@ -127,8 +127,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
         # ours: under gunicorn (gunicorn.conf.py), send from one process of its own,
         # started and supervised by the master, instead of a thread in every worker:
-        # the workers keep their CPU for requests. Ignored with CELERY_BROKER_URL.
-        "DISPATCH_PROCESS": _bool(env, "DISPATCH_PROCESS", False),
+        # the workers keep their CPU for requests. false: a thread in each worker.
+        # Ignored with CELERY_BROKER_URL, and by `flask run` (a thread sends there).
+        "DISPATCH_PROCESS": _bool(env, "DISPATCH_PROCESS", True),
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),

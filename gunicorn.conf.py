@@ -7,10 +7,11 @@
   graceful_timeout bounds the wait (keep it above one batch's send time).
 - Logs: the access log carries the request id (``rid=``); LOG_FORMAT=json turns
   the workers' lines into JSON (see newsletter/logs.py).
-- Dispatch: with DISPATCH_PROCESS=true (and no CELERY_BROKER_URL) the master
-  starts one dispatcher process (newsletter/delivery/dispatch_process.py),
-  restarts it if it dies and stops it last; the workers then run no
-  dispatcher thread.
+- Dispatch: with DISPATCH_PROCESS=true (the default) and no CELERY_BROKER_URL,
+  the master starts one dispatcher process
+  (newsletter/delivery/dispatch_process.py), restarts it if it dies and stops
+  it last; the workers then run no dispatcher thread. DISPATCH_PROCESS=false
+  puts a dispatcher thread back in each worker.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ file; PostgreSQL: the public schema **dropped and recreated**), migrated with
 ``gunicorn.conf.py`` (WEB_CONCURRENCY=2, WEB_THREADS=4) on a free port of
 127.0.0.1:
 
-- ours: ``wsgi:app``, RATELIMIT_ENABLED=false, EMAIL_PROVIDER=outbox into a
-  temporary folder, the in-process dispatcher on (as in production: it sends
-  the confirmation emails the signups queue, on the same CPUs);
+- ours: ``wsgi:app``, RATELIMIT_ENABLED=false, our Postmark provider to
+  ``bench/fake_provider.py`` (``--provider outbox``: .eml files in a temporary
+  folder), dispatching as in production (``--dispatch process``: one
+  dispatcher process beside the workers; it sends the confirmation emails the
+  signups queue, on the same CPUs);
 - the floor: ``bench/floor_app.py``, which only inserts the address into
   ``floor_signups`` of the same database.
 
@@ -82,7 +84,7 @@ class Server:
     """One gunicorn, same settings for both apps; stopped with SIGTERM."""
 
     def __init__(
-        self, app: str, url: str, tmp: Path, dispatch: str = "true", provider: str = ""
+        self, app: str, url: str, tmp: Path, dispatch: str = "process", provider: str = ""
     ) -> None:
         self.port = free_port()
         env = {
@@ -98,8 +100,8 @@ class Server:
                 "DATABASE_URL": url,
                 "SECRET_KEY": "bench",
                 "RATELIMIT_ENABLED": "false",
-                "DISPATCH_IN_PROCESS": "false" if dispatch == "false" else "true",
-                "DISPATCH_PROCESS": "true" if dispatch == "separate" else "false",
+                "DISPATCH_IN_PROCESS": "false" if dispatch == "off" else "true",
+                "DISPATCH_PROCESS": "true" if dispatch == "process" else "false",
             }
             if provider:  # a local fake of Postmark's batch API, as in production
                 env |= {
@@ -140,9 +142,17 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("gunicorn did not answer /healthz in 30 s")
 
-    def workers(self) -> list[int]:
+    def children(self) -> list[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
         return [int(pid) for pid in children.split()]
+
+    def workers(self) -> list[int]:
+        """gunicorn's workers (not the DISPATCH_PROCESS dispatcher beside them)."""
+        return [pid for pid in self.children() if not _is_dispatcher(pid)]
+
+    def dispatcher(self) -> int | None:
+        """The DISPATCH_PROCESS dispatcher's pid, if gunicorn runs one."""
+        return next((pid for pid in self.children() if _is_dispatcher(pid)), None)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -152,6 +162,10 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def _is_dispatcher(pid: int) -> bool:
+    return b"dispatch_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def load_wrk(port: int, seconds: float, connections: int, prefix: str) -> dict:
@@ -272,16 +286,19 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
     provider = ""
     if app == "ours" and args.provider == "postmark":
         fake, provider = fake_provider.start()
-    server = Server(app, url, tmp, args.dispatch_in_process, provider)
+    server = Server(app, url, tmp, args.dispatch, provider)
     try:
         load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
-        spy = None
+        spies = []
         if args.profile:
-            spy = profile(
-                server.workers()[0], args.duration, Path(args.profile) / f"{tag}-{app}.txt"
-            )
+            folder = Path(args.profile)
+            spies.append(profile(server.workers()[0], args.duration, folder / f"{tag}-{app}.txt"))
+            dispatcher = server.dispatcher()
+            if dispatcher is not None:
+                path = folder / f"{tag}-{app}-dispatcher.txt"
+                spies.append(profile(dispatcher, args.duration, path))
         result = load(server.port, args.duration, args.connections, f"{tag}-{app}")
-        if spy is not None:
+        for spy in spies:
             spy.wait()
     finally:
         server.stop()
@@ -308,12 +325,12 @@ def main() -> None:
         help="'sqlite' (a fresh file per run) and/or SQLAlchemy URLs",
     )
     parser.add_argument(
-        "--dispatch-in-process",
-        choices=["true", "false", "separate"],
-        default="true",
-        help="true: the default, a dispatcher thread in each worker; separate: "
-        "DISPATCH_PROCESS=true, one dispatcher process beside the workers; false: a "
-        "diagnostic, nothing sent during the run",
+        "--dispatch",
+        choices=["process", "threads", "off"],
+        default="process",
+        help="process: the default under gunicorn, one dispatcher process beside the "
+        "workers; threads: DISPATCH_PROCESS=false, a dispatcher thread in each worker; "
+        "off: a diagnostic, nothing sent during the run",
     )
     parser.add_argument(
         "--provider",

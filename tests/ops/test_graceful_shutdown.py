@@ -28,9 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SLOW_SECONDS = 3.0
 
 
-@pytest.fixture
-def gunicorn(database_uri: str, tmp_path: Path):
-    """The app under gunicorn (2 workers, our config file) with the slow provider."""
+@pytest.fixture(params=["true", "false"], ids=["dispatch-process", "dispatch-threads"])
+def gunicorn(database_uri: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """The app under gunicorn (2 workers, our config file) with the slow provider.
+
+    Both ways of dispatching: one process beside the workers (the default), and
+    a thread in each worker (DISPATCH_PROCESS=false).
+    """
     port = free_port()
     batch_log = tmp_path / "batches.log"
     env = {
@@ -44,6 +48,7 @@ def gunicorn(database_uri: str, tmp_path: Path):
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "SLOW_SECONDS": str(SLOW_SECONDS),
         "BATCH_LOG": str(batch_log),
+        "DISPATCH_PROCESS": request.param,
     }
     stderr = open(tmp_path / "gunicorn.log", "w+", encoding="utf-8")  # noqa: SIM115
     process = subprocess.Popen(
@@ -60,7 +65,7 @@ def gunicorn(database_uri: str, tmp_path: Path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: answers(f"{base}/healthz"), 30, "gunicorn to answer")
-        yield process, base, batch_log, stderr
+        yield process, base, batch_log, stderr, request.param == "true"
     finally:
         if process.poll() is None:
             process.kill()
@@ -70,7 +75,7 @@ def gunicorn(database_uri: str, tmp_path: Path):
 
 @pytest.mark.slow
 def test_sigterm_mid_batch_records_the_batch_and_exits_0(gunicorn, app):
-    process, base, batch_log, log_file = gunicorn
+    process, base, batch_log, log_file, in_own_process = gunicorn
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     response = requests.post(
         f"{base}/subscribe",
@@ -105,4 +110,5 @@ def test_sigterm_mid_batch_records_the_batch_and_exits_0(gunicorn, app):
         if line.startswith("{") and '"gunicorn.access"' in line and "/subscribe" in line
     ]
     assert len(access) == 1 and access[0]["request_id"] == "rid-9"
+    assert ("dispatcher process started" in log) is in_own_process
     assert "eve@example.com" not in log
