@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from flask import current_app
+from markupsafe import escape
 
 from ..models import DeliveryKind, Status
 from ..providers import Message, Stream
@@ -71,35 +74,72 @@ def for_subscribers_in(
     ]
 
 
+@dataclass(frozen=True)
+class ConfirmBodies:
+    """A batch's confirmation text and HTML, rendered once with marks where each reader's parts go.
+
+    Rendering the templates per message cost the dispatcher more than
+    anything else it does for a confirmation: a copy is now the shared body
+    with its reader's name and link put in, escaped for HTML as the template
+    would have escaped them (``tests/delivery/test_confirm_render.py`` holds
+    the two to the same output).
+    """
+
+    named: tuple[str, str]  # (text, HTML) for a reader who gave a name
+    unnamed: tuple[str, str]
+    name_mark: str
+    link_mark: str
+
+    @classmethod
+    def render(cls, context: dict) -> ConfirmBodies:
+        """Render the confirmation templates with ``context`` and a mark per reader's part."""
+        env = current_app.jinja_env
+        templates = env.get_template("emails/confirm.txt"), env.get_template("emails/confirm.html")
+        name_mark, link_mark = (f"{part}-{secrets.token_hex(16)}" for part in ("name", "link"))
+
+        def both(name: str | None) -> tuple[str, str]:
+            values = {**context, "name": name, "confirm_url": link_mark}
+            text, html = (template.render(values) for template in templates)
+            return text, html
+
+        return cls(both(name_mark), both(None), name_mark, link_mark)
+
+    def for_reader(self, name: str | None, link: str) -> tuple[str, str]:
+        """The text and HTML of one reader's confirmation."""
+        text, html = self.named if name else self.unnamed
+        text = text.replace(self.link_mark, link)
+        html = html.replace(self.link_mark, str(escape(link)))
+        if name:
+            text = text.replace(self.name_mark, name)
+            html = html.replace(self.name_mark, str(escape(name)))
+        return text, html
+
+
 @renderer(DeliveryKind.CONFIRMATION)
 def render_confirmations(deliveries: Sequence[Claimed]) -> list[Message | None]:
     """The double-opt-in email, with a fresh confirm link, for still-pending subscribers."""
     config = current_app.config
     tokens = current_tokens()
-    valid_for = humanize_seconds(config["CONFIRM_MAX_AGE"])
-    # Looked up once per batch and rendered directly: render_template would run the
-    # pages' context processors and signals for every message, which an email does
-    # not use (a third of the cost of sending a confirmation).
-    text_template = current_app.jinja_env.get_template("emails/confirm.txt")
-    html_template = current_app.jinja_env.get_template("emails/confirm.html")
+    bodies = ConfirmBodies.render(
+        {
+            "newsletter": config["NEWSLETTER_NAME"],
+            "valid_for": humanize_seconds(config["CONFIRM_MAX_AGE"]),
+        }
+    )
+    subject = f"Please confirm your subscription to {config['NEWSLETTER_NAME']}"
 
     def build(delivery: Claimed, subscriber: Recipient) -> Message:
         link = public_link(
             f"/confirm/{tokens.confirm_token(subscriber.public_id, subscriber.round)}"
         )
-        context = {
-            "newsletter": config["NEWSLETTER_NAME"],
-            "name": subscriber.name,
-            "confirm_url": link,
-            "valid_for": valid_for,
-        }
+        text, html = bodies.for_reader(subscriber.name, link)
         return Message(
             key=delivery.message_key,
             to=subscriber.email,
             sender=config["MAIL_FROM"],
-            subject=f"Please confirm your subscription to {config['NEWSLETTER_NAME']}",
-            text=text_template.render(context),
-            html=html_template.render(context),
+            subject=subject,
+            text=text,
+            html=html,
             tags=("confirmation",),
             stream=Stream.TRANSACTIONAL,
             action_url=link,
