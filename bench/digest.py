@@ -9,7 +9,8 @@ real dispatcher, in-process (``--processes``: that many ``dispatch_pass``
 processes) or through Celery (``--celery-workers``: that many solo workers
 on Redis), against the fake and, in the same run, a bare client posting the
 same number of pre-built batches to the same fake. It prints both rates side
-by side and the peak memory of every sending process.
+by side, the CPU each spent per message (sender or client, fake, the rest:
+PostgreSQL) and the peak memory of every sending process.
 """
 
 from __future__ import annotations
@@ -133,8 +134,40 @@ def sender_env(url: str, fake: str) -> dict[str, str]:
     }
 
 
-def run_senders(url: str, fake: str, processes: int) -> dict:
-    """Run ``processes`` dispatchers at once; messages sent, span in seconds, peak RSS."""
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every CPU of the machine has spent busy so far (not idle, not I/O wait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """Where the machine's CPU went while a sender ran: it, the fake, and the rest.
+
+    The rest is PostgreSQL, almost all of it, plus the bench and the system.
+    """
+
+    def __init__(self, fake_pid: int) -> None:
+        self.fake_pid = fake_pid
+        self.fake = process_cpu_seconds(fake_pid)
+        self.busy = machine_busy_seconds()
+
+    def per_message_us(self, own_seconds: float, messages: int) -> str:
+        """``own / fake / rest`` in microseconds of CPU per message sent."""
+        fake = process_cpu_seconds(self.fake_pid) - self.fake
+        rest = machine_busy_seconds() - self.busy - fake - own_seconds
+        parts = (own_seconds, fake, rest)
+        return " / ".join(f"{seconds * 1e6 / messages:.0f}" for seconds in parts)
+
+
+def run_senders(url: str, fake: str, processes: int, fake_pid: int) -> dict:
+    """Run ``processes`` dispatchers at once; messages sent, span, CPU split, peak RSS."""
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "sender.py")],
@@ -147,6 +180,7 @@ def run_senders(url: str, fake: str, processes: int) -> dict:
     ]
     for proc in procs:  # every sender imported and built its app: start them together
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    cpu = CpuSplit(fake_pid)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(b"go\n")
@@ -156,8 +190,10 @@ def run_senders(url: str, fake: str, processes: int) -> dict:
         out, _ = proc.communicate()
         assert proc.returncode == 0, "a sender failed"
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    sent = sum(r["sent"] for r in results)
     return {
-        "sent": sum(r["sent"] for r in results),
+        "sent": sent,
+        "cpu_us": cpu.per_message_us(sum(r["cpu_seconds"] for r in results), sent),
         "seconds": max(r["finished"] for r in results) - min(r["started"] for r in results),
         "rss_peak_kib": max(r["rss_peak_kib"] for r in results),
         "rss_start_kib": max(r["rss_start_kib"] for r in results),
@@ -236,8 +272,11 @@ def _timed_celery_send(url: str, broker: str, digest_id: int) -> float:
     raise RuntimeError("the Celery workers did not send the digest within 600 s")
 
 
-def bare_client(fake: str, sample: dict, size: int) -> float:
-    """Messages per second of a plain loop posting pre-built batches (built before timing)."""
+def bare_client(fake: str, sample: dict, size: int, fake_pid: int) -> tuple[float, str]:
+    """Messages per second of a plain loop posting pre-built batches (built before timing).
+
+    Also its CPU split per message (the client, the fake, the rest).
+    """
     batches = []
     for start in range(0, size, BATCH):
         batches.append(  # encoded as our provider encodes them (orjson)
@@ -249,7 +288,8 @@ def bare_client(fake: str, sample: dict, size: int) -> float:
             )
         )
     session = requests.Session()
-    started = time.perf_counter()
+    cpu = CpuSplit(fake_pid)
+    started, cpu_started = time.perf_counter(), time.process_time()
     for body in batches:
         response = session.post(
             f"{fake}/email/batch",
@@ -259,7 +299,8 @@ def bare_client(fake: str, sample: dict, size: int) -> float:
         )
         response.raise_for_status()
         response.json()
-    return size / (time.perf_counter() - started)
+    rate = size / (time.perf_counter() - started)
+    return rate, cpu.per_message_us(time.process_time() - cpu_started, size)
 
 
 def main() -> None:
@@ -284,15 +325,16 @@ def main() -> None:
         rows = []
         for size in args.sizes:
             for mode, count in runs:
-                figure, row = one_run(args, base, size, mode, count)
+                figure, row = one_run(args, base, fake.pid, size, mode, count)
                 figures.append(figure)
                 rows.append(row)
                 print(row, file=sys.stderr, flush=True)
         print(
             "| subscribers | sending processes | trigger (s) | dispatcher msg/s "
-            "| bare client msg/s | ratio | peak RSS per sender (MiB) | RSS at start (MiB) |"
+            "| bare client msg/s | ratio | peak RSS per sender (MiB) | RSS at start (MiB) "
+            "| CPU µs/msg, senders / fake / rest | bare: client / fake / rest |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows))
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1))
@@ -302,7 +344,7 @@ def main() -> None:
 
 
 def one_run(
-    args: argparse.Namespace, base: str, size: int, mode: str, count: int
+    args: argparse.Namespace, base: str, fake_pid: int, size: int, mode: str, count: int
 ) -> tuple[dict, str]:
     """One size sent one way, then the bare client: the figure and its table row."""
     reset_database(args.database_url)
@@ -311,11 +353,11 @@ def one_run(
         sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)
         label = f"{count} Celery"
     else:
-        sent = run_senders(args.database_url, base, count)
+        sent = run_senders(args.database_url, base, count, fake_pid)
         assert sent["sent"] == size, sent
         label = str(count)
     dispatcher_rate = size / sent["seconds"]
-    bare_rate = bare_client(base, sample, size)
+    bare_rate, bare_cpu = bare_client(base, sample, size, fake_pid)
     figure = {
         "size": size,
         "processes": count,
@@ -327,7 +369,8 @@ def one_run(
     row = (
         f"| {size:,} | {label} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
         f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
-        f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} |"
+        f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} "
+        f"| {sent.get('cpu_us', '-')} | {bare_cpu} |"
     )
     return figure, row
 

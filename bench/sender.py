@@ -24,16 +24,16 @@ def peak_rss_kib() -> int:
 
 
 def main() -> None:
-    """Say ready, wait for the go, send, then print one JSON line: sent, times, peak RSS."""
+    """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, peak RSS."""
     app = create_app()
     with app.app_context():
         before = peak_rss_kib()
         # Start when the bench says so: every sender at once, none timed while importing.
         print("ready", flush=True)
         sys.stdin.readline()
-        started = time.time()
+        started, cpu_started = time.time(), time.process_time()
         stats = dispatch_pass()
-        finished = time.time()
+        finished, cpu = time.time(), time.process_time() - cpu_started
     peak = peak_rss_kib()
     print(
         json.dumps(
@@ -41,6 +41,7 @@ def main() -> None:
                 "sent": stats.outcomes.get("sent", 0),
                 "started": started,
                 "finished": finished,
+                "cpu_seconds": cpu,
                 "rss_start_kib": before,
                 "rss_peak_kib": peak,
             }
