@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SECRET
+from tests.conftest import ADMIN_TOKEN, SECRET
+from tests.meta.scrape import sample
 from tests.ops.test_graceful_shutdown import ROOT
 from tests.servers import answers, free_port, wait_for
 
@@ -49,6 +50,7 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
         **os.environ,
         "DATABASE_URL": database_uri,
         "SECRET_KEY": SECRET,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
         "EMAIL_PROVIDER": "outbox",
         "OUTBOX_DIR": str(outbox),
         "RATELIMIT_ENABLED": "false",
@@ -95,6 +97,15 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
         finally:
             os.kill(second, signal.SIGCONT)
         wait_for(lambda: len(emails()) == 3, 15, "the paused dispatcher to send it")  # ...for it
+
+        # What the dispatcher processes counted (the killed one too) reaches the
+        # workers' /metrics: they share gunicorn's multiprocess metrics folder.
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        metrics = requests.get(f"{base}/metrics", headers=admin, timeout=10).text
+        answers_sent = {"provider": "outbox", "outcome": "sent"}
+        assert sample(metrics, "newsletter_provider_answers_total", **answers_sent) == 3
+        batches = sample(metrics, "newsletter_dispatch_batch_seconds_count", provider="outbox")
+        assert batches == 3
 
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0
