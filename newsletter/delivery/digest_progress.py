@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, utcnow
+from ..models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    Post,
+    utcnow,
+)
 
 _PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
@@ -29,7 +37,10 @@ def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
 
 
 def settle(session: Session, digest_ids: Iterable[int]) -> None:
-    """Mark digests sending once touched, and sent or failed once no copy is pending; commit."""
+    """Mark digests sending once touched, and sent or failed once no copy is pending; commit.
+
+    A digest that ends failed (no copy went out) gives its posts back.
+    """
     now = utcnow()
     for digest_id in set(digest_ids):
         session.execute(
@@ -54,9 +65,12 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
             if counts["sent"] == 0 and counts["failed"] > 0
             else DigestStatus.SENT
         )
-        session.execute(
+        ended = session.execute(
             update(Digest)
             .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING)
             .values(status=final, finished_at=now)
         )
+        if final is DigestStatus.FAILED and ended.rowcount:
+            # No reader got these posts: the next digest offers them again.
+            session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
     session.commit()

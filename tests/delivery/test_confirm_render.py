@@ -8,7 +8,7 @@ from flask import Flask
 from newsletter.delivery.render import ConfirmBodies
 
 CONTEXT = {"newsletter": "Clinic <News> & Notes", "valid_for": "7 days"}
-LINK = "https://news.example.org/confirm/abc.DEF-_1?utm=a&b=\"c\""
+LINK = 'https://news.example.org/confirm/abc.DEF-_1?utm=a&b="c"'
 
 
 @pytest.mark.parametrize(

@@ -235,6 +235,12 @@ def test_digest_where_nothing_could_be_delivered_is_failed(make_app, admin_heade
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["status"], report["failed"], report["sent"]) == ("failed", 3, 0)
 
+    # No reader got its post: the post is offered again, by the next digest.
+    assert digest["posts"][0]["title"] == "Post 1" and report["posts"] == []
+    again = trigger(client, admin_headers)
+    assert again.status_code == 202
+    assert [p["title"] for p in again.get_json()["posts"]] == ["Post 1"]
+
 
 def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_headers, outbox):
     add_confirmed(app, 2)
