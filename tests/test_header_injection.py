@@ -22,6 +22,7 @@ from config import ConfigError
 from newsletter.extensions import db
 from newsletter.models import Post, Subscriber
 from newsletter.providers import Message, Stream, mailgun, postmark, resend, sendgrid
+from newsletter.providers.base import header_safe
 from newsletter.providers.merge import group
 from newsletter.providers.mime import build_mime
 from tests.conftest import Outbox
@@ -151,3 +152,16 @@ def test_no_provider_payload_carries_a_line_break_outside_the_bodies(brk):
             if value in (message.text, message.html):
                 continue
             assert not any(c in value for c in "\r\n\x85\u2028\u2029"), (where, value)
+
+
+@pytest.mark.parametrize(
+    "char", [chr(c) for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)], ids=repr
+)
+def test_header_safe_turns_every_break_and_control_into_a_space(char: str) -> None:
+    # The shortcut for printable values must never let one of these through.
+    assert header_safe(f" Ann{char}{char}Bcc: x ") == "Ann Bcc: x"
+
+
+@pytest.mark.parametrize("value", ["Ann", " Zoë O'Brien  ", "日本語 ニュース", "a\u00a0b", ""])
+def test_header_safe_leaves_printable_values_as_they_are_but_trimmed(value: str) -> None:
+    assert header_safe(value) == value.strip()

@@ -19,6 +19,8 @@ def header_safe(value: str) -> str:
     The last line of defence against header injection, whatever field or
     setting a value came from: no header we send can carry a second line.
     """
+    if value.isprintable():  # every character the pattern takes is unprintable
+        return value.strip()
     return _HEADER_BREAKS.sub(" ", value).strip()
 
 
