@@ -7,15 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import (
-    Delivery,
-    DeliveryKind,
-    DeliveryStatus,
-    Digest,
-    DigestStatus,
-    Post,
-    utcnow,
-)
+from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, Post, utcnow
 
 _PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
