@@ -130,6 +130,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # the workers keep their CPU for requests. false: a thread in each worker.
         # Ignored with CELERY_BROKER_URL, and by `flask run` (a thread sends there).
         "DISPATCH_PROCESS": _bool(env, "DISPATCH_PROCESS", True),
+        # ours: where that process publishes its health (paused, last error, last
+        # pass) for the workers' /healthz and /admin/stats; gunicorn.conf.py sets it.
+        "DISPATCH_HEALTH_FILE": _str(env, "DISPATCH_HEALTH_FILE"),
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),

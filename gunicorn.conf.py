@@ -43,6 +43,9 @@ DISPATCH_PROCESS = bool(
 )
 if DISPATCH_PROCESS:
     os.environ["DISPATCH_IN_PROCESS"] = "false"  # the workers: the process below sends
+    if not os.environ.get("DISPATCH_HEALTH_FILE"):  # where it tells them how sending goes
+        folder = tempfile.mkdtemp(prefix="newsletter-dispatch-")
+        os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(folder, "health.json")
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -31,7 +31,12 @@ def run(app: Flask, stop: threading.Event) -> None:
     # Nothing wakes this process: it looks as often as a woken thread would have
     # waited for the rest of a burst (at least every 0.05 s, even with DISPATCH_COALESCE=0).
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
-    dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, purge_past_retention)], interval=poll)
+    dispatcher = BackgroundDispatcher(
+        app,
+        periodic=[(3600.0, purge_past_retention)],
+        interval=poll,
+        health_file=publishes_health(app),
+    )
     dispatcher.start()
     parent = os.getppid()
     # A timed wait, so the signal handlers get to run; and a master that died
@@ -39,6 +44,15 @@ def run(app: Flask, stop: threading.Event) -> None:
     while not stop.wait(1.0) and os.getppid() == parent:
         pass
     dispatcher.stop()
+
+
+def publishes_health(app: Flask) -> str | None:
+    """Make ``app`` keep its health record in memory; the file it publishes it to, if any.
+
+    The workers read the file (``dispatch_health``): this process is the one
+    that sends, so its pauses and errors are the ones ``/healthz`` must show.
+    """
+    return app.extensions.pop("newsletter.dispatch_health_file", None) or None
 
 
 def main() -> None:

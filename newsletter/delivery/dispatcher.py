@@ -8,11 +8,15 @@ dispatch`` from cron, or a Celery worker.
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
@@ -49,6 +53,24 @@ class DispatchHealth:
         """True while the provider's ``Retry-After`` holds every delivery back."""
         return time.monotonic() < self.rate_limited_until
 
+    def save(self, path: str) -> None:
+        """Publish this record for the other processes of this host (one atomic replace).
+
+        Monotonic times compare across processes: the clock is the host's, since boot.
+        """
+        temporary = f"{path}.{os.getpid()}.tmp"
+        Path(temporary).write_text(json.dumps(dataclasses.asdict(self)), encoding="utf-8")
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: str) -> DispatchHealth:
+        """The record the dispatching process published; a blank one before its first pass."""
+        try:
+            fields = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(**fields)
+        except (OSError, ValueError, TypeError):
+            return cls()
+
 
 @dataclass
 class PassStats:
@@ -68,8 +90,12 @@ def current_provider() -> Provider:
 
 
 def dispatch_health(app: Flask | None = None) -> DispatchHealth:
-    """The dispatch health record of the app."""
-    return (app or current_app).extensions["newsletter.dispatch_health"]
+    """The dispatch health record of the app (read from the dispatcher process, if one sends)."""
+    app = app or current_app
+    published = app.extensions.get("newsletter.dispatch_health_file")
+    if published:
+        return DispatchHealth.load(published)
+    return app.extensions["newsletter.dispatch_health"]
 
 
 def retry_policy() -> ledger.RetryPolicy:
@@ -236,9 +262,15 @@ class BackgroundDispatcher:
     """
 
     def __init__(
-        self, app: Flask, periodic: list[PeriodicJob] | None = None, interval: float | None = None
+        self,
+        app: Flask,
+        periodic: list[PeriodicJob] | None = None,
+        interval: float | None = None,
+        health_file: str | None = None,
     ) -> None:
         self.app = app
+        # Where to publish the health record after each pass (the dispatcher process).
+        self.health_file = health_file
         # Seconds between passes when nothing wakes it (default DISPATCH_INTERVAL).
         self.interval = interval if interval is not None else app.config["DISPATCH_INTERVAL"]
         self._periodic = [(every, job, [float("-inf")]) for every, job in periodic or []]
@@ -297,6 +329,14 @@ class BackgroundDispatcher:
                     log.warning("dispatch pass failed (%s); retrying", type(exc).__name__)
                 finally:
                     db.session.remove()
+                    if self.health_file:
+                        self._publish_health()
+
+    def _publish_health(self) -> None:
+        try:
+            dispatch_health(self.app).save(self.health_file or "")
+        except OSError as exc:  # a full disk must not stop the sending
+            log.warning("could not publish the dispatch health (%s)", exc)
 
     def _run_periodic(self) -> None:
         now = time.monotonic()

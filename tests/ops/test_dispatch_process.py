@@ -42,6 +42,16 @@ def dispatchers(master: int) -> list[int]:
     return found
 
 
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def sent_count(base: str) -> float:
+    """Provider answers "sent" counted so far, as the workers' /metrics shows them."""
+    metrics = requests.get(f"{base}/metrics", headers=ADMIN, timeout=10).text
+    sent = {"provider": "outbox", "outcome": "sent"}
+    return sample(metrics, "newsletter_provider_answers_total", 0.0, **sent)
+
+
 @pytest.mark.slow
 def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database_uri, tmp_path):
     outbox = tmp_path / "outbox"
@@ -78,6 +88,8 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
         signup = {"email": "ann@example.com"}
         assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
         wait_for(lambda: len(emails()) == 1, 15, "the first confirmation")
+        # Once it has counted its answer (an email is written before it is counted):
+        wait_for(lambda: sent_count(base) == 1, 15, "the first answer counted")
 
         os.kill(first, signal.SIGKILL)  # a crash: the master starts another
         wait_for(lambda: dispatchers(master.pid) not in ([], [first]), 15, "a new dispatcher")
@@ -100,12 +112,13 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
 
         # What the dispatcher processes counted (the killed one too) reaches the
         # workers' /metrics: they share gunicorn's multiprocess metrics folder.
-        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        metrics = requests.get(f"{base}/metrics", headers=admin, timeout=10).text
-        answers_sent = {"provider": "outbox", "outcome": "sent"}
-        assert sample(metrics, "newsletter_provider_answers_total", **answers_sent) == 3
+        wait_for(lambda: sent_count(base) == 3, 15, "every answer counted")
+        metrics = requests.get(f"{base}/metrics", headers=ADMIN, timeout=10).text
         batches = sample(metrics, "newsletter_dispatch_batch_seconds_count", provider="outbox")
         assert batches == 3
+        # ...and so does its health record: the workers answer /admin/stats.
+        stats = requests.get(f"{base}/admin/stats", headers=ADMIN, timeout=10).json()
+        assert stats["dispatch"]["last_pass_at"] is not None
 
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0

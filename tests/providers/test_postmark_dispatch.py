@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from config import ConfigError
-from newsletter.delivery.dispatcher import PassStats, dispatch_health, dispatch_pass
+from newsletter.delivery.dispatch_process import publishes_health
+from newsletter.delivery.dispatcher import (
+    BackgroundDispatcher,
+    PassStats,
+    dispatch_health,
+    dispatch_pass,
+)
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Outcome
 from newsletter.providers.postmark import PostmarkProvider
+from tests.conftest import ADMIN_TOKEN
+from tests.servers import wait_for
 
 from .messages import confirmation, digest
 from .servers import FakePostmark
 
 Postmark = tuple[FakePostmark, str]
 READERS = ["ann@example.com", "bob@example.com", "cy@example.com"]
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def postmark_app(make_app: Callable[..., Flask], postmark: Postmark, **overrides) -> Flask:
@@ -207,3 +217,32 @@ def test_provider_without_credentials_stops_start_up(
 ) -> None:
     with pytest.raises(ConfigError, match=needs):
         make_app(EMAIL_PROVIDER=provider)
+
+
+def test_workers_show_the_pause_that_the_dispatcher_process_published(
+    make_app: Callable[..., Flask], postmark: Postmark, tmp_path: Path
+) -> None:
+    # Under gunicorn one process sends and the workers answer /healthz: the
+    # process publishes its health record, the workers read it.
+    shared = {
+        "POSTMARK_SERVER_TOKEN": "wrong",
+        "RETRY_BASE_SECONDS": 60.0,
+        "DISPATCH_IN_PROCESS": False,
+        "DISPATCH_HEALTH_FILE": str(tmp_path / "health.json"),
+    }
+    worker = postmark_app(make_app, postmark, **shared)
+    client = worker.test_client()
+    assert "dispatch" not in client.get("/healthz").get_json()  # nothing published yet
+    sign_up(worker, *READERS)
+
+    sender = postmark_app(make_app, postmark, **shared)
+    dispatcher = BackgroundDispatcher(sender, interval=0.05, health_file=publishes_health(sender))
+    dispatcher.start()
+    try:
+        wait_for(lambda: "dispatch" in client.get("/healthz").get_json(), 15, "the pause")
+    finally:
+        dispatcher.stop()
+    health = client.get("/healthz").get_json()["dispatch"]
+    assert health["paused"] is True and "Server API token" in health["error"]
+    stats = client.get("/admin/stats", headers=ADMIN).get_json()["dispatch"]
+    assert stats["paused"] is True and stats["last_pass_at"] is not None
