@@ -2,9 +2,11 @@
 
 - Metrics: gunicorn's workers share counters through PROMETHEUS_MULTIPROC_DIR
   (a fresh temporary folder when not set); a dead worker's gauges are dropped.
-- Shutdown: on SIGTERM each worker stops taking requests, its in-process
-  dispatcher finishes the batch in flight and records it, then it exits;
-  graceful_timeout bounds the wait (keep it above one batch's send time).
+- Shutdown: on SIGTERM each worker stops taking requests and finishes those in
+  flight (with DISPATCH_PROCESS=false, its dispatcher thread also finishes
+  and records its batch); then the dispatcher process finishes and records
+  its batch. Each step is bounded by graceful_timeout (keep it above one
+  batch's send time): allow twice that before a SIGKILL.
 - Logs: the access log carries the request id (``rid=``); LOG_FORMAT=json turns
   the workers' lines into JSON (see newsletter/logs.py).
 - Dispatch: with DISPATCH_PROCESS=true (the default) and no CELERY_BROKER_URL,

@@ -116,7 +116,9 @@ class Server:
                 }
         else:
             target = ["--pythonpath", str(HERE), "floor_app:app"]
-            env["BENCH_DATABASE_URL"] = url
+            # Same gunicorn settings, but no dispatcher process: the floor sends nothing
+            # (and floor_app is not an app the dispatcher process could import).
+            env |= {"BENCH_DATABASE_URL": url, "DISPATCH_PROCESS": "false"}
         self.log = open(tmp / f"gunicorn-{app}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *target],

@@ -276,7 +276,7 @@ class Digest(db.Model):
 
 
 class Post(db.Model):
-    """A blog post; ``digest_id`` is the watermark: set once, when a digest takes it."""
+    """A blog post; ``digest_id``, the watermark: the digest that took it (cleared if it failed)."""
 
     __tablename__ = "posts"
 

@@ -29,6 +29,7 @@ def gunicorn(
         "SECRET_KEY": "test-secret-key",
         "DATABASE_URL": database_uri,
         "DISPATCH_IN_PROCESS": "false",
+        "DISPATCH_PROCESS": "false",  # gunicorn reads ./gunicorn.conf.py: nothing sends
         "RATELIMIT_ENABLED": "false",
         **env,
     }
