@@ -33,6 +33,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import fake_provider  # noqa: E402
+from cpu import machine_busy_seconds, process_cpu_seconds  # noqa: E402
 from pgschema import empty_schema  # noqa: E402
 
 from newsletter import MIGRATIONS_DIR, create_app  # noqa: E402
@@ -132,19 +133,6 @@ def sender_env(url: str, fake: str) -> dict[str, str]:
         "DISPATCH_BATCH_SIZE": str(BATCH),
         "DISPATCH_IN_PROCESS": "false",
     }
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds a running process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every CPU of the machine has spent busy so far (not idle, not I/O wait)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSplit:

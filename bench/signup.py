@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import fake_provider  # noqa: E402
+from cpu import machine_busy_seconds, process_cpu_seconds  # noqa: E402
 
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -282,6 +283,20 @@ def count_sent(url: str) -> tuple[int, int]:
     return sent, total
 
 
+def cpu_per_request(
+    watched: dict[str, int], before: dict[str, float], busy: float, started: float, requests: int
+) -> str:
+    """Each watched process's CPU per request in µs, the machine's, and how many CPUs were busy."""
+    per_request = {
+        name: (process_cpu_seconds(pid) - before[name]) * 1e6 / max(requests, 1)
+        for name, pid in watched.items()
+    }
+    machine = machine_busy_seconds() - busy
+    parts = [f"{name} {us:,.0f}" for name, us in per_request.items()]
+    parts.append(f"machine {machine * 1e6 / max(requests, 1):,.0f}")
+    return f"{', '.join(parts)} ({machine / (time.monotonic() - started):.2f} CPUs busy)"
+
+
 def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -> dict:
     load = load_wrk if shutil.which("wrk") and not args.python_load else load_python
     fake = None
@@ -299,7 +314,15 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
             if dispatcher is not None:
                 path = folder / f"{tag}-{app}-dispatcher.txt"
                 spies.append(profile(dispatcher, args.duration, path))
+        watched = {f"worker {n + 1}": pid for n, pid in enumerate(server.workers())}
+        if server.dispatcher() is not None:
+            watched["dispatcher"] = server.dispatcher()
+        if fake is not None:
+            watched["fake"] = fake.pid
+        before = {name: process_cpu_seconds(pid) for name, pid in watched.items()}
+        busy, started = machine_busy_seconds(), time.monotonic()
         result = load(server.port, args.duration, args.connections, f"{tag}-{app}")
+        result["cpu"] = cpu_per_request(watched, before, busy, started, result["requests"])
         for spy in spies:
             spy.wait()
     finally:
@@ -380,6 +403,10 @@ def main() -> None:
                     f"for {floor['requests']:,}; confirmations sent {ours['sent']:,} of "
                     f"{ours['deliveries']:,} queued ({args.provider}); "
                     f"order {' then '.join(order)} -->",
+                    flush=True,
+                )
+                print(
+                    f"<!-- CPU µs per request: ours {ours['cpu']}; floor {floor['cpu']} -->",
                     flush=True,
                 )
     if args.json:
