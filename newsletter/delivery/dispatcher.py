@@ -250,6 +250,7 @@ def _watch_for_rate_limits(results: list[SendResult]) -> None:
     log.warning("provider rate limit: sending held for %.1fs", wait)
 
 
+HEALTH_EVERY = 5.0  # seconds between publications of an unchanged health record
 PeriodicJob = tuple[float, Callable[[], object]]  # (every N seconds, job run in app context)
 _RUNNING: set[BackgroundDispatcher] = set()
 
@@ -271,6 +272,8 @@ class BackgroundDispatcher:
         self.app = app
         # Where to publish the health record after each pass (the dispatcher process).
         self.health_file = health_file
+        self._published_state: tuple | None = None
+        self._published_at = float("-inf")
         # Seconds between passes when nothing wakes it (default DISPATCH_INTERVAL).
         self.interval = interval if interval is not None else app.config["DISPATCH_INTERVAL"]
         self._periodic = [(every, job, [float("-inf")]) for every, job in periodic or []]
@@ -333,10 +336,19 @@ class BackgroundDispatcher:
                         self._publish_health()
 
     def _publish_health(self) -> None:
+        # At once when a pause or an error changes, else at most every few seconds:
+        # an idle process passes five times a second.
+        health = dispatch_health(self.app)
+        state = (health.paused_until, health.rate_limited_until, health.last_error)
+        now = time.monotonic()
+        if state == self._published_state and now - self._published_at < HEALTH_EVERY:
+            return
         try:
-            dispatch_health(self.app).save(self.health_file or "")
+            health.save(self.health_file or "")
         except OSError as exc:  # a full disk must not stop the sending
             log.warning("could not publish the dispatch health (%s)", exc)
+            return
+        self._published_state, self._published_at = state, now
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
