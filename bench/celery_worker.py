@@ -24,19 +24,9 @@ def _say_ready(**_: object) -> None:
 
 def main() -> None:
     """Run a solo worker named ``sys.argv[1]``."""
-    from newsletter.tasks import celery
+    from newsletter.tasks import run_solo_worker
 
-    celery.worker_main(
-        [
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            f"--hostname={sys.argv[1]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-    )
+    run_solo_worker(sys.argv[1])
 
 
 if __name__ == "__main__":

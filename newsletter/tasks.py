@@ -74,6 +74,25 @@ def purge_pending() -> int:
             db.session.remove()
 
 
+def run_solo_worker(name: str) -> None:
+    """Run one worker in this very process (``--pool=solo``), named ``name@host``.
+
+    No prefetching, gossip, mingling or heartbeats: the tests and the digest
+    bench start these, kill them and read their own memory.
+    """
+    celery.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            f"--hostname={name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
 def enqueuer(broker_url: str, fanout: int):
     """A dispatch waker for the web process: queue ``fanout`` dispatch tasks, send nothing."""
     if celery.conf.broker_url != broker_url:

@@ -14,19 +14,9 @@ from tests.digests.dispatch_script import register
 def main() -> None:
     """Register the test provider, then run a solo worker named ``sys.argv[1]``."""
     register()
-    from newsletter.tasks import celery
+    from newsletter.tasks import run_solo_worker
 
-    celery.worker_main(
-        [
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            f"--hostname={sys.argv[1]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-    )
+    run_solo_worker(sys.argv[1])
 
 
 if __name__ == "__main__":
