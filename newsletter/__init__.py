@@ -159,8 +159,6 @@ def _configure_sending(app: Flask) -> None:
     except ProviderConfigError as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["newsletter.dispatch_health"] = DispatchHealth()
-    # Under gunicorn's dispatcher process, what it publishes (see dispatch_process.py).
-    app.extensions["newsletter.dispatch_health_file"] = app.config["DISPATCH_HEALTH_FILE"]
     if app.config["CELERY_BROKER_URL"]:
         # Scale-out: this process only queues; Celery workers send.
         from .tasks import enqueuer

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from sqlalchemy import func, or_, select
 
 from ..delivery import ledger
-from ..delivery.dispatcher import dispatch_health
+from ..delivery.dispatcher import reported_dispatch_health
 from ..digests.service import digests_sent
 from ..errors import AppError
 from ..extensions import db
@@ -144,7 +144,7 @@ def stats() -> Response:
     deliveries = dict(
         db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
     )
-    health = dispatch_health()
+    health = reported_dispatch_health()
     return jsonify(
         subscribers={s.value: by_status.get(s, 0) for s in Status},
         deliveries={s.value: deliveries.get(s, 0) for s in DeliveryStatus},

@@ -35,7 +35,7 @@ def run(app: Flask, stop: threading.Event) -> None:
         app,
         periodic=[(3600.0, purge_past_retention)],
         interval=poll,
-        health_file=publishes_health(app),
+        health_file=app.config["DISPATCH_HEALTH_FILE"] or None,  # the workers report it
     )
     dispatcher.start()
     parent = os.getppid()
@@ -44,15 +44,6 @@ def run(app: Flask, stop: threading.Event) -> None:
     while not stop.wait(1.0) and os.getppid() == parent:
         pass
     dispatcher.stop()
-
-
-def publishes_health(app: Flask) -> str | None:
-    """Make ``app`` keep its health record in memory; the file it publishes it to, if any.
-
-    The workers read the file (``dispatch_health``): this process is the one
-    that sends, so its pauses and errors are the ones ``/healthz`` must show.
-    """
-    return app.extensions.pop("newsletter.dispatch_health_file", None) or None
 
 
 def main() -> None:

@@ -90,12 +90,20 @@ def current_provider() -> Provider:
 
 
 def dispatch_health(app: Flask | None = None) -> DispatchHealth:
-    """The dispatch health record of the app (read from the dispatcher process, if one sends)."""
+    """This process's dispatch health record, which its dispatch passes update."""
+    return (app or current_app).extensions["newsletter.dispatch_health"]
+
+
+def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
+    """The record to report: the one the dispatcher process published, if it sends for us.
+
+    Under gunicorn's dispatcher process (``DISPATCH_HEALTH_FILE``, set by
+    gunicorn.conf.py) the workers never dispatch: their own record would
+    always read healthy.
+    """
     app = app or current_app
-    published = app.extensions.get("newsletter.dispatch_health_file")
-    if published:
-        return DispatchHealth.load(published)
-    return app.extensions["newsletter.dispatch_health"]
+    published = app.config["DISPATCH_HEALTH_FILE"]
+    return DispatchHealth.load(published) if published else dispatch_health(app)
 
 
 def retry_policy() -> ledger.RetryPolicy:

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from flask import Blueprint, Response, current_app, jsonify
 
-from ..delivery.dispatcher import dispatch_health
+from ..delivery.dispatcher import reported_dispatch_health
 from .probes import broker_answers, database_answers
 
 bp = Blueprint("meta", __name__)
@@ -21,7 +21,7 @@ def healthz() -> tuple[Response, int]:
     """200 when the database answers, else 503; says if sending is paused."""
     if not database_answers():
         return jsonify(status="unavailable", database="down"), 503
-    health = dispatch_health()
+    health = reported_dispatch_health()
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     if health.paused:
         body["dispatch"] = {"paused": True, "error": health.last_error}

@@ -14,7 +14,6 @@ from flask import Flask
 from sqlalchemy import select
 
 from config import ConfigError
-from newsletter.delivery.dispatch_process import publishes_health
 from newsletter.delivery.dispatcher import (
     BackgroundDispatcher,
     PassStats,
@@ -236,7 +235,9 @@ def test_workers_show_the_pause_that_the_dispatcher_process_published(
     sign_up(worker, *READERS)
 
     sender = postmark_app(make_app, postmark, **shared)
-    dispatcher = BackgroundDispatcher(sender, interval=0.05, health_file=publishes_health(sender))
+    dispatcher = BackgroundDispatcher(
+        sender, interval=0.05, health_file=sender.config["DISPATCH_HEALTH_FILE"]
+    )
     dispatcher.start()
     try:
         wait_for(lambda: "dispatch" in client.get("/healthz").get_json(), 15, "the pause")
