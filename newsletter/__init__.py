@@ -23,7 +23,7 @@ from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
 from .providers.base import header_safe
-from .sqlite_writers import GatedConnection
+from .sqlite_writers import BUSY_TIMEOUT_SECONDS, GatedConnection
 from .subscriptions.captcha import CaptchaConfigError, build_verifier
 from .tokens import Tokens
 from .web import EmailConverter
@@ -115,7 +115,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -196,9 +196,11 @@ def _start_embedded_services(app: Flask) -> None:
         _upgrade_schema(app)
     if app.config["DISPATCH_IN_PROCESS"] and not app.config["CELERY_BROKER_URL"]:
         from .delivery.dispatcher import BackgroundDispatcher
-        from .subscriptions.retention import purge_past_retention
+        from .subscriptions.retention import PURGE_EVERY_SECONDS, purge_past_retention
 
-        dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, purge_past_retention)])
+        dispatcher = BackgroundDispatcher(
+            app, periodic=[(PURGE_EVERY_SECONDS, purge_past_retention)]
+        )
         app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
         # Started on the first request so a forking server starts it in each worker.
         app.before_request(dispatcher.start)

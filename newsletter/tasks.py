@@ -17,6 +17,8 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from config import from_env
 
+from .subscriptions.retention import PURGE_EVERY_SECONDS
+
 log = logging.getLogger(__name__)
 _settings = from_env()
 
@@ -30,7 +32,10 @@ celery.conf.update(
             "task": "newsletter.dispatch",
             "schedule": max(1.0, float(_settings["DISPATCH_INTERVAL"])),
         },
-        "purge-old-pending-signups": {"task": "newsletter.purge_pending", "schedule": 3600.0},
+        "purge-old-pending-signups": {
+            "task": "newsletter.purge_pending",
+            "schedule": PURGE_EVERY_SECONDS,
+        },
     },
 )
 

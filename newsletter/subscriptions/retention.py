@@ -27,6 +27,9 @@ def purge_pending(session: Session, older_than_days: float) -> int:
     return result.rowcount or 0
 
 
+PURGE_EVERY_SECONDS = 3600.0  # how often a dispatcher runs purge_past_retention
+
+
 def purge_past_retention() -> None:
     """The periodic job: purge what ``PENDING_RETENTION_DAYS`` says is too old."""
     purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])

@@ -174,12 +174,6 @@ def queue_confirmation(session: Session, subscriber: Subscriber) -> None:
     record_event(session, subscriber, ConsentKind.CONFIRMATION_QUEUED)
 
 
-def sign_up(session: Session, email: str, name: str | None, client: ClientInfo) -> None:
-    """Apply a signup to whatever state the address is in; the caller learns nothing of it."""
-    if not admit_new(session, [Signup(email, name, client)])[0]:
-        sign_up_known(session, email, name, client)
-
-
 def sign_up_known(session: Session, email: str, name: str | None, client: ClientInfo) -> None:
     """A signup of an address we already have: what happens depends on where it stands."""
     subscriber = locked_by_email(session, email)
