@@ -123,7 +123,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: ...and seconds since it was queued before a delivery is given up,
         # so a provider outage longer than the attempts' back-off drops nothing.
         "RETRY_MAX_AGE": _number(env, "RETRY_MAX_AGE", 3 * 86400.0, float),
-        # ours: false stops the in-process dispatcher thread (cron does it).
+        # ours: false: the web server sends nothing, neither a thread nor gunicorn's
+        # dispatcher process (cron, `flask outbox dispatch`, does it).
         "DISPATCH_IN_PROCESS": _bool(env, "DISPATCH_IN_PROCESS", True),
         # ours: under gunicorn (gunicorn.conf.py), send from one process of its own,
         # started and supervised by the master, instead of a thread in every worker:

@@ -40,8 +40,12 @@ try:
     _settings = from_env(os.environ)  # the app's own parser: one meaning for every value
 except ConfigError:
     _settings = None  # wsgi.py reports it, in one line, as the workers start
+# DISPATCH_IN_PROCESS=false means cron (or another host) sends: then no process either.
 DISPATCH_PROCESS = bool(
-    _settings and _settings["DISPATCH_PROCESS"] and not _settings["CELERY_BROKER_URL"]
+    _settings
+    and _settings["DISPATCH_PROCESS"]
+    and _settings["DISPATCH_IN_PROCESS"]
+    and not _settings["CELERY_BROKER_URL"]
 )
 if DISPATCH_PROCESS:
     os.environ["DISPATCH_IN_PROCESS"] = "false"  # the workers: the process below sends

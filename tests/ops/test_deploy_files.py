@@ -6,7 +6,9 @@ structure is checked here with PyYAML.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,28 @@ def test_long_running_services_have_healthchecks(services):
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
     # SIGTERM, then SIGKILL after this: it must outlast gunicorn's graceful timeout.
     assert int(services["web"]["stop_grace_period"].rstrip("s")) > 30
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, True),  # the default: one dispatcher process
+        ({"DISPATCH_PROCESS": "false"}, False),  # a thread in each worker
+        ({"DISPATCH_IN_PROCESS": "false"}, False),  # cron sends: nothing else may
+        ({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}, False),  # Celery sends
+    ],
+)
+def test_gunicorn_config_starts_a_dispatcher_process_only_when_this_host_sends(
+    settings: dict[str, str], expected: bool
+) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "SECRET_KEY": "x",
+        "PROMETHEUS_MULTIPROC_DIR": "/tmp/unused",
+        **settings,
+    }
+    program = "import runpy; print(runpy.run_path('gunicorn.conf.py')['DISPATCH_PROCESS'])"
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == str(expected), result.stderr
