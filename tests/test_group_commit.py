@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from newsletter.group_commit import GroupCommit
+from tests.servers import wait_for
 
 
 class Recorder:
@@ -32,7 +33,7 @@ class Recorder:
 def submit_all(
     group: GroupCommit, items: list[str]
 ) -> tuple[dict[str, object], list[threading.Thread]]:
-    """Each item from its own thread; what each caller got back (a result or the error)."""
+    """Each item from its own (daemon) thread; what each caller got back (a result or the error)."""
     outcomes: dict[str, object] = {}
 
     def call(item: str) -> None:
@@ -41,10 +42,29 @@ def submit_all(
         except RuntimeError as exc:
             outcomes[item] = exc
 
-    threads = [threading.Thread(target=call, args=(item,)) for item in items]
+    threads = [threading.Thread(target=call, args=(item,), daemon=True) for item in items]
     for thread in threads:
         thread.start()
     return outcomes, threads
+
+
+def behind_a_write(
+    group: GroupCommit, recorder: Recorder, items: list[str]
+) -> tuple[dict[str, object], dict[str, object]]:
+    """ "a" writes alone and is held; ``items`` queue behind it; then all finish.
+
+    What the first caller and the rest got back. A caller that never
+    returns fails the test instead of hanging it.
+    """
+    first, first_threads = submit_all(group, ["a"])
+    assert recorder.first_started.wait(10)
+    rest, threads = submit_all(group, items)
+    wait_for(lambda: len(group._waiting) == len(items), 10, "the callers to queue")
+    recorder.release_first.set()
+    for thread in first_threads + threads:
+        thread.join(10)
+        assert not thread.is_alive(), "a caller never got its result"
+    return first, rest
 
 
 def test_a_caller_alone_writes_at_once():
@@ -57,14 +77,7 @@ def test_a_caller_alone_writes_at_once():
 def test_callers_arriving_during_a_write_share_the_next_one():
     recorder = Recorder()
     group = GroupCommit(recorder.write)
-    first, first_threads = submit_all(group, ["a"])
-    assert recorder.first_started.wait(10)
-    rest, threads = submit_all(group, ["b", "c", "d", "e"])
-    while len(group._waiting) < 4:  # all four queued behind the write in flight
-        threading.Event().wait(0.01)
-    recorder.release_first.set()
-    for thread in first_threads + threads:
-        thread.join(10)
+    first, rest = behind_a_write(group, recorder, ["b", "c", "d", "e"])
     assert recorder.batches[0] == ["a"]
     assert sorted(recorder.batches[1]) == ["b", "c", "d", "e"] and len(recorder.batches) == 2
     assert {**first, **rest} == {"a": "A", "b": "B", "c": "C", "d": "D", "e": "E"}
@@ -73,14 +86,7 @@ def test_callers_arriving_during_a_write_share_the_next_one():
 def test_a_failed_write_fails_its_batch_only():
     recorder = Recorder(fail_on="c")
     group = GroupCommit(recorder.write)
-    first, first_threads = submit_all(group, ["a"])
-    assert recorder.first_started.wait(10)
-    rest, threads = submit_all(group, ["b", "c"])
-    while len(group._waiting) < 2:
-        threading.Event().wait(0.01)
-    recorder.release_first.set()
-    for thread in first_threads + threads:
-        thread.join(10)
+    first, rest = behind_a_write(group, recorder, ["b", "c"])
     assert first == {"a": "A"}
     assert isinstance(rest["b"], RuntimeError) and isinstance(rest["c"], RuntimeError)
     assert group.submit("f") == "F"  # the lead was given up, not lost
@@ -90,14 +96,7 @@ def test_a_failed_write_fails_its_batch_only():
 def test_no_batch_exceeds_max_batch_and_every_caller_is_served(max_batch):
     recorder = Recorder()
     group = GroupCommit(recorder.write, max_batch=max_batch)
-    first, first_threads = submit_all(group, ["a"])
-    assert recorder.first_started.wait(10)
-    rest, threads = submit_all(group, ["b", "c", "d", "e", "f"])
-    while len(group._waiting) < 5:
-        threading.Event().wait(0.01)
-    recorder.release_first.set()
-    for thread in first_threads + threads:
-        thread.join(10)
+    first, rest = behind_a_write(group, recorder, ["b", "c", "d", "e", "f"])
     assert all(len(batch) <= max_batch for batch in recorder.batches)
     assert sorted(item for batch in recorder.batches for item in batch) == list("abcdef")
     assert {**first, **rest} == {item: item.upper() for item in "abcdef"}
