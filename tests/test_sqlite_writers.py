@@ -65,12 +65,12 @@ def test_autocommit_writes_release_at_once_and_memory_databases_have_no_gate(pat
 
 
 HOLDER = """
-import sqlite3, sys, time
+import sqlite3, sys
 from newsletter.sqlite_writers import GatedConnection
 conn = sqlite3.connect(sys.argv[1], factory=GatedConnection)
 conn.cursor().execute("INSERT INTO t VALUES (1)")
 print("holding", flush=True)
-time.sleep(0.5)
+sys.stdin.readline()  # commits when the test says so
 conn.commit()
 """
 
@@ -78,18 +78,22 @@ conn.commit()
 def test_another_process_waits_for_the_gate_instead_of_failing(path):
     root = Path(__file__).resolve().parent.parent
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)], cwd=root, stdout=subprocess.PIPE
+        [sys.executable, "-c", HOLDER, str(path)],
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
         assert holder.stdout.readline().strip() == b"holding"
         conn = connect(path, timeout=0)  # SQLite's own busy wait off: only the gate waits
+        # The holder commits 0.3 s from now, however late this thread gets to its write.
+        threading.Timer(0.3, holder.communicate, kwargs={"input": b"go\n"}).start()
         started = time.monotonic()
         conn.cursor().execute("INSERT INTO t VALUES (2)")
         waited = time.monotonic() - started
         conn.commit()
     finally:
         holder.wait(10)
-        holder.stdout.close()
     assert 0.2 < waited < 5
     assert conn.cursor().execute("SELECT count(*) FROM t").fetchone() == (2,)
 
