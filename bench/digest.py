@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,8 +32,8 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import fake_provider  # noqa: E402
-from cpu import machine_busy_seconds, process_cpu_seconds  # noqa: E402
 from pgschema import empty_schema  # noqa: E402
+from procfs import machine_busy_seconds, peak_rss_kib, process_cpu_seconds  # noqa: E402
 
 from newsletter import MIGRATIONS_DIR, create_app  # noqa: E402
 from newsletter.digests.service import create_digest  # noqa: E402
@@ -46,12 +45,6 @@ from newsletter.providers.postmark import PostmarkProvider  # noqa: E402
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test_digests"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
 BATCH = 500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def reset_database(url: str) -> None:
@@ -103,7 +96,7 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
         from newsletter.delivery.digest_email import _shared_for
 
         shared = _shared_for(digest.id)
-        text_body, html_body = shared.for_reader("http://localhost:5000/unsubscribe/x" * 1)
+        text_body, html_body = shared.for_reader("http://localhost:5000/unsubscribe/x")
         sample = PostmarkProvider("bench", "http://unused", "broadcast", 60).payload(
             Message(
                 key="k",
@@ -167,7 +160,8 @@ def run_senders(url: str, fake: str, processes: int, fake_pid: int) -> dict:
         for _ in range(processes)
     ]
     for proc in procs:  # every sender imported and built its app: start them together
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("a sender did not start")
     cpu = CpuSplit(fake_pid)
     for proc in procs:
         assert proc.stdin is not None
@@ -186,14 +180,6 @@ def run_senders(url: str, fake: str, processes: int, fake_pid: int) -> dict:
         "rss_peak_kib": max(r["rss_peak_kib"] for r in results),
         "rss_start_kib": max(r["rss_start_kib"] for r in results),
     }
-
-
-def vm_hwm_kib(pid: int) -> int:
-    """A process's peak resident memory so far (VmHWM), read from outside."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for {pid}")
 
 
 def run_celery(url: str, fake: str, workers: int, broker: str, digest_id: int) -> dict:
@@ -219,9 +205,9 @@ def run_celery(url: str, fake: str, workers: int, broker: str, digest_id: int) -
     try:
         for proc in procs:
             wait_for_ready(proc)
-        rss_start = max(vm_hwm_kib(p.pid) for p in procs)
+        rss_start = max(peak_rss_kib(p.pid) for p in procs)
         seconds = _timed_celery_send(url, broker, digest_id)
-        rss_peak = max(vm_hwm_kib(p.pid) for p in procs)
+        rss_peak = max(peak_rss_kib(p.pid) for p in procs)
     finally:
         for proc in procs:
             proc.terminate()
@@ -255,6 +241,8 @@ def _timed_celery_send(url: str, broker: str, digest_id: int) -> float:
         while time.perf_counter() < deadline:
             row = conn.execute("SELECT status FROM digests WHERE id = %s", (digest_id,)).fetchone()
             if row and row[0] in ("sent", "failed"):
+                if row[0] != "sent":  # a failed digest has no send rate to report
+                    raise RuntimeError(f"digest {digest_id} ended {row[0]}")
                 return time.perf_counter() - started
             time.sleep(0.005)
     raise RuntimeError("the Celery workers did not send the digest within 600 s")

@@ -47,13 +47,19 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def start() -> tuple[subprocess.Popen, str]:
-    """This fake in its own process on a free port of 127.0.0.1; the process and its URL."""
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on now (the benches' servers take one each)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def start() -> tuple[subprocess.Popen, str]:
+    """This fake in its own process on a free port of 127.0.0.1; the process and its URL."""
+    port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, str(port)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
+        raise RuntimeError("the fake provider did not start")
     return proc, f"http://127.0.0.1:{port}"
 
 

@@ -1,7 +1,7 @@
 """The signup bench's floor: a bare Flask app that only inserts the posted address.
 
     BENCH_DATABASE_URL=sqlite:///floor.db python bench/floor_app.py   # creates the table
-    BENCH_DATABASE_URL=sqlite:///floor.db \
+    BENCH_DATABASE_URL=sqlite:///floor.db DISPATCH_PROCESS=false \
       gunicorn -c gunicorn.conf.py --pythonpath bench floor_app:app
 
 ``POST /subscribe`` with a JSON body ``{"email": ...}`` runs one

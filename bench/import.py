@@ -4,7 +4,7 @@
 
 Each run is a fresh process on a freshly migrated, empty schema importing one
 in-memory CSV (``email,name``; distinct mixed-case addresses) through the
-service function the admin endpoint and ``flask import`` call, once as the
+service function the admin endpoint and ``flask subscribers import`` call, once as the
 default import (pending, a confirmation queued each) and once with
 ``confirmed=True``. In the same run, each import with the plain-address
 shortcut switched off (every row through ``email_validator``) is its
@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from sender import peak_rss_kib  # noqa: E402
+from procfs import peak_rss_kib  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_perf"
 

@@ -20,14 +20,10 @@ def main(source: Path, target: Path) -> None:
     """Two panels: msg/s (dispatcher and bare client) and peak RSS, per way of sending."""
     figures = json.loads(source.read_text())
     fig, (rate, memory) = plt.subplots(1, 2, figsize=(10, 4))
-    runs = sorted({(f.get("mode", "in-process"), f["processes"]) for f in figures})
+    runs = sorted({(f["mode"], f["processes"]) for f in figures})
     for mode, processes in runs:
         rows = sorted(
-            (
-                f
-                for f in figures
-                if (f.get("mode", "in-process"), f["processes"]) == (mode, processes)
-            ),
+            (f for f in figures if (f["mode"], f["processes"]) == (mode, processes)),
             key=lambda f: f["size"],
         )
         name = f"{processes} Celery worker(s)" if mode == "celery" else f"{processes} sender(s)"

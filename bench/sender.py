@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -11,16 +10,10 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 
+from procfs import peak_rss_kib  # noqa: E402
+
 from newsletter import create_app  # noqa: E402
 from newsletter.delivery.dispatcher import dispatch_pass  # noqa: E402
-
-
-def peak_rss_kib() -> int:
-    """This process's own peak resident memory (VmHWM: unlike ru_maxrss, not inherited)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,17 +42,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import fake_provider  # noqa: E402
-from cpu import machine_busy_seconds, process_cpu_seconds  # noqa: E402
+from procfs import children, machine_busy_seconds, process_cpu_seconds  # noqa: E402
 
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_signup"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare_database(url: str) -> None:
@@ -87,7 +80,7 @@ class Server:
     def __init__(
         self, app: str, url: str, tmp: Path, dispatch: str = "process", provider: str = ""
     ) -> None:
-        self.port = free_port()
+        self.port = fake_provider.free_port()
         env = {
             **os.environ,
             "BIND": f"127.0.0.1:{self.port}",
@@ -145,17 +138,13 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("gunicorn did not answer /healthz in 30 s")
 
-    def children(self) -> list[int]:
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        return [int(pid) for pid in children.split()]
-
     def workers(self) -> list[int]:
         """gunicorn's workers (not the DISPATCH_PROCESS dispatcher beside them)."""
-        return [pid for pid in self.children() if not _is_dispatcher(pid)]
+        return [pid for pid in children(self.proc.pid) if not _is_dispatcher(pid)]
 
     def dispatcher(self) -> int | None:
         """The DISPATCH_PROCESS dispatcher's pid, if gunicorn runs one."""
-        return next((pid for pid in self.children() if _is_dispatcher(pid)), None)
+        return next((pid for pid in children(self.proc.pid) if _is_dispatcher(pid)), None)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -1,4 +1,4 @@
-"""CPU time from /proc: of one process, and of the whole machine, so far."""
+"""What the benches read from /proc: CPU time, peak memory, a process's children."""
 
 from __future__ import annotations
 
@@ -22,3 +22,19 @@ def machine_busy_seconds() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / TICKS
+
+
+def peak_rss_kib(pid: int | str = "self") -> int:
+    """A process's peak resident memory so far (VmHWM: unlike ru_maxrss, not inherited)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid``, whichever of its threads started them."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
