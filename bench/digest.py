@@ -3,8 +3,8 @@
     .venv/bin/python bench/digest.py [--sizes 10000 100000] [--processes 1 2]
         [--celery-workers 1 2] [--database-url URL]
 
-For each size it resets the database, inserts N confirmed subscribers and a
-post, triggers the digest (one INSERT ... SELECT), then has it sent by the
+For each size it resets the database, inserts N confirmed subscribers and three
+posts, triggers the digest (one INSERT ... SELECT), then has it sent by the
 real dispatcher, in-process (``--processes``: that many ``dispatch_pass``
 processes) or through Celery (``--celery-workers``: that many solo workers
 on Redis), against the fake and, in the same run, a bare client posting the

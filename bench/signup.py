@@ -1,7 +1,9 @@
 """Benchmark: signup throughput and latency of the real service against a bare-insert floor.
 
     .venv/bin/python bench/signup.py [--duration 15] [--warmup 3] [--runs 2]
+        [--connections 16] [--provider postmark|outbox] [--dispatch process|threads|off]
         [--database-url sqlite postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_signup]
+        [--python-load] [--profile DIR] [--json FILE]
 
 For each database and each run, on a freshly prepared database (SQLite: a new
 file; PostgreSQL: the public schema **dropped and recreated**), migrated with
@@ -21,7 +23,7 @@ Each gets a warm-up then a measured period of 16 keep-alive connections
 posting distinct addresses as JSON to ``/subscribe`` (wrk with
 ``bench/signup.lua`` when wrk is installed, else a Python load generator).
 The order alternates between runs. Errors are connection errors, timeouts and
-any answer other than 202.
+answers of 400 and up (the Python load generator: any answer other than 202).
 """
 
 from __future__ import annotations
