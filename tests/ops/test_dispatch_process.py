@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN, SECRET
+from tests.conftest import ADMIN_TOKEN
 from tests.meta.scrape import sample
-from tests.ops.test_graceful_shutdown import ROOT
-from tests.servers import answers, free_port, wait_for
+from tests.ops.gunicorn_master import gunicorn_master
+from tests.servers import wait_for
 
 
 def children(pid: int) -> list[int]:
@@ -55,33 +53,9 @@ def sent_count(base: str) -> float:
 @pytest.mark.slow
 def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database_uri, tmp_path):
     outbox = tmp_path / "outbox"
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_uri,
-        "SECRET_KEY": SECRET,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "EMAIL_PROVIDER": "outbox",
-        "OUTBOX_DIR": str(outbox),
-        "RATELIMIT_ENABLED": "false",
-        "DISPATCH_PROCESS": "true",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
-    log = open(tmp_path / "gunicorn.log", "w+", encoding="utf-8")  # noqa: SIM115
-    master = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"),
-            *("--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
+    settings = {"EMAIL_PROVIDER": "outbox", "OUTBOX_DIR": str(outbox), "DISPATCH_PROCESS": "true"}
     emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
-    try:
-        wait_for(lambda: answers(f"{base}/healthz"), 30, "gunicorn to answer")
+    with gunicorn_master(database_uri, tmp_path, "wsgi:app", **settings) as (master, base, _):
         wait_for(lambda: len(dispatchers(master.pid)) == 1, 15, "the dispatcher process")
         first = dispatchers(master.pid)[0]
 
@@ -127,8 +101,3 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
             or b"zombie" in Path(f"/proc/{second}/status").read_bytes().lower()
         )
         assert len(emails()) == 3  # each confirmation sent once
-    finally:
-        if master.poll() is None:
-            master.kill()
-            master.wait(10)
-        log.close()

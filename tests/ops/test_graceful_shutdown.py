@@ -7,10 +7,7 @@ Also checks, on the same real server, that metrics add up across workers
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +17,11 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
-from tests.conftest import ADMIN_TOKEN, SECRET
+from tests.conftest import ADMIN_TOKEN
 from tests.meta.scrape import sample
-from tests.servers import answers, free_port, wait_for
+from tests.ops.gunicorn_master import gunicorn_master
+from tests.servers import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 SLOW_SECONDS = 3.0
 
 
@@ -35,42 +32,18 @@ def gunicorn(database_uri: str, tmp_path: Path, request: pytest.FixtureRequest):
     Both ways of dispatching: one process beside the workers (the default), and
     a thread in each worker (DISPATCH_PROCESS=false).
     """
-    port = free_port()
     batch_log = tmp_path / "batches.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_uri,
-        "SECRET_KEY": SECRET,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
+    settings = {
         "EMAIL_PROVIDER": "slow-test",
-        "RATELIMIT_ENABLED": "false",
         "LOG_FORMAT": "json",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "SLOW_SECONDS": str(SLOW_SECONDS),
         "BATCH_LOG": str(batch_log),
         "DISPATCH_PROCESS": request.param,
     }
-    stderr = open(tmp_path / "gunicorn.log", "w+", encoding="utf-8")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"),
-            *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "20"),
-            "tests.ops.slow_app:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=stderr,
-        stderr=stderr,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers(f"{base}/healthz"), 30, "gunicorn to answer")
-        yield process, base, batch_log, stderr, request.param == "true"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        stderr.close()
+    with gunicorn_master(
+        database_uri, tmp_path, "tests.ops.slow_app:app", "--graceful-timeout", "20", **settings
+    ) as (process, base, log):
+        yield process, base, batch_log, log, request.param == "true"
 
 
 @pytest.mark.slow
