@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN
 from tests.meta.scrape import sample
 from tests.ops.gunicorn_master import gunicorn_master
 from tests.servers import wait_for
@@ -40,18 +39,17 @@ def dispatchers(master: int) -> list[int]:
     return found
 
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def sent_count(base: str) -> float:
+def sent_count(base: str, admin: dict[str, str]) -> float:
     """Provider answers "sent" counted so far, as the workers' /metrics shows them."""
-    metrics = requests.get(f"{base}/metrics", headers=ADMIN, timeout=10).text
+    metrics = requests.get(f"{base}/metrics", headers=admin, timeout=10).text
     sent = {"provider": "outbox", "outcome": "sent"}
     return sample(metrics, "newsletter_provider_answers_total", 0.0, **sent)
 
 
 @pytest.mark.slow
-def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database_uri, tmp_path):
+def test_the_master_runs_restarts_and_stops_one_dispatcher_process(
+    app, database_uri, tmp_path, admin_headers
+):
     outbox = tmp_path / "outbox"
     settings = {"EMAIL_PROVIDER": "outbox", "OUTBOX_DIR": str(outbox), "DISPATCH_PROCESS": "true"}
     emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
@@ -63,7 +61,7 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
         assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
         wait_for(lambda: len(emails()) == 1, 15, "the first confirmation")
         # Once it has counted its answer (an email is written before it is counted):
-        wait_for(lambda: sent_count(base) == 1, 15, "the first answer counted")
+        wait_for(lambda: sent_count(base, admin_headers) == 1, 15, "the first answer counted")
 
         os.kill(first, signal.SIGKILL)  # a crash: the master starts another
         wait_for(lambda: dispatchers(master.pid) not in ([], [first]), 15, "a new dispatcher")
@@ -86,12 +84,12 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(app, database
 
         # What the dispatcher processes counted (the killed one too) reaches the
         # workers' /metrics: they share gunicorn's multiprocess metrics folder.
-        wait_for(lambda: sent_count(base) == 3, 15, "every answer counted")
-        metrics = requests.get(f"{base}/metrics", headers=ADMIN, timeout=10).text
+        wait_for(lambda: sent_count(base, admin_headers) == 3, 15, "every answer counted")
+        metrics = requests.get(f"{base}/metrics", headers=admin_headers, timeout=10).text
         batches = sample(metrics, "newsletter_dispatch_batch_seconds_count", provider="outbox")
         assert batches == 3
         # ...and so does its health record: the workers answer /admin/stats.
-        stats = requests.get(f"{base}/admin/stats", headers=ADMIN, timeout=10).json()
+        stats = requests.get(f"{base}/admin/stats", headers=admin_headers, timeout=10).json()
         assert stats["dispatch"]["last_pass_at"] is not None
 
         master.send_signal(signal.SIGTERM)

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
-from tests.conftest import ADMIN_TOKEN
 from tests.meta.scrape import sample
 from tests.ops.gunicorn_master import gunicorn_master
 from tests.servers import wait_for
@@ -47,9 +46,8 @@ def gunicorn(database_uri: str, tmp_path: Path, request: pytest.FixtureRequest):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_batch_records_the_batch_and_exits_0(gunicorn, app):
+def test_sigterm_mid_batch_records_the_batch_and_exits_0(gunicorn, app, admin_headers):
     process, base, batch_log, log_file, in_own_process = gunicorn
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     response = requests.post(
         f"{base}/subscribe",
         json={"email": "eve@example.com"},
@@ -60,7 +58,7 @@ def test_sigterm_mid_batch_records_the_batch_and_exits_0(gunicorn, app):
     assert response.headers["X-Request-ID"] == "rid-9"
     wait_for(lambda: batch_log.exists(), 20, "the provider to start the batch")
 
-    in_flight = requests.get(f"{base}/metrics", headers=admin, timeout=5).text
+    in_flight = requests.get(f"{base}/metrics", headers=admin_headers, timeout=5).text
     assert sample(in_flight, "newsletter_signups_total") == 1  # whichever worker answers
     assert sample(in_flight, "newsletter_deliveries", state="sending") == 1
 

@@ -24,7 +24,6 @@ from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Outcome
 from newsletter.providers.postmark import PostmarkProvider
-from tests.conftest import ADMIN_TOKEN
 from tests.servers import wait_for
 
 from .messages import confirmation, digest
@@ -32,7 +31,6 @@ from .servers import FakePostmark
 
 Postmark = tuple[FakePostmark, str]
 READERS = ["ann@example.com", "bob@example.com", "cy@example.com"]
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def postmark_app(make_app: Callable[..., Flask], postmark: Postmark, **overrides) -> Flask:
@@ -219,7 +217,7 @@ def test_provider_without_credentials_stops_start_up(
 
 
 def test_workers_show_the_pause_that_the_dispatcher_process_published(
-    make_app: Callable[..., Flask], postmark: Postmark, tmp_path: Path
+    make_app: Callable[..., Flask], postmark: Postmark, tmp_path: Path, admin_headers: dict
 ) -> None:
     # Under gunicorn one process sends and the workers answer /healthz: the
     # process publishes its health record, the workers read it.
@@ -245,5 +243,5 @@ def test_workers_show_the_pause_that_the_dispatcher_process_published(
         dispatcher.stop()
     health = client.get("/healthz").get_json()["dispatch"]
     assert health["paused"] is True and "Server API token" in health["error"]
-    stats = client.get("/admin/stats", headers=ADMIN).get_json()["dispatch"]
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()["dispatch"]
     assert stats["paused"] is True and stats["last_pass_at"] is not None
