@@ -22,6 +22,8 @@ from tests.servers import serve
 
 OUTAGE_ROUNDS = 5
 MAX_ATTEMPTS = 3  # fewer than the outage's failures: attempts alone would drop the digest
+BASE = 0.15  # RETRY_BASE_SECONDS: long enough that no retry falls due within a pass
+CAP = 10.0  # RETRY_MAX_SECONDS
 DOWN = (503, {}, {"ErrorCode": 503, "Message": "Service unavailable"})
 
 
@@ -63,8 +65,8 @@ def test_a_long_provider_outage_backs_off_drops_nothing_and_sends_once(
         EMAIL_PROVIDER="postmark",
         POSTMARK_API_URL=base,
         POSTMARK_SERVER_TOKEN=fake.token,
-        RETRY_BASE_SECONDS=0.15,  # long enough that no retry falls due within a pass
-        RETRY_MAX_SECONDS=10.0,
+        RETRY_BASE_SECONDS=BASE,
+        RETRY_MAX_SECONDS=CAP,
         RETRY_MAX_ATTEMPTS=MAX_ATTEMPTS,
         RETRY_MAX_AGE=3600.0,  # "an hour": the outage is shorter than that
     )
@@ -84,7 +86,7 @@ def test_a_long_provider_outage_backs_off_drops_nothing_and_sends_once(
     # long the pass took to record it (the gap is measured from the pass's start;
     # comparing neighbours directly failed when a slow pass met a short jitter).
     for attempt, gap in enumerate(gaps, start=1):
-        ceiling = min(0.15 * 2 ** (attempt - 1), 10.0)
+        ceiling = min(BASE * 2 ** (attempt - 1), CAP)
         assert 0.5 * ceiling <= gap <= ceiling + 1.0, (attempt, gaps)
     assert gaps[-1] > 4 * gaps[0], gaps  # doubling each time, under the jitter
     assert {d.attempts for d in _deliveries(app)} == {OUTAGE_ROUNDS}  # past MAX_ATTEMPTS...
