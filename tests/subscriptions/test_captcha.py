@@ -215,6 +215,10 @@ DOCUMENTED_ORIGINS = {  # README, "CAPTCHA (optional)"
     "turnstile": ("https://challenges.cloudflare.com",),
     "hcaptcha": ("https://hcaptcha.com", "https://*.hcaptcha.com"),
 }
+DOCUMENTED_SCRIPTS = {  # the same section: the script a publisher adds
+    "turnstile": "https://challenges.cloudflare.com/turnstile/v0/api.js",
+    "hcaptcha": "https://js.hcaptcha.com/1/api.js",
+}
 
 
 @pytest.mark.parametrize("provider", ["turnstile", "hcaptcha"])
@@ -224,6 +228,7 @@ def test_signup_page_embeds_the_widget_and_lets_only_its_origins_in(make_app, si
     page = client.get("/subscribe")
     spec = PROVIDERS[provider]
     assert f'<script src="{spec.script_url}" async defer></script>'.encode() in page.data
+    assert spec.script_url == DOCUMENTED_SCRIPTS[provider]  # the page loads what the README says
     assert f'class="{spec.widget_class}" data-sitekey="{SITE_KEY}"'.encode() in page.data
     policy = dict(
         part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";")
