@@ -74,7 +74,7 @@ class Tokens:
 
     def unsubscribe_token(self, public_id: str) -> str:
         """A lasting unsubscribe token for this subscriber."""
-        return self._unsubscribe.dumps(public_id)
+        return self.unsubscribe_signer()(public_id)
 
     def unsubscribe_signer(self) -> Callable[[str], str]:
         """``unsubscribe_token`` for a whole batch: the signer is built once, not per token."""

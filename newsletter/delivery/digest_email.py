@@ -7,7 +7,6 @@ a copy is the shared body with its own link put in, and its own headers.
 
 from __future__ import annotations
 
-import html as html_lib
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 import css_inline
 from flask import current_app, render_template
+from markupsafe import escape
 from sqlalchemy import select
 
 from ..extensions import db
@@ -42,7 +42,7 @@ class SharedBody:
         """The text and HTML of one reader's copy."""
         return (
             self.text.replace(self.placeholder, unsubscribe_url),
-            self.html.replace(self.placeholder, html_lib.escape(unsubscribe_url)),
+            self.html.replace(self.placeholder, str(escape(unsubscribe_url))),
         )
 
 

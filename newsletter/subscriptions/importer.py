@@ -328,6 +328,8 @@ def _record_consent_of_new(
 def _queue_confirmations_of_new(session: Session, new: Select[Any], now: datetime) -> None:
     """A queued confirmation email for each subscriber this chunk inserted."""
     deliveries = Delivery.__table__
+    # INSERT ... SELECT runs none of the model's Python-side defaults: these are
+    # models.Delivery's, with the chunk's one clock (test_import checks they are queued).
     values = {
         "kind": DeliveryKind.CONFIRMATION,
         "status": DeliveryStatus.QUEUED,

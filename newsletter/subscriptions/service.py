@@ -108,6 +108,8 @@ def admit_new(session: Session, signups: Sequence[Signup]) -> list[bool]:
     concurrent ones, makes one row and one email.
     """
     now = utcnow()
+    # Each new row gets what queue_confirmation gives one subscriber: the stamp
+    # below, a CONFIRMATION_QUEUED event and a queued delivery.
     rows = [
         {
             "email": signup.email,
@@ -169,6 +171,7 @@ def may_send_confirmation(
 
 def queue_confirmation(session: Session, subscriber: Subscriber) -> None:
     """Queue the double-opt-in email, committed with the step that asks for it."""
+    # admit_new does the same three things for a batch of new rows, in bulk.
     ledger.queue(session, DeliveryKind.CONFIRMATION, subscriber_id=subscriber.id)
     subscriber.last_confirmation_at = utcnow()
     record_event(session, subscriber, ConsentKind.CONFIRMATION_QUEUED)
