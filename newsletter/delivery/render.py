@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from flask import current_app
 from markupsafe import escape
@@ -74,7 +73,6 @@ def for_subscribers_in(
     ]
 
 
-@dataclass(frozen=True)
 class ConfirmBodies:
     """A batch's confirmation text and HTML, rendered once with marks where each reader's parts go.
 
@@ -82,31 +80,33 @@ class ConfirmBodies:
     anything else it does for a confirmation: a copy is now the shared body
     with its reader's name and link put in, escaped for HTML as the template
     would have escaped them (``tests/delivery/test_confirm_render.py`` holds
-    the two to the same output).
+    the two to the same output). The body with a name and the one without are
+    each rendered when a reader first needs it.
     """
 
-    named: tuple[str, str]  # (text, HTML) for a reader who gave a name
-    unnamed: tuple[str, str]
-    name_mark: str
-    link_mark: str
+    def __init__(self, context: dict) -> None:
+        """Bodies for a batch whose templates see ``context`` (and the readers' marks)."""
+        self.context = context
+        self.name_mark, self.link_mark = (f"{p}-{secrets.token_hex(16)}" for p in ("name", "link"))
+        self._bodies: dict[bool, tuple[str, str]] = {}  # named? -> (text, HTML)
 
-    @classmethod
-    def render(cls, context: dict) -> ConfirmBodies:
-        """Render the confirmation templates with ``context`` and a mark per reader's part."""
-        env = current_app.jinja_env
-        templates = env.get_template("emails/confirm.txt"), env.get_template("emails/confirm.html")
-        name_mark, link_mark = (f"{part}-{secrets.token_hex(16)}" for part in ("name", "link"))
-
-        def both(name: str | None) -> tuple[str, str]:
-            values = {**context, "name": name, "confirm_url": link_mark}
-            text, html = (template.render(values) for template in templates)
-            return text, html
-
-        return cls(both(name_mark), both(None), name_mark, link_mark)
+    def _body(self, named: bool) -> tuple[str, str]:
+        if named not in self._bodies:
+            env = current_app.jinja_env
+            values = {
+                **self.context,
+                "name": self.name_mark if named else None,
+                "confirm_url": self.link_mark,
+            }
+            self._bodies[named] = (
+                env.get_template("emails/confirm.txt").render(values),
+                env.get_template("emails/confirm.html").render(values),
+            )
+        return self._bodies[named]
 
     def for_reader(self, name: str | None, link: str) -> tuple[str, str]:
         """The text and HTML of one reader's confirmation."""
-        text, html = self.named if name else self.unnamed
+        text, html = self._body(bool(name))
         text = text.replace(self.link_mark, link)
         html = html.replace(self.link_mark, str(escape(link)))
         if name:
@@ -120,7 +120,7 @@ def render_confirmations(deliveries: Sequence[Claimed]) -> list[Message | None]:
     """The double-opt-in email, with a fresh confirm link, for still-pending subscribers."""
     config = current_app.config
     tokens = current_tokens()
-    bodies = ConfirmBodies.render(
+    bodies = ConfirmBodies(
         {
             "newsletter": config["NEWSLETTER_NAME"],
             "valid_for": humanize_seconds(config["CONFIRM_MAX_AGE"]),

@@ -24,7 +24,7 @@ def test_a_reader_copy_equals_the_templates_own_rendering(app: Flask, name: str 
             env.get_template("emails/confirm.txt").render(values),
             env.get_template("emails/confirm.html").render(values),
         )
-        text, html = ConfirmBodies.render(CONTEXT).for_reader(name, LINK)
+        text, html = ConfirmBodies(CONTEXT).for_reader(name, LINK)
     assert (text, html) == expected
     if name:
         assert name in text  # the text part is not HTML: nothing escaped there
