@@ -32,10 +32,10 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import fake_provider  # noqa: E402
-from pgschema import empty_schema  # noqa: E402
 from procfs import machine_busy_seconds, peak_rss_kib, process_cpu_seconds  # noqa: E402
+from schema import fresh_schema  # noqa: E402
 
-from newsletter import MIGRATIONS_DIR, create_app  # noqa: E402
+from newsletter import create_app  # noqa: E402
 from newsletter.digests.service import create_digest  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
 from newsletter.models import Post, Status, Subscriber, new_public_id, utcnow  # noqa: E402
@@ -45,17 +45,6 @@ from newsletter.providers.postmark import PostmarkProvider  # noqa: E402
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test_digests"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
 BATCH = 500
-
-
-def reset_database(url: str) -> None:
-    """An empty, freshly migrated schema (the database is created if missing)."""
-    empty_schema(url)
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
-    from flask_migrate import upgrade
-
-    with app.app_context():
-        upgrade(directory=str(MIGRATIONS_DIR))
-        db.engine.dispose()
 
 
 def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
@@ -323,7 +312,7 @@ def one_run(
     args: argparse.Namespace, base: str, fake_pid: int, size: int, mode: str, count: int
 ) -> tuple[dict, str]:
     """One size sent one way, then the bare client: the figure and its table row."""
-    reset_database(args.database_url)
+    fresh_schema(args.database_url)
     trigger_seconds, sample, digest_id = seed_and_trigger(args.database_url, size)
     if mode == "celery":
         sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)

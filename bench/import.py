@@ -41,23 +41,19 @@ def build_csv(rows: int) -> bytes:
 
 def child(url: str, rows: int, validator_only: bool, confirmed: bool) -> None:
     """Migrate, import, print one JSON line (run in a fresh process for a clean peak RSS)."""
-    from digest import reset_database
-    from flask_migrate import upgrade
+    from schema import fresh_schema
 
-    from newsletter import MIGRATIONS_DIR, create_app
+    from newsletter import create_app
     from newsletter.extensions import db
     from newsletter.subscriptions import addresses
     from newsletter.subscriptions.importer import import_csv
 
-    if url.startswith("postgresql"):
-        reset_database(url)
+    fresh_schema(url)
     app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
     if validator_only:
         addresses.plain_address = lambda candidate: None
     body = build_csv(rows)
     with app.app_context():
-        if not url.startswith("postgresql"):
-            upgrade(directory=str(MIGRATIONS_DIR))
         before = peak_rss_kib()
         started = time.perf_counter()
         report = import_csv(db.session, io.BytesIO(body), confirmed=confirmed)

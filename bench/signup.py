@@ -7,7 +7,7 @@
 
 For each database and each run, on a freshly prepared database (SQLite: a new
 file; PostgreSQL: the public schema **dropped and recreated**), migrated with
-``flask --app wsgi db upgrade``, it starts in turn, each under gunicorn with
+the service's migrations (``bench/schema.py``), it starts in turn, each under gunicorn with
 ``gunicorn.conf.py`` (WEB_CONCURRENCY=2, WEB_THREADS=4) on a free port of
 127.0.0.1:
 
@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # the service (for its migrations), the bench
 
 import fake_provider  # noqa: E402
 from procfs import children, machine_busy_seconds, process_cpu_seconds  # noqa: E402
@@ -53,16 +53,15 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_sign
 
 def prepare_database(url: str) -> None:
     """Empty schema, the service's migrations, the floor's table."""
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench", "DISPATCH_IN_PROCESS": "false"}
-    if url.startswith("postgresql"):
-        from pgschema import empty_schema
+    from schema import fresh_schema
 
-        empty_schema(url)
-    run = {"cwd": ROOT, "env": env, "check": True, "capture_output": True}
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], **run)
+    fresh_schema(url)
     subprocess.run(
         [sys.executable, str(HERE / "floor_app.py")],
-        **{**run, "env": {**env, "BENCH_DATABASE_URL": url}},
+        cwd=ROOT,
+        env={**os.environ, "BENCH_DATABASE_URL": url},
+        check=True,
+        capture_output=True,
     )
 
 

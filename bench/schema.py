@@ -1,4 +1,8 @@
-"""Bench helper: an empty ``public`` schema in a PostgreSQL database, created if missing."""
+"""Bench helper: a fresh database schema, migrated as ``flask db upgrade`` would.
+
+On PostgreSQL the database is created if missing and its ``public`` schema
+**dropped and recreated**; a SQLite URL is expected to name a new file.
+"""
 
 from __future__ import annotations
 
@@ -22,3 +26,18 @@ def empty_schema(url: str) -> None:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+def fresh_schema(url: str) -> None:
+    """An empty database at ``url`` with the service's migrations applied."""
+    from flask_migrate import upgrade
+
+    from newsletter import MIGRATIONS_DIR, create_app
+    from newsletter.extensions import db
+
+    if url.startswith("postgresql"):
+        empty_schema(url)
+    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS_DIR))
+        db.engine.dispose()
