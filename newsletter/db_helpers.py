@@ -6,12 +6,14 @@ from typing import Any
 
 from sqlalchemy import ScalarResult, Select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 
-def insert_ignoring_conflicts(session: Session, model: Any, index: list[str]) -> Any:
-    """An ``INSERT ... ON CONFLICT (index) DO NOTHING`` for this session's dialect."""
-    dialect = session.get_bind().dialect.name
+def insert_ignoring_conflicts(bind: Session | Engine, model: Any, index: list[str]) -> Any:
+    """An ``INSERT ... ON CONFLICT (index) DO NOTHING`` for this session's or engine's dialect."""
+    engine = bind if isinstance(bind, Engine) else bind.get_bind()
+    dialect = engine.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(model).on_conflict_do_nothing(index_elements=index)
 

@@ -48,6 +48,12 @@ def count_consent(session: Session, kind: ConsentKind) -> None:
         session.info.setdefault(_PENDING, []).append(kind)
 
 
+def count_committed(kind: ConsentKind, amount: int = 1) -> None:
+    """Count ``amount`` consent steps already committed (outside an ORM session)."""
+    if kind in _BY_KIND:
+        _BY_KIND[kind].inc(amount)
+
+
 @event.listens_for(Session, "after_commit")
 def _count_committed(session: Session) -> None:
     for kind in session.info.pop(_PENDING, []):

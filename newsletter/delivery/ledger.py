@@ -25,6 +25,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..db_helpers import is_postgresql
@@ -46,12 +47,13 @@ def queue(
     return delivery
 
 
-def queue_rows(session: Session, kind: DeliveryKind, subscriber_ids: Sequence[int]) -> None:
-    """Queue one delivery of ``kind`` per subscriber in one statement, with no ORM objects."""
+def queue_rows(connection: Connection, kind: DeliveryKind, subscriber_ids: Sequence[int]) -> None:
+    """Queue one delivery of ``kind`` per subscriber in one statement, with no ORM objects.
+
+    On a Core connection: the caller commits, then calls ``wake_dispatcher``.
+    """
     rows = [{"kind": kind, "subscriber_id": subscriber_id} for subscriber_id in subscriber_ids]
-    if rows:
-        session.connection().execute(_INSERT_DELIVERIES, rows)
-        mark_work_queued(session)
+    connection.execute(_INSERT_DELIVERIES, rows)
 
 
 def mark_work_queued(session: Session) -> None:

@@ -25,7 +25,7 @@ SIGNUPS = "newsletter.signups"
 @bp.record_once
 def _group_signups(state: BlueprintSetupState) -> None:
     """Concurrent signups of new addresses share one transaction (see group_commit.py)."""
-    state.app.extensions[SIGNUPS] = GroupCommit(lambda batch: service.admit_new(db.session, batch))
+    state.app.extensions[SIGNUPS] = GroupCommit(lambda batch: service.admit_new(db.engine, batch))
 
 
 def _sign_up(email: str, name: str | None, client: service.ClientInfo) -> None:
