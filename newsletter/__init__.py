@@ -26,7 +26,7 @@ from .providers.base import header_safe
 from .sqlite_writers import BUSY_TIMEOUT_SECONDS, GatedConnection
 from .subscriptions.captcha import CaptchaConfigError, build_verifier
 from .tokens import Tokens
-from .web import EmailConverter
+from .web import EmailConverter, NoSessions
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -123,6 +123,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _configure_web(app: Flask) -> None:
     app.url_map.converters["email"] = EmailConverter
+    app.session_interface = NoSessions()
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]

@@ -31,20 +31,29 @@ PAGE_CSP = page_csp()
 
 
 def add_security_headers(response: Response) -> Response:
-    """A strict CSP and friends; token pages never leak their URL as a referrer."""
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith("/static/"):
+    """A strict CSP and friends; token pages never leak their URL as a referrer.
+
+    A header the view already set is kept.
+    """
+    path = request.path
+    wanted = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+    if path.startswith("/static/"):
         # The signup widget is loaded by the publisher's pages, from another origin.
-        headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
+        wanted.append(("Cross-Origin-Resource-Policy", "cross-origin"))
     else:
-        headers.setdefault("X-Frame-Options", "DENY")
+        wanted.append(("X-Frame-Options", "DENY"))
         # Admin HTML (a digest preview) is an email's markup and sets its own policy.
-        if response.mimetype == "text/html" and not request.path.startswith("/admin/"):
-            headers.setdefault("Content-Security-Policy", PAGE_CSP)
-    if request.path.startswith(("/confirm/", "/unsubscribe/", "/admin/")):
-        headers.setdefault("Cache-Control", "no-store")
+        if response.mimetype == "text/html" and not path.startswith("/admin/"):
+            wanted.append(("Content-Security-Policy", PAGE_CSP))
+    if path.startswith(("/confirm/", "/unsubscribe/", "/admin/")):
+        wanted.append(("Cache-Control", "no-store"))
+    # One pass over the headers: each ``setdefault`` that misses raises and catches
+    # a KeyError inside werkzeug, which cost more than the rest of this function.
+    headers = response.headers
+    present = {name.lower() for name, _ in headers.items()}
+    for name, value in wanted:
+        if name.lower() not in present:
+            headers.add(name, value)
     return response
 
 
@@ -54,6 +63,8 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([^\s\"'<>,;]+)")
 
 def mask(text: str) -> str:
     """The text with link tokens cut and addresses reduced to ``a***@domain``."""
+    if "@" not in text and "/confirm/" not in text and "/unsubscribe/" not in text:
+        return text  # most lines (every access line but the token pages'): no regex
     return _EMAIL.sub(r"\1***@\2", _TOKEN_PATH.sub(r"\1***", text))
 
 

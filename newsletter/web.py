@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Response, jsonify, render_template, request
+from flask import Flask, Request, Response, jsonify, render_template, request
+from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.routing import BaseConverter
 
 from .errors import AppError, wants_json
@@ -109,3 +110,18 @@ class EmailConverter(BaseConverter):
     """A path segment that can be an email address (has an ``@``): keeps routes apart."""
 
     regex = r"[^/]+@[^/]+"
+
+
+class NoSessions(SessionInterface):
+    """No cookie session: nothing here keeps state per visitor, so no signer per request.
+
+    ``flask.session`` is then a ``NullSession``, which refuses writes: code that
+    starts to need one fails loudly instead of setting a cookie nobody reads.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin:
+        """The same empty, read-only session for every request."""
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Nothing to save."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import pytest
+from flask import session
 from sqlalchemy import update
 
 from newsletter.extensions import db
@@ -38,6 +40,24 @@ def test_mask_hides_addresses_and_tokens():
     masked = mask(line)
     assert "WyJhYmMiLDBd" not in masked and "ann.smith" not in masked
     assert "/confirm/***" in masked and "a***@example.com" in masked
+    # Each kind alone is still caught; a line with neither comes back as it was.
+    assert mask('"POST /unsubscribe/abc.def HTTP/1.1"') == '"POST /unsubscribe/*** HTTP/1.1"'
+    assert mask("bounce for bob@example.org") == "bounce for b***@example.org"
+    plain = '"POST /subscribe HTTP/1.1" 202 rid=1a2b'
+    assert mask(plain) == plain
+
+
+def test_no_answer_sets_a_cookie_and_the_session_refuses_writes(app, client):
+    for response in (
+        client.get("/subscribe"),
+        client.post("/subscribe", data={"email": "ann@example.com"}),
+        client.post("/subscribe", json={"email": "bob@example.com"}),
+    ):
+        assert response.status_code in (200, 202)
+        assert "Set-Cookie" not in response.headers
+    # A NullSession: no state per visitor is kept.
+    with app.test_request_context("/"), pytest.raises(RuntimeError):
+        session["seen"] = True
 
 
 def test_log_records_are_masked_unless_marked_as_a_development_link():
