@@ -189,6 +189,10 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "METRICS_PUBLIC": _bool(env, "METRICS_PUBLIC", False),
         # "text" (one line per event) or "json" (one JSON object per line).
         "LOG_FORMAT": _choice(env, "LOG_FORMAT", ("text", "json")),
+        # host:port where each Celery worker serves its own /metrics (its
+        # provider answers and batch latency; empty: none). No token: bind it
+        # to a private network, like METRICS_PUBLIC.
+        "WORKER_METRICS_BIND": _str(env, "WORKER_METRICS_BIND"),
         # Seconds /readyz waits for the broker's answer.
         "READINESS_TIMEOUT": _number(env, "READINESS_TIMEOUT", 2.0, float),
         # PROMETHEUS_MULTIPROC_DIR, read by prometheus-client itself: the

@@ -24,9 +24,9 @@ def _say_ready(**_: object) -> None:
 
 def main() -> None:
     """Run a solo worker named ``sys.argv[1]``."""
-    from newsletter.tasks import run_solo_worker
+    from newsletter.tasks import run_worker
 
-    run_solo_worker(sys.argv[1])
+    run_worker(sys.argv[1])
 
 
 if __name__ == "__main__":

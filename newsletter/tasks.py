@@ -9,9 +9,13 @@ same task every ``DISPATCH_INTERVAL`` seconds to sweep retries that fall due.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
 from functools import cache
 
 from celery import Celery
+from celery.signals import worker_init
 from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -38,6 +42,31 @@ celery.conf.update(
         },
     },
 )
+
+
+@worker_init.connect
+def _serve_worker_metrics(**_: object) -> None:
+    """With ``WORKER_METRICS_BIND``, this worker serves ``/metrics`` for its pool's processes.
+
+    The dispatch counters live where the sending happens: here, not in the
+    web's ``/metrics``. Runs in the worker's main process before its pool
+    forks, so every pool process counts into one shared folder.
+    """
+    bind = _settings["WORKER_METRICS_BIND"]
+    if not bind:
+        return
+    host, _, port = bind.rpartition(":")
+    if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Too late for the shared folder: the counters are this process's own.
+        log.warning("worker metrics count this process only (prometheus_client loaded early)")
+    elif not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="newsletter-worker-")
+    from prometheus_client import start_http_server
+
+    from .metrics import process_registry
+
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=process_registry())  # noqa: S104
+    log.info("worker metrics on http://%s/metrics", bind)
 
 
 @cache
@@ -79,16 +108,18 @@ def purge_pending() -> int:
             db.session.remove()
 
 
-def run_solo_worker(name: str) -> None:
-    """Run one worker in this very process (``--pool=solo``), named ``name@host``.
+def run_worker(name: str, processes: int = 1) -> None:
+    """Run a worker named ``name@host``: in this very process (``--pool=solo``) or a pool.
 
     No prefetching, gossip, mingling or heartbeats: the tests and the digest
-    bench start these, kill them and read their own memory.
+    bench start these, kill them and read their own memory. ``processes`` > 1
+    forks that many pool processes (``--pool=prefork``), as a deployment does.
     """
+    pool = ["--pool=solo"] if processes <= 1 else ["--pool=prefork", f"--concurrency={processes}"]
     celery.worker_main(
         [
             "worker",
-            "--pool=solo",
+            *pool,
             "--loglevel=WARNING",
             f"--hostname={name}@%h",
             "--without-gossip",

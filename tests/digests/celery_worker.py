@@ -1,7 +1,8 @@
 """A Celery worker for the tests, with the logging test provider registered first.
 
-``python -m tests.digests.celery_worker NAME``: the same worker as
-``celery -A newsletter.tasks worker``, one process, no prefetching.
+``python -m tests.digests.celery_worker NAME [PROCESSES]``: the same worker as
+``celery -A newsletter.tasks worker``, no prefetching; one process (solo
+pool), or a prefork pool of ``PROCESSES``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from tests.digests.dispatch_script import register
 
 
 def main() -> None:
-    """Register the test provider, then run a solo worker named ``sys.argv[1]``."""
+    """Register the test provider, then run the worker ``sys.argv[1]``."""
     register()
-    from newsletter.tasks import run_solo_worker
+    from newsletter.tasks import run_worker
 
-    run_solo_worker(sys.argv[1])
+    run_worker(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 
 
 if __name__ == "__main__":

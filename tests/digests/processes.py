@@ -32,9 +32,18 @@ def _spawn(args: list[str], env: Mapping[str, str], out: Path) -> subprocess.Pop
 
 
 def start_worker(
-    name: str, database_uri: str, broker: str, log: Path, out: Path, **settings: str
+    name: str,
+    database_uri: str,
+    broker: str,
+    log: Path,
+    out: Path,
+    processes: int = 1,
+    **settings: str,
 ) -> subprocess.Popen:
-    """A solo Celery worker (``tests.digests.celery_worker``) logging what it sends to ``log``."""
+    """A Celery worker (``tests.digests.celery_worker``) logging what it sends to ``log``.
+
+    Solo (the task runs in the process started) unless ``processes`` > 1.
+    """
     env = {
         "SECRET_KEY": "celery-test",
         "DATABASE_URL": database_uri,
@@ -46,7 +55,7 @@ def start_worker(
         "DISPATCH_INTERVAL": "2",
         **settings,
     }
-    return _spawn(["-m", "tests.digests.celery_worker", name], env, out)
+    return _spawn(["-m", "tests.digests.celery_worker", name, str(processes)], env, out)
 
 
 def start_beat(broker: str, folder: Path, interval: float) -> subprocess.Popen:
