@@ -62,6 +62,15 @@ def test_app_processes_share_one_configuration_and_wait_for_the_schema(services)
     assert services["migrate"]["restart"] == "no"
 
 
+def test_worker_metrics_are_on_the_port_the_readme_scrapes_and_not_published(services):
+    worker = services["worker"]
+    host, _, port = worker["environment"]["WORKER_METRICS_BIND"].rpartition(":")
+    # Every interface of its container, but no port published: the compose network only.
+    assert host == "0.0.0.0" and "ports" not in worker  # noqa: S104
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f'targets: ["worker:{port}"]' in readme
+
+
 def test_long_running_services_have_healthchecks(services):
     for name in ("db", "redis", "web", "worker"):
         assert services[name]["healthcheck"]["test"], name
