@@ -90,6 +90,12 @@ class SmtpProvider:
             session = self.connect()
         except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
             return same_result(messages, SendResult(Outcome.CONFIG_ERROR, error=str(exc)))
+        except ssl.SSLCertVerificationError as exc:
+            # Not a passing fault: the host name or the relay's certificate is wrong, and
+            # retrying would spend every message's attempts on it. Nothing was sent, no
+            # password included; sending pauses until the setting is fixed.
+            error = f"the relay's TLS certificate is not trusted: {exc.verify_message}"
+            return same_result(messages, SendResult(Outcome.CONFIG_ERROR, error=error))
         except (OSError, smtplib.SMTPException) as exc:
             return same_result(messages, SendResult(Outcome.TRANSIENT, error=f"connect: {exc}"))
         results: list[SendResult] = []

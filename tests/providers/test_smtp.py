@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from flask import Flask
 
 from newsletter.providers import Outcome, ProviderConfigError
@@ -115,3 +119,122 @@ def test_app_sends_signups_through_smtp(
 
     dispatch(app)
     assert [rcpts for rcpts, _ in handler.received] == [["ann@example.com"]]
+
+
+# --- TLS: STARTTLS on a submission port, and TLS from the first byte -----------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key (made by openssl)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class Logins:
+    """An authenticator that takes ``user``/``secret`` and remembers every attempt."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        login = (auth_data.login.decode(), auth_data.password.decode())
+        self.seen.append(login)
+        return AuthResult(success=login == ("user", "secret"))
+
+
+class TlsRelay(Relay):
+    """A relay that also notes whether each message came over TLS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.over_tls: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.over_tls.append(session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def submission(certificate) -> Iterator[tuple[TlsRelay, Logins, int]]:
+    """A submission port (587-style): STARTTLS required, login only over TLS."""
+    handler, logins, port = TlsRelay(), Logins(), free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=_server_tls(certificate),
+        require_starttls=True,
+        auth_require_tls=True,
+        auth_required=True,
+        authenticator=logins,
+    )
+    controller.start()
+    try:
+        yield handler, logins, port
+    finally:
+        controller.stop()
+
+
+def test_starttls_then_login_then_send(submission, certificate, monkeypatch) -> None:
+    handler, logins, port = submission
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust our relay's certificate
+    provider = SmtpProvider(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{port}"), 5)
+    results = provider.send_batch([digest(1), confirmation(2)])
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    assert logins.seen == [("user", "secret")]
+    assert handler.over_tls == [True, True]
+    assert [rcpts for rcpts, _ in handler.received] == [
+        ["reader1@example.com"],
+        ["new2@example.com"],
+    ]
+
+
+def test_an_untrusted_certificate_stops_sending_before_the_password(submission) -> None:
+    handler, logins, port = submission  # SSL_CERT_FILE unset: the system's CAs only
+    provider = SmtpProvider(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{port}"), 5)
+    (result,) = provider.send_batch([digest(1)])
+    assert result.outcome is Outcome.CONFIG_ERROR  # a setting to fix, not a retry to spend
+    assert "certificate" in (result.error or "")
+    assert logins.seen == [] and handler.received == []
+
+
+# The relay warns that it asks for a login without requiring TLS: it speaks only TLS.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtps_is_tls_from_the_first_byte(certificate, monkeypatch) -> None:
+    handler, logins, port = TlsRelay(), Logins(), free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=_server_tls(certificate),  # it speaks nothing but TLS
+        auth_required=True,
+        auth_require_tls=False,  # aiosmtpd only counts STARTTLS as TLS for AUTH
+        authenticator=logins,
+    )
+    controller.start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+        provider = SmtpProvider(parse_smtp_url(f"smtps://user:secret@127.0.0.1:{port}"), 5)
+        (result,) = provider.send_batch([digest(1)])
+    finally:
+        controller.stop()
+    assert result.outcome is Outcome.SENT
+    assert logins.seen == [("user", "secret")]
+    assert [rcpts for rcpts, _ in handler.received] == [["reader1@example.com"]]
