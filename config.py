@@ -42,6 +42,15 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _bind(env: Mapping[str, str], name: str) -> str:
+    """``host:port`` (host may be empty, meaning every interface), or "" when unset."""
+    raw = _str(env, name)
+    _host, colon, port = raw.rpartition(":")
+    if raw and not (colon and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"{name} must look like 0.0.0.0:9808 (host:port), not {raw!r}")
+    return raw
+
+
 def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
@@ -192,7 +201,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # host:port where each Celery worker serves its own /metrics (its
         # provider answers and batch latency; empty: none). No token: bind it
         # to a private network, like METRICS_PUBLIC.
-        "WORKER_METRICS_BIND": _str(env, "WORKER_METRICS_BIND"),
+        "WORKER_METRICS_BIND": _bind(env, "WORKER_METRICS_BIND"),
         # Seconds /readyz waits for the broker's answer.
         "READINESS_TIMEOUT": _number(env, "READINESS_TIMEOUT", 2.0, float),
         # PROMETHEUS_MULTIPROC_DIR, read by prometheus-client itself: the

@@ -41,7 +41,12 @@ def test_unknown_provider_stops_start_up():
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"RATELIMIT_ENABLED": "maybe"}, "true or false"), ({"CONFIRM_MAX_AGE": "week"}, "number")],
+    [
+        ({"RATELIMIT_ENABLED": "maybe"}, "true or false"),
+        ({"CONFIRM_MAX_AGE": "week"}, "number"),
+        ({"WORKER_METRICS_BIND": "9808"}, "host:port"),
+        ({"WORKER_METRICS_BIND": "0.0.0.0:http"}, "host:port"),
+    ],
 )
 def test_malformed_settings_are_refused(env, message):
     with pytest.raises(ConfigError, match=message):
@@ -58,6 +63,7 @@ def test_settings_follow_the_contract_defaults():
     assert config["ADMIN_TOKENS"] == []
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
+    assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"
 
 
 def test_healthz_ok_when_the_database_answers(client):
