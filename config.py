@@ -42,12 +42,24 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def split_bind(value: str) -> tuple[str, int]:
+    """``host:port`` as (host, port); an IPv6 host may be bracketed, an empty one is any."""
+    host, colon, port = value.rpartition(":")
+    if not (colon and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(value)
+    return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)  # noqa: S104
+
+
 def _bind(env: Mapping[str, str], name: str) -> str:
-    """``host:port`` (host may be empty, meaning every interface), or "" when unset."""
+    """A ``host:port`` setting as given, or "" when unset."""
     raw = _str(env, name)
-    _host, colon, port = raw.rpartition(":")
-    if raw and not (colon and port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigError(f"{name} must look like 0.0.0.0:9808 (host:port), not {raw!r}")
+    if raw:
+        try:
+            split_bind(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{name} must look like 0.0.0.0:9808 (host:port), not {raw!r}"
+            ) from None
     return raw
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from functools import cache
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_shutdown
 from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
-from config import from_env
+from config import from_env, split_bind
 
 from .subscriptions.retention import PURGE_EVERY_SECONDS
 
@@ -50,22 +51,30 @@ def _serve_worker_metrics(**_: object) -> None:
 
     The dispatch counters live where the sending happens: here, not in the
     web's ``/metrics``. Runs in the worker's main process before its pool
-    forks, so every pool process counts into one shared folder.
+    forks: every pool process counts into a folder of this worker's own,
+    made empty now and removed when the worker stops (an inherited
+    ``PROMETHEUS_MULTIPROC_DIR``, gunicorn's say, is not shared). A port it
+    cannot take stops the worker, as a malformed setting would.
     """
     bind = _settings["WORKER_METRICS_BIND"]
     if not bind:
         return
-    host, _, port = bind.rpartition(":")
-    if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Too late for the shared folder: the counters are this process's own.
-        log.warning("worker metrics count this process only (prometheus_client loaded early)")
-    elif not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="newsletter-worker-")
+    if "prometheus_client" in sys.modules:
+        # Its counters would already be bound to another folder, or to none: the pool's
+        # would never reach this endpoint, which would serve zeros.
+        raise SystemExit("newsletter: worker metrics: prometheus_client was imported too early")
+    folder = tempfile.mkdtemp(prefix="newsletter-worker-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    worker_shutdown.connect(lambda **_: shutil.rmtree(folder, ignore_errors=True), weak=False)
     from prometheus_client import start_http_server
 
     from .metrics import process_registry
 
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=process_registry())  # noqa: S104
+    host, port = split_bind(bind)
+    try:
+        start_http_server(port, addr=host, registry=process_registry())
+    except OSError as exc:
+        raise SystemExit(f"newsletter: cannot serve worker metrics on {bind}: {exc}") from None
     log.info("worker metrics on http://%s/metrics", bind)
 
 

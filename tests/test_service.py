@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from config import ConfigError, from_env
+from config import ConfigError, from_env, split_bind
 from newsletter import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,9 @@ def test_settings_follow_the_contract_defaults():
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
     assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"
+    assert split_bind(":9808") == ("0.0.0.0", 9808)  # noqa: S104 (every interface)
+    assert split_bind("[::]:9808") == ("::", 9808)
+    assert split_bind("10.0.0.5:9808") == ("10.0.0.5", 9808)
 
 
 def test_healthz_ok_when_the_database_answers(client):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -64,3 +67,34 @@ def test_a_worker_counts_what_it_sent_on_its_own_metrics_endpoint(
     assert samples.get(answers) == 3, (samples, outputs(tmp_path))
     assert samples.get(batches, 0) >= 1
     assert sorted(sent(log)) == [f"reader{n}@example.com" for n in range(3)]
+
+
+def test_a_worker_that_cannot_take_its_metrics_port_stops_and_says_why(database_uri, tmp_path):
+    redis_or_fail(BROKER)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = start_worker(
+            "clash",
+            database_uri,
+            BROKER,
+            tmp_path / "sent.log",
+            tmp_path / "worker.out",
+            WORKER_METRICS_BIND=f"127.0.0.1:{port}",
+        )
+        try:
+            code = worker.wait(30)
+        except subprocess.TimeoutExpired:
+            code = None  # still running, without its metrics
+        finally:
+            stop([worker])
+    assert code not in (0, None), outputs(tmp_path)
+    assert f"cannot serve worker metrics on 127.0.0.1:{port}" in outputs(tmp_path)
+
+
+def test_the_celery_app_loads_without_prometheus_client():
+    """The pool's shared folder must be set before prometheus_client is first imported."""
+    probe = "import sys, newsletter.tasks; print('prometheus_client' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
