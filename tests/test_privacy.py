@@ -48,6 +48,7 @@ def test_mask_hides_addresses_and_tokens():
 
 
 def test_no_answer_sets_a_cookie_and_the_session_refuses_writes(app, client):
+    """No cookie today; and the session is a NullSession, so none can creep in unnoticed."""
     for response in (
         client.get("/subscribe"),
         client.post("/subscribe", data={"email": "ann@example.com"}),

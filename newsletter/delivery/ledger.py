@@ -53,7 +53,8 @@ def queue_rows(connection: Connection, kind: DeliveryKind, subscriber_ids: Seque
     On a Core connection: the caller commits, then calls ``wake_dispatcher``.
     """
     rows = [{"kind": kind, "subscriber_id": subscriber_id} for subscriber_id in subscriber_ids]
-    connection.execute(_INSERT_DELIVERIES, rows)
+    if rows:
+        connection.execute(_INSERT_DELIVERIES, rows)
 
 
 def mark_work_queued(session: Session) -> None:

@@ -215,6 +215,18 @@ def test_an_untrusted_certificate_stops_sending_before_the_password(submission) 
     assert logins.seen == [] and handler.received == []
 
 
+def test_a_certificate_for_another_name_stops_sending_too(
+    submission, certificate, monkeypatch
+) -> None:
+    handler, logins, port = submission
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trusted, but for 127.0.0.1 only
+    provider = SmtpProvider(parse_smtp_url(f"smtp://user:secret@localhost:{port}"), 5)
+    (result,) = provider.send_batch([digest(1)])
+    assert result.outcome is Outcome.CONFIG_ERROR
+    assert "localhost" in (result.error or "")  # the name it was asked to match
+    assert logins.seen == [] and handler.received == []
+
+
 # The relay warns that it asks for a login without requiring TLS: it speaks only TLS.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtps_is_tls_from_the_first_byte(certificate, monkeypatch) -> None:
