@@ -7,7 +7,6 @@ a copy is the shared body with its own link put in, and its own headers.
 
 from __future__ import annotations
 
-import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from urllib.parse import urlsplit
 
 import css_inline
 from flask import current_app, render_template
-from markupsafe import escape
 from sqlalchemy import select
 
 from ..extensions import db
@@ -23,7 +21,7 @@ from ..models import DeliveryKind, Digest, Post, Status
 from ..providers import Message, Stream
 from ..tokens import current_tokens
 from .ledger import Claimed
-from .render import for_subscribers_in, public_link, renderer
+from .render import MarkedBody, for_subscribers_in, new_mark, public_link, renderer
 
 CACHE_SIZE = 8
 _inliner = css_inline.CSSInliner(keep_at_rules=True)
@@ -31,19 +29,15 @@ _inliner = css_inline.CSSInliner(keep_at_rules=True)
 
 @dataclass(frozen=True)
 class SharedBody:
-    """A digest's text and HTML with a placeholder for the reader's unsubscribe link."""
+    """A digest's subject, and its body with a mark for the reader's unsubscribe link."""
 
     subject: str
-    text: str
-    html: str
+    body: MarkedBody
     placeholder: str
 
     def for_reader(self, unsubscribe_url: str) -> tuple[str, str]:
         """The text and HTML of one reader's copy."""
-        return (
-            self.text.replace(self.placeholder, unsubscribe_url),
-            self.html.replace(self.placeholder, str(escape(unsubscribe_url))),
-        )
+        return self.body.fill({self.placeholder: unsubscribe_url})
 
 
 def _safe_link(url: str) -> str | None:
@@ -54,7 +48,7 @@ def _safe_link(url: str) -> str | None:
 def render_shared(subject: str, posts: Sequence[Post]) -> SharedBody:
     """Render the parts of a digest that are the same for every reader."""
     config = current_app.config
-    placeholder = f"unsubscribe-{secrets.token_hex(16)}"
+    placeholder = new_mark("unsubscribe")
     context = {
         "newsletter": config["NEWSLETTER_NAME"],
         "subject": subject,
@@ -75,7 +69,7 @@ def render_shared(subject: str, posts: Sequence[Post]) -> SharedBody:
     }
     text = render_template("emails/digest.txt", **context)
     html = _inliner.inline(render_template("emails/digest.html", **context))
-    return SharedBody(subject, text, html, placeholder)
+    return SharedBody(subject, MarkedBody(text, html), placeholder)
 
 
 def list_id() -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from flask import current_app
 from markupsafe import escape
@@ -73,24 +74,46 @@ def for_subscribers_in(
     ]
 
 
-class ConfirmBodies:
-    """A batch's confirmation text and HTML, rendered once with marks where each reader's parts go.
+def new_mark(name: str) -> str:
+    """A random mark to render in place of a per-reader value; no text holds it by chance."""
+    return f"{name}-{secrets.token_hex(16)}"
 
-    Rendering the templates per message cost the dispatcher more than
-    anything else it does for a confirmation: a copy is now the shared body
-    with its reader's name and link put in, escaped for HTML as the template
-    would have escaped them (``tests/delivery/test_confirm_render.py`` holds
-    the two to the same output). The body with a name and the one without are
-    each rendered when a reader first needs it.
+
+@dataclass(frozen=True)
+class MarkedBody:
+    """A text and HTML body rendered once, with marks (``new_mark``) where each reader's values go.
+
+    Rendering templates per message is what sending cost most; a copy is this
+    body with its reader's values put in, escaped for HTML as the template
+    would have escaped them.
+    """
+
+    text: str
+    html: str
+
+    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """The text and HTML with each mark replaced by its value."""
+        text, html = self.text, self.html
+        for mark, value in values.items():
+            text = text.replace(mark, value)
+            html = html.replace(mark, str(escape(value)))
+        return text, html
+
+
+class ConfirmBodies:
+    """A batch's confirmation bodies: with a name and without, each rendered when first needed.
+
+    ``tests/delivery/test_confirm_render.py`` holds a copy to the templates'
+    own rendering for that reader.
     """
 
     def __init__(self, context: dict) -> None:
         """Bodies for a batch whose templates see ``context`` (and the readers' marks)."""
         self.context = context
-        self.name_mark, self.link_mark = (f"{p}-{secrets.token_hex(16)}" for p in ("name", "link"))
-        self._bodies: dict[bool, tuple[str, str]] = {}  # named? -> (text, HTML)
+        self.name_mark, self.link_mark = new_mark("name"), new_mark("link")
+        self._bodies: dict[bool, MarkedBody] = {}  # named? -> body
 
-    def _body(self, named: bool) -> tuple[str, str]:
+    def _body(self, named: bool) -> MarkedBody:
         if named not in self._bodies:
             env = current_app.jinja_env
             values = {
@@ -98,7 +121,7 @@ class ConfirmBodies:
                 "name": self.name_mark if named else None,
                 "confirm_url": self.link_mark,
             }
-            self._bodies[named] = (
+            self._bodies[named] = MarkedBody(
                 env.get_template("emails/confirm.txt").render(values),
                 env.get_template("emails/confirm.html").render(values),
             )
@@ -106,13 +129,10 @@ class ConfirmBodies:
 
     def for_reader(self, name: str | None, link: str) -> tuple[str, str]:
         """The text and HTML of one reader's confirmation."""
-        text, html = self._body(bool(name))
-        text = text.replace(self.link_mark, link)
-        html = html.replace(self.link_mark, str(escape(link)))
+        marks = {self.link_mark: link}
         if name:
-            text = text.replace(self.name_mark, name)
-            html = html.replace(self.name_mark, str(escape(name)))
-        return text, html
+            marks[self.name_mark] = name
+        return self._body(bool(name)).fill(marks)
 
 
 @renderer(DeliveryKind.CONFIRMATION)
