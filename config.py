@@ -152,8 +152,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # the workers keep their CPU for requests. false: a thread in each worker.
         # Ignored with CELERY_BROKER_URL, and by `flask run` (a thread sends there).
         "DISPATCH_PROCESS": _bool(env, "DISPATCH_PROCESS", True),
-        # ours: where that process publishes its health (paused, last error, last
-        # pass) for the workers' /healthz and /admin/stats; gunicorn.conf.py sets it.
+        # internal, not a setting: gunicorn.conf.py sets it when it starts that
+        # process, which publishes its health there (paused, last error, last pass)
+        # for the workers' /healthz and /admin/stats; set, the workers send nothing.
         "DISPATCH_HEALTH_FILE": _str(env, "DISPATCH_HEALTH_FILE"),
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.

@@ -47,11 +47,10 @@ DISPATCH_PROCESS = bool(
     and _settings["DISPATCH_IN_PROCESS"]
     and not _settings["CELERY_BROKER_URL"]
 )
-if DISPATCH_PROCESS:
-    os.environ["DISPATCH_IN_PROCESS"] = "false"  # the workers: the process below sends
-    if not os.environ.get("DISPATCH_HEALTH_FILE"):  # where it tells them how sending goes
-        folder = tempfile.mkdtemp(prefix="newsletter-dispatch-")
-        os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(folder, "health.json")
+if not DISPATCH_PROCESS:
+    # DISPATCH_HEALTH_FILE tells the workers "a dispatcher process sends for you":
+    # only this file sets it, and only when it starts that process (when_ready).
+    os.environ.pop("DISPATCH_HEALTH_FILE", None)
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -99,6 +98,12 @@ class _DispatcherProcess:
         self.server = server
         self.argv = [sys.executable, "-m", "newsletter.delivery.dispatch_process"]
         self.argv.append(server.app.app_uri)
+        # Where it tells the workers how sending goes; set before any worker is forked,
+        # it is also what keeps their dispatcher threads from starting.
+        self.folder: str | None = None
+        if not os.environ.get("DISPATCH_HEALTH_FILE"):
+            self.folder = tempfile.mkdtemp(prefix="newsletter-dispatch-")
+            os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(self.folder, "health.json")
         self.stopping = threading.Event()
         self.pid = self._spawn()
         self.thread = threading.Thread(target=self._supervise, name="dispatcher", daemon=True)
@@ -132,10 +137,12 @@ class _DispatcherProcess:
             try:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
-                return
+                break
             self.thread.join(timeout)
             if not self.thread.is_alive():
-                return
+                break
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def when_ready(server) -> None:

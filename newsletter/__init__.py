@@ -195,7 +195,10 @@ def _start_embedded_services(app: Flask) -> None:
         return
     if not app.config["DATABASE_URL"]:
         _upgrade_schema(app)
-    if app.config["DISPATCH_IN_PROCESS"] and not app.config["CELERY_BROKER_URL"]:
+    # A dispatcher process publishing to DISPATCH_HEALTH_FILE (gunicorn.conf.py) sends
+    # for this host; Celery workers, or cron with DISPATCH_IN_PROCESS=false, elsewhere.
+    sends_elsewhere = app.config["CELERY_BROKER_URL"] or app.config["DISPATCH_HEALTH_FILE"]
+    if app.config["DISPATCH_IN_PROCESS"] and not sends_elsewhere:
         from .delivery.dispatcher import BackgroundDispatcher
         from .subscriptions.retention import PURGE_EVERY_SECONDS, purge_past_retention
 

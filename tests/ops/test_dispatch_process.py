@@ -92,8 +92,14 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(
         stats = requests.get(f"{base}/admin/stats", headers=admin_headers, timeout=10).json()
         assert stats["dispatch"]["last_pass_at"] is not None
 
+        # The master made a folder for that record, handed down in the environment.
+        environ = Path(f"/proc/{second}/environ").read_bytes().split(b"\0")
+        [health] = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"DISPATCH_HEALTH_FILE=")]
+        assert Path(health.decode()).parent.is_dir()
+
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0
+        assert not Path(health.decode()).parent.exists()  # removed once the process stopped
         assert (
             not Path(f"/proc/{second}").exists()
             or b"zombie" in Path(f"/proc/{second}/status").read_bytes().lower()
