@@ -200,11 +200,9 @@ def _start_embedded_services(app: Flask) -> None:
     sends_elsewhere = app.config["CELERY_BROKER_URL"] or app.config["DISPATCH_HEALTH_FILE"]
     if app.config["DISPATCH_IN_PROCESS"] and not sends_elsewhere:
         from .delivery.dispatcher import BackgroundDispatcher
-        from .subscriptions.retention import PURGE_EVERY_SECONDS, purge_past_retention
+        from .subscriptions.retention import HOUSEKEEPING
 
-        dispatcher = BackgroundDispatcher(
-            app, periodic=[(PURGE_EVERY_SECONDS, purge_past_retention)]
-        )
+        dispatcher = BackgroundDispatcher(app, periodic=HOUSEKEEPING)
         app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
         # Started on the first request so a forking server starts it in each worker.
         app.before_request(dispatcher.start)

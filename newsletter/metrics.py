@@ -1,7 +1,8 @@
 """Prometheus metrics counted in-process: consent steps, provider answers, batch latency.
 
 Works in one process and, when ``PROMETHEUS_MULTIPROC_DIR`` is set before this
-module is imported (``gunicorn.conf.py`` does it), across gunicorn's workers.
+module is imported, across processes: gunicorn's workers and its dispatcher
+process (``gunicorn.conf.py`` sets it), or a Celery worker's pool (``tasks.py``).
 Gauges about the ledger are not kept here: ``meta/metrics.py`` reads them from
 the database at scrape time, so every process and host agrees on them.
 """
@@ -55,9 +56,9 @@ def count_committed(kind: ConsentKind, amount: int = 1) -> None:
 
 
 @event.listens_for(Session, "after_commit")
-def _count_committed(session: Session) -> None:
+def _count_on_commit(session: Session) -> None:
     for kind in session.info.pop(_PENDING, []):
-        _BY_KIND[kind].inc()
+        count_committed(kind)
 
 
 @event.listens_for(Session, "after_rollback")

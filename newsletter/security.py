@@ -8,6 +8,9 @@ from collections.abc import Mapping
 
 from flask import Flask, Response, request
 
+# The pages whose URL holds a signed token: never cached, never in a log.
+TOKEN_PATHS = ("/confirm/", "/unsubscribe/")
+
 # Our pages run no script at all, inline no style, and load nothing from elsewhere.
 _PAGE_DIRECTIVES: dict[str, tuple[str, ...]] = {
     "default-src": ("'none'",),
@@ -45,7 +48,7 @@ def add_security_headers(response: Response) -> Response:
         # Admin HTML (a digest preview) is an email's markup and sets its own policy.
         if response.mimetype == "text/html" and not path.startswith("/admin/"):
             wanted.append(("Content-Security-Policy", PAGE_CSP))
-    if path.startswith(("/confirm/", "/unsubscribe/", "/admin/")):
+    if path.startswith((*TOKEN_PATHS, "/admin/")):
         wanted.append(("Cache-Control", "no-store"))
     # One pass over the headers: each ``setdefault`` that misses raises and catches
     # a KeyError inside werkzeug, which cost more than the rest of this function.
@@ -57,13 +60,13 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
-_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe)/)[^\s/?\"']+")
+_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe)/)[^\s/?\"']+")  # TOKEN_PATHS' tokens
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([^\s\"'<>,;]+)")
 
 
 def mask(text: str) -> str:
     """The text with link tokens cut and addresses reduced to ``a***@domain``."""
-    if "@" not in text and "/confirm/" not in text and "/unsubscribe/" not in text:
+    if "@" not in text and not any(prefix in text for prefix in TOKEN_PATHS):
         return text  # most lines (every access line but the token pages'): no regex
     return _EMAIL.sub(r"\1***@\2", _TOKEN_PATH.sub(r"\1***", text))
 

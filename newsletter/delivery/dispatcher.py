@@ -1,7 +1,8 @@
 """The dispatcher: claim due deliveries in batches, render, send, record.
 
-Every email leaves through ``dispatch_pass``, whoever calls it: the
-in-process background thread of the embedded default, ``flask outbox
+Every email leaves through ``dispatch_pass``, whoever calls it: gunicorn's
+dispatcher process (the default, ``dispatch_process.py``), a thread in each
+web process (``flask run``, ``DISPATCH_PROCESS=false``), ``flask outbox
 dispatch`` from cron, or a Celery worker.
 """
 
@@ -264,10 +265,12 @@ _RUNNING: set[BackgroundDispatcher] = set()
 
 
 class BackgroundDispatcher:
-    """The in-process dispatcher: a thread woken after each commit that queued mail.
+    """A dispatcher thread: woken after each commit that queued mail, else every ``interval``.
 
     It also runs the app's periodic jobs (housekeeping such as purging old
     pending signups) between passes, so the embedded default needs no cron.
+    In gunicorn's dispatcher process nothing wakes it: it polls, and
+    publishes its health to ``health_file`` for the web workers.
     """
 
     def __init__(
@@ -341,9 +344,9 @@ class BackgroundDispatcher:
                 finally:
                     db.session.remove()
                     if self.health_file:
-                        self._publish_health()
+                        self._publish_health(self.health_file)
 
-    def _publish_health(self) -> None:
+    def _publish_health(self, path: str) -> None:
         # At once when a pause or an error changes, else at most every few seconds:
         # an idle process passes five times a second.
         health = dispatch_health(self.app)
@@ -352,7 +355,7 @@ class BackgroundDispatcher:
         if state == self._published_state and now - self._published_at < HEALTH_EVERY:
             return
         try:
-            health.save(self.health_file or "")
+            health.save(path)
         except OSError as exc:  # a full disk must not stop the sending
             log.warning("could not publish the dispatch health (%s)", exc)
             return

@@ -275,7 +275,7 @@ def _insert_new_subscribers(session: Session, confirmed: bool, now: datetime) ->
         "status": Status.CONFIRMED if confirmed else Status.PENDING,
         "round": 0,
         "soft_bounces": 0,
-        "source": "import",
+        "source": IMPORT.source,
         "created_at": now,
         "updated_at": now,
         "confirmed_at": now if confirmed else None,
@@ -320,7 +320,7 @@ def _record_consent_of_new(
 ) -> None:
     """One consent event of ``kind`` for each subscriber this chunk inserted."""
     events = ConsentEvent.__table__
-    values = {"kind": kind, "at": now, "source": "import", "detail": detail}
+    values = {"kind": kind, "at": now, "source": IMPORT.source, "detail": detail}
     rows = new.add_columns(*(_typed(events.c[name], value) for name, value in values.items()))
     session.connection().execute(insert(events).from_select(["subscriber_id", *values], rows))
 

@@ -35,3 +35,7 @@ def purge_past_retention() -> None:
     purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])
     if purged:
         log.info("purged %d pending signups past retention", purged)
+
+
+# The periodic jobs of a dispatcher thread or process (Celery beat has its own schedule).
+HOUSEKEEPING = [(PURGE_EVERY_SECONDS, purge_past_retention)]
