@@ -1,8 +1,14 @@
-"""gunicorn as deployed (``-c gunicorn.conf.py``, 2 workers) on a free port, for the ops tests."""
+"""gunicorn as deployed (``-c gunicorn.conf.py``, 2 workers) on a port it picks, for the tests.
+
+Port 0: the system picks a free port as gunicorn binds, and gunicorn's log
+says which (no window in which another process could take it).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,9 +17,10 @@ from pathlib import Path
 from typing import TextIO
 
 from tests.conftest import ADMIN_TOKEN, SECRET
-from tests.servers import answers, free_port, wait_for
+from tests.servers import answers, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+_LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 
 
 @contextmanager
@@ -24,8 +31,9 @@ def gunicorn_master(
 
     ``options`` go on gunicorn's command line, ``env`` over the test settings
     (the database, keys, no rate limits, a metrics folder in ``tmp_path``).
+    A master that exits while starting fails the test with its log; one still
+    running at the end gets SIGTERM, then SIGKILL.
     """
-    port = free_port()
     settings = {
         **os.environ,
         "DATABASE_URL": database_uri,
@@ -39,19 +47,32 @@ def gunicorn_master(
     master = subprocess.Popen(
         [
             *(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"),
-            *("--bind", f"127.0.0.1:{port}", "--workers", "2", *options, app_uri),
+            *("--bind", "127.0.0.1:0", "--workers", "2", *options, app_uri),
         ],
         cwd=ROOT,
         env=settings,
         stdout=log,
         stderr=log,
     )
-    base = f"http://127.0.0.1:{port}"
+    logged = (tmp_path / "gunicorn.log").read_text
+
+    def listening() -> str | None:
+        if master.poll() is not None:
+            raise RuntimeError(f"gunicorn exited while starting:\n{logged(errors='replace')}")
+        found = _LISTENING.search(logged(errors="replace"))
+        return found.group(1) if found else None
+
     try:
+        wait_for(listening, 30, "gunicorn to bind")
+        base = listening() or ""
         wait_for(lambda: answers(f"{base}/healthz"), 30, "gunicorn to answer")
         yield master, base, log
     finally:
         if master.poll() is None:
-            master.kill()
-            master.wait(10)
+            master.send_signal(signal.SIGTERM)
+            try:
+                master.wait(30)
+            except subprocess.TimeoutExpired:
+                master.kill()
+                master.wait(10)
         log.close()
