@@ -86,13 +86,16 @@ def test_another_process_waits_for_the_gate_instead_of_failing(path):
     try:
         assert holder.stdout.readline().strip() == b"holding"
         conn = connect(path, timeout=0)  # SQLite's own busy wait off: only the gate waits
-        # The holder commits 0.3 s from now, however late this thread gets to its write.
-        threading.Timer(0.3, holder.communicate, kwargs={"input": b"go\n"}).start()
+        # The holder commits 0.3 s from now, however late this thread gets to its write
+        # (the clock starts first: a slow start of the timer only lengthens the wait).
         started = time.monotonic()
+        threading.Timer(0.3, holder.communicate, kwargs={"input": b"go\n"}).start()
         conn.cursor().execute("INSERT INTO t VALUES (2)")
         waited = time.monotonic() - started
         conn.commit()
     finally:
+        if holder.poll() is None and holder.stdin and not holder.stdin.closed:
+            holder.kill()  # it never got its "go": do not hide the failure behind a timeout
         holder.wait(10)
     assert 0.2 < waited < 5
     assert conn.cursor().execute("SELECT count(*) FROM t").fetchone() == (2,)
@@ -102,8 +105,8 @@ def test_ddl_waits_at_the_gate_too(path):
     writer = connect(path)
     writer.cursor().execute("INSERT INTO t VALUES (1)")  # holds the gate and SQLite's lock
     migrating = connect(path, timeout=0)  # SQLite's own busy wait off: only the gate waits
-    threading.Timer(0.3, writer.commit).start()
     started = time.monotonic()
+    threading.Timer(0.3, writer.commit).start()
     migrating.cursor().execute("CREATE TABLE u (y INTEGER)")
     assert time.monotonic() - started >= 0.2  # it waited for the commit instead of failing
     assert not migrating.gate.held

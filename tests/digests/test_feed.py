@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from tests.digests.servers import serve_folder
+from tests.servers import free_port
 
 RSS = """<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel>
@@ -109,12 +108,6 @@ def test_feed_url_setting_is_the_default(make_app, admin_headers, feeds):
     assert response.status_code == 200 and response.get_json()["created"] == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("path", "status", "code"),
     [
@@ -137,7 +130,7 @@ def test_broken_feeds_are_clear_errors_that_change_nothing(
 def test_unreachable_feed_is_502_and_missing_url_is_422(client, admin_headers):
     down = client.post(
         "/admin/posts/import-feed",
-        json={"url": f"http://127.0.0.1:{_free_port()}/feed"},
+        json={"url": f"http://127.0.0.1:{free_port()}/feed"},
         headers=admin_headers,
     )
     assert down.status_code == 502 and down.get_json()["error"]["code"] == "feed_unreachable"

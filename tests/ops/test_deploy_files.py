@@ -89,16 +89,21 @@ def test_long_running_services_have_healthchecks(services):
     ],
 )
 def test_gunicorn_config_starts_a_dispatcher_process_only_when_this_host_sends(
-    settings: dict[str, str], expected: bool
+    settings: dict[str, str], expected: bool, tmp_path: Path
 ) -> None:
     env = {
         "PATH": os.environ["PATH"],
         "SECRET_KEY": "x",
-        "PROMETHEUS_MULTIPROC_DIR": "/tmp/unused",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # not made by the config
         **settings,
     }
     program = "import runpy; print(runpy.run_path('gunicorn.conf.py')['DISPATCH_PROCESS'])"
     result = subprocess.run(
-        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.stdout.strip() == str(expected), result.stderr

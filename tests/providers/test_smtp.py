@@ -206,8 +206,11 @@ def test_starttls_then_login_then_send(submission, certificate, monkeypatch) -> 
     ]
 
 
-def test_an_untrusted_certificate_stops_sending_before_the_password(submission) -> None:
-    handler, logins, port = submission  # SSL_CERT_FILE unset: the system's CAs only
+def test_an_untrusted_certificate_stops_sending_before_the_password(
+    submission, monkeypatch
+) -> None:
+    handler, logins, port = submission
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # the system's CAs only
     provider = SmtpProvider(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{port}"), 5)
     (result,) = provider.send_batch([digest(1)])
     assert result.outcome is Outcome.CONFIG_ERROR  # a setting to fix, not a retry to spend

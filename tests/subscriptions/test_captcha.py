@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fnmatch import fnmatch
+from pathlib import Path
 
 import pytest
 
@@ -231,6 +232,9 @@ def test_signup_page_embeds_the_widget_and_lets_only_its_origins_in(make_app, si
     spec = PROVIDERS[provider]
     assert f'<script src="{spec.script_url}" async defer></script>'.encode() in page.data
     assert spec.script_url == DOCUMENTED_SCRIPTS[provider]  # the page loads what the README says
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for documented in (DOCUMENTED_SCRIPTS[provider], *DOCUMENTED_ORIGINS[provider]):
+        assert documented in readme, documented  # ...and these are the README's own words
     assert f'class="{spec.widget_class}" data-sitekey="{SITE_KEY}"'.encode() in page.data
     policy = dict(
         part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";")

@@ -184,14 +184,18 @@ def test_hard_bounce_stops_mail_and_is_in_the_consent_ledger(
     assert consent_kinds(hook_app, "ann@example.com")[-1] is ConsentKind.BOUNCED
     # and the next digest, which she would get as a confirmed reader, leaves her out
     # (a later signup proves nothing: a confirmed address is not mailed again either)
+    # Bob, confirmed too, shows the digest did go out, to everyone but her.
     outbox = Outbox(hook_app)
+    confirmed(hook, outbox, "bob@example.com")
     before = len(outbox.messages("ann@example.com"))
+    bob_before = len(outbox.messages("bob@example.com"))
     add_post(hook, admin_headers, 1)
     digest = hook.post("/admin/digests", json={}, headers=admin_headers)
     assert digest.status_code == 202, digest.get_json()
-    assert digest.get_json()["recipients"] == 0
+    assert digest.get_json()["recipients"] == 1
     outbox.dispatch()
     assert len(outbox.messages("ann@example.com")) == before
+    assert len(outbox.messages("bob@example.com")) == bob_before + 1
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
