@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the service
 
-from celery.signals import worker_ready  # noqa: E402
+from celery.signals import worker_ready
 
 
 @worker_ready.connect

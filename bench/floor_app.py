@@ -1,7 +1,7 @@
 """The signup bench's floor: a bare Flask app that only inserts the posted address.
 
-    BENCH_DATABASE_URL=sqlite:///floor.db python bench/floor_app.py   # creates the table
-    BENCH_DATABASE_URL=sqlite:///floor.db DISPATCH_PROCESS=false \
+    FLOOR_DATABASE_URL=sqlite:///floor.db python bench/floor_app.py   # creates the table
+    FLOOR_DATABASE_URL=sqlite:///floor.db DISPATCH_PROCESS=false \
       gunicorn -c gunicorn.conf.py --pythonpath bench floor_app:app
 
 ``POST /subscribe`` with a JSON body ``{"email": ...}`` runs one
@@ -21,7 +21,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-URL = os.environ["BENCH_DATABASE_URL"]
+URL = os.environ["FLOOR_DATABASE_URL"]
 engine = create_engine(URL, pool_pre_ping=True)
 metadata = MetaData()
 floor_signups = Table(

@@ -29,7 +29,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from procfs import peak_rss_kib  # noqa: E402
 
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_perf"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_import"
 
 
 def build_csv(rows: int) -> bytes:
@@ -49,7 +49,8 @@ def child(url: str, rows: int, validator_only: bool, confirmed: bool) -> None:
     from newsletter.subscriptions.importer import import_csv
 
     fresh_schema(url)
-    app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
+    # TESTING: the schema is fresh_schema's; the app must not migrate it again itself.
+    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
     if validator_only:
         addresses.plain_address = lambda candidate: None
     body = build_csv(rows)

@@ -36,5 +36,8 @@ def children(pid: int) -> list[int]:
     """The child processes of ``pid``, whichever of its threads started them."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended while we looked
+            continue
     return found

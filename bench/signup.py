@@ -59,7 +59,7 @@ def prepare_database(url: str) -> None:
     subprocess.run(
         [sys.executable, str(HERE / "floor_app.py")],
         cwd=ROOT,
-        env={**os.environ, "BENCH_DATABASE_URL": url},
+        env={**os.environ, "FLOOR_DATABASE_URL": url},
         check=True,
         capture_output=True,
     )
@@ -113,7 +113,7 @@ class Server:
             target = ["--pythonpath", str(HERE), "floor_app:app"]
             # Same gunicorn settings, but no dispatcher process: the floor sends nothing
             # (and floor_app is not an app the dispatcher process could import).
-            env |= {"BENCH_DATABASE_URL": url, "DISPATCH_PROCESS": "false"}
+            env |= {"FLOOR_DATABASE_URL": url, "DISPATCH_PROCESS": "false"}
         self.log = open(tmp / f"gunicorn-{app}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *target],
@@ -158,7 +158,11 @@ class Server:
 
 
 def _is_dispatcher(pid: int) -> bool:
-    return b"dispatch_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    """True for gunicorn.conf.py's dispatcher process (its argv names the module)."""
+    try:
+        return b"newsletter.delivery.dispatch_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # it ended while we looked
+        return False
 
 
 def load_wrk(port: int, seconds: float, connections: int, prefix: str) -> dict:
@@ -296,17 +300,17 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
     server = Server(app, url, tmp, args.dispatch, provider)
     try:
         load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
+        workers, dispatcher = server.workers(), server.dispatcher()
         spies = []
         if args.profile:
             folder = Path(args.profile)
-            spies.append(profile(server.workers()[0], args.duration, folder / f"{tag}-{app}.txt"))
-            dispatcher = server.dispatcher()
+            spies.append(profile(workers[0], args.duration, folder / f"{tag}-{app}.txt"))
             if dispatcher is not None:
                 path = folder / f"{tag}-{app}-dispatcher.txt"
                 spies.append(profile(dispatcher, args.duration, path))
-        watched = {f"worker {n + 1}": pid for n, pid in enumerate(server.workers())}
-        if server.dispatcher() is not None:
-            watched["dispatcher"] = server.dispatcher()
+        watched = {f"worker {n + 1}": pid for n, pid in enumerate(workers)}
+        if dispatcher is not None:
+            watched["dispatcher"] = dispatcher
         if fake is not None:
             watched["fake"] = fake.pid
         before = {name: process_cpu_seconds(pid) for name, pid in watched.items()}
