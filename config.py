@@ -125,7 +125,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: seconds a signed webhook timestamp stays acceptable.
         "WEBHOOK_TOLERANCE": _number(env, "WEBHOOK_TOLERANCE", 300),
         # --- dispatch --------------------------------------------------------
-        # Redis URL; empty means the web process dispatches in a thread.
+        # Redis URL: Celery workers send, the web only enqueues. Empty: this host
+        # sends (gunicorn's dispatcher process, or a thread under `flask run`).
         "CELERY_BROKER_URL": _str(env, "CELERY_BROKER_URL"),
         # ours: deliveries claimed per provider call (capped by the provider).
         "DISPATCH_BATCH_SIZE": _number(env, "DISPATCH_BATCH_SIZE", 100),
