@@ -44,7 +44,7 @@ def redis_or_fail(broker: str) -> None:
     import redis
 
     try:
-        redis.Redis.from_url(broker).flushdb()  # our own database number: only our data
+        redis.Redis.from_url(broker).flushdb()  # a test database number: only tests use it
     except redis.ConnectionError:
         if os.environ.get("CI"):
             pytest.fail(f"Redis is required at {broker}")

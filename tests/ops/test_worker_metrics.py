@@ -15,7 +15,10 @@ from tests.meta.scrape import sample
 from tests.servers import free_port, redis_or_fail, wait_for
 
 pytestmark = pytest.mark.slow  # real Celery workers
-BROKER = os.environ.get("TEST_WORKER_METRICS_BROKER_URL", "redis://127.0.0.1:6379/7")
+# The broker of tests/digests/test_celery.py: the test process's Celery app keeps the
+# connection pool of the first broker it sends to, so every test that enqueues
+# through it must name the same one (each flushes it first; tests run one at a time).
+BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
 
 
 def _scrape(url: str) -> str:
