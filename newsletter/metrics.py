@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -33,6 +33,14 @@ DISPATCH_SECONDS = Histogram(
     "Seconds to render, send and record one claimed batch.",
     ["provider"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+# On PostgreSQL a batch is claimed by row lock and stays ``queued`` in the ledger
+# until its answers are recorded: this is where a batch in flight shows.
+IN_FLIGHT = Gauge(
+    "newsletter_dispatch_in_flight",
+    "Deliveries claimed and handed to the provider, answers not recorded yet.",
+    multiprocess_mode="livesum",
 )
 
 _BY_KIND = {

@@ -99,7 +99,7 @@ class DeliveryStatus(enum.StrEnum):
     """Where a delivery stands in the ledger."""
 
     QUEUED = "queued"  # due at next_attempt_at
-    SENDING = "sending"  # claimed; reclaimable once next_attempt_at (the lease) passes
+    SENDING = "sending"  # leased (SQLite); reclaimable once next_attempt_at (the lease) passes
     SENT = "sent"
     FAILED = "failed"  # given up: permanent rejection or attempts exhausted
     SKIPPED = "skipped"  # no longer wanted: the subscriber left before it went

@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..metrics import DISPATCH_SECONDS, PROVIDER_ANSWERS
+from ..metrics import DISPATCH_SECONDS, IN_FLIGHT, PROVIDER_ANSWERS
 from ..models import DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
@@ -140,17 +140,18 @@ def dispatch_pass(
     ):
         if should_stop is not None and should_stop():
             break
-        ids = ledger.claim(db.session, batch_size, lease)
-        if not ids:
+        claimed = ledger.claim(db.session, batch_size, lease)
+        if not claimed:
+            db.session.commit()  # PostgreSQL: the claim's (empty) transaction
             break
         batches += 1
-        stats.claimed += len(ids)
-        pace.wait_for(len(ids))
+        stats.claimed += len(claimed)
+        pace.wait_for(len(claimed))
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
-        if send_claimed(ids, provider, stats):
+        if send_claimed(claimed, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
         if (
-            len(ids) < batch_size
+            len(claimed) < batch_size
             and stats.outcomes.get(Outcome.TRANSIENT.value, 0) == retries_before
         ):
             # Nothing else was due at the claim and nothing was put back: spare the
@@ -178,7 +179,7 @@ class Pacer:
         self._sent += count
 
 
-def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
+def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:
     """Render, send, record one claimed batch, settle its digests; True: stop the pass.
 
     A rate limit or a configuration error ends the pass: sending the next batch
@@ -186,10 +187,13 @@ def send_claimed(ids: list[int], provider: Provider, stats: PassStats) -> bool:
     same deliveries again at once).
     """
     session = db.session
-    deliveries = ledger.load_claimed(session, ids)
     digest_ids = {d.digest_id for d in deliveries if d.kind is DeliveryKind.DIGEST and d.digest_id}
-    with DISPATCH_SECONDS.labels(provider.name).time():
-        stop = _send_rendered(deliveries, provider, stats)
+    IN_FLIGHT.inc(len(deliveries))
+    try:
+        with DISPATCH_SECONDS.labels(provider.name).time():
+            stop = _send_rendered(deliveries, provider, stats)
+    finally:
+        IN_FLIGHT.dec(len(deliveries))
     if digest_ids:
         settle(session, digest_ids)
     return stop

@@ -1,8 +1,16 @@
 """The delivery ledger: queue an email with the change that causes it, claim, record.
 
-Claimable rows are ``queued`` or ``sending`` with ``next_attempt_at`` passed:
-a claim sets ``sending`` and pushes ``next_attempt_at`` one lease ahead, so a
-batch whose dispatcher died is simply claimed again when its lease runs out.
+Claimable rows are ``queued`` or ``sending`` with ``next_attempt_at`` passed.
+How a batch is claimed depends on the database:
+
+- PostgreSQL: by row lock (``FOR UPDATE SKIP LOCKED``), held by the
+  dispatcher's open transaction through the send until ``record`` commits.
+  The claim writes nothing, so each message's row is written twice (queued,
+  answered) instead of three times; a dispatcher that dies or loses its
+  connection lets go of its batch at once, and the batch is sent again.
+- SQLite (one writer, no row locks): by lease. The claim sets ``sending``,
+  pushes ``next_attempt_at`` one lease ahead and commits, so a batch whose
+  dispatcher died is claimed again when its lease runs out.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
+    or_,
     select,
     text,
     union_all,
@@ -35,6 +44,9 @@ from ..providers import Outcome, SendResult
 WAKE_FLAG = "newsletter.wake_dispatcher"
 _CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 _INSERT_DELIVERIES = Delivery.__table__.insert()
+# Not yet answered: claimed (a lease's ``sending``, or a locked ``queued``) or waiting.
+# Two equalities, not ``IN``: SQLite's executemany takes no expanding parameter.
+_UNANSWERED = or_(*(Delivery.status == status for status in _CLAIMABLE))
 
 
 def queue(
@@ -62,18 +74,29 @@ def mark_work_queued(session: Session) -> None:
     session.info[WAKE_FLAG] = True
 
 
-def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
-    """Claim up to ``limit`` due deliveries for this dispatcher and commit the claim."""
+def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries, oldest first, and load what rendering needs.
+
+    On PostgreSQL the claim is the open transaction's row locks: the caller
+    must end it with ``record`` (or a rollback, which gives the batch back).
+    On SQLite the claim is a lease, committed here.
+    """
     now = utcnow()
-    lock = is_postgresql(session)
+    postgres = is_postgresql(session)
     # One ordered index range per status (the due index is (status, next_attempt_at,
     # id)), each stopping after ``limit`` rows, then merged: never a sort of every
     # due row, which ``status IN (...)`` over one range would need.
-    per_status = union_all(*(_due(status, now, limit, lock) for status in _CLAIMABLE)).subquery()
-    due = select(per_status.c.id).order_by(per_status.c.next_attempt_at, per_status.c.id)
-    claimed = session.scalars(
+    per_status = union_all(*(_due(status, now, limit, postgres) for status in _CLAIMABLE))
+    due = per_status.subquery()
+    first_due = (
+        select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(limit).scalar_subquery()
+    )
+    if postgres:
+        # Concurrent dispatchers each lock a different batch, never waiting on another.
+        return _load(session, Delivery.__table__.c.id.in_(first_due))
+    leased = session.scalars(
         update(Delivery)
-        .where(Delivery.id.in_(due.limit(limit).scalar_subquery()))
+        .where(Delivery.id.in_(first_due))
         .values(
             status=DeliveryStatus.SENDING,
             next_attempt_at=now + timedelta(seconds=lease_seconds),
@@ -82,7 +105,7 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[int]:
         .execution_options(synchronize_session=False)
     ).all()
     session.commit()
-    return sorted(claimed)
+    return load_claimed(session, leased)
 
 
 def _due(status: DeliveryStatus, now: datetime, limit: int, lock: bool) -> Select:
@@ -94,7 +117,6 @@ def _due(status: DeliveryStatus, now: datetime, limit: int, lock: bool) -> Selec
         .limit(limit)
     )
     if lock:
-        # Concurrent dispatchers each take a different batch, never waiting on another.
         due = due.with_for_update(skip_locked=True)
     return select(due.subquery())
 
@@ -137,7 +159,14 @@ _RECIPIENT_COLUMNS = ("email", "name", "status", "round", "public_id")
 
 
 def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
-    """The claimed deliveries with their subscribers, by id: one query, plain rows.
+    """The deliveries with these ids, with their subscribers: one query, plain rows."""
+    if not ids:
+        return []
+    return _load(session, _id_in(session, Delivery.__table__.c.id, ids))
+
+
+def _load(session: Session, which: ColumnElement[bool]) -> list[Claimed]:
+    """The deliveries ``which`` selects, with their subscribers, in id order.
 
     Plain rows, not ORM objects: nothing to build per row, nothing for the
     session to track and expire when the batch's answers are committed.
@@ -152,7 +181,7 @@ def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
         .select_from(
             deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         )
-        .where(_id_in(session, deliveries.c.id, ids))
+        .where(which)
         .order_by(deliveries.c.id)
     ).all()
     return [_claimed(row) for row in rows]
@@ -264,7 +293,7 @@ def record(
             continue
         stmt = (
             update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.status == DeliveryStatus.SENDING)
+            .where(table.c.id == bindparam("b_id"), _UNANSWERED)
             .values({name: bindparam(f"v_{name}") for name in shape})
         )
         session.connection().execute(stmt, rows)
@@ -292,9 +321,9 @@ def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dic
         text(
             f"UPDATE deliveries SET {assignments} "  # noqa: S608 (column names, not input)
             f"FROM unnest({arrays}) AS answers({', '.join(columns)}) "
-            "WHERE deliveries.id = answers.id AND deliveries.status = :sending"
+            "WHERE deliveries.id = answers.id AND deliveries.status IN (:queued, :sending)"
         ),
-        {**columns, "sending": DeliveryStatus.SENDING.value},
+        {**columns, "queued": DeliveryStatus.QUEUED.value, "sending": DeliveryStatus.SENDING.value},
     )
 
 
@@ -305,7 +334,7 @@ def mark_skipped(session: Session, delivery_ids: Iterable[int], reason: str) -> 
         return
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING)
+        .where(Delivery.id.in_(ids), _UNANSWERED)
         .values(status=DeliveryStatus.SKIPPED, last_error=reason)
         .execution_options(synchronize_session=False)
     )

@@ -1,12 +1,16 @@
-"""The claimed batch as plain rows: what ``ledger.load_claimed`` hands the renderers."""
+"""Claiming a batch (a row lock or a lease) and loading it as the renderers get it."""
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.delivery import ledger
 from newsletter.extensions import db
-from newsletter.models import DeliveryKind, Status, Subscriber
+from newsletter.models import Delivery, DeliveryKind, DeliveryStatus, Status, Subscriber
+from tests.conftest import is_postgresql
 
 
 def _queue_two(app: Flask) -> tuple[int, int]:
@@ -47,3 +51,58 @@ def test_load_claimed_gives_each_delivery_with_its_subscriber_in_id_order(app: F
 def test_load_claimed_of_no_ids_is_empty(app: Flask) -> None:
     with app.app_context():
         assert ledger.load_claimed(db.session, []) == []
+
+
+def _queue_confirmations(app: Flask, count: int) -> list[int]:
+    """``count`` pending subscribers, each with a confirmation queued; the delivery ids."""
+    with app.app_context():
+        ids = []
+        for n in range(count):
+            subscriber = Subscriber(email=f"c{n}@example.com", status=Status.PENDING)
+            db.session.add(subscriber)
+            db.session.flush()
+            delivery = ledger.queue(db.session, DeliveryKind.CONFIRMATION, subscriber.id)
+            db.session.flush()
+            ids.append(delivery.id)
+        db.session.commit()
+        db.session.remove()
+    return ids
+
+
+def _statuses(app: Flask) -> list[DeliveryStatus]:
+    with app.app_context():
+        statuses = db.session.scalars(select(Delivery.status).order_by(Delivery.id)).all()
+        db.session.remove()
+    return list(statuses)
+
+
+def test_postgresql_claims_by_row_lock_each_dispatcher_its_own_batch(
+    app: Flask, database_uri: str
+) -> None:
+    if not is_postgresql(database_uri):
+        pytest.skip("PostgreSQL's row-lock claim (SQLite's lease: the test below)")
+    ids = _queue_confirmations(app, 4)
+    with app.app_context(), Session(db.engine) as first, Session(db.engine) as second:
+        mine = [c.id for c in ledger.claim(first, 2, lease_seconds=300)]
+        theirs = [c.id for c in ledger.claim(second, 10, lease_seconds=300)]
+        assert mine == ids[:2] and theirs == ids[2:]  # oldest first, none taken twice
+        assert _statuses(app) == [DeliveryStatus.QUEUED] * 4  # the claim wrote nothing
+        first.rollback()  # a dispatcher that died: its batch is free at once, lease or not
+        with Session(db.engine) as third:
+            assert [c.id for c in ledger.claim(third, 10, lease_seconds=300)] == ids[:2]
+            third.rollback()
+        second.rollback()
+
+
+def test_sqlite_claims_by_a_committed_lease(app: Flask, database_uri: str) -> None:
+    if is_postgresql(database_uri):
+        pytest.skip("SQLite's lease (PostgreSQL's row lock: the test above)")
+    ids = _queue_confirmations(app, 3)
+    with app.app_context():
+        claimed = ledger.claim(db.session, 2, lease_seconds=300)
+        assert [c.id for c in claimed] == ids[:2]
+        assert claimed[0].subscriber is not None  # loaded with what rendering needs
+        db.session.rollback()  # the lease was committed by the claim: nothing to undo
+        assert [c.id for c in ledger.claim(db.session, 10, lease_seconds=300)] == ids[2:]
+        db.session.remove()
+    assert _statuses(app) == [DeliveryStatus.SENDING] * 3

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import is_postgresql
+
 BATCH = 10
 ADDRESSES = 35
 
@@ -57,11 +59,29 @@ def test_sigkilled_dispatcher_loses_nothing_and_duplicates_at_most_its_batch(
 def test_restart_before_the_lease_ends_does_not_resend_the_claimed_batch(
     make_app, database_uri, tmp_path
 ):
-    app = make_app(RATELIMIT_ENABLED=False)
-    client = app.test_client()
-    for n in range(5):
-        client.post("/subscribe", json={"email": f"l{n}@example.com"})
-    log = tmp_path / "sent.log"
+    if is_postgresql(database_uri):
+        pytest.skip("SQLite's lease; PostgreSQL claims by row lock (the test below)")
+    log = _five_subscribers(make_app, tmp_path)
     assert run_dispatcher(database_uri, log, crash_after=1, lease=3600) == -9
     assert run_dispatcher(database_uri, log, crash_after=0, lease=3600) == 0
     assert len(log.read_text().splitlines()) == 5  # the claimed batch waits out its lease
+
+
+def test_a_dead_dispatchers_row_locks_free_its_batch_at_once(make_app, database_uri, tmp_path):
+    if not is_postgresql(database_uri):
+        pytest.skip("PostgreSQL's row-lock claim; SQLite claims by lease (the test above)")
+    log = _five_subscribers(make_app, tmp_path)
+    assert run_dispatcher(database_uri, log, crash_after=1, lease=3600) == -9
+    # Nothing was written for the claim: the dead connection's locks are gone, and the
+    # batch it had in flight is sent again now, lease or not. It is the one duplicate.
+    assert run_dispatcher(database_uri, log, crash_after=0, lease=3600) == 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 10 and len(set(lines)) == 5
+
+
+def _five_subscribers(make_app, tmp_path: Path) -> Path:
+    """Five pending signups, each with its confirmation queued; the sent log's path."""
+    client = make_app(RATELIMIT_ENABLED=False).test_client()
+    for n in range(5):
+        assert client.post("/subscribe", json={"email": f"l{n}@example.com"}).status_code == 202
+    return tmp_path / "sent.log"
