@@ -106,7 +106,7 @@ class _Copies:
         self.sender = current_app.config["MAIL_FROM"]
         self.list_id = list_id()
         self.unsubscribe_base = public_link("/unsubscribe/")
-        self.sign = current_tokens().unsubscribe_signer()
+        self.sign = current_tokens().unsubscribe_token
         self.bodies: dict[int, SharedBody] = {}
 
     def shared(self, digest_id: int) -> SharedBody:

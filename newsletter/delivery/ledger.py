@@ -303,27 +303,37 @@ def record(
 def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dict]) -> None:
     """One ``UPDATE ... FROM unnest(arrays)``: one statement, one parameter per column.
 
-    The statement's text depends only on the shape, so it stays short and is
-    prepared once, whatever the batch size (a ``VALUES`` list would not be).
+    A value every row shares (a batch's status, time and provider, mostly) is
+    one plain parameter; only the others (ids, provider message ids) are
+    arrays, which psycopg dumps element by element. The statement's text
+    depends only on the shape and on which columns vary, so it stays short
+    and is prepared once, whatever the batch size (a ``VALUES`` list would not be).
     """
     table = Delivery.__table__
     dialect = session.get_bind().dialect
-    columns: dict[str, list] = {"id": [row["b_id"] for row in rows]}
+    params: dict = {"queued": DeliveryStatus.QUEUED.value, "sending": DeliveryStatus.SENDING.value}
+    arrays: dict[str, list] = {"id": [row["b_id"] for row in rows]}
+    assignments = []
     for name in shape:
         process = table.c[name].type.bind_processor(dialect)
-        column_values = [row[f"v_{name}"] for row in rows]
-        columns[name] = [process(v) for v in column_values] if process else column_values
-    arrays = ", ".join(
-        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
+        sql_type = table.c[name].type.compile(dialect=dialect)
+        values = [row[f"v_{name}"] for row in rows]
+        if all(value == values[0] for value in values):
+            params[name] = process(values[0]) if process else values[0]
+            assignments.append(f"{name} = CAST(:{name} AS {sql_type})")
+        else:
+            arrays[name] = [process(v) for v in values] if process else values
+            assignments.append(f"{name} = answers.{name}")
+    unnest = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in arrays
     )
-    assignments = ", ".join(f"{name} = answers.{name}" for name in shape)
     session.execute(
         text(
-            f"UPDATE deliveries SET {assignments} "  # noqa: S608 (column names, not input)
-            f"FROM unnest({arrays}) AS answers({', '.join(columns)}) "
+            f"UPDATE deliveries SET {', '.join(assignments)} "  # noqa: S608 (column names)
+            f"FROM unnest({unnest}) AS answers({', '.join(arrays)}) "
             "WHERE deliveries.id = answers.id AND deliveries.status IN (:queued, :sending)"
         ),
-        {**columns, "queued": DeliveryStatus.QUEUED.value, "sending": DeliveryStatus.SENDING.value},
+        {**params, **arrays},
     )
 
 
