@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, Post, utcnow
 
 _PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+_DELIVERIES, _DIGESTS = Delivery.__table__, Digest.__table__
+_STARTED = "newsletter.digests_started"  # session.info: digests this session marked sending
 
 
 def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
@@ -31,26 +33,32 @@ def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
 def settle(session: Session, digest_ids: Iterable[int]) -> None:
     """Mark digests sending once touched, and sent or failed once no copy is pending; commit.
 
-    A digest that ends failed (no copy went out) gives its posts back.
+    A digest that ends failed (no copy went out) gives its posts back. Runs
+    after every batch, so its statements are Core (no ORM compilation), and
+    a digest this session already marked sending is not marked again.
     """
     now = utcnow()
+    started = session.info.setdefault(_STARTED, set())
     for digest_id in set(digest_ids):
-        session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status == DigestStatus.QUEUED)
-            .values(status=DigestStatus.SENDING, started_at=now)
-        )
+        if digest_id not in started:
+            session.execute(
+                update(_DIGESTS)
+                .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.QUEUED)
+                .values(status=DigestStatus.SENDING, started_at=now)
+            )
+            started.add(digest_id)
         still_pending = session.scalar(
-            select(Delivery.id)
+            select(_DELIVERIES.c.id)
             .where(
-                Delivery.digest_id == digest_id,
-                Delivery.status.in_(_PENDING),
-                Delivery.kind == DeliveryKind.DIGEST,
+                _DELIVERIES.c.digest_id == digest_id,
+                _DELIVERIES.c.status.in_(_PENDING),
+                _DELIVERIES.c.kind == DeliveryKind.DIGEST,
             )
             .limit(1)
         )
         if still_pending is not None:
             continue
+        started.discard(digest_id)
         counts = digest_counts(session, digest_id)
         final = (
             DigestStatus.FAILED
@@ -58,11 +66,17 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
             else DigestStatus.SENT
         )
         ended = session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING)
+            update(_DIGESTS)
+            .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.SENDING)
             .values(status=final, finished_at=now)
         )
         if final is DigestStatus.FAILED and ended.rowcount:
             # No reader got these posts: the next digest offers them again.
             session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
     session.commit()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_started(session: Session) -> None:
+    # A rolled-back mark was never written: mark again next time.
+    session.info.pop(_STARTED, None)

@@ -19,6 +19,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import (
     ARRAY,
@@ -121,8 +122,7 @@ def _due(status: DeliveryStatus, now: datetime, limit: int, lock: bool) -> Selec
     return select(due.subquery())
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
+class Recipient(NamedTuple):
     """The columns of a delivery's subscriber that rendering needs."""
 
     email: str
@@ -132,9 +132,12 @@ class Recipient:
     public_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A claimed delivery as plain values: what rendering and recording read."""
+class Claimed(NamedTuple):
+    """A claimed delivery as plain values: what rendering and recording read.
+
+    Named tuples, not frozen dataclasses: a batch builds one per row, and a
+    tuple is made in one step where a frozen dataclass sets each field in turn.
+    """
 
     id: int
     kind: DeliveryKind
