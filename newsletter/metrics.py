@@ -10,9 +10,10 @@ the database at scrape time, so every process and host agrees on them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -86,5 +87,32 @@ def process_registry() -> CollectorRegistry:
 
         return REGISTRY
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    _LiveProcessesCollector(registry, multiprocess_dir())
     return registry
+
+
+class _LiveProcessesCollector(MultiProcessCollector):
+    """Every process's metrics, less the live gauges of processes that died unannounced.
+
+    gunicorn's master drops a child's live gauges as it reaps it; a Celery
+    pool process or a cron run killed mid-batch (SIGKILL, OOM) has no one
+    else to do it, so each scrape does.
+    """
+
+    def collect(self):
+        """Forget dead processes' live gauges, then collect as usual."""
+        for path in Path(self._path).glob("gauge_live*_*.db"):
+            pid = path.stem.rpartition("_")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                mark_process_dead(int(pid), self._path)
+        return super().collect()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
