@@ -135,9 +135,10 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: seconds the in-process dispatcher waits after a wake-up so that a
         # burst of signups is sent as one batch rather than one pass per signup.
         "DISPATCH_COALESCE": _number(env, "DISPATCH_COALESCE", 0.2, float),
-        # ours, SQLite only: seconds a claimed batch is held before another
-        # dispatcher may take it back (covers a crash between claim and result).
-        # PostgreSQL claims by row lock, freed when the dispatcher's connection ends.
+        # ours: seconds a claimed batch is held before another dispatcher may take
+        # it back (covers a crash between claim and result). SQLite: a lease in the
+        # ledger; PostgreSQL: a row lock, freed when the dispatcher's connection
+        # ends, or when its transaction sits idle (a frozen send) this long.
         "DISPATCH_LEASE": _number(env, "DISPATCH_LEASE", 300),
         # ours: retry back-off: first wait, cap, and attempts before giving up.
         "RETRY_BASE_SECONDS": _number(env, "RETRY_BASE_SECONDS", 30.0, float),

@@ -7,7 +7,9 @@ How a batch is claimed depends on the database:
   dispatcher's open transaction through the send until ``record`` commits.
   The claim writes nothing, so each message's row is written twice (queued,
   answered) instead of three times; a dispatcher that dies or loses its
-  connection lets go of its batch at once, and the batch is sent again.
+  connection lets go of its batch at once, and the batch is sent again. The
+  lease still bounds the claim: the transaction may sit idle (through a
+  send) that long before the server ends it.
 - SQLite (one writer, no row locks): by lease. The claim sets ``sending``,
   pushes ``next_attempt_at`` one lease ahead and commits, so a batch whose
   dispatcher died is claimed again when its lease runs out.
@@ -79,8 +81,9 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, oldest first, and load what rendering needs.
 
     On PostgreSQL the claim is the open transaction's row locks: the caller
-    must end it with ``record`` (or a rollback, which gives the batch back).
-    On SQLite the claim is a lease, committed here.
+    must end it with ``record`` (or a rollback, which gives the batch back);
+    the server ends it if it sits idle for ``lease_seconds``. On SQLite the
+    claim is a lease, committed here.
     """
     now = utcnow()
     postgres = is_postgresql(session)
@@ -93,6 +96,9 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
         select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(limit).scalar_subquery()
     )
     if postgres:
+        # The lease, on PostgreSQL: a transaction left idle longer than this (a frozen
+        # dispatcher, a lost host) is ended by the server, and its batch is free again.
+        session.execute(_IDLE_LIMIT, {"ms": str(max(1, round(lease_seconds * 1000)))})
         # Concurrent dispatchers each lock a different batch, never waiting on another.
         return _load(session, Delivery.__table__.c.id.in_(first_due))
     leased = session.scalars(
@@ -107,6 +113,9 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
     ).all()
     session.commit()
     return load_claimed(session, leased)
+
+
+_IDLE_LIMIT = text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)")
 
 
 def _due(status: DeliveryStatus, now: datetime, limit: int, lock: bool) -> Select:

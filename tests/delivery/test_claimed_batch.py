@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter.delivery import ledger
@@ -92,6 +95,22 @@ def test_postgresql_claims_by_row_lock_each_dispatcher_its_own_batch(
             assert [c.id for c in ledger.claim(third, 10, lease_seconds=300)] == ids[:2]
             third.rollback()
         second.rollback()
+
+
+def test_postgresql_ends_a_claim_left_idle_past_its_lease(app: Flask, database_uri: str) -> None:
+    if not is_postgresql(database_uri):
+        pytest.skip("PostgreSQL's row-lock claim (SQLite's lease: the test below)")
+    ids = _queue_confirmations(app, 2)
+    with app.app_context(), Session(db.engine) as frozen, Session(db.engine) as other:
+        assert [c.id for c in ledger.claim(frozen, 10, lease_seconds=0.5)] == ids
+        assert ledger.claim(other, 10, lease_seconds=300) == []  # locked
+        other.rollback()
+        time.sleep(1.5)  # a dispatcher frozen mid-send: its transaction sits idle
+        assert [c.id for c in ledger.claim(other, 10, lease_seconds=300)] == ids
+        other.rollback()
+        with pytest.raises(DBAPIError, match="idle-in-transaction"):  # the server ended it
+            frozen.execute(text("SELECT 1"))
+        frozen.rollback()
 
 
 def test_sqlite_claims_by_a_committed_lease(app: Flask, database_uri: str) -> None:
