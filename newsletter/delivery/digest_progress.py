@@ -39,6 +39,7 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
     """
     now = utcnow()
     started = session.info.setdefault(_STARTED, set())
+    marked = set()
     for digest_id in set(digest_ids):
         if digest_id not in started:
             session.execute(
@@ -46,7 +47,7 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
                 .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.QUEUED)
                 .values(status=DigestStatus.SENDING, started_at=now)
             )
-            started.add(digest_id)
+            marked.add(digest_id)
         still_pending = session.scalar(
             select(_DELIVERIES.c.id)
             .where(
@@ -58,6 +59,7 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
         )
         if still_pending is not None:
             continue
+        marked.discard(digest_id)
         started.discard(digest_id)
         counts = digest_counts(session, digest_id)
         final = (
@@ -74,6 +76,7 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
             # No reader got these posts: the next digest offers them again.
             session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
     session.commit()
+    started |= marked  # only once written
 
 
 @event.listens_for(Session, "after_rollback")
