@@ -67,6 +67,11 @@ def test_sigterm_mid_batch_records_the_batch_and_exits_0(
     # The ledger: a lease writes ``sending`` (SQLite); a row lock writes nothing (PostgreSQL).
     claimed_as = "queued" if is_postgresql(database_uri) else "sending"
     assert sample(in_flight, "newsletter_deliveries", state=claimed_as) == 1
+    if is_postgresql(database_uri):
+        with app.app_context():  # "queued", yet held: the dispatcher's row lock is the claim
+            free = db.session.scalars(select(Delivery.id).with_for_update(skip_locked=True))
+            assert free.all() == []
+            db.session.remove()
 
     sigterm_at = time.time()
     process.send_signal(signal.SIGTERM)

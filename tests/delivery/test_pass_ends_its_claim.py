@@ -1,0 +1,62 @@
+"""However a dispatch pass ends, it leaves no transaction open (on PostgreSQL, no row locked)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from newsletter.delivery.dispatcher import dispatch_pass
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus, Status, Subscriber
+from newsletter.providers import Message, Outcome, SendResult
+
+
+class Answering:
+    """A provider that gives every message the same answer."""
+
+    name = "answering"
+    max_batch = 100
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        retry_after = 60.0 if self.outcome is Outcome.RATE_LIMITED else None
+        return [SendResult(self.outcome, retry_after=retry_after) for _ in messages]
+
+
+@pytest.mark.parametrize(
+    ("case", "outcome", "expected"),
+    [
+        ("nothing due", Outcome.SENT, None),
+        ("sent", Outcome.SENT, DeliveryStatus.SENT),
+        ("every copy skipped", Outcome.SENT, DeliveryStatus.SKIPPED),
+        ("rate limited", Outcome.RATE_LIMITED, DeliveryStatus.QUEUED),
+        ("configuration error", Outcome.CONFIG_ERROR, DeliveryStatus.QUEUED),
+        ("refused", Outcome.REJECTED, DeliveryStatus.FAILED),
+    ],
+)
+def test_every_way_a_pass_ends_commits_its_claim(
+    make_app, case: str, outcome: Outcome, expected: DeliveryStatus | None
+) -> None:
+    app: Flask = make_app(RATELIMIT_ENABLED=False)
+    if case != "nothing due":
+        response = app.test_client().post("/subscribe", json={"email": "ann@example.com"})
+        assert response.status_code == 202
+    with app.app_context():
+        if case == "every copy skipped":  # she left before her confirmation's turn came
+            db.session.execute(update(Subscriber).values(status=Status.UNSUBSCRIBED))
+            db.session.commit()
+        app.extensions["newsletter.provider"] = Answering(outcome)
+        dispatch_pass()
+        assert not db.session().in_transaction()
+        # Another connection can lock every row at once: none is still held by the pass.
+        with Session(db.engine) as other:
+            rows = other.execute(select(Delivery.status).with_for_update(nowait=True)).all()
+            other.rollback()
+        db.session.remove()
+    assert [status for (status,) in rows] == ([expected] if expected else [])
