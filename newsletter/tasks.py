@@ -25,6 +25,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from config import from_env, split_bind
 
+from .delivery.digest_progress import SETTLE_EVERY_SECONDS
 from .subscriptions.retention import PURGE_EVERY_SECONDS
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ celery.conf.update(
         "purge-old-pending-signups": {
             "task": "newsletter.purge_pending",
             "schedule": PURGE_EVERY_SECONDS,
+        },
+        "settle-stalled-digests": {
+            "task": "newsletter.settle_stalled",
+            "schedule": SETTLE_EVERY_SECONDS,
         },
     },
 )
@@ -116,6 +121,20 @@ def purge_pending() -> int:
     with app.app_context():
         try:
             return purge(db.session, app.config["PENDING_RETENTION_DAYS"])
+        finally:
+            db.session.remove()
+
+
+@celery.task(name="newsletter.settle_stalled")
+def settle_stalled() -> int:
+    """Finish digests whose last batch's worker died before settling them (every minute)."""
+    from .delivery.digest_progress import settle_stalled as settle
+    from .extensions import db
+
+    app = flask_app()
+    with app.app_context():
+        try:
+            return settle(db.session)
         finally:
             db.session.remove()
 

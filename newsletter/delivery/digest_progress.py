@@ -79,6 +79,23 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
     started |= marked  # only once written
 
 
+def settle_stalled(session: Session) -> int:
+    """Settle every digest still marked sending; how many there were. Commits.
+
+    A dispatcher that dies between recording a digest's last batch and
+    settling it leaves no copy pending, so no later batch would settle it:
+    this periodic job does (``SETTLE_EVERY_SECONDS``).
+    """
+    sending = session.scalars(
+        select(_DIGESTS.c.id).where(_DIGESTS.c.status == DigestStatus.SENDING)
+    ).all()
+    settle(session, sending)
+    return len(sending)
+
+
+SETTLE_EVERY_SECONDS = 60.0
+
+
 @event.listens_for(Session, "after_rollback")
 def _forget_started(session: Session) -> None:
     # A rolled-back mark was never written: mark again next time.

@@ -1,4 +1,7 @@
-"""Retention: signups never confirmed are deleted after ``PENDING_RETENTION_DAYS``."""
+"""Housekeeping: signups never confirmed are deleted after ``PENDING_RETENTION_DAYS``.
+
+Also the dispatcher's periodic job list, with the digests left unsettled.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from flask import current_app
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from ..delivery.digest_progress import SETTLE_EVERY_SECONDS, settle_stalled
 from ..extensions import db
 from ..models import Status, Subscriber, utcnow
 
@@ -37,5 +41,13 @@ def purge_past_retention() -> None:
         log.info("purged %d pending signups past retention", purged)
 
 
+def settle_stalled_digests() -> None:
+    """The periodic job: finish digests whose last batch's dispatcher died before settling."""
+    settle_stalled(db.session)
+
+
 # The periodic jobs of a dispatcher thread or process (Celery beat has its own schedule).
-HOUSEKEEPING = [(PURGE_EVERY_SECONDS, purge_past_retention)]
+HOUSEKEEPING = [
+    (PURGE_EVERY_SECONDS, purge_past_retention),
+    (SETTLE_EVERY_SECONDS, settle_stalled_digests),
+]
