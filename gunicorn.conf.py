@@ -83,6 +83,13 @@ def child_exit(server, worker) -> None:
     _forget_live_gauges(worker.pid)
 
 
+def post_worker_init(worker) -> None:
+    """The worker has built its app: freeze that heap out of the collector's way."""
+    from newsletter.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def worker_exit(server, worker) -> None:
     """Let the in-process dispatcher record its batch in flight before the worker exits."""
     from newsletter.delivery.dispatcher import stop_background_dispatchers

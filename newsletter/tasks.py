@@ -88,10 +88,13 @@ def _serve_worker_metrics(**_: object) -> None:
 
 @cache
 def flask_app() -> Flask:
-    """The worker process's app, built once from the environment."""
+    """The worker process's app, built once from the environment (its heap then frozen)."""
     from . import create_app
+    from .heap import freeze_startup_heap
 
-    return create_app()
+    app = create_app()
+    freeze_startup_heap()
+    return app
 
 
 @celery.task(name="newsletter.dispatch")

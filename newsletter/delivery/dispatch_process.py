@@ -21,6 +21,7 @@ import threading
 
 from flask import Flask
 
+from ..heap import freeze_startup_heap
 from .dispatcher import BackgroundDispatcher
 
 
@@ -54,6 +55,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     app = import_app(sys.argv[1] if len(sys.argv) > 1 else "wsgi:app")
+    freeze_startup_heap()
     run(app, stop)
 
 
