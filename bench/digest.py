@@ -162,6 +162,8 @@ def run_senders(url: str, fake: str, processes: int, fake_pid: int) -> dict:
         assert proc.returncode == 0, "a sender failed"
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
     sent = sum(r["sent"] for r in results)
+    collector = sum(r["gc_seconds"] for r in results) * 1e6 / max(sent, 1)
+    print(f"garbage collector: {collector:.1f} µs a message", file=sys.stderr)
     return {
         "sent": sent,
         "cpu_us": cpu.per_message_us(sum(r["cpu_seconds"] for r in results), sent),

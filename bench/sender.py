@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,10 +19,27 @@ from newsletter.delivery.dispatcher import dispatch_pass  # noqa: E402
 from newsletter.heap import freeze_startup_heap  # noqa: E402
 
 
+class CollectorClock:
+    """Seconds CPython's garbage collector ran, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
 def main() -> None:
-    """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, peak RSS."""
+    """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, GC, RSS."""
     app = create_app()
-    freeze_startup_heap()  # as the dispatcher process does once its app is built
+    if os.environ.get("BENCH_FREEZE", "1") != "0":  # BENCH_FREEZE=0: the collector as before
+        freeze_startup_heap()  # as the dispatcher process does once its app is built
+    collector = CollectorClock()
     with app.app_context():
         before = peak_rss_kib()
         # Start when the bench says so: every sender at once, none timed while importing.
@@ -37,6 +56,7 @@ def main() -> None:
                 "started": started,
                 "finished": finished,
                 "cpu_seconds": cpu,
+                "gc_seconds": collector.seconds,
                 "rss_start_kib": before,
                 "rss_peak_kib": peak,
             }
