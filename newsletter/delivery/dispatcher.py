@@ -222,11 +222,14 @@ def _send_rendered(deliveries: list[ledger.Claimed], provider: Provider, stats: 
 
 def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:
     """Call the provider; a provider that raises is treated as a transient failure."""
+    started = time.monotonic()
     try:
         results = provider.send_batch(messages)
     except Exception as exc:  # a provider bug must not lose the batch: retry it later
         log.exception("provider %s raised while sending %d messages", provider.name, len(messages))
         return [SendResult(Outcome.TRANSIENT, error=f"{type(exc).__name__}: {exc}")] * len(messages)
+    finally:
+        _warn_if_near_the_lease(time.monotonic() - started, len(messages))
     if len(results) != len(messages):
         log.error(
             "provider %s answered %d results for %d messages",
@@ -238,6 +241,20 @@ def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:
             messages
         )
     return results
+
+
+def _warn_if_near_the_lease(seconds: float, count: int) -> None:
+    """Say so when a send takes half the lease: past it, the batch loses its claim."""
+    lease = current_app.config["DISPATCH_LEASE"]
+    if seconds > lease / 2:
+        log.warning(
+            "sending %d messages took %.1fs, over half of DISPATCH_LEASE (%ss): a send that "
+            "outlasts the lease loses its claim and its batch is sent again; raise the "
+            "lease or lower DISPATCH_BATCH_SIZE",
+            count,
+            seconds,
+            lease,
+        )
 
 
 def _watch_for_config_errors(results: list[SendResult]) -> None:

@@ -1,7 +1,12 @@
-"""However a dispatch pass ends, it leaves no transaction open (on PostgreSQL, no row locked)."""
+"""However a dispatch pass ends, it leaves no transaction open (on PostgreSQL, no row locked).
+
+And a send slow enough to risk its claim says so.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -21,10 +26,12 @@ class Answering:
     name = "answering"
     max_batch = 100
 
-    def __init__(self, outcome: Outcome) -> None:
+    def __init__(self, outcome: Outcome, delay: float = 0.0) -> None:
         self.outcome = outcome
+        self.delay = delay
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        time.sleep(self.delay)
         retry_after = 60.0 if self.outcome is Outcome.RATE_LIMITED else None
         return [SendResult(self.outcome, retry_after=retry_after) for _ in messages]
 
@@ -60,3 +67,17 @@ def test_every_way_a_pass_ends_commits_its_claim(
             other.rollback()
         db.session.remove()
     assert [status for (status,) in rows] == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize(("delay", "warned"), [(0.0, False), (0.3, True)])
+def test_a_send_that_takes_half_the_lease_is_reported(
+    make_app, caplog: pytest.LogCaptureFixture, delay: float, warned: bool
+) -> None:
+    app: Flask = make_app(RATELIMIT_ENABLED=False, DISPATCH_LEASE=0.5)
+    response = app.test_client().post("/subscribe", json={"email": "ann@example.com"})
+    assert response.status_code == 202
+    with app.app_context(), caplog.at_level(logging.WARNING, "newsletter.delivery.dispatcher"):
+        app.extensions["newsletter.provider"] = Answering(Outcome.SENT, delay=delay)
+        dispatch_pass()
+        db.session.remove()
+    assert ("over half of DISPATCH_LEASE" in caplog.text) is warned
