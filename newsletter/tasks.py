@@ -130,7 +130,7 @@ def purge_pending() -> int:
 
 @celery.task(name="newsletter.settle_stalled")
 def settle_stalled() -> int:
-    """Finish digests whose last batch's worker died before settling them (every minute)."""
+    """Finish digests whose last batch's worker died before settling them; how many."""
     from .delivery.digest_progress import settle_stalled as settle
     from .extensions import db
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Exists, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, Post, utcnow
 
 _PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 _DELIVERIES, _DIGESTS = Delivery.__table__, Digest.__table__
-_STARTED = "newsletter.digests_started"  # session.info: digests this session marked sending
+_UNFINISHED = (DigestStatus.QUEUED, DigestStatus.SENDING)
 
 
 def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
@@ -34,69 +35,67 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
     """Mark digests sending once touched, and sent or failed once no copy is pending; commit.
 
     A digest that ends failed (no copy went out) gives its posts back. Runs
-    after every batch, so its statements are Core (no ORM compilation), and
-    a digest this session already marked sending is not marked again.
+    after every batch, so its statements are Core (no ORM compilation).
     """
     now = utcnow()
-    started = session.info.setdefault(_STARTED, set())
-    marked = set()
     for digest_id in set(digest_ids):
-        if digest_id not in started:
-            session.execute(
-                update(_DIGESTS)
-                .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.QUEUED)
-                .values(status=DigestStatus.SENDING, started_at=now)
-            )
-            marked.add(digest_id)
-        still_pending = session.scalar(
-            select(_DELIVERIES.c.id)
-            .where(
-                _DELIVERIES.c.digest_id == digest_id,
-                _DELIVERIES.c.status.in_(_PENDING),
-                _DELIVERIES.c.kind == DeliveryKind.DIGEST,
-            )
-            .limit(1)
-        )
-        if still_pending is not None:
-            continue
-        marked.discard(digest_id)
-        started.discard(digest_id)
-        counts = digest_counts(session, digest_id)
-        final = (
-            DigestStatus.FAILED
-            if counts["sent"] == 0 and counts["failed"] > 0
-            else DigestStatus.SENT
-        )
-        ended = session.execute(
+        session.execute(
             update(_DIGESTS)
-            .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.SENDING)
-            .values(status=final, finished_at=now)
+            .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.QUEUED)
+            .values(status=DigestStatus.SENDING, started_at=now)
         )
-        if final is DigestStatus.FAILED and ended.rowcount:
-            # No reader got these posts: the next digest offers them again.
-            session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
+        still_pending = session.scalar(select(_pending_copy(digest_id)))
+        if not still_pending:
+            _finish(session, digest_id, now)
     session.commit()
-    started |= marked  # only once written
+
+
+SETTLE_EVERY_SECONDS = 60.0  # how often a dispatcher or Celery beat runs settle_stalled
 
 
 def settle_stalled(session: Session) -> int:
-    """Settle every digest still marked sending; how many there were. Commits.
+    """Finish every unfinished digest none of whose copies is pending; how many. Commits.
 
     A dispatcher that dies between recording a digest's last batch and
-    settling it leaves no copy pending, so no later batch would settle it:
-    this periodic job does (``SETTLE_EVERY_SECONDS``).
+    settling it leaves no copy pending, so no later batch would settle it,
+    whether it was marked sending or, its only batch, not yet: this job does.
     """
-    sending = session.scalars(
-        select(_DIGESTS.c.id).where(_DIGESTS.c.status == DigestStatus.SENDING)
+    stalled = session.scalars(
+        select(_DIGESTS.c.id).where(
+            _DIGESTS.c.status.in_(_UNFINISHED), ~_pending_copy(_DIGESTS.c.id)
+        )
     ).all()
-    settle(session, sending)
-    return len(sending)
+    now = utcnow()
+    for digest_id in stalled:
+        _finish(session, digest_id, now)
+    session.commit()
+    return len(stalled)
 
 
-SETTLE_EVERY_SECONDS = 60.0
+def _pending_copy(digest_id) -> Exists:
+    """Whether a copy of the digest (a test copy aside) is still queued or being sent."""
+    return exists().where(
+        _DELIVERIES.c.digest_id == digest_id,
+        _DELIVERIES.c.status.in_(_PENDING),
+        _DELIVERIES.c.kind == DeliveryKind.DIGEST,
+    )
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_started(session: Session) -> None:
-    # A rolled-back mark was never written: mark again next time.
-    session.info.pop(_STARTED, None)
+def _finish(session: Session, digest_id: int, now: datetime) -> None:
+    """Mark a digest with no pending copy sent, or failed if none went out (posts back)."""
+    counts = digest_counts(session, digest_id)
+    final = (
+        DigestStatus.FAILED if counts["sent"] == 0 and counts["failed"] > 0 else DigestStatus.SENT
+    )
+    ended = session.execute(
+        update(_DIGESTS)
+        .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status.in_(_UNFINISHED))
+        .values(
+            status=final,
+            started_at=func.coalesce(_DIGESTS.c.started_at, now),
+            finished_at=now,
+        )
+    )
+    if final is DigestStatus.FAILED and ended.rowcount:
+        # No reader got these posts: the next digest offers them again.
+        session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
+from newsletter.delivery.digest_progress import SETTLE_EVERY_SECONDS
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus
 from newsletter.subscriptions.retention import HOUSEKEEPING, settle_stalled_digests
@@ -12,22 +13,28 @@ from tests.conftest import Outbox
 from tests.digests.helpers import add_confirmed, add_post
 
 
-def _stalled_digest(app, client, admin_headers, monkeypatch: pytest.MonkeyPatch) -> int:
-    """A digest whose dispatcher died after recording its last batch, before settling it."""
+def _stalled_digest(
+    app, client, admin_headers, monkeypatch: pytest.MonkeyPatch, marked: DigestStatus
+) -> int:
+    """A digest whose dispatcher died after recording its last batch, before settling it.
+
+    ``marked``: what an earlier batch's settling had marked it (its only batch: queued).
+    """
     add_confirmed(app, 3)
     add_post(client, admin_headers, 1)
     digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
     with monkeypatch.context() as patch:
         patch.setattr("newsletter.delivery.dispatcher.settle", lambda session, ids: None)
         Outbox(app).dispatch()
-    with app.app_context():
-        db.session.execute(
-            update(Digest).where(Digest.id == digest["id"]).values(status=DigestStatus.SENDING)
-        )
-        db.session.commit()
-        db.session.remove()
+    if marked is DigestStatus.SENDING:
+        with app.app_context():
+            db.session.execute(
+                update(Digest).where(Digest.id == digest["id"]).values(status=marked)
+            )
+            db.session.commit()
+            db.session.remove()
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
-    assert (report["status"], report["sent"], report["pending"]) == ("sending", 3, 0)
+    assert (report["status"], report["sent"], report["pending"]) == (marked.value, 3, 0)
     return digest["id"]
 
 
@@ -36,11 +43,13 @@ def _status(client, admin_headers, digest_id: int) -> tuple[str, bool]:
     return report["status"], bool(report["finished_at"])
 
 
+@pytest.mark.parametrize("marked", [DigestStatus.QUEUED, DigestStatus.SENDING])
 def test_the_dispatchers_housekeeping_settles_a_stalled_digest(
-    app, client, admin_headers, monkeypatch
+    app, client, admin_headers, monkeypatch, marked
 ):
-    digest_id = _stalled_digest(app, client, admin_headers, monkeypatch)
-    assert any(job is settle_stalled_digests for _, job in HOUSEKEEPING)
+    digest_id = _stalled_digest(app, client, admin_headers, monkeypatch, marked)
+    assert (SETTLE_EVERY_SECONDS, settle_stalled_digests) in HOUSEKEEPING
+    assert SETTLE_EVERY_SECONDS == 60.0
     with app.app_context():
         settle_stalled_digests()
         db.session.remove()
@@ -51,7 +60,7 @@ def test_celery_beat_settles_a_stalled_digest_every_minute(app, client, admin_he
     from newsletter import tasks
 
     assert tasks.celery.conf.beat_schedule["settle-stalled-digests"]["schedule"] == 60.0
-    digest_id = _stalled_digest(app, client, admin_headers, monkeypatch)
+    digest_id = _stalled_digest(app, client, admin_headers, monkeypatch, DigestStatus.QUEUED)
     monkeypatch.setattr(tasks, "flask_app", lambda: app)
     assert tasks.settle_stalled.run() == 1
     assert _status(client, admin_headers, digest_id) == ("sent", True)
