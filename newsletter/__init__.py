@@ -200,9 +200,9 @@ def _start_embedded_services(app: Flask) -> None:
     sends_elsewhere = app.config["CELERY_BROKER_URL"] or app.config["DISPATCH_HEALTH_FILE"]
     if app.config["DISPATCH_IN_PROCESS"] and not sends_elsewhere:
         from .delivery.dispatcher import BackgroundDispatcher
-        from .subscriptions.retention import HOUSEKEEPING
+        from .housekeeping import PERIODIC
 
-        dispatcher = BackgroundDispatcher(app, periodic=HOUSEKEEPING)
+        dispatcher = BackgroundDispatcher(app, periodic=PERIODIC)
         app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
         # Started on the first request so a forking server starts it in each worker.
         app.before_request(dispatcher.start)

@@ -18,10 +18,14 @@ subscribers_cli = AppGroup("subscribers", help="Subscribers in bulk.")
 
 @outbox_cli.command("dispatch")
 def outbox_dispatch() -> None:
-    """Send every delivery that is due, once (for cron)."""
+    """Send every delivery that is due, then run the housekeeping jobs, once (for cron)."""
+    from .housekeeping import JOBS
+
     stats = dispatch_pass()
     parts = ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items())) or "nothing due"
     click.echo(f"claimed {stats.claimed}: {parts}")
+    for job in JOBS:
+        click.echo(f"{job.name}: {job.run()}")
 
 
 @subscribers_cli.command("import")

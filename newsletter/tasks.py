@@ -25,8 +25,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from config import from_env, split_bind
 
-from .delivery.digest_progress import SETTLE_EVERY_SECONDS
-from .subscriptions.retention import PURGE_EVERY_SECONDS
+from .housekeeping import BY_NAME, JOBS
 
 log = logging.getLogger(__name__)
 _settings = from_env()
@@ -41,13 +40,9 @@ celery.conf.update(
             "task": "newsletter.dispatch",
             "schedule": max(1.0, float(_settings["DISPATCH_INTERVAL"])),
         },
-        "purge-old-pending-signups": {
-            "task": "newsletter.purge_pending",
-            "schedule": PURGE_EVERY_SECONDS,
-        },
-        "settle-stalled-digests": {
-            "task": "newsletter.settle_stalled",
-            "schedule": SETTLE_EVERY_SECONDS,
+        **{
+            job.name: {"task": "newsletter.housekeeping", "schedule": job.every, "args": [job.name]}
+            for job in JOBS
         },
     },
 )
@@ -114,30 +109,15 @@ def dispatch() -> int:
     return claimed
 
 
-@celery.task(name="newsletter.purge_pending")
-def purge_pending() -> int:
-    """Delete signups never confirmed within ``PENDING_RETENTION_DAYS`` (hourly on beat)."""
-    from .extensions import db
-    from .subscriptions.retention import purge_pending as purge
-
-    app = flask_app()
-    with app.app_context():
-        try:
-            return purge(db.session, app.config["PENDING_RETENTION_DAYS"])
-        finally:
-            db.session.remove()
-
-
-@celery.task(name="newsletter.settle_stalled")
-def settle_stalled() -> int:
-    """Finish digests whose last batch's worker died before settling them; how many."""
-    from .delivery.digest_progress import settle_stalled as settle
+@celery.task(name="newsletter.housekeeping")
+def housekeeping(name: str) -> int:
+    """Run the periodic job ``name`` (``housekeeping.JOBS``, queued by beat); rows it touched."""
     from .extensions import db
 
     app = flask_app()
     with app.app_context():
         try:
-            return settle(db.session)
+            return BY_NAME[name].run()
         finally:
             db.session.remove()
 

@@ -110,11 +110,25 @@ def test_purge_pending_deletes_only_old_unconfirmed_signups(app, client, outbox)
 def test_celery_beat_purges_old_pending_signups_hourly(app, client, monkeypatch):
     from newsletter import tasks
 
-    assert tasks.celery.conf.beat_schedule["purge-old-pending-signups"]["schedule"] == 3600.0
+    purge = tasks.celery.conf.beat_schedule["purge-old-pending-signups"]
+    assert purge["schedule"] == 3600.0 and purge["task"] == tasks.housekeeping.name
     client.post("/subscribe", json={"email": "old@example.com"})
     with app.app_context():
         db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
         db.session.commit()
     monkeypatch.setattr(tasks, "flask_app", lambda: app)
-    assert tasks.purge_pending.run() == 1
+    assert tasks.housekeeping.run(*purge["args"]) == 1
+    assert find(app, "old@example.com") is None
+
+
+def test_cron_dispatch_also_runs_the_housekeeping(app, client):
+    # Without a dispatcher thread or Celery beat, ``flask outbox dispatch`` from cron purges.
+    client.post("/subscribe", json={"email": "old@example.com"})
+    with app.app_context():
+        db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["outbox", "dispatch"])
+    assert result.exit_code == 0, result.output
+    assert "purge-old-pending-signups: 1" in result.output
+    assert "settle-stalled-digests: 0" in result.output
     assert find(app, "old@example.com") is None

@@ -7,8 +7,8 @@ from sqlalchemy import update
 
 from newsletter.delivery.digest_progress import SETTLE_EVERY_SECONDS
 from newsletter.extensions import db
+from newsletter.housekeeping import BY_NAME, PERIODIC
 from newsletter.models import Digest, DigestStatus
-from newsletter.subscriptions.retention import HOUSEKEEPING, settle_stalled_digests
 from tests.conftest import Outbox
 from tests.digests.helpers import add_confirmed, add_post
 
@@ -48,10 +48,11 @@ def test_the_dispatchers_housekeeping_settles_a_stalled_digest(
     app, client, admin_headers, monkeypatch, marked
 ):
     digest_id = _stalled_digest(app, client, admin_headers, monkeypatch, marked)
-    assert (SETTLE_EVERY_SECONDS, settle_stalled_digests) in HOUSEKEEPING
+    job = BY_NAME["settle-stalled-digests"]
+    assert (SETTLE_EVERY_SECONDS, job.run) in PERIODIC
     assert SETTLE_EVERY_SECONDS == 60.0
     with app.app_context():
-        settle_stalled_digests()
+        assert job.run() == 1
         db.session.remove()
     assert _status(client, admin_headers, digest_id) == ("sent", True)
 
@@ -59,8 +60,9 @@ def test_the_dispatchers_housekeeping_settles_a_stalled_digest(
 def test_celery_beat_settles_a_stalled_digest_every_minute(app, client, admin_headers, monkeypatch):
     from newsletter import tasks
 
-    assert tasks.celery.conf.beat_schedule["settle-stalled-digests"]["schedule"] == 60.0
+    settle = tasks.celery.conf.beat_schedule["settle-stalled-digests"]
+    assert settle["schedule"] == 60.0 and settle["task"] == tasks.housekeeping.name
     digest_id = _stalled_digest(app, client, admin_headers, monkeypatch, DigestStatus.QUEUED)
     monkeypatch.setattr(tasks, "flask_app", lambda: app)
-    assert tasks.settle_stalled.run() == 1
+    assert tasks.housekeeping.run(*settle["args"]) == 1
     assert _status(client, admin_headers, digest_id) == ("sent", True)

@@ -1,0 +1,46 @@
+"""The periodic jobs, listed once: a dispatcher thread or process, Celery beat and cron run them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .delivery.digest_progress import SETTLE_EVERY_SECONDS, settle_stalled
+from .extensions import db
+from .subscriptions.retention import PURGE_EVERY_SECONDS, purge_pending
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job run every ``every`` seconds in an app context; it answers how many rows it touched."""
+
+    name: str
+    every: float
+    run: Callable[[], int]
+
+
+def _purge_pending() -> int:
+    """Delete signups never confirmed within ``PENDING_RETENTION_DAYS``."""
+    purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])
+    if purged:
+        log.info("purged %d pending signups past retention", purged)
+    return purged
+
+
+def _settle_stalled() -> int:
+    """Finish digests whose last batch's dispatcher died before settling them."""
+    return settle_stalled(db.session)
+
+
+JOBS = (
+    Job("purge-old-pending-signups", PURGE_EVERY_SECONDS, _purge_pending),
+    Job("settle-stalled-digests", SETTLE_EVERY_SECONDS, _settle_stalled),
+)
+BY_NAME = {job.name: job for job in JOBS}
+# The form a BackgroundDispatcher takes: (every N seconds, job).
+PERIODIC = [(job.every, job.run) for job in JOBS]
