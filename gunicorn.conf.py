@@ -71,16 +71,11 @@ def on_starting(server) -> None:
     folder.mkdir(parents=True)
 
 
-def _forget_live_gauges(pid: int) -> None:
-    """Drop a dead process's live gauges from the shared metrics."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(pid)
-
-
 def child_exit(server, worker) -> None:
     """Drop a dead worker's live gauges from the shared metrics."""
-    _forget_live_gauges(worker.pid)
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker) -> None:
@@ -135,7 +130,6 @@ class _DispatcherProcess:
             # ChildProcessError: the master's own reaper got to it first; it has exited.
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
-            _forget_live_gauges(self.pid)  # its batch in flight, if it was killed mid-batch
             # One that keeps dying at start is restarted less and less often.
             pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 60.0)
             if self.stopping.wait(pause):

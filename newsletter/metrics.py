@@ -4,7 +4,9 @@ Works in one process and, when ``PROMETHEUS_MULTIPROC_DIR`` is set before this
 module is imported, across processes: gunicorn's workers and its dispatcher
 process (``gunicorn.conf.py`` sets it), or a Celery worker's pool (``tasks.py``).
 Gauges about the ledger are not kept here: ``meta/metrics.py`` reads them from
-the database at scrape time, so every process and host agrees on them.
+the database at scrape time, so every process and host agrees on them. The
+one gauge kept here, the batch in flight, is what the ledger cannot show on
+PostgreSQL (a row-lock claim writes nothing).
 """
 
 from __future__ import annotations
@@ -94,17 +96,21 @@ def process_registry() -> CollectorRegistry:
 class _LiveProcessesCollector(MultiProcessCollector):
     """Every process's metrics, less the live gauges of processes that died unannounced.
 
-    gunicorn's master drops a child's live gauges as it reaps it; a Celery
-    pool process or a cron run killed mid-batch (SIGKILL, OOM) has no one
-    else to do it, so each scrape does.
+    gunicorn's master drops a worker's live gauges as it reaps it; the
+    dispatcher process, a Celery pool process or a cron run killed mid-batch
+    (SIGKILL, OOM) has no one else to do it, so each scrape does.
     """
+
+    def __init__(self, registry: CollectorRegistry, folder: str) -> None:
+        self.folder = folder
+        super().__init__(registry, folder)
 
     def collect(self):
         """Forget dead processes' live gauges, then collect as usual."""
-        for path in Path(self._path).glob("gauge_live*_*.db"):
+        for path in Path(self.folder).glob("gauge_live*_*.db"):
             pid = path.stem.rpartition("_")[2]
             if pid.isdigit() and not _alive(int(pid)):
-                mark_process_dead(int(pid), self._path)
+                mark_process_dead(int(pid), self.folder)
         return super().collect()
 
 

@@ -60,7 +60,7 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
-_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe)/)[^\s/?\"']+")  # TOKEN_PATHS' tokens
+_TOKEN_PATH = re.compile(f"({'|'.join(map(re.escape, TOKEN_PATHS))})" + r"[^\s/?\"']+")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([^\s\"'<>,;]+)")
 
 

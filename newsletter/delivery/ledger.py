@@ -328,7 +328,7 @@ def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dic
     assignments = []
     for name in shape:
         process = table.c[name].type.bind_processor(dialect)
-        sql_type = table.c[name].type.compile(dialect=dialect)
+        sql_type = _sql_type(name, dialect)
         values = [row[f"v_{name}"] for row in rows]
         if all(value == values[0] for value in values):
             params[name] = process(values[0]) if process else values[0]
@@ -336,9 +336,7 @@ def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dic
         else:
             arrays[name] = [process(v) for v in values] if process else values
             assignments.append(f"{name} = answers.{name}")
-    unnest = ", ".join(
-        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in arrays
-    )
+    unnest = ", ".join(f"CAST(:{name} AS {_sql_type(name, dialect)}[])" for name in arrays)
     session.execute(
         text(
             f"UPDATE deliveries SET {', '.join(assignments)} "  # noqa: S608 (column names)
@@ -347,6 +345,11 @@ def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dic
         ),
         {**params, **arrays},
     )
+
+
+def _sql_type(name: str, dialect) -> str:
+    """The SQL type of the ``deliveries`` column ``name``, as a CAST names it."""
+    return Delivery.__table__.c[name].type.compile(dialect=dialect)
 
 
 def mark_skipped(session: Session, delivery_ids: Iterable[int], reason: str) -> None:
