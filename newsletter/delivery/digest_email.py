@@ -69,7 +69,7 @@ def render_shared(subject: str, posts: Sequence[Post]) -> SharedBody:
     }
     text = render_template("emails/digest.txt", **context)
     html = _inliner.inline(render_template("emails/digest.html", **context))
-    return SharedBody(subject, MarkedBody(text, html), placeholder)
+    return SharedBody(subject, MarkedBody(text, html, (placeholder,)), placeholder)
 
 
 def list_id() -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from flask import current_app
 from markupsafe import escape
 
 from ..models import DeliveryKind, Status
 from ..providers import Message, Stream
+from ..providers.encoded import PreEncoded, json_content
 from ..tokens import current_tokens
 from .ledger import Claimed, Recipient
 
@@ -79,25 +80,47 @@ def new_mark(name: str) -> str:
     return f"{name}-{secrets.token_hex(16)}"
 
 
-@dataclass(frozen=True)
+class _Spliced:
+    """One body cut at its marks, as text and as JSON, to take each reader's values."""
+
+    def __init__(self, body: str, marks: Sequence[str]) -> None:
+        pieces = re.split(f"({'|'.join(map(re.escape, marks))})", body) if marks else [body]
+        self.literals = pieces[0::2]  # the body between marks: one more than the slots
+        self.slots = pieces[1::2]  # the mark each slot held
+        self.encoded = [json_content(piece) for piece in self.literals]
+
+    def fill(self, values: Mapping[str, str]) -> PreEncoded:
+        """The body with each slot's value put in, and its JSON encoding spliced alike."""
+        text, encoded = [self.literals[0]], [b'"', self.encoded[0]]
+        for mark, literal, literal_encoded in zip(
+            self.slots, self.literals[1:], self.encoded[1:], strict=True
+        ):
+            value = values.get(mark, mark)
+            text += (value, literal)
+            encoded += (json_content(value), literal_encoded)
+        encoded.append(b'"')
+        return PreEncoded("".join(text), b"".join(encoded))
+
+
 class MarkedBody:
     """A text and HTML body rendered once, with marks (``new_mark``) where each reader's values go.
 
     Rendering templates per message is what sending cost most; a copy is this
     body with its reader's values put in, escaped for HTML as the template
-    would have escaped them.
+    would have escaped them. Each part comes with its JSON encoding, spliced
+    from pieces encoded once (``providers.encoded``): encoding each copy's
+    whole body was the next largest cost.
     """
 
-    text: str
-    html: str
+    def __init__(self, text: str, html: str, marks: Sequence[str]) -> None:
+        """The bodies as rendered with ``marks`` in place of the readers' values."""
+        self.text, self.html = text, html
+        self._text, self._html = _Spliced(text, marks), _Spliced(html, marks)
 
-    def fill(self, values: Mapping[str, str]) -> tuple[str, str]:
-        """The text and HTML with each mark replaced by its value."""
-        text, html = self.text, self.html
-        for mark, value in values.items():
-            text = text.replace(mark, value)
-            html = html.replace(mark, str(escape(value)))
-        return text, html
+    def fill(self, values: Mapping[str, str]) -> tuple[PreEncoded, PreEncoded]:
+        """The text and HTML with each mark replaced by its value (HTML-escaped in the HTML)."""
+        escaped = {mark: str(escape(value)) for mark, value in values.items()}
+        return self._text.fill(values), self._html.fill(escaped)
 
 
 class ConfirmBodies:
@@ -124,6 +147,7 @@ class ConfirmBodies:
             self._bodies[named] = MarkedBody(
                 env.get_template("emails/confirm.txt").render(values),
                 env.get_template("emails/confirm.html").render(values),
+                (self.name_mark, self.link_mark),
             )
         return self._bodies[named]
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from . import encoded
 from .base import Outcome, ProviderConfigError, SendResult
 
 log = logging.getLogger(__name__)
@@ -41,15 +41,15 @@ class HttpApi:
     def post_json(
         self, path: str, payload: Any, headers: Mapping[str, str] | None = None
     ) -> requests.Response | SendResult:
-        """POST ``payload`` as JSON, encoded by orjson.
+        """POST ``payload`` as JSON, encoded by orjson (``encoded.dumps``).
 
         A digest batch is 500 copies of a several-kilobyte body: ``json.dumps``
         (what ``requests``' ``json=`` uses) spent about 10 ms on it, orjson
-        under 1 ms.
+        under 1 ms, and splicing bodies encoded once per batch less again.
         """
         return self.post(
             path,
-            data=orjson.dumps(payload),
+            data=encoded.dumps(payload),
             headers={"Content-Type": "application/json", **(headers or {})},
         )
 
