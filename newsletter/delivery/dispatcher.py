@@ -138,6 +138,7 @@ def dispatch_pass(
     while not (health.paused or health.rate_limited) and (
         max_batches is None or batches < max_batches
     ):
+        pace.wait()  # before the claim: a batch is never held (locked, leased) while waiting
         if should_stop is not None and should_stop():
             break
         claimed = ledger.claim(db.session, batch_size, lease)
@@ -146,7 +147,7 @@ def dispatch_pass(
             break
         batches += 1
         stats.claimed += len(claimed)
-        pace.wait_for(len(claimed))
+        pace.count(len(claimed))
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(claimed, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
@@ -169,14 +170,16 @@ class Pacer:
         self._start = time.monotonic()
         self._sent = 0
 
-    def wait_for(self, count: int) -> None:
-        """Sleep until sending ``count`` more stays within the rate, then count them."""
+    def wait(self) -> None:
+        """Sleep until the messages counted so far fit within the rate."""
         if self.rate:
-            due = self._start + self._sent / self.rate
-            delay = due - time.monotonic()
+            delay = self._start + self._sent / self.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        self._sent += count
+
+    def count(self, sent: int) -> None:
+        """Count ``sent`` more messages against the rate."""
+        self._sent += sent
 
 
 def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:

@@ -1,0 +1,71 @@
+"""``SEND_RATE`` holds a dispatcher to its rate, and it waits holding no batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.delivery.dispatcher import dispatch_pass
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus
+from newsletter.providers import Message, Outcome, SendResult
+
+RATE = 4  # messages a second: batches of 4, one second apart
+
+
+class Timed:
+    """A provider that notes when each batch came and says when the first did."""
+
+    name = "timed"
+    max_batch = 100
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, int]] = []
+        self.first_sent = threading.Event()
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        self.batches.append((time.monotonic(), len(messages)))
+        self.first_sent.set()
+        return [SendResult(Outcome.SENT) for _ in messages]
+
+
+def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> None:
+    app: Flask = make_app(RATELIMIT_ENABLED=False, SEND_RATE=float(RATE))
+    client = app.test_client()
+    for n in range(2 * RATE):
+        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    provider = Timed()
+    failures: list[BaseException] = []
+
+    def dispatch() -> None:
+        with app.app_context():
+            app.extensions["newsletter.provider"] = provider
+            try:
+                dispatch_pass()
+            except BaseException as exc:  # reported by the test below
+                failures.append(exc)
+            finally:
+                db.session.remove()
+
+    worker = threading.Thread(target=dispatch)
+    worker.start()
+    try:
+        assert provider.first_sent.wait(10)
+        time.sleep(0.4)  # well inside the second's wait before the next batch
+        with app.app_context(), Session(db.engine) as other:
+            # Every row can be locked at once (PostgreSQL: the pass holds no row lock)
+            # and none is leased (SQLite's claim): the next batch is not yet claimed.
+            statuses = other.scalars(select(Delivery.status).with_for_update(nowait=True)).all()
+            other.rollback()
+    finally:
+        worker.join(10)
+    assert not failures and not worker.is_alive()
+    assert sorted(statuses) == [DeliveryStatus.QUEUED] * RATE + [DeliveryStatus.SENT] * RATE
+    (first, first_size), (second, second_size) = provider.batches
+    assert (first_size, second_size) == (RATE, RATE)
+    assert second - first >= 0.95  # RATE messages, then a second before the next RATE
