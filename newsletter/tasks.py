@@ -19,11 +19,11 @@ import tempfile
 from functools import cache
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_shutdown
 from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
-from config import from_env, split_bind
+from config import ConfigError, from_env, split_bind
 
 from .housekeeping import BY_NAME, JOBS
 
@@ -90,6 +90,22 @@ def flask_app() -> Flask:
     app = create_app()
     freeze_startup_heap()
     return app
+
+
+@worker_process_init.connect
+def _build_app_before_the_first_task(**_: object) -> None:
+    """Build each task process's app at boot (solo and prefork alike), not in its first task.
+
+    The first task would otherwise wait about half a second for it, and a
+    setting that stops the app (an email provider without its key) would
+    show only when mail is due; it is logged now, and each task raises it again.
+    """
+    try:
+        flask_app()
+    except ConfigError as exc:  # the message says which setting: no traceback needed
+        log.error("newsletter: this worker cannot build its app: %s; every task will fail", exc)
+    except Exception:
+        log.exception("newsletter: this worker cannot build its app; every task will fail")
 
 
 @celery.task(name="newsletter.dispatch")
