@@ -114,7 +114,6 @@ class MarkedBody:
 
     def __init__(self, text: str, html: str, marks: Sequence[str]) -> None:
         """The bodies as rendered with ``marks`` in place of the readers' values."""
-        self.text, self.html = text, html
         self._text, self._html = _Spliced(text, marks), _Spliced(html, marks)
 
     def fill(self, values: Mapping[str, str]) -> tuple[PreEncoded, PreEncoded]:

@@ -3,9 +3,10 @@
 A digest copy is several kilobytes, nearly all of it the body every copy
 shares. Encoding that body afresh for each reader was the largest single
 cost of sending (about 12 µs a copy once the body holds any non-ASCII
-character, as most do). The renderer encodes the shared parts once per batch
-and hands each copy over as a ``PreEncoded`` string, spliced from those parts
-and the reader's own values; ``dumps`` puts its bytes in as they are.
+character, as most do). The renderer encodes the shared parts once (per
+digest, or per batch of confirmations) and hands each copy over as a
+``PreEncoded`` string, spliced from those parts and the reader's own values;
+``dumps`` puts its bytes in as they are.
 """
 
 from __future__ import annotations
