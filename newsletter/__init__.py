@@ -153,13 +153,14 @@ def _configure_web(app: Flask) -> None:
 
 
 def _configure_sending(app: Flask) -> None:
-    from .delivery.dispatcher import DispatchHealth
+    from .delivery.dispatcher import DispatchHealth, Pacer
 
     try:
         app.extensions["newsletter.provider"] = build_provider(app.config)
     except ProviderConfigError as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["newsletter.dispatch_health"] = DispatchHealth()
+    app.extensions["newsletter.pacer"] = Pacer(app.config["SEND_RATE"])
     if app.config["CELERY_BROKER_URL"]:
         # Scale-out: this process only queues; Celery workers send.
         from .tasks import enqueuer

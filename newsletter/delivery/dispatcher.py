@@ -131,7 +131,7 @@ def dispatch_pass(
     stats = PassStats()
     batch_size = max(1, min(current_app.config["DISPATCH_BATCH_SIZE"], provider.max_batch))
     lease = current_app.config["DISPATCH_LEASE"]
-    pace = Pacer(current_app.config["SEND_RATE"])
+    pace = current_app.extensions["newsletter.pacer"]  # one per process: it outlives the pass
     if pace.rate:
         batch_size = max(1, min(batch_size, int(pace.rate)))
     batches = 0
@@ -163,23 +163,30 @@ def dispatch_pass(
 
 
 class Pacer:
-    """Holds a dispatcher to ``rate`` messages per second (0: no limit)."""
+    """Holds one process to ``rate`` messages a second (0: no limit), across all its passes.
+
+    Each batch of ``n`` moves the earliest time of the next one ``n / rate``
+    seconds on from the later of then and now: a burst is never more than
+    one batch, however long the process sat idle. Kept per process, not per
+    pass: a Celery task sends one batch per pass, and a dispatcher's passes
+    follow each other as fast as mail is queued.
+    """
 
     def __init__(self, rate: float) -> None:
+        """A pacer for ``rate`` messages a second; 0 lets every batch go at once."""
         self.rate = rate
-        self._start = time.monotonic()
-        self._sent = 0
+        self._next_at = 0.0  # monotonic time the next batch may be claimed
 
     def wait(self) -> None:
-        """Sleep until the messages counted so far fit within the rate."""
-        if self.rate:
-            delay = self._start + self._sent / self.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        """Sleep until the next batch may go."""
+        delay = self._next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def count(self, sent: int) -> None:
-        """Count ``sent`` more messages against the rate."""
-        self._sent += sent
+        """Count a batch of ``sent`` messages: the next waits ``sent / rate`` seconds."""
+        if self.rate:
+            self._next_at = max(self._next_at, time.monotonic()) + sent / self.rate
 
 
 def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:

@@ -1,4 +1,4 @@
-"""``SEND_RATE`` holds a dispatcher to its rate, and it waits holding no batch."""
+"""``SEND_RATE`` holds a process to its rate across passes, and it waits holding no batch."""
 
 from __future__ import annotations
 
@@ -69,3 +69,20 @@ def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> No
     (first, first_size), (second, second_size) = provider.batches
     assert (first_size, second_size) == (RATE, RATE)
     assert second - first >= 0.95  # RATE messages, then a second before the next RATE
+
+
+def test_the_rate_holds_across_passes_as_celery_tasks_run_them(make_app) -> None:
+    """A Celery task sends one batch per pass: the process's pacer remembers the last one."""
+    app: Flask = make_app(RATELIMIT_ENABLED=False, SEND_RATE=float(RATE))
+    client = app.test_client()
+    for n in range(2 * RATE):
+        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    provider = Timed()
+    with app.app_context():
+        app.extensions["newsletter.provider"] = provider
+        for _ in range(2):  # two tasks, one after the other, in one worker process
+            dispatch_pass(max_batches=1)
+            db.session.remove()
+    (first, first_size), (second, second_size) = provider.batches
+    assert (first_size, second_size) == (RATE, RATE)
+    assert second - first >= 0.95
