@@ -96,9 +96,11 @@ def flask_app() -> Flask:
 def _build_app_before_the_first_task(**_: object) -> None:
     """Build each task process's app at boot (solo and prefork alike), not in its first task.
 
-    The first task would otherwise wait about half a second for it, and a
-    setting that stops the app (an email provider without its key) would
-    show only when mail is due; it is logged now, and each task raises it again.
+    The first task would otherwise wait for it (``create_app`` takes about
+    0.3 s, imports aside), and a setting that stops the app (an email provider
+    without its key) would show only when mail is due; it is logged now, and
+    each task raises it again. In a prefork child this runs before the child
+    reports itself up (4 s at most): ``create_app`` must do no network I/O.
     """
     try:
         flask_app()

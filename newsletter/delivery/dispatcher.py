@@ -138,7 +138,7 @@ def dispatch_pass(
     while not (health.paused or health.rate_limited) and (
         max_batches is None or batches < max_batches
     ):
-        pace.wait()  # before the claim: a batch is never held (locked, leased) while waiting
+        pace.wait(should_stop)  # before the claim: no batch is held (locked, leased) meanwhile
         if should_stop is not None and should_stop():
             break
         claimed = ledger.claim(db.session, batch_size, lease)
@@ -169,7 +169,9 @@ class Pacer:
     seconds on from the later of then and now: a burst is never more than
     one batch, however long the process sat idle. Kept per process, not per
     pass: a Celery task sends one batch per pass, and a dispatcher's passes
-    follow each other as fast as mail is queued.
+    follow each other as fast as mail is queued. One dispatching thread per
+    process (a dispatcher, or a prefork or solo Celery pool process): ``wait``
+    then ``count`` is not atomic across threads.
     """
 
     def __init__(self, rate: float) -> None:
@@ -177,11 +179,12 @@ class Pacer:
         self.rate = rate
         self._next_at = 0.0  # monotonic time the next batch may be claimed
 
-    def wait(self) -> None:
-        """Sleep until the next batch may go."""
-        delay = self._next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    def wait(self, should_stop: Callable[[], bool] | None = None) -> None:
+        """Sleep until the next batch may go, or ``should_stop`` says so (asked twice a second)."""
+        while (delay := self._next_at - time.monotonic()) > 0:
+            if should_stop is not None and should_stop():
+                return
+            time.sleep(min(delay, 0.5))
 
     def count(self, sent: int) -> None:
         """Count a batch of ``sent`` messages: the next waits ``sent / rate`` seconds."""

@@ -27,6 +27,10 @@ class PreEncoded(str):
         self.json = json
         return self
 
+    def __getnewargs__(self) -> tuple[str, bytes]:
+        """Copied or pickled with its encoding (``copy``, ``dataclasses.asdict``)."""
+        return (str.__str__(self), self.json)
+
 
 def json_content(value: str) -> bytes:
     """``value`` encoded as the inside of a JSON string, without its quotes.
@@ -46,7 +50,11 @@ def _subclass(value: Any) -> Any:
     """What orjson hands back under ``OPT_PASSTHROUGH_SUBCLASS``: subclasses of builtins."""
     if isinstance(value, PreEncoded):
         return orjson.Fragment(value.json)
-    for builtin in (str, int, dict, list):  # any other subclass: encoded as its base
+    # Any other subclass: its base value, as plain orjson would write it (not what an
+    # overridden __str__ or __int__ says).
+    for builtin, base_value in ((str, str.__str__), (int, int.__int__), (dict, dict.copy)):
         if isinstance(value, builtin):
-            return builtin(value)
+            return base_value(value)
+    if isinstance(value, list):
+        return list.copy(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")

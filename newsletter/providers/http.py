@@ -45,7 +45,7 @@ class HttpApi:
 
         A digest batch is 500 copies of a several-kilobyte body: ``json.dumps``
         (what ``requests``' ``json=`` uses) spent about 10 ms on it, orjson
-        under 1 ms, and splicing bodies encoded once per batch less again.
+        under 1 ms, and splicing bodies encoded once per digest less again.
         """
         return self.post(
             path,

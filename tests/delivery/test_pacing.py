@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.dispatcher import dispatch_pass
+from newsletter.delivery.dispatcher import Pacer, dispatch_pass
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Message, Outcome, SendResult
@@ -68,7 +68,7 @@ def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> No
     assert sorted(statuses) == [DeliveryStatus.QUEUED] * RATE + [DeliveryStatus.SENT] * RATE
     (first, first_size), (second, second_size) = provider.batches
     assert (first_size, second_size) == (RATE, RATE)
-    assert second - first >= 0.95  # RATE messages, then a second before the next RATE
+    assert second - first >= 0.9  # RATE messages, then a second before the next RATE
 
 
 def test_the_rate_holds_across_passes_as_celery_tasks_run_them(make_app) -> None:
@@ -85,4 +85,13 @@ def test_the_rate_holds_across_passes_as_celery_tasks_run_them(make_app) -> None
             db.session.remove()
     (first, first_size), (second, second_size) = provider.batches
     assert (first_size, second_size) == (RATE, RATE)
-    assert second - first >= 0.95
+    assert second - first >= 0.9  # without the pacer's memory: a few milliseconds
+
+
+def test_a_stop_request_cuts_the_wait_short() -> None:
+    """A slow rate must not keep a shutting-down dispatcher past its grace period."""
+    pacer = Pacer(0.1)
+    pacer.count(1)  # the next batch may go in ten seconds
+    started = time.monotonic()
+    pacer.wait(should_stop=lambda: True)
+    assert time.monotonic() - started < 5

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import enum
+import pickle
 from collections import OrderedDict
 
 import orjson
@@ -100,6 +102,30 @@ def test_other_subclasses_encode_as_their_base_type() -> None:
         "dict": {"a": "y"},
         "list": [1],
     }
+
+
+class Shouting(str):
+    def __str__(self) -> str:
+        return "OVERRIDDEN"
+
+
+class Padded(int):
+    def __int__(self) -> int:
+        return 99
+
+
+def test_a_subclass_is_encoded_by_its_value_not_its_overrides() -> None:
+    assert dumps([Shouting("x"), Padded(3)]) == orjson.dumps(["x", 3]) == b'["x",3]'
+
+
+def test_a_pre_encoded_string_copies_and_pickles_with_its_encoding() -> None:
+    original = PreEncoded("Zoë", b'"carried"')
+    for twin in (
+        copy.copy(original),
+        copy.deepcopy(original),
+        pickle.loads(pickle.dumps(original)),  # noqa: S301 (our own bytes, just made)
+    ):
+        assert twin == "Zoë" and isinstance(twin, PreEncoded) and twin.json == b'"carried"'
 
 
 def test_what_json_cannot_hold_is_refused() -> None:
