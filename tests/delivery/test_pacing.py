@@ -34,11 +34,17 @@ class Timed:
         return [SendResult(Outcome.SENT) for _ in messages]
 
 
-def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> None:
+def _two_batches_queued(make_app) -> Flask:
+    """An app paced at ``RATE`` with two batches' worth of confirmations queued."""
     app: Flask = make_app(RATELIMIT_ENABLED=False, SEND_RATE=float(RATE))
     client = app.test_client()
     for n in range(2 * RATE):
         assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    return app
+
+
+def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> None:
+    app = _two_batches_queued(make_app)
     provider = Timed()
     failures: list[BaseException] = []
 
@@ -73,10 +79,7 @@ def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> No
 
 def test_the_rate_holds_across_passes_as_celery_tasks_run_them(make_app) -> None:
     """A Celery task sends one batch per pass: the process's pacer remembers the last one."""
-    app: Flask = make_app(RATELIMIT_ENABLED=False, SEND_RATE=float(RATE))
-    client = app.test_client()
-    for n in range(2 * RATE):
-        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    app = _two_batches_queued(make_app)
     provider = Timed()
     with app.app_context():
         app.extensions["newsletter.provider"] = provider
