@@ -143,7 +143,6 @@ def dispatch_pass(
             break
         claimed = ledger.claim(db.session, batch_size, lease)
         if not claimed:
-            db.session.commit()  # PostgreSQL: the claim's (empty) transaction
             break
         batches += 1
         stats.claimed += len(claimed)

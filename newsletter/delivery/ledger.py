@@ -24,11 +24,8 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
-    Integer,
     Select,
-    any_,
     bindparam,
     func,
     or_,
@@ -81,9 +78,10 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries, oldest first, and load what rendering needs.
 
     On PostgreSQL the claim is the open transaction's row locks: the caller
-    must end it with ``record`` (or a rollback, which gives the batch back);
-    the server ends it if it sits idle for ``lease_seconds``. On SQLite the
-    claim is a lease, committed here.
+    ends it with ``record`` (or a commit once every row is marked skipped, or
+    a rollback, which gives the batch back); the server ends it if it sits
+    idle for ``lease_seconds``. On SQLite the claim is a lease, committed here.
+    Either way, an empty claim leaves no transaction open.
     """
     now = utcnow()
     postgres = is_postgresql(session)
@@ -96,11 +94,16 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
         select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(limit).scalar_subquery()
     )
     if postgres:
+        # Concurrent dispatchers each lock a different batch, never waiting on another.
+        claimed = _load(session, Delivery.__table__.c.id.in_(first_due))
+        if not claimed:
+            session.commit()  # an idle poll: nothing locked, nothing more to say
+            return []
         # The lease, on PostgreSQL: a transaction left idle longer than this (a frozen
         # dispatcher, a lost host) is ended by the server, and its batch is free again.
+        # Set after the claim: idle time only starts once the last statement is done.
         session.execute(_IDLE_LIMIT, {"ms": str(max(1, round(lease_seconds * 1000)))})
-        # Concurrent dispatchers each lock a different batch, never waiting on another.
-        return _load(session, Delivery.__table__.c.id.in_(first_due))
+        return claimed
     leased = session.scalars(
         update(Delivery)
         .where(Delivery.id.in_(first_due))
@@ -112,7 +115,7 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
         .execution_options(synchronize_session=False)
     ).all()
     session.commit()
-    return load_claimed(session, leased)
+    return _load(session, Delivery.__table__.c.id.in_(leased)) if leased else []
 
 
 _IDLE_LIMIT = text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)")
@@ -170,13 +173,6 @@ _DELIVERY_COLUMNS = (
 _RECIPIENT_COLUMNS = ("email", "name", "status", "round", "public_id")
 
 
-def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
-    """The deliveries with these ids, with their subscribers: one query, plain rows."""
-    if not ids:
-        return []
-    return _load(session, _id_in(session, Delivery.__table__.c.id, ids))
-
-
 def _load(session: Session, which: ColumnElement[bool]) -> list[Claimed]:
     """The deliveries ``which`` selects, with their subscribers, in id order.
 
@@ -197,13 +193,6 @@ def _load(session: Session, which: ColumnElement[bool]) -> list[Claimed]:
         .order_by(deliveries.c.id)
     ).all()
     return [_claimed(row) for row in rows]
-
-
-def _id_in(session: Session, column: ColumnElement, ids: Sequence[int]) -> ColumnElement[bool]:
-    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, not one per id."""
-    if is_postgresql(session):
-        return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer)))
-    return column.in_(ids)
 
 
 def _claimed(row) -> Claimed:

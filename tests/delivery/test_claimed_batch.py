@@ -30,10 +30,10 @@ def _queue_two(app: Flask) -> tuple[int, int]:
     return ids
 
 
-def test_load_claimed_gives_each_delivery_with_its_subscriber_in_id_order(app: Flask) -> None:
+def test_a_claim_gives_each_delivery_with_its_subscriber_in_id_order(app: Flask) -> None:
     first, second = _queue_two(app)
     with app.app_context():
-        claimed = ledger.load_claimed(db.session, [second, first])
+        claimed = ledger.claim(db.session, 10, 60)
         subscriber = db.session.query(Subscriber).one()
         assert [c.id for c in claimed] == [first, second]
         confirmation, test_copy = claimed
@@ -49,11 +49,15 @@ def test_load_claimed_gives_each_delivery_with_its_subscriber_in_id_order(app: F
         assert test_copy.subscriber is None
         assert test_copy.to_address == "qa@example.com"
         assert len(test_copy.message_key) == 36
+        db.session.rollback()
 
 
-def test_load_claimed_of_no_ids_is_empty(app: Flask) -> None:
+def test_an_empty_claim_leaves_no_transaction_open(app: Flask) -> None:
+    """An idle dispatcher polls often: an empty claim must hold nothing until the next."""
     with app.app_context():
-        assert ledger.load_claimed(db.session, []) == []
+        assert ledger.claim(db.session, 10, 60) == []
+        assert not db.session().in_transaction()
+        db.session.remove()
 
 
 def _queue_confirmations(app: Flask, count: int) -> list[int]:
