@@ -201,9 +201,9 @@ def _start_embedded_services(app: Flask) -> None:
     sends_elsewhere = app.config["CELERY_BROKER_URL"] or app.config["DISPATCH_HEALTH_FILE"]
     if app.config["DISPATCH_IN_PROCESS"] and not sends_elsewhere:
         from .delivery.dispatcher import BackgroundDispatcher
-        from .housekeeping import PERIODIC
+        from .housekeeping import JOBS
 
-        dispatcher = BackgroundDispatcher(app, periodic=PERIODIC)
+        dispatcher = BackgroundDispatcher(app, jobs=JOBS)
         app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
         # Started on the first request so a forking server starts it in each worker.
         app.before_request(dispatcher.start)

@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """A job run every ``every`` seconds in an app context; it answers how many rows it touched."""
+    """A job run in an app context, answering how many rows it touched.
+
+    A dispatcher (thread or process) and Celery beat run it every ``every``
+    seconds; ``flask outbox dispatch`` (cron) runs it on every call.
+    """
 
     name: str
     every: float
@@ -42,5 +46,3 @@ JOBS = (
     Job("settle-stalled-digests", SETTLE_EVERY_SECONDS, _settle_stalled),
 )
 BY_NAME = {job.name: job for job in JOBS}
-# The form a BackgroundDispatcher takes: (every N seconds, job).
-PERIODIC = [(job.every, job.run) for job in JOBS]

@@ -27,14 +27,14 @@ from .dispatcher import BackgroundDispatcher
 
 def run(app: Flask, stop: threading.Event) -> None:
     """Dispatch, and run the periodic jobs, until ``stop`` is set; then finish the batch."""
-    from ..housekeeping import PERIODIC
+    from ..housekeeping import JOBS
 
     # Nothing wakes this process: it looks as often as a woken thread would have
     # waited for the rest of a burst (at least every 0.05 s, even with DISPATCH_COALESCE=0).
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
     dispatcher = BackgroundDispatcher(
         app,
-        periodic=PERIODIC,
+        jobs=JOBS,
         interval=poll,
         health_file=app.config["DISPATCH_HEALTH_FILE"] or None,  # the workers report it
     )

@@ -15,10 +15,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event
@@ -31,6 +31,9 @@ from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import settle
 from .render import render_batch
+
+if TYPE_CHECKING:  # housekeeping imports the delivery layer: no import back at run time
+    from ..housekeeping import Job
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +296,6 @@ def _watch_for_rate_limits(results: list[SendResult]) -> None:
 
 
 HEALTH_EVERY = 5.0  # seconds between publications of an unchanged health record
-PeriodicJob = tuple[float, Callable[[], object]]  # (every N seconds, job run in app context)
 _RUNNING: set[BackgroundDispatcher] = set()
 
 
@@ -309,7 +311,7 @@ class BackgroundDispatcher:
     def __init__(
         self,
         app: Flask,
-        periodic: list[PeriodicJob] | None = None,
+        jobs: Sequence[Job] = (),
         interval: float | None = None,
         health_file: str | None = None,
     ) -> None:
@@ -320,7 +322,8 @@ class BackgroundDispatcher:
         self._published_at = float("-inf")
         # Seconds between passes when nothing wakes it (default DISPATCH_INTERVAL).
         self.interval = interval if interval is not None else app.config["DISPATCH_INTERVAL"]
-        self._periodic = [(every, job, [float("-inf")]) for every, job in periodic or []]
+        self._jobs = jobs  # housekeeping.JOBS, run between passes
+        self._last_run = {job.name: float("-inf") for job in jobs}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -396,10 +399,10 @@ class BackgroundDispatcher:
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
-        for every, job, last_run in self._periodic:
-            if now - last_run[0] >= every:
-                last_run[0] = now
-                job()
+        for job in self._jobs:
+            if now - self._last_run[job.name] >= job.every:
+                self._last_run[job.name] = now
+                job.run()
 
 
 def stop_background_dispatchers(timeout: float = 30.0) -> None:

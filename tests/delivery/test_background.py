@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from newsletter.delivery.dispatcher import BackgroundDispatcher
+from newsletter.housekeeping import Job
 from tests.conftest import Outbox
 from tests.servers import wait_for
 
@@ -10,7 +11,8 @@ from tests.servers import wait_for
 def test_a_commit_that_queues_mail_wakes_the_thread(make_app):
     app = make_app(DISPATCH_INTERVAL=3600.0)
     jobs: list[str] = []
-    dispatcher = BackgroundDispatcher(app, periodic=[(3600.0, lambda: jobs.append("ran"))])
+    hourly = Job("note", 3600.0, lambda: jobs.append("ran") or 0)
+    dispatcher = BackgroundDispatcher(app, jobs=[hourly])
     app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
     dispatcher.start()
     try:

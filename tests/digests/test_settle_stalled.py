@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from newsletter.delivery.digest_progress import SETTLE_EVERY_SECONDS
 from newsletter.extensions import db
-from newsletter.housekeeping import BY_NAME, PERIODIC
+from newsletter.housekeeping import BY_NAME, JOBS
 from newsletter.models import Digest, DigestStatus
 from tests.conftest import Outbox
 from tests.digests.helpers import add_confirmed, add_post
@@ -49,7 +49,7 @@ def test_the_dispatchers_housekeeping_settles_a_stalled_digest(
 ):
     digest_id = _stalled_digest(app, client, admin_headers, monkeypatch, marked)
     job = BY_NAME["settle-stalled-digests"]
-    assert (SETTLE_EVERY_SECONDS, job.run) in PERIODIC
+    assert job in JOBS and job.every == SETTLE_EVERY_SECONDS
     assert SETTLE_EVERY_SECONDS == 60.0
     with app.app_context():
         assert job.run() == 1
