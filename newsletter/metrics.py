@@ -11,6 +11,7 @@ PostgreSQL (a row-lock claim writes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -110,7 +111,9 @@ class _LiveProcessesCollector(MultiProcessCollector):
         for path in Path(self.folder).glob("gauge_live*_*.db"):
             pid = path.stem.rpartition("_")[2]
             if pid.isdigit() and not _alive(int(pid)):
-                mark_process_dead(int(pid), self.folder)
+                # Another worker's scrape may remove the same files first.
+                with contextlib.suppress(FileNotFoundError):
+                    mark_process_dead(int(pid), self.folder)
         return super().collect()
 
 
