@@ -43,7 +43,7 @@ DISPATCH_SECONDS = Histogram(
 # until its answers are recorded: this is where a batch in flight shows.
 IN_FLIGHT = Gauge(
     "newsletter_dispatch_in_flight",
-    "Deliveries claimed and handed to the provider, answers not recorded yet.",
+    "Deliveries claimed and being rendered, sent or recorded: answers not recorded yet.",
     multiprocess_mode="livesum",
 )
 

@@ -35,7 +35,8 @@ def settle(session: Session, digest_ids: Iterable[int]) -> None:
     """Mark digests sending once touched, and sent or failed once no copy is pending; commit.
 
     A digest that ends failed (no copy went out) gives its posts back. Runs
-    after every batch, so its statements are Core (no ORM compilation).
+    after every batch, so its per-batch statements are Core (no ORM
+    compilation); finishing, once per digest, uses the ORM.
     """
     now = utcnow()
     for digest_id in set(digest_ids):
