@@ -106,10 +106,10 @@ def test_postgresql_ends_a_claim_left_idle_past_its_lease(app: Flask, database_u
         pytest.skip("PostgreSQL's row-lock claim (SQLite's lease: the test below)")
     ids = _queue_confirmations(app, 2)
     with app.app_context(), Session(db.engine) as frozen, Session(db.engine) as other:
-        assert [c.id for c in ledger.claim(frozen, 10, lease_seconds=0.5)] == ids
+        assert [c.id for c in ledger.claim(frozen, 10, lease_seconds=1.0)] == ids
         assert ledger.claim(other, 10, lease_seconds=300) == []  # locked
         other.rollback()
-        time.sleep(1.5)  # a dispatcher frozen mid-send: its transaction sits idle
+        time.sleep(2.5)  # a dispatcher frozen mid-send: its transaction sits idle
         assert [c.id for c in ledger.claim(other, 10, lease_seconds=300)] == ids
         other.rollback()
         with pytest.raises(DBAPIError, match="idle-in-transaction"):  # the server ended it

@@ -91,10 +91,18 @@ def test_the_rate_holds_across_passes_as_celery_tasks_run_them(make_app) -> None
     assert second - first >= 0.9  # without the pacer's memory: a few milliseconds
 
 
-def test_a_stop_request_cuts_the_wait_short() -> None:
+def test_a_stop_request_cuts_the_wait_short(make_app) -> None:
     """A slow rate must not keep a shutting-down dispatcher past its grace period."""
-    pacer = Pacer(0.1)
-    pacer.count(1)  # the next batch may go in ten seconds
+    app: Flask = make_app(RATELIMIT_ENABLED=False, SEND_RATE=0.1)
+    assert app.test_client().post("/subscribe", json={"email": "a@example.com"}).status_code == 202
+    provider = Timed()
     started = time.monotonic()
-    pacer.wait(should_stop=lambda: True)
+    stop_at = started + 0.3  # the request comes while the pass is already waiting
+    with app.app_context():
+        app.extensions["newsletter.provider"] = provider
+        pacer: Pacer = app.extensions["newsletter.pacer"]
+        pacer.count(1)  # a batch just went: the next may go in ten seconds
+        dispatch_pass(should_stop=lambda: time.monotonic() >= stop_at)
+        db.session.remove()
     assert time.monotonic() - started < 5
+    assert provider.batches == []  # it stopped before claiming, as asked

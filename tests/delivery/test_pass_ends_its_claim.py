@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -61,6 +62,7 @@ def test_every_way_a_pass_ends_commits_its_claim(
         app.extensions["newsletter.provider"] = Answering(outcome)
         dispatch_pass()
         assert not db.session().in_transaction()
+        assert REGISTRY.get_sample_value("newsletter_dispatch_in_flight") == 0  # back down
         # Another connection can lock every row at once: none is still held by the pass
         # (PostgreSQL; SQLite has no row locks, its check is the transaction above).
         with Session(db.engine) as other:

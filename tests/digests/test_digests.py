@@ -340,11 +340,16 @@ def test_a_batch_renders_the_shared_body_once_and_gives_each_copy_its_own_link(
     assert len(messages) == 7
     # Every copy has its own link, each naming its own reader, yet one render served them.
     tokens = app.extensions["newsletter.tokens"]
-    readers = {
-        tokens.read_unsubscribe(m["List-Unsubscribe"].strip("<>").rsplit("/", 1)[1])
+    reader_of = {
+        m["To"]: tokens.read_unsubscribe(m["List-Unsubscribe"].strip("<>").rsplit("/", 1)[1])
         for m in messages
     }
+    readers = set(reader_of.values())
     with app.app_context():
-        public_ids = set(db.session.scalars(select(Subscriber.public_id)))
+        public_id_of = dict(
+            db.session.execute(select(Subscriber.email, Subscriber.public_id)).all()
+        )
+        public_ids = set(public_id_of.values())
     assert readers == public_ids and len(readers) == 7
+    assert reader_of == public_id_of  # each copy's link names the reader it went to
     assert renders == {"shared": 1}

@@ -43,6 +43,21 @@ def _status(client, admin_headers, digest_id: int) -> tuple[str, bool]:
     return report["status"], bool(report["finished_at"])
 
 
+def test_housekeeping_leaves_a_digest_with_a_copy_still_pending(app, client, admin_headers):
+    """Only a digest none of whose copies is pending is stalled: this one is still going."""
+    add_confirmed(app, 3)
+    add_post(client, admin_headers, 1)
+    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+    with app.app_context():
+        db.session.execute(
+            update(Digest).where(Digest.id == digest["id"]).values(status=DigestStatus.SENDING)
+        )
+        db.session.commit()
+        assert BY_NAME["settle-stalled-digests"].run() == 0
+        db.session.remove()
+    assert _status(client, admin_headers, digest["id"]) == ("sending", False)
+
+
 @pytest.mark.parametrize("marked", [DigestStatus.QUEUED, DigestStatus.SENDING])
 def test_the_dispatchers_housekeeping_settles_a_stalled_digest(
     app, client, admin_headers, monkeypatch, marked

@@ -26,11 +26,13 @@ input()
 def _sender(folder: Path) -> subprocess.Popen:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", SENDER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
+
+
+def _in_flight(proc: subprocess.Popen) -> None:
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"in flight"
-    return proc
 
 
 def test_a_process_killed_mid_batch_leaves_nothing_in_flight(
@@ -38,7 +40,9 @@ def test_a_process_killed_mid_batch_leaves_nothing_in_flight(
 ) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     alive, doomed = _sender(tmp_path), _sender(tmp_path)
-    try:
+    try:  # both are killed below, whatever fails from here
+        _in_flight(alive)
+        _in_flight(doomed)
         scrape = generate_latest(process_registry()).decode()
         assert sample(scrape, "newsletter_dispatch_in_flight") == 10
 
