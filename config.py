@@ -76,6 +76,13 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     return value
 
 
+def _at_least_one(env: Mapping[str, str], name: str) -> int:
+    value = _number(env, name, 1)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read every setting from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -155,9 +162,15 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # the workers keep their CPU for requests. false: a thread in each worker.
         # Ignored with CELERY_BROKER_URL, and by `flask run` (a thread sends there).
         "DISPATCH_PROCESS": _bool(env, "DISPATCH_PROCESS", True),
-        # internal, not a setting: gunicorn.conf.py sets it when it starts that
-        # process, which publishes its health there (paused, last error, last pass)
-        # for the workers' /healthz and /admin/stats; set, the workers send nothing.
+        # ours: how many such processes the master starts. One sender alone waits in
+        # turn on the database and the provider; two keep two CPUs busy with a large
+        # digest (on PostgreSQL: each claims its own batches; on SQLite they only
+        # take turns at the one writer's lock). SEND_RATE holds for each.
+        "DISPATCH_PROCESSES": _at_least_one(env, "DISPATCH_PROCESSES"),
+        # internal, not a setting: gunicorn.conf.py sets it when it starts those
+        # processes; the first publishes its health there (paused, last error, last
+        # pass), the others beside it, for the workers' /healthz and /admin/stats;
+        # set, the workers send nothing.
         "DISPATCH_HEALTH_FILE": _str(env, "DISPATCH_HEALTH_FILE"),
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.

@@ -5,14 +5,14 @@
 - Shutdown: on SIGTERM each worker stops taking requests and finishes those in
   flight (with DISPATCH_PROCESS=false, its dispatcher thread also finishes
   and records its batch); then the dispatcher process finishes and records
-  its batch. Each step is bounded by graceful_timeout (keep it above one
+  theirs. Each step is bounded by graceful_timeout (keep it above one
   batch's send time): allow twice that before a SIGKILL.
 - Logs: the access log carries the request id (``rid=``); LOG_FORMAT=json turns
   the workers' lines into JSON (see newsletter/logs.py).
 - Dispatch: with DISPATCH_PROCESS=true (the default) and no CELERY_BROKER_URL,
-  the master starts one dispatcher process
-  (newsletter/delivery/dispatch_process.py), restarts it if it dies and stops
-  it last; the workers then run no dispatcher thread. DISPATCH_PROCESS=false
+  the master starts DISPATCH_PROCESSES dispatcher processes (one by default;
+  newsletter/delivery/dispatch_process.py), restarts each that dies and stops
+  them last; the workers then run no dispatcher thread. DISPATCH_PROCESS=false
   puts a dispatcher thread back in each worker.
 """
 
@@ -93,7 +93,7 @@ def worker_exit(server, worker) -> None:
 
 
 class _DispatcherProcess:
-    """The dispatcher process: started by the master, restarted if it dies, stopped last.
+    """A dispatcher process: started by the master, restarted if it dies, stopped last.
 
     Spawned with ``posix_spawn``, not ``subprocess``: ``subprocess`` waits on a
     pipe for the exec, and a worker the master forks meanwhile inherits that
@@ -101,16 +101,10 @@ class _DispatcherProcess:
     any worker exists; a thread waits on it and starts another if it dies.
     """
 
-    def __init__(self, server) -> None:
+    def __init__(self, server, index: int) -> None:
         self.server = server
         self.argv = [sys.executable, "-m", "newsletter.delivery.dispatch_process"]
-        self.argv.append(server.app.app_uri)
-        # Where it tells the workers how sending goes; set before any worker is forked,
-        # it is also what keeps their dispatcher threads from starting.
-        self.folder: str | None = None
-        if not os.environ.get("DISPATCH_HEALTH_FILE"):
-            self.folder = tempfile.mkdtemp(prefix="newsletter-dispatch-")
-            os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(self.folder, "health.json")
+        self.argv += [server.app.app_uri, str(index)]
         self.stopping = threading.Event()
         self.pid = self._spawn()
         self.thread = threading.Thread(target=self._supervise, name="dispatcher", daemon=True)
@@ -137,30 +131,44 @@ class _DispatcherProcess:
             self.server.log.warning("dispatcher process exited; starting another")
             self.pid = self._spawn()
 
-    def stop(self, timeout: float) -> None:
-        """SIGTERM: it finishes its batch in flight; killed if it takes over ``timeout``."""
-        self.stopping.set()
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                break
-            self.thread.join(timeout)
-            if not self.thread.is_alive():
-                break
-        if self.folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process now running (none once it has exited)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+
+def _stop(dispatchers: list[_DispatcherProcess], timeout: float) -> None:
+    """SIGTERM to all at once: each finishes its batch in flight; killed past ``timeout``."""
+    for dispatcher in dispatchers:
+        dispatcher.stopping.set()  # no restart from now on
+        dispatcher.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for dispatcher in dispatchers:
+        dispatcher.thread.join(max(0.0, deadline - time.monotonic()))
+        if dispatcher.thread.is_alive():
+            dispatcher.signal(signal.SIGKILL)
+            dispatcher.thread.join(timeout)
 
 
 def when_ready(server) -> None:
-    """Start the dispatcher process before the workers (DISPATCH_PROCESS=true)."""
-    if DISPATCH_PROCESS:
-        # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
-        server.newsletter_dispatcher = _DispatcherProcess(server)
+    """Start the dispatcher processes before the workers (DISPATCH_PROCESS=true)."""
+    if not DISPATCH_PROCESS:
+        return
+    # Where they tell the workers how sending goes; set before any worker is forked,
+    # it is also what keeps their dispatcher threads from starting.
+    if not os.environ.get("DISPATCH_HEALTH_FILE"):
+        folder = tempfile.mkdtemp(prefix="newsletter-dispatch-")
+        server.newsletter_dispatch_folder = folder
+        os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(folder, "health.json")
+    # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
+    server.newsletter_dispatchers = [
+        _DispatcherProcess(server, index) for index in range(_settings["DISPATCH_PROCESSES"])
+    ]
 
 
 def on_exit(server) -> None:
-    """Stop the dispatcher process after the workers, so it records its batch in flight."""
-    dispatcher = getattr(server, "newsletter_dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.stop(timeout=float(server.cfg.graceful_timeout))
+    """Stop the dispatcher processes after the workers, so each records its batch in flight."""
+    _stop(getattr(server, "newsletter_dispatchers", []), float(server.cfg.graceful_timeout))
+    folder = getattr(server, "newsletter_dispatch_folder", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)

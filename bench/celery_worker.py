@@ -1,8 +1,9 @@
-"""The bench's Celery worker: ``celery -A newsletter.tasks worker``, one solo process.
+"""The bench's Celery worker: ``celery -A newsletter.tasks worker``, solo or prefork.
 
-``python bench/celery_worker.py NAME``: one solo process (the task runs in
-it, so its own peak memory is the worker's), no prefetching; prints
-``ready`` once it consumes tasks.
+``python bench/celery_worker.py NAME [PROCESSES]``: one solo process (the
+task runs in it, so its own peak memory is the worker's), or with PROCESSES
+above 1 a prefork pool of that many, as docker-compose.yml runs a worker; no
+prefetching; prints ``ready`` once it consumes tasks.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ def _say_ready(**_: object) -> None:
 
 
 def main() -> None:
-    """Run a solo worker named ``sys.argv[1]``."""
+    """Run a worker named ``sys.argv[1]``: solo, or prefork with ``sys.argv[2]`` processes."""
     from newsletter.tasks import run_worker
 
-    run_worker(sys.argv[1])
+    run_worker(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import fake_provider  # noqa: E402
-from procfs import machine_busy_seconds, peak_rss_kib, process_cpu_seconds  # noqa: E402
+from procfs import children, machine_busy_seconds, peak_rss_kib, process_cpu_seconds  # noqa: E402
 from schema import fresh_schema  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
@@ -173,8 +173,14 @@ def run_senders(url: str, fake: str, processes: int, fake_pid: int) -> dict:
     }
 
 
-def run_celery(url: str, fake: str, workers: int, broker: str, digest_id: int) -> dict:
+def run_celery(
+    url: str, fake: str, workers: int, broker: str, digest_id: int, pool: int = 1
+) -> dict:
     """Send through ``workers`` Celery workers, woken as the web app wakes them.
+
+    ``pool`` 1: each a solo worker (the task runs in the worker's own
+    process); more: each a prefork worker with that many pool processes, as
+    docker-compose.yml runs one, and the peak memory is its processes' highest.
 
     The clock runs from queueing the dispatch tasks (``tasks.enqueuer``, the
     web process's waker, ``DISPATCH_FANOUT`` of them) to the digest's status
@@ -186,7 +192,7 @@ def run_celery(url: str, fake: str, workers: int, broker: str, digest_id: int) -
     Celery(broker=broker).connection_for_write().default_channel.client.flushdb()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(HERE / "celery_worker.py"), f"bench{n}"],
+            [sys.executable, str(HERE / "celery_worker.py"), f"bench{n}", str(pool)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -196,15 +202,20 @@ def run_celery(url: str, fake: str, workers: int, broker: str, digest_id: int) -
     try:
         for proc in procs:
             wait_for_ready(proc)
-        rss_start = max(peak_rss_kib(p.pid) for p in procs)
+        rss_start = max(peak_rss_kib(pid) for pid in _worker_processes(procs))
         seconds = _timed_celery_send(url, broker, digest_id)
-        rss_peak = max(peak_rss_kib(p.pid) for p in procs)
+        rss_peak = max(peak_rss_kib(pid) for pid in _worker_processes(procs))
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(30)
     return {"seconds": seconds, "rss_peak_kib": rss_peak, "rss_start_kib": rss_start}
+
+
+def _worker_processes(procs: list[subprocess.Popen]) -> list[int]:
+    """Every worker's own process and its pool's (a prefork worker's children)."""
+    return [pid for proc in procs for pid in (proc.pid, *children(proc.pid))]
 
 
 def wait_for_ready(proc: subprocess.Popen) -> None:
@@ -289,12 +300,21 @@ def main() -> None:
     parser.add_argument(
         "--celery-workers", type=int, nargs="*", default=[], help="Celery workers per run"
     )
+    parser.add_argument(
+        "--celery-prefork",
+        type=int,
+        nargs="*",
+        default=[],
+        help="pool processes of one prefork Celery worker per run (docker-compose.yml's is 2)",
+    )
     parser.add_argument("--celery-broker", default=DEFAULT_BROKER)
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/plot.py)")
     args = parser.parse_args()
     fake, base = fake_provider.start()
-    runs = [("in-process", n) for n in args.processes] + [
-        ("celery", n) for n in args.celery_workers
+    runs = [
+        *(("in-process", n) for n in args.processes),
+        *(("celery", n) for n in args.celery_workers),
+        *(("celery-prefork", n) for n in args.celery_prefork),
     ]
     figures = []
     try:
@@ -328,6 +348,9 @@ def one_run(
     if mode == "celery":
         sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)
         label = f"{count} Celery"
+    elif mode == "celery-prefork":
+        sent = run_celery(args.database_url, base, 1, args.celery_broker, digest_id, count)
+        label = f"1 Celery, prefork {count}"
     else:
         sent = run_senders(args.database_url, base, count, fake_pid)
         assert sent["sent"] == size, sent

@@ -1,11 +1,13 @@
 """The dispatcher as a process of its own, beside gunicorn's workers (``DISPATCH_PROCESS``).
 
 ``gunicorn.conf.py`` starts ``python -m newsletter.delivery.dispatch_process
-APP_URI`` from the master when ``DISPATCH_PROCESS`` is true, restarts it if
-it dies, and stops it (SIGTERM: it finishes the batch in flight) when
-gunicorn stops. The workers then keep no dispatcher thread: rendering and
-sending no longer compete with their request threads for their one GIL,
-which is most of what a burst of signups cost them (``bench/RESULTS.md``).
+APP_URI INDEX`` from the master when ``DISPATCH_PROCESS`` is true, once per
+``DISPATCH_PROCESSES`` (INDEX 0, 1, ...), restarts each that dies, and stops
+them (SIGTERM: each finishes its batch in flight) when gunicorn stops. The
+workers then keep no dispatcher thread: rendering and sending no longer
+compete with their request threads for their one GIL, which is most of what
+a burst of signups cost them (``bench/RESULTS.md``). Process 0 alone runs
+the housekeeping jobs; each publishes its own health record.
 
 Nothing wakes this process on a commit: it looks for due deliveries every
 ``DISPATCH_COALESCE`` seconds (0.2), which is how long the threads waited
@@ -22,21 +24,22 @@ import threading
 from flask import Flask
 
 from ..heap import freeze_startup_heap
-from .dispatcher import BackgroundDispatcher
+from .dispatcher import BackgroundDispatcher, health_file
 
 
-def run(app: Flask, stop: threading.Event) -> None:
-    """Dispatch, and run the periodic jobs, until ``stop`` is set; then finish the batch."""
+def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
+    """Dispatch (and, process 0, run the periodic jobs) until ``stop`` is set; finish the batch."""
     from ..housekeeping import JOBS
 
     # Nothing wakes this process: it looks as often as a woken thread would have
     # waited for the rest of a burst (at least every 0.05 s, even with DISPATCH_COALESCE=0).
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
+    published = app.config["DISPATCH_HEALTH_FILE"]
     dispatcher = BackgroundDispatcher(
         app,
-        jobs=JOBS,
+        jobs=JOBS if index == 0 else (),
         interval=poll,
-        health_file=app.config["DISPATCH_HEALTH_FILE"] or None,  # the workers report it
+        health_file=health_file(published, index) if published else None,  # the workers read it
     )
     dispatcher.start()
     parent = os.getppid()
@@ -48,7 +51,7 @@ def run(app: Flask, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    """``python -m newsletter.delivery.dispatch_process APP_URI`` (``wsgi:app``)."""
+    """``python -m newsletter.delivery.dispatch_process [APP_URI [INDEX]]`` (``wsgi:app 0``)."""
     from gunicorn.util import import_app
 
     stop = threading.Event()
@@ -56,7 +59,7 @@ def main() -> None:
         signal.signal(signum, lambda *_: stop.set())
     app = import_app(sys.argv[1] if len(sys.argv) > 1 else "wsgi:app")
     freeze_startup_heap()
-    run(app, stop)
+    run(app, stop, int(sys.argv[2]) if len(sys.argv) > 2 else 0)
 
 
 if __name__ == "__main__":

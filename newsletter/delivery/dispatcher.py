@@ -75,6 +75,32 @@ class DispatchHealth:
         except (OSError, ValueError, TypeError):
             return cls()
 
+    @classmethod
+    def merged(cls, records: Sequence[DispatchHealth]) -> DispatchHealth:
+        """One record for several dispatcher processes: held back while any of them is.
+
+        They share the provider and the queue: a pause or a rate limit one of
+        them met holds for all, and its error is the one to show.
+        """
+        now = time.monotonic()
+        held = [r for r in records if r.paused_until > now or r.rate_limited_until > now]
+        errors = [r.last_error for r in held + list(records) if r.last_error]
+        passes = [r.last_pass_at for r in records if r.last_pass_at]
+        return cls(
+            paused_until=max((r.paused_until for r in records), default=0.0),
+            rate_limited_until=max((r.rate_limited_until for r in records), default=0.0),
+            last_error=errors[0] if errors else None,
+            last_pass_at=max(passes) if passes else None,  # ISO times in UTC sort as text
+        )
+
+
+def health_file(first: str, index: int) -> str:
+    """Where dispatcher process ``index`` publishes its health: ``first``, then beside it."""
+    if index == 0:
+        return first
+    path = Path(first)
+    return str(path.with_name(f"{path.stem}-{index}{path.suffix}"))
+
 
 @dataclass
 class PassStats:
@@ -101,13 +127,18 @@ def dispatch_health(app: Flask | None = None) -> DispatchHealth:
 def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
     """The record to report: the one the dispatcher process published, if it sends for us.
 
-    Under gunicorn's dispatcher process (``DISPATCH_HEALTH_FILE``, set by
+    Under gunicorn's dispatcher processes (``DISPATCH_HEALTH_FILE``, set by
     gunicorn.conf.py) the workers never dispatch: their own record would
-    always read healthy.
+    always read healthy. Several processes' records are merged.
     """
     app = app or current_app
     published = app.config["DISPATCH_HEALTH_FILE"]
-    return DispatchHealth.load(published) if published else dispatch_health(app)
+    if not published:
+        return dispatch_health(app)
+    count = app.config["DISPATCH_PROCESSES"]
+    return DispatchHealth.merged(
+        [DispatchHealth.load(health_file(published, index)) for index in range(count)]
+    )
 
 
 def retry_policy() -> ledger.RetryPolicy:

@@ -105,3 +105,56 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(
             or b"zombie" in Path(f"/proc/{second}/status").read_bytes().lower()
         )
         assert len(emails()) == 3  # each confirmation sent once
+
+
+def index_of(pid: int) -> bytes:
+    """The INDEX a dispatcher process was started with (last of its command line)."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")[-1]
+
+
+@pytest.mark.slow
+def test_several_dispatcher_processes_each_send_alone_and_all_stop(app, database_uri, tmp_path):
+    outbox = tmp_path / "outbox"
+    settings = {
+        "EMAIL_PROVIDER": "outbox",
+        "OUTBOX_DIR": str(outbox),
+        "DISPATCH_PROCESS": "true",
+        "DISPATCH_PROCESSES": "2",
+    }
+    emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
+    with gunicorn_master(database_uri, tmp_path, "wsgi:app", **settings) as (master, base, _):
+        wait_for(lambda: len(dispatchers(master.pid)) == 2, 15, "two dispatcher processes")
+        by_index = {index_of(pid): pid for pid in dispatchers(master.pid)}
+        assert sorted(by_index) == [b"0", b"1"]
+
+        # Either one sends while the other is stopped (SIGSTOP): neither relies on the other.
+        for held, address in ((b"0", "ann@example.com"), (b"1", "bob@example.com")):
+            os.kill(by_index[held], signal.SIGSTOP)
+            try:
+                sent_before = len(emails())
+                response = requests.post(f"{base}/subscribe", json={"email": address}, timeout=10)
+                assert response.status_code == 202
+                wait_for(lambda n=sent_before: len(emails()) == n + 1, 15, f"{address}'s email")
+            finally:
+                os.kill(by_index[held], signal.SIGCONT)
+
+        # One that dies is started again, with its own index.
+        os.kill(by_index[b"1"], signal.SIGKILL)
+        wait_for(
+            lambda: (
+                len(dispatchers(master.pid)) == 2 and by_index[b"1"] not in dispatchers(master.pid)
+            ),
+            15,
+            "the second dispatcher to be started again",
+        )
+        assert sorted(index_of(pid) for pid in dispatchers(master.pid)) == [b"0", b"1"]
+        last = dispatchers(master.pid)
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=40) == 0
+        for pid in last:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+            )
+        assert len(emails()) == 2  # each confirmation sent once

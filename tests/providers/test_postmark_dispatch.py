@@ -16,9 +16,11 @@ from sqlalchemy import select
 from config import ConfigError
 from newsletter.delivery.dispatcher import (
     BackgroundDispatcher,
+    DispatchHealth,
     PassStats,
     dispatch_health,
     dispatch_pass,
+    health_file,
 )
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
@@ -245,3 +247,35 @@ def test_workers_show_the_pause_that_the_dispatcher_process_published(
     assert health["paused"] is True and "Server API token" in health["error"]
     stats = client.get("/admin/stats", headers=admin_headers).get_json()["dispatch"]
     assert stats["paused"] is True and stats["last_pass_at"] is not None
+
+
+def test_workers_show_a_pause_any_of_several_dispatcher_processes_published(
+    make_app: Callable[..., Flask], postmark: Postmark, tmp_path: Path
+) -> None:
+    # DISPATCH_PROCESSES=2: the first process found the queue empty and is healthy,
+    # the second met the wrong token. The workers must show the pause.
+    first = str(tmp_path / "health.json")
+    shared = {
+        "POSTMARK_SERVER_TOKEN": "wrong",
+        "RETRY_BASE_SECONDS": 60.0,
+        "DISPATCH_IN_PROCESS": False,
+        "DISPATCH_HEALTH_FILE": first,
+        "DISPATCH_PROCESSES": 2,
+    }
+    worker = postmark_app(make_app, postmark, **shared)
+    client = worker.test_client()
+    DispatchHealth(last_pass_at="2026-11-25T00:00:00+00:00").save(first)
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    sign_up(worker, *READERS)
+
+    sender = postmark_app(make_app, postmark, **shared)
+    second = health_file(first, 1)
+    assert second == str(tmp_path / "health-1.json")
+    dispatcher = BackgroundDispatcher(sender, interval=0.05, health_file=second)
+    dispatcher.start()
+    try:
+        wait_for(lambda: "dispatch" in client.get("/healthz").get_json(), 15, "the pause")
+    finally:
+        dispatcher.stop()
+    health = client.get("/healthz").get_json()["dispatch"]
+    assert health["paused"] is True and "Server API token" in health["error"]

@@ -1,0 +1,36 @@
+"""Several dispatcher processes' health records, as the web workers report them."""
+
+from __future__ import annotations
+
+import time
+
+from newsletter.delivery.dispatcher import DispatchHealth, health_file
+
+
+def test_each_process_has_its_own_file_beside_the_first() -> None:
+    assert health_file("/run/d/health.json", 0) == "/run/d/health.json"
+    assert health_file("/run/d/health.json", 1) == "/run/d/health-1.json"
+    assert health_file("/run/d/health.json", 2) == "/run/d/health-2.json"
+
+
+def test_a_pause_or_rate_limit_of_any_process_holds_and_its_error_shows() -> None:
+    now = time.monotonic()
+    calm = DispatchHealth(last_error="old: timed out", last_pass_at="2026-11-25T06:00:01+00:00")
+    paused = DispatchHealth(
+        paused_until=now + 60, last_error="HTTP 401", last_pass_at="2026-11-25T06:00:00+00:00"
+    )
+    limited = DispatchHealth(rate_limited_until=now + 30, last_pass_at=None)
+
+    merged = DispatchHealth.merged([calm, paused, limited])
+
+    assert merged.paused and merged.rate_limited
+    assert merged.last_error == "HTTP 401"  # the error of a process held now, not an old one
+    assert merged.last_pass_at == "2026-11-25T06:00:01+00:00"  # the latest of them
+
+
+def test_healthy_processes_merge_healthy_and_blank_records_stay_blank() -> None:
+    expired = DispatchHealth(paused_until=time.monotonic() - 1, last_error="HTTP 401")
+    merged = DispatchHealth.merged([DispatchHealth(), expired])
+    assert not merged.paused and not merged.rate_limited
+    assert merged.last_error == "HTTP 401"  # the last error any of them met, as one shows it
+    assert DispatchHealth.merged([DispatchHealth(), DispatchHealth()]) == DispatchHealth()
