@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
 from flask import session
 from sqlalchemy import update
 
+from newsletter.delivery.dispatcher import dispatch_health
 from newsletter.extensions import db
 from newsletter.models import Status, Subscriber, utcnow
 from newsletter.security import MaskingFilter, mask
 from tests.conftest import path_of
+from tests.servers import wait_for
 from tests.subscriptions.helpers import confirmed, find
 
 
@@ -132,3 +135,24 @@ def test_cron_dispatch_also_runs_the_housekeeping(app, client):
     assert "purge-old-pending-signups: 1" in result.output
     assert "settle-stalled-digests: 0" in result.output
     assert find(app, "old@example.com") is None
+
+
+@pytest.mark.parametrize(("index", "purged"), [(0, True), (1, False)])
+def test_only_the_first_dispatcher_process_runs_the_housekeeping(app, client, index, purged):
+    # DISPATCH_PROCESSES=2: one purge an hour is enough, whichever process is 0.
+    from newsletter.delivery.dispatch_process import run
+
+    client.post("/subscribe", json={"email": "old@example.com"})
+    with app.app_context():
+        db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
+        db.session.commit()
+    stop = threading.Event()
+    process = threading.Thread(target=run, args=(app, stop, index))
+    process.start()
+    try:
+        # Each loop runs the jobs due (all of them, the first time), then a pass.
+        wait_for(lambda: dispatch_health(app).last_pass_at is not None, 15, "a first pass")
+    finally:
+        stop.set()
+        process.join(10)
+    assert (find(app, "old@example.com") is None) is purged
