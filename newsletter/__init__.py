@@ -153,7 +153,8 @@ def _configure_web(app: Flask) -> None:
 
 
 def _configure_sending(app: Flask) -> None:
-    from .delivery.dispatcher import DispatchHealth, Pacer
+    from .delivery.dispatcher import Pacer
+    from .delivery.health import DispatchHealth
 
     try:
         app.extensions["newsletter.provider"] = build_provider(app.config)

@@ -10,12 +10,25 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 
+def _insert(bind: Session | Engine) -> Any:
+    """The dialect's ``insert``, the one with ``ON CONFLICT`` clauses."""
+    engine = bind if isinstance(bind, Engine) else bind.get_bind()
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
 def insert_ignoring_conflicts(bind: Session | Engine, model: Any, index: list[str]) -> Any:
     """An ``INSERT ... ON CONFLICT (index) DO NOTHING`` for this session's or engine's dialect."""
-    engine = bind if isinstance(bind, Engine) else bind.get_bind()
-    dialect = engine.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(model).on_conflict_do_nothing(index_elements=index)
+    return _insert(bind)(model).on_conflict_do_nothing(index_elements=index)
+
+
+def upsert(bind: Session | Engine, model: Any, index: list[str], values: dict[str, Any]) -> Any:
+    """An ``INSERT ... ON CONFLICT (index) DO UPDATE`` of ``values`` (the index's columns kept)."""
+    changed = {name: value for name, value in values.items() if name not in index}
+    return (
+        _insert(bind)(model)
+        .values(values)
+        .on_conflict_do_update(index_elements=index, set_=changed)
+    )
 
 
 def is_postgresql(session: Session) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from .delivery.digest_progress import SETTLE_EVERY_SECONDS, settle_stalled
+from .delivery.health import FORGET_EVERY_SECONDS, forget_gone
 from .extensions import db
 from .subscriptions.retention import PURGE_EVERY_SECONDS, purge_pending
 
@@ -41,8 +42,14 @@ def _settle_stalled() -> int:
     return settle_stalled(db.session)
 
 
+def _forget_gone_dispatchers() -> int:
+    """Delete the health records of dispatching processes silent for a day."""
+    return forget_gone(db.session)
+
+
 JOBS = (
     Job("purge-old-pending-signups", PURGE_EVERY_SECONDS, _purge_pending),
     Job("settle-stalled-digests", SETTLE_EVERY_SECONDS, _settle_stalled),
+    Job("forget-gone-dispatchers", FORGET_EVERY_SECONDS, _forget_gone_dispatchers),
 )
 BY_NAME = {job.name: job for job in JOBS}

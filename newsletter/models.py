@@ -369,5 +369,22 @@ class Erasure(db.Model):
     prior_status: Mapped[Status] = mapped_column(_enum(Status, "erasure_prior_status"))
 
 
+class DispatcherHealth(db.Model):
+    """What a dispatching process on another host last said (a Celery worker's, cron's).
+
+    gunicorn's dispatcher processes tell their host's workers through a file;
+    these processes have only the database in common with the web.
+    """
+
+    __tablename__ = "dispatcher_health"
+
+    process: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None

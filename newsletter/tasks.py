@@ -110,16 +110,27 @@ def _build_app_before_the_first_task(**_: object) -> None:
         log.exception("newsletter: this worker cannot build its app; every task will fail")
 
 
+@cache
+def _health_publisher():
+    """This process's publisher of its dispatch health to the database, for the web's /healthz."""
+    from .delivery.health import DATABASE_EVERY, HealthPublisher, save_to_database
+    from .extensions import db
+
+    return HealthPublisher(save_to_database(db.session), DATABASE_EVERY)
+
+
 @celery.task(name="newsletter.dispatch")
 def dispatch() -> int:
     """Send one batch of due deliveries; queue another go while there was work."""
     from .delivery.dispatcher import dispatch_pass
+    from .delivery.health import dispatch_health
     from .extensions import db
 
     app = flask_app()
     with app.app_context():
         try:
             claimed = dispatch_pass(max_batches=1).claimed
+            _health_publisher()(dispatch_health(app))
         finally:
             db.session.remove()
     if claimed:

@@ -10,7 +10,7 @@ import pytest
 from flask import session
 from sqlalchemy import update
 
-from newsletter.delivery.dispatcher import dispatch_health
+from newsletter.delivery.health import dispatch_health
 from newsletter.extensions import db
 from newsletter.models import Status, Subscriber, utcnow
 from newsletter.security import MaskingFilter, mask

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from sqlalchemy import func, or_, select
 
 from ..delivery import ledger
-from ..delivery.dispatcher import reported_dispatch_health
+from ..delivery.health import reported_dispatch_health
 from ..digests.service import digests_sent
 from ..errors import AppError
 from ..extensions import db

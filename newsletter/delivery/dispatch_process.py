@@ -24,7 +24,8 @@ import threading
 from flask import Flask
 
 from ..heap import freeze_startup_heap
-from .dispatcher import BackgroundDispatcher, health_file
+from .dispatcher import BackgroundDispatcher
+from .health import health_file
 
 
 def run(app: Flask, stop: threading.Event, index: int = 0) -> None:

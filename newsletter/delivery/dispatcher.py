@@ -9,15 +9,11 @@ dispatch`` from cron, or a Celery worker.
 from __future__ import annotations
 
 import atexit
-import dataclasses
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
@@ -30,76 +26,13 @@ from ..models import DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import settle
+from .health import HealthPublisher, dispatch_health, save_to_file
 from .render import render_batch
 
 if TYPE_CHECKING:  # housekeeping imports the delivery layer: no import back at run time
     from ..housekeeping import Job
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DispatchHealth:
-    """What the last passes saw, for ``/healthz`` and the admin stats."""
-
-    paused_until: float = 0.0  # monotonic time; set by a provider configuration error
-    rate_limited_until: float = 0.0  # monotonic time; set by a provider's rate limit
-    last_error: str | None = None
-    last_pass_at: str | None = None
-
-    @property
-    def paused(self) -> bool:
-        """True while a configuration error holds sending back."""
-        return time.monotonic() < self.paused_until
-
-    @property
-    def rate_limited(self) -> bool:
-        """True while the provider's ``Retry-After`` holds every delivery back."""
-        return time.monotonic() < self.rate_limited_until
-
-    def save(self, path: str) -> None:
-        """Publish this record for the other processes of this host (one atomic replace).
-
-        Monotonic times compare across processes: the clock is the host's, since boot.
-        """
-        temporary = f"{path}.{os.getpid()}.tmp"
-        Path(temporary).write_text(json.dumps(dataclasses.asdict(self)), encoding="utf-8")
-        os.replace(temporary, path)
-
-    @classmethod
-    def load(cls, path: str) -> DispatchHealth:
-        """The record the dispatching process published; a blank one before its first pass."""
-        try:
-            fields = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(**fields)
-        except (OSError, ValueError, TypeError):
-            return cls()
-
-    @classmethod
-    def merged(cls, records: Sequence[DispatchHealth]) -> DispatchHealth:
-        """One record for several dispatcher processes: held back while any of them is.
-
-        They share the provider and the queue: a pause or a rate limit one of
-        them met holds for all, and its error is the one to show.
-        """
-        now = time.monotonic()
-        held = [r for r in records if r.paused_until > now or r.rate_limited_until > now]
-        errors = [r.last_error for r in held + list(records) if r.last_error]
-        passes = [r.last_pass_at for r in records if r.last_pass_at]
-        return cls(
-            paused_until=max((r.paused_until for r in records), default=0.0),
-            rate_limited_until=max((r.rate_limited_until for r in records), default=0.0),
-            last_error=errors[0] if errors else None,
-            last_pass_at=max(passes) if passes else None,  # ISO times in UTC sort as text
-        )
-
-
-def health_file(first: str, index: int) -> str:
-    """Where dispatcher process ``index`` publishes its health: ``first``, then beside it."""
-    if index == 0:
-        return first
-    path = Path(first)
-    return str(path.with_name(f"{path.stem}-{index}{path.suffix}"))
 
 
 @dataclass
@@ -117,28 +50,6 @@ class PassStats:
 def current_provider() -> Provider:
     """The provider the running app sends through."""
     return current_app.extensions["newsletter.provider"]
-
-
-def dispatch_health(app: Flask | None = None) -> DispatchHealth:
-    """This process's dispatch health record, which its dispatch passes update."""
-    return (app or current_app).extensions["newsletter.dispatch_health"]
-
-
-def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
-    """The record to report: the one the dispatcher process published, if it sends for us.
-
-    Under gunicorn's dispatcher processes (``DISPATCH_HEALTH_FILE``, set by
-    gunicorn.conf.py) the workers never dispatch: their own record would
-    always read healthy. Several processes' records are merged.
-    """
-    app = app or current_app
-    published = app.config["DISPATCH_HEALTH_FILE"]
-    if not published:
-        return dispatch_health(app)
-    count = app.config["DISPATCH_PROCESSES"]
-    return DispatchHealth.merged(
-        [DispatchHealth.load(health_file(published, index)) for index in range(count)]
-    )
 
 
 def retry_policy() -> ledger.RetryPolicy:
@@ -326,7 +237,7 @@ def _watch_for_rate_limits(results: list[SendResult]) -> None:
     log.warning("provider rate limit: sending held for %.1fs", wait)
 
 
-HEALTH_EVERY = 5.0  # seconds between publications of an unchanged health record
+HEALTH_EVERY = 5.0  # seconds between publications of an unchanged health record to a file
 _RUNNING: set[BackgroundDispatcher] = set()
 
 
@@ -348,9 +259,9 @@ class BackgroundDispatcher:
     ) -> None:
         self.app = app
         # Where to publish the health record after each pass (the dispatcher process).
-        self.health_file = health_file
-        self._published_state: tuple | None = None
-        self._published_at = float("-inf")
+        self._publish = (
+            HealthPublisher(save_to_file(health_file), HEALTH_EVERY) if health_file else None
+        )
         # Seconds between passes when nothing wakes it (default DISPATCH_INTERVAL).
         self.interval = interval if interval is not None else app.config["DISPATCH_INTERVAL"]
         self._jobs = jobs  # housekeeping.JOBS, run between passes
@@ -410,23 +321,8 @@ class BackgroundDispatcher:
                     log.warning("dispatch pass failed (%s); retrying", type(exc).__name__)
                 finally:
                     db.session.remove()
-                    if self.health_file:
-                        self._publish_health(self.health_file)
-
-    def _publish_health(self, path: str) -> None:
-        # At once when a pause or an error changes, else at most every few seconds:
-        # an idle process passes five times a second.
-        health = dispatch_health(self.app)
-        state = (health.paused_until, health.rate_limited_until, health.last_error)
-        now = time.monotonic()
-        if state == self._published_state and now - self._published_at < HEALTH_EVERY:
-            return
-        try:
-            health.save(path)
-        except OSError as exc:  # a full disk must not stop the sending
-            log.warning("could not publish the dispatch health (%s)", exc)
-            return
-        self._published_state, self._published_at = state, now
+                    if self._publish is not None:
+                        self._publish(dispatch_health(self.app))
 
     def _run_periodic(self) -> None:
         now = time.monotonic()

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from flask import Blueprint, Response, current_app, jsonify
 
-from ..delivery.dispatcher import reported_dispatch_health
+from ..delivery.health import reported_dispatch_health
 from .probes import broker_answers, database_answers
 
 bp = Blueprint("meta", __name__)

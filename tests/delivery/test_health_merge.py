@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from newsletter.delivery.dispatcher import DispatchHealth, health_file
+from newsletter.delivery.health import DispatchHealth, health_file
 
 
 def test_each_process_has_its_own_file_beside_the_first() -> None:

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import event, func, make_url, select
 from sqlalchemy.pool import NullPool
 
-from newsletter.delivery.dispatcher import BackgroundDispatcher, dispatch_health
+from newsletter.delivery.dispatcher import BackgroundDispatcher
+from newsletter.delivery.health import dispatch_health
 from newsletter.extensions import db
 from newsletter.models import ConsentEvent, Delivery, Subscriber
 from tests.conftest import Outbox, is_postgresql

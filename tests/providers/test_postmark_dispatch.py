@@ -14,14 +14,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from config import ConfigError
-from newsletter.delivery.dispatcher import (
-    BackgroundDispatcher,
-    DispatchHealth,
-    PassStats,
-    dispatch_health,
-    dispatch_pass,
-    health_file,
-)
+from newsletter.delivery.dispatcher import BackgroundDispatcher, PassStats, dispatch_pass
+from newsletter.delivery.health import DispatchHealth, dispatch_health, health_file
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Outcome

@@ -1,0 +1,165 @@
+"""A pause met by a dispatcher on another host (a Celery worker, cron) shows in the web's /healthz.
+
+Those processes share only the database with the web: each writes its
+health record to ``dispatcher_health`` when it changes, and the web reads
+the recent ones (``newsletter/delivery/health.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from newsletter.delivery.health import (
+    SHOWN_FOR,
+    DispatchHealth,
+    forget_gone,
+    recent,
+    save_to_database,
+)
+from newsletter.extensions import db
+from newsletter.models import DispatcherHealth, utcnow
+from tests.digests.processes import outputs, start_worker, stop
+from tests.servers import redis_or_fail, wait_for
+
+from .test_postmark_dispatch import READERS, Postmark, postmark_app, sign_up
+
+BROKER = "redis://127.0.0.1:6379/3"  # the one tests/digests/test_celery.py enqueues through
+
+
+def dispatch_report(app: Flask, admin_headers: dict) -> tuple[dict, dict]:
+    """What /healthz and /admin/stats say about dispatching."""
+    client = app.test_client()
+    health = client.get("/healthz").get_json()
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()["dispatch"]
+    return health, stats
+
+
+def test_the_web_merges_the_recent_records_of_processes_elsewhere(
+    make_app: Callable[..., Flask], admin_headers: dict
+) -> None:
+    web = make_app(CELERY_BROKER_URL=BROKER)  # Celery sends: the web never does
+    now = time.monotonic()
+    with web.app_context():
+        paused = DispatchHealth(
+            paused_until=now + 60, last_error="HTTP 401: bad token", last_pass_at=None
+        )
+        assert save_to_database(db.session, "worker-1:10")(paused)
+        calm = DispatchHealth(last_pass_at="2026-11-25T06:30:00+00:00")
+        assert save_to_database(db.session, "worker-2:20")(calm)
+        # Published again: the one row is replaced, not added to.
+        assert save_to_database(db.session, "worker-2:20")(calm)
+        assert db.session.scalar(select(func.count()).select_from(DispatcherHealth)) == 2
+        db.session.remove()
+
+    health, stats = dispatch_report(web, admin_headers)
+    assert health["dispatch"] == {"paused": True, "error": "HTTP 401: bad token"}
+    assert stats["paused"] is True and stats["last_error"] == "HTTP 401: bad token"
+    assert stats["last_pass_at"] == "2026-11-25T06:30:00+00:00"
+
+    # The pause read back is the one published: about 60 s on this process's clock too.
+    with web.app_context():
+        [held] = [r for r in recent(db.session) if r.paused_until]
+        assert 55 < held.paused_until - time.monotonic() <= 60
+        db.session.remove()
+
+
+def test_records_of_gone_processes_are_not_shown_then_forgotten(
+    make_app: Callable[..., Flask], admin_headers: dict
+) -> None:
+    web = make_app(CELERY_BROKER_URL=BROKER)
+    with web.app_context():
+        now = utcnow()
+        old = {"paused_until": now + timedelta(hours=1), "last_error": "HTTP 401: old"}
+        db.session.add_all(
+            [
+                DispatcherHealth(process="gone:1", updated_at=now - SHOWN_FOR * 2, **old),
+                DispatcherHealth(process="long-gone:2", updated_at=now - timedelta(days=2)),
+                DispatcherHealth(process="alive:3", updated_at=now, last_error="timed out"),
+            ]
+        )
+        db.session.commit()
+        assert [r.last_error for r in recent(db.session)] == ["timed out"]
+        assert forget_gone(db.session) == 1
+        left = db.session.scalars(select(DispatcherHealth.process)).all()
+        assert sorted(left) == ["alive:3", "gone:1"]
+        db.session.remove()
+
+    health, _ = dispatch_report(web, admin_headers)
+    assert "dispatch" not in health  # a pause of a process silent for long is not shown
+
+
+def test_a_pause_cron_met_shows_in_the_web(
+    make_app: Callable[..., Flask], postmark: Postmark, admin_headers: dict
+) -> None:
+    settings = {
+        "POSTMARK_SERVER_TOKEN": "wrong",
+        "RETRY_BASE_SECONDS": 60.0,
+        "DISPATCH_IN_PROCESS": False,  # cron sends: `flask outbox dispatch`
+    }
+    web = postmark_app(make_app, postmark, **settings)
+    sign_up(web, *READERS)
+    assert "dispatch" not in dispatch_report(web, admin_headers)[0]
+
+    for _ in range(2):  # each run is a new process; it replaces the host's one cron record
+        cron = postmark_app(make_app, postmark, **settings)
+        result = cron.test_cli_runner().invoke(args=["outbox", "dispatch"])
+        assert result.exit_code == 0, result.output
+    # The second run had nothing due (the 401 put the batch back for 60 s) and was
+    # itself paused by the first run's record: it neither cleared nor resent anything.
+    assert "claimed 0" in result.output and "sending paused: HTTP 401" in result.output
+    assert postmark[0].calls == 1
+
+    health, stats = dispatch_report(web, admin_headers)
+    assert health["dispatch"]["paused"] is True
+    assert "Server API token" in health["dispatch"]["error"]
+    assert stats["last_pass_at"] is not None
+    with web.app_context():
+        assert [
+            p.endswith(":cron") for p in db.session.scalars(select(DispatcherHealth.process))
+        ] == [True]
+        db.session.remove()
+
+
+@pytest.mark.slow
+def test_a_pause_a_celery_worker_met_shows_in_the_web(
+    make_app: Callable[..., Flask],
+    postmark: Postmark,
+    database_uri: str,
+    tmp_path: Path,
+    admin_headers: dict,
+) -> None:
+    redis_or_fail(BROKER)
+    fake, base = postmark
+    web = make_app(CELERY_BROKER_URL=BROKER)
+    worker = start_worker(
+        "health",
+        database_uri,
+        BROKER,
+        tmp_path / "sent.log",
+        tmp_path / "health.out",
+        EMAIL_PROVIDER="postmark",
+        POSTMARK_API_URL=base,
+        POSTMARK_SERVER_TOKEN="wrong",
+        RETRY_BASE_SECONDS="60",
+    )
+    try:
+        sign_up(web, *READERS)  # the web queues dispatch tasks; the worker meets the 401
+        wait_for(
+            lambda: "dispatch" in dispatch_report(web, admin_headers)[0] or worker.poll(),
+            30,
+            "the worker's pause to reach the web",
+        )
+        assert worker.poll() is None, outputs(tmp_path)
+    finally:
+        stop([worker])
+    health, _ = dispatch_report(web, admin_headers)
+    assert health["dispatch"]["paused"] is True
+    assert "Server API token" in health["dispatch"]["error"]
+    assert fake.token != "wrong"
