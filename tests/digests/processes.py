@@ -18,6 +18,10 @@ from pathlib import Path
 from flask.testing import FlaskClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The broker every test that enqueues from the test process names: its Celery app keeps
+# the connection pool of the first broker it sends to, so they must all name this one
+# (each flushes it first; tests run one at a time).
+ENQUEUE_BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
 
 
 def _spawn(args: list[str], env: Mapping[str, str], out: Path) -> subprocess.Popen:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import pytest
 
 from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
+from tests.digests.processes import ENQUEUE_BROKER as BROKER
 from tests.digests.processes import (
     outputs,
     sent,
@@ -18,7 +18,6 @@ from tests.digests.processes import (
 )
 from tests.servers import redis_or_fail
 
-BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
 RECIPIENTS = 3000
 
 

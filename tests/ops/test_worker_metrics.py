@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,15 +9,12 @@ import urllib.request
 
 import pytest
 
+from tests.digests.processes import ENQUEUE_BROKER as BROKER
 from tests.digests.processes import REPO_ROOT, outputs, sent, start_worker, stop
 from tests.meta.scrape import sample
 from tests.servers import free_port, redis_or_fail, wait_for
 
 pytestmark = pytest.mark.slow  # real Celery workers
-# The broker of tests/digests/test_celery.py: the test process's Celery app keeps the
-# connection pool of the first broker it sends to, so every test that enqueues
-# through it must name the same one (each flushes it first; tests run one at a time).
-BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/3")
 
 
 def _scrape(url: str) -> str:

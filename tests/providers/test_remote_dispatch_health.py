@@ -25,12 +25,11 @@ from newsletter.delivery.health import (
 )
 from newsletter.extensions import db
 from newsletter.models import DispatcherHealth, utcnow
+from tests.digests.processes import ENQUEUE_BROKER as BROKER
 from tests.digests.processes import outputs, start_worker, stop
 from tests.servers import redis_or_fail, wait_for
 
 from .test_postmark_dispatch import READERS, Postmark, postmark_app, sign_up
-
-BROKER = "redis://127.0.0.1:6379/3"  # the one tests/digests/test_celery.py enqueues through
 
 
 def dispatch_report(app: Flask, admin_headers: dict) -> tuple[dict, dict]:
