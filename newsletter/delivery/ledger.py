@@ -267,9 +267,6 @@ def _values_for(
     return {"status": DeliveryStatus.QUEUED, "next_attempt_at": now + timedelta(seconds=wait)}
 
 
-_COLUMNS = ("status", "sent_at", "attempts", "provider_message_id", "next_attempt_at")
-
-
 def record(
     session: Session,
     deliveries: Sequence[Claimed],
@@ -277,31 +274,88 @@ def record(
     policy: RetryPolicy,
     provider: str,
 ) -> None:
-    """Write what the provider said for each claimed delivery, in one round trip per shape."""
+    """Write what the provider said for each claimed delivery, in one round trip per shape.
+
+    The rows are gathered as columns, one list per value that varies: sent
+    messages (nearly all of them) add three numbers and strings to three
+    lists, with no dict per row.
+    """
     now = utcnow()
-    table = Delivery.__table__
-    by_shape: dict[tuple[str, ...], list[dict]] = {}
+    sent = _Answers({"status": DeliveryStatus.SENT, "sent_at": now, "last_error": None})
+    sent_ids, sent_attempts, sent_message_ids = (
+        sent.column("id"),
+        sent.column("attempts"),
+        sent.column("provider_message_id"),
+    )
+    others: dict[tuple[str, ...], _Answers] = {}
     for delivery, result in zip(deliveries, results, strict=True):
-        values = _values_for(result, delivery.attempts, policy, now, delivery.created_at)
-        values["provider"] = provider
-        values["last_error"] = result.error if result.outcome is not Outcome.SENT else None
-        row = {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}
-        by_shape.setdefault(tuple(sorted(values)), []).append(row)
-    postgres = is_postgresql(session)
-    for shape, rows in by_shape.items():
-        if postgres:
-            _update_from_arrays(session, shape, rows)
+        if result.outcome is Outcome.SENT:
+            sent_ids.append(delivery.id)
+            sent_attempts.append(delivery.attempts + 1)
+            sent_message_ids.append(result.provider_id)
             continue
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), _UNANSWERED)
-            .values({name: bindparam(f"v_{name}") for name in shape})
-        )
-        session.connection().execute(stmt, rows)
+        values = _values_for(result, delivery.attempts, policy, now, delivery.created_at)
+        values["last_error"] = result.error
+        answers = others.setdefault(tuple(sorted(values)), _Answers({}))
+        answers.add(delivery.id, values)
+    postgres = is_postgresql(session)
+    for answers in (sent, *others.values()):
+        if answers.columns["id"]:
+            answers.shared["provider"] = provider
+            if postgres:
+                _update_from_arrays(session, answers)
+            else:
+                _update_each(session, answers)
     session.commit()
 
 
-def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dict]) -> None:
+class _Answers:
+    """Answers of one shape as columns: ``shared`` values for every row, ``columns`` per row."""
+
+    def __init__(self, shared: dict) -> None:
+        self.shared = shared
+        self.columns: dict[str, list] = {"id": []}
+
+    def column(self, name: str) -> list:
+        """The list of ``name``'s values, one per row (made empty on first use)."""
+        return self.columns.setdefault(name, [])
+
+    def add(self, delivery_id: int, values: dict) -> None:
+        """One row: its delivery's id and a value for each of the shape's columns."""
+        self.columns["id"].append(delivery_id)
+        for name, value in values.items():
+            self.column(name).append(value)
+
+    def hoisted(self) -> tuple[dict, dict[str, list]]:
+        """The shared values and the columns, a column whose rows all agree made shared."""
+        shared, columns = dict(self.shared), {"id": self.columns["id"]}
+        for name, values in self.columns.items():
+            if name == "id":
+                continue
+            if all(value == values[0] for value in values):
+                shared[name] = values[0]
+            else:
+                columns[name] = values
+        return shared, columns
+
+
+def _update_each(session: Session, answers: _Answers) -> None:
+    """SQLite: one ``UPDATE`` run for each row (the driver's executemany)."""
+    table = Delivery.__table__
+    names = [name for name in answers.columns if name != "id"]
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), _UNANSWERED)
+        .values({name: bindparam(f"v_{name}") for name in [*answers.shared, *names]})
+    )
+    shared = {f"v_{name}": value for name, value in answers.shared.items()}
+    keys = ["b_id", *(f"v_{name}" for name in names)]
+    columns = [answers.columns["id"], *(answers.columns[name] for name in names)]
+    rows = [{**shared, **dict(zip(keys, row, strict=True))} for row in zip(*columns, strict=True)]
+    session.connection().execute(stmt, rows)
+
+
+def _update_from_arrays(session: Session, answers: _Answers) -> None:
     """One ``UPDATE ... FROM unnest(arrays)``: one statement, one parameter per column.
 
     A value every row shares (a batch's status, time and provider, mostly) is
@@ -312,18 +366,18 @@ def _update_from_arrays(session: Session, shape: tuple[str, ...], rows: list[dic
     """
     table = Delivery.__table__
     dialect = session.get_bind().dialect
+    shared, columns = answers.hoisted()
     params: dict = {"queued": DeliveryStatus.QUEUED.value, "sending": DeliveryStatus.SENDING.value}
-    arrays: dict[str, list] = {"id": [row["b_id"] for row in rows]}
     assignments = []
-    for name in shape:
+    for name, value in shared.items():
         process = table.c[name].type.bind_processor(dialect)
-        sql_type = _sql_type(name, dialect)
-        values = [row[f"v_{name}"] for row in rows]
-        if all(value == values[0] for value in values):
-            params[name] = process(values[0]) if process else values[0]
-            assignments.append(f"{name} = CAST(:{name} AS {sql_type})")
-        else:
-            arrays[name] = [process(v) for v in values] if process else values
+        params[name] = process(value) if process else value
+        assignments.append(f"{name} = CAST(:{name} AS {_sql_type(name, dialect)})")
+    arrays: dict[str, list] = {}
+    for name, values in columns.items():
+        process = table.c[name].type.bind_processor(dialect)
+        arrays[name] = [process(v) for v in values] if process else values
+        if name != "id":
             assignments.append(f"{name} = answers.{name}")
     unnest = ", ".join(f"CAST(:{name} AS {_sql_type(name, dialect)}[])" for name in arrays)
     session.execute(

@@ -73,9 +73,9 @@ def whole_request_result(status: int, body: Any, response: Any) -> SendResult:
 def message_result(item: Mapping[str, Any]) -> SendResult:
     """One entry of the batch answer as a result."""
     code = item.get("ErrorCode", 0)
-    text = f"Postmark {code}: {item.get('Message', '')}"
     if code == 0:
         return SendResult(Outcome.SENT, provider_id=item.get("MessageID"))
+    text = f"Postmark {code}: {item.get('Message', '')}"
     if code in _CONFIG:
         return SendResult(Outcome.CONFIG_ERROR, error=text)
     if code in _TRANSIENT:

@@ -1,0 +1,64 @@
+"""Recording a batch's answers: every outcome of one batch lands on its own row."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import select, update
+
+from newsletter.delivery import ledger
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryKind, DeliveryStatus, utcnow
+from newsletter.providers import Outcome, SendResult
+
+POLICY = ledger.RetryPolicy(base_seconds=60, max_seconds=3600, max_attempts=3)
+
+
+def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
+    answers = [
+        (0, SendResult(Outcome.SENT, provider_id="pm-1")),
+        (4, SendResult(Outcome.SENT, provider_id="pm-2")),  # sent on its fifth try
+        (0, SendResult(Outcome.REJECTED, error="inactive recipient")),
+        (1, SendResult(Outcome.TRANSIENT, error="HTTP 503")),
+        (2, SendResult(Outcome.TRANSIENT, error="HTTP 503")),  # its third failure: given up
+        (3, SendResult(Outcome.RATE_LIMITED, error="slow down", retry_after=30.0)),
+    ]
+    with app.app_context():
+        deliveries = [
+            ledger.queue(db.session, DeliveryKind.DIGEST_TEST, to_address=f"r{n}@example.com")
+            for n in range(len(answers))
+        ]
+        db.session.flush()
+        for delivery, (attempts, _) in zip(deliveries, answers, strict=True):
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id)
+                .values(attempts=attempts, created_at=utcnow() - timedelta(days=30))
+            )
+        db.session.commit()
+        before = utcnow()
+        claimed = ledger.claim(db.session, 10, 60)
+        assert [c.attempts for c in claimed] == [a for a, _ in answers]
+        ledger.record(db.session, claimed, [r for _, r in answers], POLICY, "postmark")
+        db.session.expire_all()
+        rows = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        db.session.remove()
+
+    assert [(r.status, r.attempts) for r in rows] == [
+        (DeliveryStatus.SENT, 1),
+        (DeliveryStatus.SENT, 5),
+        (DeliveryStatus.FAILED, 1),
+        (DeliveryStatus.QUEUED, 2),
+        (DeliveryStatus.FAILED, 3),
+        (DeliveryStatus.QUEUED, 3),  # a rate limit spends no attempt
+    ]
+    assert [r.provider_message_id for r in rows[:2]] == ["pm-1", "pm-2"]
+    assert all(r.provider == "postmark" for r in rows)
+    assert [r.last_error for r in rows] == [None, None] + [r.error for _, r in answers[2:]]
+    assert all(r.sent_at is not None and r.sent_at >= before for r in rows[:2])
+    assert all(r.sent_at is None for r in rows[2:])
+    retry_in = (rows[3].next_attempt_at - before).total_seconds()
+    assert 60 <= retry_in <= 121  # its second failure: 120 s, jittered above half
+    rate_limited_in = (rows[5].next_attempt_at - before).total_seconds()
+    assert 29 <= rate_limited_in <= 31  # the provider's Retry-After
