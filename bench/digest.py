@@ -136,12 +136,21 @@ class CpuSplit:
         return " / ".join(f"{seconds * 1e6 / messages:.0f}" for seconds in parts)
 
 
-def run_senders(url: str, fake: str, processes: int, fake_pid: int) -> dict:
-    """Run ``processes`` dispatchers at once; messages sent, span, CPU split, peak RSS."""
+def run_senders(
+    url: str, fake: str, processes: int, fake_pid: int, profile: Path | None = None
+) -> dict:
+    """Run ``processes`` dispatchers at once; messages sent, span, CPU split, peak RSS.
+
+    ``profile``: each sender's py-spy stacks go to ``{profile}-{pid}.txt``.
+    """
+    env = sender_env(url, fake)
+    if profile is not None:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        env["BENCH_PROFILE"] = str(profile)
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "sender.py")],
-            env=sender_env(url, fake),
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -308,6 +317,9 @@ def main() -> None:
         help="pool processes of one prefork Celery worker per run (docker-compose.yml's is 2)",
     )
     parser.add_argument("--celery-broker", default=DEFAULT_BROKER)
+    parser.add_argument(
+        "--profile", metavar="DIR", type=Path, help="py-spy every in-process sender into DIR"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/plot.py)")
     args = parser.parse_args()
     fake, base = fake_provider.start()
@@ -352,7 +364,8 @@ def one_run(
         sent = run_celery(args.database_url, base, 1, args.celery_broker, digest_id, count)
         label = f"1 Celery, prefork {count}"
     else:
-        sent = run_senders(args.database_url, base, count, fake_pid)
+        profile = args.profile / f"sender-{size}-{count}" if args.profile else None
+        sent = run_senders(args.database_url, base, count, fake_pid, profile)
         assert sent["sent"] == size, sent
         label = str(count)
     dispatcher_rate = size / sent["seconds"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,17 @@ class CollectorClock:
             self.seconds += time.perf_counter() - self._started
 
 
+def spy(path: str) -> subprocess.Popen:
+    """py-spy on this very process until stopped (raw collapsed stacks into ``path``)."""
+    spy_bin = Path(sys.executable).with_name("py-spy")
+    command = [str(spy_bin), "record", "-p", str(os.getpid()), "-r", "200", "--nonblocking"]
+    return subprocess.Popen(
+        [*command, "--format", "raw", "-o", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, GC, RSS."""
     app = create_app()
@@ -45,9 +58,15 @@ def main() -> None:
         # Start when the bench says so: every sender at once, none timed while importing.
         print("ready", flush=True)
         sys.stdin.readline()
+        # BENCH_PROFILE=PATH: py-spy samples the send (see bench/digest.py --profile).
+        profile = os.environ.get("BENCH_PROFILE")
+        spying = spy(f"{profile}-{os.getpid()}.txt") if profile else None
         started, cpu_started = time.time(), time.process_time()
         stats = dispatch_pass()
         finished, cpu = time.time(), time.process_time() - cpu_started
+        if spying is not None:
+            spying.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+            spying.wait(60)
     peak = peak_rss_kib()
     print(
         json.dumps(
