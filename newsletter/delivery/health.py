@@ -245,15 +245,20 @@ def restore_from_database(session: Session, process: str, health: DispatchHealth
     A cron run is a new process: without this it would forget the pause the
     run before met, send into the same error, and report itself healthy.
     """
-    row = session.get(DispatcherHealth, process)
-    if row is None:
+    try:
+        row = session.get(DispatcherHealth, process)
+    except SQLAlchemyError as exc:  # the run sends all the same (its pause is then unknown)
+        session.rollback()
+        log.warning("could not read the dispatch health (%s)", type(exc).__name__)
         return
-    stored = _from_row(row, utcnow(), time.monotonic())
+    stored = _from_row(row, utcnow(), time.monotonic()) if row is not None else None
+    session.commit()  # the read's transaction ends here, before the pass's own
+    if stored is None:
+        return
     health.paused_until = max(health.paused_until, stored.paused_until)
     health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
     health.last_error = health.last_error or stored.last_error
     health.last_pass_at = health.last_pass_at or stored.last_pass_at
-    session.commit()  # the read's transaction ends here, before the pass's own
 
 
 def forget_gone(session: Session) -> int:

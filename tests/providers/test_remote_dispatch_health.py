@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from newsletter.delivery.health import (
     SHOWN_FOR,
@@ -162,3 +162,32 @@ def test_a_pause_a_celery_worker_met_shows_in_the_web(
     assert health["dispatch"]["paused"] is True
     assert "Server API token" in health["dispatch"]["error"]
     assert fake.token != "wrong"
+
+
+def test_cron_sends_when_it_cannot_read_or_write_its_health_record(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    """Mid-upgrade (the table not there yet), or any failure of the record, sending goes on."""
+    cron = postmark_app(make_app, postmark, DISPATCH_IN_PROCESS=False)
+    sign_up(cron, *READERS)
+    with cron.app_context():
+        db.session.execute(text("ALTER TABLE dispatcher_health RENAME TO dispatcher_health_away"))
+        db.session.commit()
+        try:
+            result = cron.test_cli_runner().invoke(args=["outbox", "dispatch"])
+        finally:
+            db.session.rollback()
+            db.session.execute(
+                text("ALTER TABLE dispatcher_health_away RENAME TO dispatcher_health")
+            )
+            db.session.commit()
+            db.session.remove()
+    assert "claimed 3: sent=3" in result.output
+    assert sorted(m["To"] for m in postmark[0].delivered) == READERS
+    # The job that needs the table fails, loudly, and the others still ran.
+    [failure] = [line for line in result.output.splitlines() if "failed" in line]
+    assert failure.startswith("forget-gone-dispatchers: failed (")
+    assert "dispatcher_health" in failure
+    assert "purge-old-pending-signups: 0" in result.output
+    assert "settle-stalled-digests: 0" in result.output
+    assert result.exit_code == 1
