@@ -15,18 +15,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+NAMES = {  # digest.py's modes
+    "in-process": "{} sender(s)",
+    "celery": "{} solo Celery worker(s)",
+    "celery-prefork": "1 Celery worker, prefork {}",
+}
+
 
 def main(source: Path, target: Path) -> None:
     """Two panels: msg/s (dispatcher and bare client) and peak RSS, per way of sending."""
     figures = json.loads(source.read_text())
-    fig, (rate, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (rate, memory) = plt.subplots(1, 2, figsize=(12, 6))
     runs = sorted({(f["mode"], f["processes"]) for f in figures})
     for mode, processes in runs:
         rows = sorted(
             (f for f in figures if (f["mode"], f["processes"]) == (mode, processes)),
             key=lambda f: f["size"],
         )
-        name = f"{processes} Celery worker(s)" if mode == "celery" else f"{processes} sender(s)"
+        name = NAMES[mode].format(processes)
         sizes = [f["size"] for f in rows]
         rate.plot(sizes, [f["dispatcher"] for f in rows], "o-", label=f"dispatcher, {name}")
         rate.plot(sizes, [f["bare"] for f in rows], "x--", label=f"bare client (beside {name})")
@@ -36,7 +42,9 @@ def main(source: Path, target: Path) -> None:
         axis.set_xlabel("subscribers")
         axis.set_ylabel(label)
         axis.set_ylim(bottom=0)
-        axis.legend(fontsize="small")
+    # Below the panels: ten lines' labels would hide the lines themselves.
+    rate.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    memory.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.suptitle("Digest fan-out on PostgreSQL, fake provider (bench/digest.py)")
     fig.tight_layout()
     fig.savefig(target, dpi=100)
