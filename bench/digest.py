@@ -210,7 +210,7 @@ def run_celery(
     ]
     try:
         for proc in procs:
-            wait_for_ready(proc)
+            wait_for_ready(proc, pool)
         rss_start = max(peak_rss_kib(pid) for pid in _worker_processes(procs))
         seconds = _timed_celery_send(url, broker, digest_id)
         rss_peak = max(peak_rss_kib(pid) for pid in _worker_processes(procs))
@@ -227,11 +227,19 @@ def _worker_processes(procs: list[subprocess.Popen]) -> list[int]:
     return [pid for proc in procs for pid in (proc.pid, *children(proc.pid))]
 
 
-def wait_for_ready(proc: subprocess.Popen) -> None:
-    """Read the worker's output (its banner first) up to its ``ready`` line."""
+def wait_for_ready(proc: subprocess.Popen, processes: int) -> None:
+    """Read the worker's output until it is ``ready`` and its ``processes`` built their app.
+
+    A prefork worker says ``ready`` while its pool processes may still be
+    building their apps (``worker_process_init``): a clock started then would
+    time their start-up, which a running deployment paid long before.
+    """
     assert proc.stdout is not None
+    seen = {b"ready": 0, b"process ready": 0}
     for line in proc.stdout:
-        if line.strip() == b"ready":
+        if line.strip() in seen:
+            seen[line.strip()] += 1
+        if seen[b"ready"] and seen[b"process ready"] >= processes:
             return
     raise RuntimeError("a Celery worker ended before it was ready")
 
