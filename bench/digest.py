@@ -348,9 +348,10 @@ def main() -> None:
         print(
             "| subscribers | sending processes | trigger (s) | dispatcher msg/s "
             "| bare client msg/s | ratio | peak RSS per sender (MiB) | RSS at start (MiB) "
-            "| CPU µs/msg, senders / fake / rest | bare: client / fake / rest |"
+            "| CPU µs/msg, senders / fake / rest | bare: client / fake / rest "
+            "| bare msg/s before / after |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows))
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1))
@@ -362,9 +363,14 @@ def main() -> None:
 def one_run(
     args: argparse.Namespace, base: str, fake_pid: int, size: int, mode: str, count: int
 ) -> tuple[dict, str]:
-    """One size sent one way, then the bare client: the figure and its table row."""
+    """One size sent one way, the bare client just before and just after: figure and row.
+
+    The machine's speed drifts within a minute: the ratio is to the mean of
+    the two bare runs that bracket ours, each printed too.
+    """
     fresh_schema(args.database_url)
     trigger_seconds, sample, digest_id = seed_and_trigger(args.database_url, size)
+    bare_before, _ = bare_client(base, sample, size, fake_pid)
     if mode == "celery":
         sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)
         label = f"{count} Celery"
@@ -377,20 +383,23 @@ def one_run(
         assert sent["sent"] == size, sent
         label = str(count)
     dispatcher_rate = size / sent["seconds"]
-    bare_rate, bare_cpu = bare_client(base, sample, size, fake_pid)
+    bare_after, bare_cpu = bare_client(base, sample, size, fake_pid)
+    bare_rate = (bare_before + bare_after) / 2
     figure = {
         "size": size,
         "processes": count,
         "mode": mode,
         "dispatcher": dispatcher_rate,
         "bare": bare_rate,
+        "bare_before": bare_before,
+        "bare_after": bare_after,
         "rss_peak_mib": sent["rss_peak_kib"] / 1024,
     }
     row = (
         f"| {size:,} | {label} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
         f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
         f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} "
-        f"| {sent.get('cpu_us', '-')} | {bare_cpu} |"
+        f"| {sent.get('cpu_us', '-')} | {bare_cpu} | {bare_before:,.0f} / {bare_after:,.0f} |"
     )
     return figure, row
 
