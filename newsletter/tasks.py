@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from functools import cache
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_shutdown
@@ -26,6 +27,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from config import ConfigError, from_env, split_bind
 
 from .housekeeping import BY_NAME, JOBS
+
+if TYPE_CHECKING:
+    from .delivery.health import HealthPublisher
 
 log = logging.getLogger(__name__)
 _settings = from_env()
@@ -111,7 +115,7 @@ def _build_app_before_the_first_task(**_: object) -> None:
 
 
 @cache
-def _health_publisher():
+def _health_publisher() -> HealthPublisher:
     """This process's publisher of its dispatch health to the database, for the web's /healthz."""
     from .delivery.health import DATABASE_EVERY, HealthPublisher, save_to_database
     from .extensions import db
