@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from newsletter.delivery.health import DispatchHealth, health_file
+from newsletter.delivery.health import DispatchHealth, HealthPublisher, health_file
 
 
 def test_each_process_has_its_own_file_beside_the_first() -> None:
@@ -34,3 +34,25 @@ def test_healthy_processes_merge_healthy_and_blank_records_stay_blank() -> None:
     assert not merged.paused and not merged.rate_limited
     assert merged.last_error == "HTTP 401"  # the last error any of them met, as one shows it
     assert DispatchHealth.merged([DispatchHealth(), DispatchHealth()]) == DispatchHealth()
+
+
+def test_a_publisher_saves_a_change_at_once_and_an_unchanged_record_rarely() -> None:
+    saved: list[tuple[float, str | None]] = []
+    answers = iter([False, True, True, True])  # the first save fails: a disk full, a lost row
+
+    def save(health: DispatchHealth) -> bool:
+        saved.append((health.paused_until, health.last_error))
+        return next(answers)
+
+    publish = HealthPublisher(save, every=0.2)
+    health = DispatchHealth()
+    publish(health)  # fails: not counted as published
+    publish(health)  # so it is tried again
+    publish(health)  # unchanged and just published: skipped
+    health.paused_until, health.last_error = time.monotonic() + 60, "HTTP 401"
+    publish(health)  # changed: at once
+    publish(health)  # unchanged: skipped
+    assert saved == [(0.0, None), (0.0, None), (health.paused_until, "HTTP 401")]
+    time.sleep(0.25)
+    publish(health)  # unchanged, but its last publication is older than ``every``
+    assert len(saved) == 4
