@@ -83,15 +83,15 @@ def dispatch_pass(
     while not (health.paused or health.rate_limited) and (
         max_batches is None or batches < max_batches
     ):
-        pace.wait(should_stop)  # before the claim: no batch is held (locked, leased) meanwhile
-        if should_stop is not None and should_stop():
+        # The turn is taken before the claim: no batch is held (locked, leased) meanwhile.
+        if not pace.take_turn(batch_size, should_stop):
             break
         claimed = ledger.claim(db.session, batch_size, lease)
+        pace.give_back(batch_size - len(claimed))
         if not claimed:
             break
         batches += 1
         stats.claimed += len(claimed)
-        pace.count(len(claimed))
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(claimed, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
@@ -107,33 +107,48 @@ def dispatch_pass(
 
 
 class Pacer:
-    """Holds one process to ``rate`` messages a second (0: no limit), across all its passes.
+    """Holds one process to ``rate`` messages a second (0: no limit), across its passes and threads.
 
-    Each batch of ``n`` moves the earliest time of the next one ``n / rate``
-    seconds on from the later of then and now: a burst is never more than
-    one batch, however long the process sat idle. Kept per process, not per
-    pass: a Celery task sends one batch per pass, and a dispatcher's passes
-    follow each other as fast as mail is queued. One dispatching thread per
-    process (a dispatcher, or a prefork or solo Celery pool process): ``wait``
-    then ``count`` is not atomic across threads.
+    Each batch takes a turn before it is claimed: ``n / rate`` seconds from
+    the later of the last turn's end and now, so a burst is never more than
+    one batch however long the process sat idle; what the claim did not fill
+    is given back. Kept per process, not per pass: a Celery task sends one
+    batch per pass, and a dispatcher's passes follow each other as fast as
+    mail is queued. Turns are taken under a lock, so the threads of a Celery
+    ``--pool=threads`` (or gevent's, whose lock this becomes) share the rate.
     """
 
     def __init__(self, rate: float) -> None:
         """A pacer for ``rate`` messages a second; 0 lets every batch go at once."""
         self.rate = rate
-        self._next_at = 0.0  # monotonic time the next batch may be claimed
+        self._next_at = 0.0  # monotonic time the turn after the last one taken starts
+        self._lock = threading.Lock()
 
-    def wait(self, should_stop: Callable[[], bool] | None = None) -> None:
-        """Sleep until the next batch may go, or ``should_stop`` says so (asked twice a second)."""
-        while (delay := self._next_at - time.monotonic()) > 0:
+    def take_turn(self, size: int, should_stop: Callable[[], bool] | None = None) -> bool:
+        """Take the next turn, for up to ``size`` messages, and sleep until it starts.
+
+        False when ``should_stop`` (asked before the turn starts, and twice a
+        second while waiting for it) says to stop: the turn is given back.
+        """
+        starts = time.monotonic()
+        if self.rate:
+            with self._lock:
+                starts = max(self._next_at, starts)
+                self._next_at = starts + size / self.rate
+        while True:
             if should_stop is not None and should_stop():
-                return
+                self.give_back(size)
+                return False
+            delay = starts - time.monotonic()
+            if delay <= 0:
+                return True
             time.sleep(min(delay, 0.5))
 
-    def count(self, sent: int) -> None:
-        """Count a batch of ``sent`` messages: the next waits ``sent / rate`` seconds."""
-        if self.rate:
-            self._next_at = max(self._next_at, time.monotonic()) + sent / self.rate
+    def give_back(self, unused: int) -> None:
+        """Give back the part of a turn its claim did not fill: the next turn comes sooner."""
+        if self.rate and unused > 0:
+            with self._lock:
+                self._next_at -= unused / self.rate
 
 
 def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:

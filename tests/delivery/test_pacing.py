@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -101,8 +102,51 @@ def test_a_stop_request_cuts_the_wait_short(make_app) -> None:
     with app.app_context():
         app.extensions["newsletter.provider"] = provider
         pacer: Pacer = app.extensions["newsletter.pacer"]
-        pacer.count(1)  # a batch just went: the next may go in ten seconds
+        assert pacer.take_turn(1)  # a batch just went: the next may go in ten seconds
         dispatch_pass(should_stop=lambda: time.monotonic() >= stop_at)
         db.session.remove()
     assert time.monotonic() - started < 5
     assert provider.batches == []  # it stopped before claiming, as asked
+
+
+def test_threads_sharing_one_pacer_take_turns(make_app) -> None:
+    """A Celery worker's thread (or gevent) pool: its tasks share the process's one pacer."""
+    app: Flask = make_app(RATELIMIT_ENABLED=False, SEND_RATE=float(RATE))
+    client = app.test_client()
+    for n in range(3 * RATE):
+        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    provider = Timed()
+    app.extensions["newsletter.provider"] = provider
+    failures: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def task() -> None:  # one batch, as a Celery task sends
+        with app.app_context():
+            try:
+                start.wait(5)
+                dispatch_pass(max_batches=1)
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=task) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not failures and not any(t.is_alive() for t in threads)
+    times = sorted(at for at, _ in provider.batches)
+    assert sorted(size for _, size in provider.batches) == [RATE] * 3
+    # Without the lock, all three took the same turn and sent within milliseconds.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(gaps) >= 0.9, gaps
+
+
+def test_a_turn_a_claim_did_not_fill_is_given_back() -> None:
+    pacer = Pacer(rate=10.0)
+    assert pacer.take_turn(10)  # a second booked
+    pacer.give_back(9)  # one message claimed: a tenth of a second used
+    started = time.monotonic()
+    assert pacer.take_turn(1)
+    assert time.monotonic() - started < 0.5  # not the second the full turn would have cost
