@@ -84,10 +84,14 @@ def dispatch_pass(
         max_batches is None or batches < max_batches
     ):
         # The turn is taken before the claim: no batch is held (locked, leased) meanwhile.
-        if not pace.take_turn(batch_size, should_stop):
+        turn = pace.take_turn(batch_size, should_stop)
+        if turn is None:
             break
-        claimed = ledger.claim(db.session, batch_size, lease)
-        pace.give_back(batch_size - len(claimed))
+        claimed: list[ledger.Claimed] = []
+        try:
+            claimed = ledger.claim(db.session, batch_size, lease)
+        finally:  # what the claim did not fill (all of it, if the claim failed)
+            pace.give_back(turn, batch_size - len(claimed))
         if not claimed:
             break
         batches += 1
@@ -111,44 +115,50 @@ class Pacer:
 
     Each batch takes a turn before it is claimed: ``n / rate`` seconds from
     the later of the last turn's end and now, so a burst is never more than
-    one batch however long the process sat idle; what the claim did not fill
-    is given back. Kept per process, not per pass: a Celery task sends one
-    batch per pass, and a dispatcher's passes follow each other as fast as
-    mail is queued. Turns are taken under a lock, so the threads of a Celery
-    ``--pool=threads`` (or gevent's, whose lock this becomes) share the rate.
+    one batch however long the process sat idle. What the claim did not fill
+    is given back while no later turn has been taken. Kept per process, not
+    per pass: a Celery task sends one batch per pass, and a dispatcher's
+    passes follow each other as fast as mail is queued. Turns are taken under
+    a lock, so the threads of a Celery ``--pool=threads`` (or gevent's, whose
+    lock this becomes) share the rate.
     """
 
     def __init__(self, rate: float) -> None:
         """A pacer for ``rate`` messages a second; 0 lets every batch go at once."""
         self.rate = rate
-        self._next_at = 0.0  # monotonic time the turn after the last one taken starts
+        self._next_at = 0.0  # monotonic time the last turn taken ends
         self._lock = threading.Lock()
 
-    def take_turn(self, size: int, should_stop: Callable[[], bool] | None = None) -> bool:
-        """Take the next turn, for up to ``size`` messages, and sleep until it starts.
+    def take_turn(self, size: int, should_stop: Callable[[], bool] | None = None) -> float | None:
+        """Take the next turn, for up to ``size`` messages, sleep until it starts; when it ends.
 
-        False when ``should_stop`` (asked before the turn starts, and twice a
+        None when ``should_stop`` (asked before the turn starts, and twice a
         second while waiting for it) says to stop: the turn is given back.
         """
-        starts = time.monotonic()
+        starts = ends = time.monotonic()
         if self.rate:
             with self._lock:
                 starts = max(self._next_at, starts)
-                self._next_at = starts + size / self.rate
+                self._next_at = ends = starts + size / self.rate
         while True:
             if should_stop is not None and should_stop():
-                self.give_back(size)
-                return False
+                self.give_back(ends, size)
+                return None
             delay = starts - time.monotonic()
             if delay <= 0:
-                return True
+                return ends
             time.sleep(min(delay, 0.5))
 
-    def give_back(self, unused: int) -> None:
-        """Give back the part of a turn its claim did not fill: the next turn comes sooner."""
+    def give_back(self, turn: float, unused: int) -> None:
+        """Give back the part of the turn ending at ``turn`` its claim did not fill.
+
+        Only while it is still the last turn taken: shortening a turn another
+        batch already follows would let the two go at once.
+        """
         if self.rate and unused > 0:
             with self._lock:
-                self._next_at -= unused / self.rate
+                if self._next_at == turn:
+                    self._next_at -= unused / self.rate
 
 
 def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:
