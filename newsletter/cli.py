@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy.exc import SQLAlchemyError
 
 from .delivery.dispatcher import dispatch_pass
 from .extensions import db
@@ -35,15 +34,14 @@ def outbox_dispatch() -> None:
     if health.paused:
         click.echo(f"sending paused: {health.last_error}")
     save_to_database(db.session, process)(health)
-    failed = []
-    for job in JOBS:  # each job runs, whatever the one before did; a failure is said and counted
-        try:
-            click.echo(f"{job.name}: {job.run()}")
-        except SQLAlchemyError as exc:
-            db.session.rollback()
-            cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            click.echo(f"{job.name}: failed ({type(exc).__name__}: {cause})", err=True)
-            failed.append(job.name)
+    failed = False
+    for job in JOBS:
+        outcome = job.run_alone()
+        if isinstance(outcome, str):
+            click.echo(f"{job.name}: failed ({outcome})", err=True)
+            failed = True
+        else:
+            click.echo(f"{job.name}: {outcome}")
     if failed:
         raise SystemExit(1)
 

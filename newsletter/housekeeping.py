@@ -28,6 +28,21 @@ class Job:
     every: float
     run: Callable[[], int]
 
+    def run_alone(self) -> int | str:
+        """Run it: rows it touched, or, if it failed, the failure as text (rolled back, logged).
+
+        A failing job must stop neither the jobs after it nor a dispatcher's
+        pass: every runner but Celery's (one task per job) calls this.
+        """
+        try:
+            return self.run()
+        except Exception as exc:
+            db.session.rollback()
+            lines = str(getattr(exc, "orig", None) or exc).splitlines()
+            failure = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            log.error("housekeeping job %s failed (%s)", self.name, failure)
+            return failure
+
 
 def _purge_pending() -> int:
     """Delete signups never confirmed within ``PENDING_RETENTION_DAYS``."""

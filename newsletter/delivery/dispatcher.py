@@ -354,7 +354,7 @@ class BackgroundDispatcher:
         for job in self._jobs:
             if now - self._last_run[job.name] >= job.every:
                 self._last_run[job.name] = now
-                job.run()
+                job.run_alone()
 
 
 def stop_background_dispatchers(timeout: float = 30.0) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from newsletter.delivery.dispatcher import BackgroundDispatcher
+from newsletter.delivery.health import dispatch_health
+from newsletter.extensions import db
 from newsletter.housekeeping import Job
 from tests.conftest import Outbox
 from tests.servers import wait_for
@@ -24,3 +28,26 @@ def test_a_commit_that_queues_mail_wakes_the_thread(make_app):
     finally:
         dispatcher.stop(timeout=10)
     assert not dispatcher._thread.is_alive()
+
+
+def test_a_failing_job_stops_neither_the_others_nor_the_pass(make_app):
+    app = make_app(DISPATCH_INTERVAL=3600.0)
+    ran: list[str] = []
+
+    def broken() -> int:  # in the pass's own session: on PostgreSQL it aborts its transaction
+        db.session.execute(text("SELECT * FROM no_such_table"))
+        return 0
+
+    jobs = [Job("broken", 3600.0, broken), Job("after", 3600.0, lambda: ran.append("after") or 0)]
+    dispatcher = BackgroundDispatcher(app, jobs=jobs)
+    app.extensions["newsletter.dispatch_waker"] = dispatcher.wake
+    dispatcher.start()
+    try:
+        app.test_client().post("/subscribe", json={"email": "ann@example.com"})
+        outbox = Outbox(app)
+        wait_for(lambda: len(outbox.messages()) == 1, 10, "the email")
+    finally:
+        dispatcher.stop(timeout=10)
+    assert ran == ["after"]
+    # The pass of that same wake-up sent the email: it was not counted as a failed pass.
+    assert dispatch_health(app).last_error is None
