@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -20,20 +19,15 @@ subscribers_cli = AppGroup("subscribers", help="Subscribers in bulk.")
 @outbox_cli.command("dispatch")
 def outbox_dispatch() -> None:
     """Send every delivery that is due, then run the housekeeping jobs, once (for cron)."""
-    from .delivery.health import dispatch_health, restore_from_database, save_to_database
+    from .delivery.health import cron_run_health
     from .housekeeping import JOBS
 
-    # One health record per host's cron, each run taking up the last one's pause and
-    # replacing it: for the web's /healthz, and so a paused run does not send again.
-    process = f"{socket.gethostname()}:cron"
-    health = dispatch_health()
-    restore_from_database(db.session, process, health)
-    stats = dispatch_pass()
-    parts = ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items())) or "nothing due"
-    click.echo(f"claimed {stats.claimed}: {parts}")
-    if health.paused:
-        click.echo(f"sending paused: {health.last_error}")
-    save_to_database(db.session, process)(health)
+    with cron_run_health(db.session) as health:  # for the web's /healthz, and the next run
+        stats = dispatch_pass()
+        parts = ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items()))
+        click.echo(f"claimed {stats.claimed}: {parts or 'nothing due'}")
+        if health.paused:
+            click.echo(f"sending paused: {health.last_error}")
     failed = False
     for job in JOBS:
         outcome = job.run_alone()

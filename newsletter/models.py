@@ -378,7 +378,7 @@ class DispatcherHealth(db.Model):
 
     __tablename__ = "dispatcher_health"
 
-    process: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid
+    process: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid, host:cron
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)

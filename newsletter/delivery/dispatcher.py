@@ -26,7 +26,7 @@ from ..models import DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import settle
-from .health import HealthPublisher, dispatch_health, save_to_file
+from .health import FILE_EVERY, HealthPublisher, dispatch_health, save_to_file
 from .render import render_batch
 
 if TYPE_CHECKING:  # housekeeping imports the delivery layer: no import back at run time
@@ -262,7 +262,6 @@ def _watch_for_rate_limits(results: list[SendResult]) -> None:
     log.warning("provider rate limit: sending held for %.1fs", wait)
 
 
-HEALTH_EVERY = 5.0  # seconds between publications of an unchanged health record to a file
 _RUNNING: set[BackgroundDispatcher] = set()
 
 
@@ -285,7 +284,7 @@ class BackgroundDispatcher:
         self.app = app
         # Where to publish the health record after each pass (the dispatcher process).
         self._publish = (
-            HealthPublisher(save_to_file(health_file), HEALTH_EVERY) if health_file else None
+            HealthPublisher(save_to_file(health_file), FILE_EVERY) if health_file else None
         )
         # Seconds between passes when nothing wakes it (default DISPATCH_INTERVAL).
         self.interval = interval if interval is not None else app.config["DISPATCH_INTERVAL"]

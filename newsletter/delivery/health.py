@@ -18,7 +18,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from ..models import DispatcherHealth, utcnow
 
 log = logging.getLogger(__name__)
 
+FILE_EVERY = 5.0  # seconds between publications of an unchanged record to a file
 DATABASE_EVERY = 30.0  # seconds between publications of an unchanged record to the database
 SHOWN_FOR = timedelta(minutes=10)  # a record older than this is a process gone: not shown
 FORGET_AFTER = timedelta(days=1)  # housekeeping deletes records this old
@@ -239,26 +241,30 @@ def recent(session: Session) -> list[DispatchHealth]:
     return [_from_row(row, now, monotonic_now) for row in rows]
 
 
-def restore_from_database(session: Session, process: str, health: DispatchHealth) -> None:
-    """Take up ``process``'s stored pause and rate limit into ``health`` (cron's next run).
+@contextmanager
+def cron_run_health(session: Session) -> Iterator[DispatchHealth]:
+    """This cron run's health record: its host's last run's pause taken up, saved back at the end.
 
-    A cron run is a new process: without this it would forget the pause the
+    A cron run is a new process: without this it would forget a pause the
     run before met, send into the same error, and report itself healthy.
+    One record per host's cron (``host:cron``), each run replacing it.
     """
+    process = f"{socket.gethostname()}:cron"
+    health = dispatch_health()
     try:
         row = session.get(DispatcherHealth, process)
     except SQLAlchemyError as exc:  # the run sends all the same (its pause is then unknown)
         session.rollback()
         log.warning("could not read the dispatch health (%s)", type(exc).__name__)
-        return
+        row = None
     stored = _from_row(row, utcnow(), time.monotonic()) if row is not None else None
     session.commit()  # the read's transaction ends here, before the pass's own
-    if stored is None:
-        return
-    health.paused_until = max(health.paused_until, stored.paused_until)
-    health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
-    health.last_error = health.last_error or stored.last_error
-    health.last_pass_at = health.last_pass_at or stored.last_pass_at
+    if stored is not None and (stored.paused or stored.rate_limited):  # an old error stays old
+        health.paused_until = max(health.paused_until, stored.paused_until)
+        health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
+        health.last_error = health.last_error or stored.last_error
+    yield health
+    save_to_database(session, process)(health)
 
 
 def forget_gone(session: Session) -> int:
