@@ -108,10 +108,11 @@ _IDLE_LIMIT = text("SELECT set_config('idle_in_transaction_session_timeout', :ms
 
 def _due(status: DeliveryStatus, lock: bool) -> Select:
     """The first ``:limit`` deliveries in one status due at ``:now``, oldest first."""
+    deliveries = Delivery.__table__  # the table, not the class: a plain Core statement
     due = (
-        select(Delivery.id, Delivery.next_attempt_at)
-        .where(Delivery.status == status, Delivery.next_attempt_at <= bindparam("now"))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
+        select(deliveries.c.id, deliveries.c.next_attempt_at)
+        .where(deliveries.c.status == status, deliveries.c.next_attempt_at <= bindparam("now"))
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(bindparam("limit"))
     )
     if lock:
@@ -200,7 +201,7 @@ def _lock_and_load() -> Select:
 def _lease() -> Update:
     """SQLite: lease the first due deliveries until ``:until``; their ids."""
     return (
-        update(Delivery)
+        update(Delivery.__table__)
         .where(_first_due(lock=False))
         .values(status=DeliveryStatus.SENDING, next_attempt_at=bindparam("until"))
         .returning(Delivery.id)
@@ -218,8 +219,8 @@ def _load(session: Session, statement: Select, params: dict) -> list[Claimed]:
 
     Plain rows, not ORM objects: nothing to build per row, nothing for the
     session to track and expire when the batch's answers are committed. Run
-    on the session's connection: a Core statement run through
-    ``Session.execute`` would still pass each row through the ORM's loading.
+    on the session's connection, past the session's own execution machinery
+    (and its loading of rows, for a statement that names a mapped class).
     """
     rows = session.connection().execute(statement, params).all()
     # Each row's tuples made whole by ``_make`` (one C call each): a named tuple's own
@@ -270,29 +271,34 @@ def _values_for(
     now: datetime,
     queued_at: datetime | None = None,
 ) -> dict:
-    """The columns a provider's answer sets on a claimed delivery."""
-    if result.outcome is Outcome.SENT:
-        return {
-            "status": DeliveryStatus.SENT,
-            "sent_at": now,
-            "attempts": attempts + 1,
-            "provider_message_id": result.provider_id,
-            "last_error": None,
-        }
+    """The columns an answer other than "sent" sets on a claimed delivery (``record`` does sent)."""
     if result.outcome is Outcome.REJECTED:
-        return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
+        return {
+            "status": DeliveryStatus.FAILED,
+            "attempts": attempts + 1,
+            "last_error": result.error,
+        }
     if result.outcome is Outcome.TRANSIENT:
         if policy.gives_up(attempts + 1, queued_at, now):
-            return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
+            return {
+                "status": DeliveryStatus.FAILED,
+                "attempts": attempts + 1,
+                "last_error": result.error,
+            }
         wait = policy.delay(attempts + 1)
         return {
             "status": DeliveryStatus.QUEUED,
             "attempts": attempts + 1,
             "next_attempt_at": now + timedelta(seconds=wait),
+            "last_error": result.error,
         }
     # Rate limits and configuration errors spend no attempt: the message was fine.
     wait = result.retry_after if result.retry_after is not None else policy.base_seconds
-    return {"status": DeliveryStatus.QUEUED, "next_attempt_at": now + timedelta(seconds=wait)}
+    return {
+        "status": DeliveryStatus.QUEUED,
+        "next_attempt_at": now + timedelta(seconds=wait),
+        "last_error": result.error,
+    }
 
 
 def record(
@@ -304,12 +310,15 @@ def record(
 ) -> None:
     """Write what the provider said for each claimed delivery, in one round trip per shape.
 
-    The rows are gathered as columns, one list per value that varies: sent
-    messages (nearly all of them) add three numbers and strings to three
-    lists, with no dict per row.
+    The rows are gathered as columns, one list per value that varies: a sent
+    message (nearly all of them) adds its id, attempt count and the
+    provider's id to three lists, with no dict of its own (on PostgreSQL;
+    SQLite's executemany takes a dict per row all the same).
     """
     now = utcnow()
-    sent = _Answers({"status": DeliveryStatus.SENT, "sent_at": now, "last_error": None})
+    sent = _Answers(
+        {"status": DeliveryStatus.SENT, "sent_at": now, "last_error": None, "provider": provider}
+    )
     sent_ids, sent_attempts, sent_message_ids = (
         sent.column("id"),
         sent.column("attempts"),
@@ -323,13 +332,11 @@ def record(
             sent_message_ids.append(result.provider_id)
             continue
         values = _values_for(result, delivery.attempts, policy, now, delivery.created_at)
-        values["last_error"] = result.error
-        answers = others.setdefault(tuple(sorted(values)), _Answers({}))
+        answers = others.setdefault(tuple(sorted(values)), _Answers({"provider": provider}))
         answers.add(delivery.id, values)
     postgres = is_postgresql(session)
     for answers in (sent, *others.values()):
         if answers.columns["id"]:
-            answers.shared["provider"] = provider
             if postgres:
                 _update_from_arrays(session, answers)
             else:
