@@ -12,7 +12,10 @@ from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryKind, DeliveryStatus, utcnow
 from newsletter.providers import Outcome, SendResult
 
-POLICY = ledger.RetryPolicy(base_seconds=60, max_seconds=3600, max_attempts=3)
+# Given up after 3 attempts *and* a day: a young delivery keeps its retries.
+POLICY = ledger.RetryPolicy(
+    base_seconds=60, max_seconds=3600, max_attempts=3, max_age_seconds=86400
+)
 
 
 def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
@@ -23,18 +26,22 @@ def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
         (1, SendResult(Outcome.TRANSIENT, error="HTTP 503")),
         (2, SendResult(Outcome.TRANSIENT, error="HTTP 503")),  # its third failure: given up
         (3, SendResult(Outcome.RATE_LIMITED, error="slow down", retry_after=30.0)),
+        (2, SendResult(Outcome.TRANSIENT, error="HTTP 502")),  # its third, but queued today
+        (1, SendResult(Outcome.CONFIG_ERROR, error="HTTP 401")),
     ]
+    young = {6}  # the others were queued 30 days ago
     with app.app_context():
         deliveries = [
             ledger.queue(db.session, DeliveryKind.DIGEST_TEST, to_address=f"r{n}@example.com")
             for n in range(len(answers))
         ]
         db.session.flush()
-        for delivery, (attempts, _) in zip(deliveries, answers, strict=True):
+        for n, (delivery, (attempts, _)) in enumerate(zip(deliveries, answers, strict=True)):
+            queued_at = utcnow() - timedelta(days=0 if n in young else 30)
             db.session.execute(
                 update(Delivery)
                 .where(Delivery.id == delivery.id)
-                .values(attempts=attempts, created_at=utcnow() - timedelta(days=30))
+                .values(attempts=attempts, created_at=queued_at)
             )
         db.session.commit()
         before = utcnow()
@@ -52,6 +59,8 @@ def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
         (DeliveryStatus.QUEUED, 2),
         (DeliveryStatus.FAILED, 3),
         (DeliveryStatus.QUEUED, 3),  # a rate limit spends no attempt
+        (DeliveryStatus.QUEUED, 3),  # three attempts, but not a day old: tried again
+        (DeliveryStatus.QUEUED, 1),  # nor does a configuration error
     ]
     assert [r.provider_message_id for r in rows[:2]] == ["pm-1", "pm-2"]
     assert all(r.provider == "postmark" for r in rows)
@@ -62,3 +71,5 @@ def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
     assert 60 <= retry_in <= 121  # its second failure: 120 s, jittered above half
     rate_limited_in = (rows[5].next_attempt_at - before).total_seconds()
     assert 29 <= rate_limited_in <= 31  # the provider's Retry-After
+    config_error_in = (rows[7].next_attempt_at - before).total_seconds()
+    assert 59 <= config_error_in <= 61  # RETRY_BASE_SECONDS
