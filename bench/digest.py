@@ -1,15 +1,17 @@
 """Benchmark: one digest to N confirmed subscribers on PostgreSQL, through a local fake provider.
 
     .venv/bin/python bench/digest.py [--sizes 10000 100000] [--processes 1 2]
-        [--celery-workers 1 2] [--celery-broker URL] [--database-url URL] [--json FILE]
+        [--celery-workers 1 2] [--celery-prefork 2] [--celery-broker URL]
+        [--database-url URL] [--profile DIR] [--json FILE]
 
 For each size it resets the database, inserts N confirmed subscribers and three
 posts, triggers the digest (one INSERT ... SELECT), then has it sent by the
 real dispatcher, in-process (``--processes``: that many ``dispatch_pass``
 processes) or through Celery (``--celery-workers``: that many solo workers
-on Redis), against the fake and, in the same run, a bare client posting the
-same number of pre-built batches to the same fake. It prints both rates side
-by side, the CPU each spent per message (sender or client, fake, the rest:
+on Redis; ``--celery-prefork``: one worker with that many pool processes),
+against the fake and, just before and just after, a bare client posting the
+same number of pre-built batches to the same fake. It prints our rate beside
+the mean of the two bare ones, the CPU each spent per message (sender or client, fake, the rest:
 PostgreSQL) and the peak memory of every sending process.
 """
 

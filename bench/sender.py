@@ -6,7 +6,6 @@ import gc
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 
 from procfs import peak_rss_kib  # noqa: E402
+from spy import record_stacks  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
 from newsletter.delivery.dispatcher import dispatch_pass  # noqa: E402
@@ -36,17 +36,6 @@ class CollectorClock:
             self.seconds += time.perf_counter() - self._started
 
 
-def spy(path: str) -> subprocess.Popen:
-    """py-spy on this very process until stopped (raw collapsed stacks into ``path``)."""
-    spy_bin = Path(sys.executable).with_name("py-spy")
-    command = [str(spy_bin), "record", "-p", str(os.getpid()), "-r", "200", "--nonblocking"]
-    return subprocess.Popen(
-        [*command, "--format", "raw", "-o", path],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def main() -> None:
     """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, GC, RSS."""
     app = create_app()
@@ -60,7 +49,7 @@ def main() -> None:
         sys.stdin.readline()
         # BENCH_PROFILE=PATH: py-spy samples the send (see bench/digest.py --profile).
         profile = os.environ.get("BENCH_PROFILE")
-        spying = spy(f"{profile}-{os.getpid()}.txt") if profile else None
+        spying = record_stacks(os.getpid(), f"{profile}-{os.getpid()}.txt") if profile else None
         started, cpu_started = time.time(), time.process_time()
         stats = dispatch_pass()
         finished, cpu = time.time(), time.process_time() - cpu_started

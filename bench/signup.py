@@ -45,6 +45,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]  # the service (for its migrations)
 
 import fake_provider  # noqa: E402
 from procfs import children, machine_busy_seconds, process_cpu_seconds  # noqa: E402
+from spy import record_stacks  # noqa: E402
 
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -241,29 +242,6 @@ def load_python(port: int, seconds: float, connections: int, prefix: str) -> dic
     }
 
 
-def profile(pid: int, seconds: float, path: Path) -> subprocess.Popen:
-    """py-spy on one worker for the measured period (raw collapsed stacks)."""
-    return subprocess.Popen(
-        [
-            str(BIN / "py-spy"),
-            "record",
-            "-p",
-            str(pid),
-            "-d",
-            str(int(seconds)),
-            "-r",
-            "200",
-            "--format",
-            "raw",
-            "-o",
-            str(path),
-            "--nonblocking",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def count_sent(url: str) -> tuple[int, int]:
     """Deliveries sent, and deliveries in all, once ours has stopped."""
     from sqlalchemy import create_engine, text
@@ -304,10 +282,10 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
         spies = []
         if args.profile:
             folder = Path(args.profile)
-            spies.append(profile(workers[0], args.duration, folder / f"{tag}-{app}.txt"))
+            spies.append(record_stacks(workers[0], folder / f"{tag}-{app}.txt", args.duration))
             if dispatcher is not None:
                 path = folder / f"{tag}-{app}-dispatcher.txt"
-                spies.append(profile(dispatcher, args.duration, path))
+                spies.append(record_stacks(dispatcher, path, args.duration))
         watched = {f"worker {n + 1}": pid for n, pid in enumerate(workers)}
         if dispatcher is not None:
             watched["dispatcher"] = dispatcher
