@@ -42,6 +42,16 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def sends_elsewhere(settings: Mapping[str, Any]) -> bool:
+    """True when Celery workers or cron send the mail: no process or thread of the web server.
+
+    The one rule for gunicorn.conf.py (start no dispatcher process), the
+    app (start no dispatcher thread) and ``/healthz`` (read the senders'
+    health records from the database).
+    """
+    return bool(settings["CELERY_BROKER_URL"]) or not settings["DISPATCH_IN_PROCESS"]
+
+
 def split_bind(value: str) -> tuple[str, int]:
     """``host:port`` as (host, port); an IPv6 host may be bracketed, an empty one is any."""
     host, colon, port = value.rpartition(":")

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from config import ConfigError, from_env
+from config import ConfigError, from_env, sends_elsewhere
 
 # Set at load time, before anything imports prometheus_client: a module imported
 # before the variable exists would stay in single-process mode in every worker.
@@ -42,10 +42,7 @@ except ConfigError:
     _settings = None  # wsgi.py reports it, in one line, as the workers start
 # DISPATCH_IN_PROCESS=false means cron (or another host) sends: then no process either.
 DISPATCH_PROCESS = bool(
-    _settings
-    and _settings["DISPATCH_PROCESS"]
-    and _settings["DISPATCH_IN_PROCESS"]
-    and not _settings["CELERY_BROKER_URL"]
+    _settings and _settings["DISPATCH_PROCESS"] and not sends_elsewhere(_settings)
 )
 if not DISPATCH_PROCESS:
     # DISPATCH_HEALTH_FILE tells the workers "a dispatcher process sends for you":

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import ConfigError, from_env
+from config import ConfigError, from_env, sends_elsewhere
 
 from . import logs, security
 from .errors import register_error_handlers
@@ -199,8 +199,7 @@ def _start_embedded_services(app: Flask) -> None:
         _upgrade_schema(app)
     # A dispatcher process publishing to DISPATCH_HEALTH_FILE (gunicorn.conf.py) sends
     # for this host; Celery workers, or cron with DISPATCH_IN_PROCESS=false, elsewhere.
-    sends_elsewhere = app.config["CELERY_BROKER_URL"] or app.config["DISPATCH_HEALTH_FILE"]
-    if app.config["DISPATCH_IN_PROCESS"] and not sends_elsewhere:
+    if not sends_elsewhere(app.config) and not app.config["DISPATCH_HEALTH_FILE"]:
         from .delivery.dispatcher import BackgroundDispatcher
         from .housekeeping import JOBS
 

@@ -29,6 +29,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from config import sends_elsewhere
+
 from ..db_helpers import upsert
 from ..extensions import db
 from ..models import DispatcherHealth, utcnow
@@ -127,7 +129,7 @@ def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
             [DispatchHealth.load(health_file(published, index)) for index in range(count)]
         )
     own = dispatch_health(app)
-    if app.config["CELERY_BROKER_URL"] or not app.config["DISPATCH_IN_PROCESS"]:
+    if sends_elsewhere(app.config):
         return DispatchHealth.merged([own, *recent(db.session)])
     return own
 
