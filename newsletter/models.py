@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -140,7 +141,9 @@ class Subscriber(db.Model):
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"), index=True)
+    # No index: the queries by status read most of the table, or run once a day
+    # (migration 0007); without one, a confirmation can be a HOT update.
+    status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"))
     # Bumped each time the subscriber leaves: confirm links of an earlier round die.
     round: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str | None] = mapped_column(String(2048))
@@ -210,10 +213,19 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("digest_id", "subscriber_id", name="uq_delivery_digest_subscriber"),
+        # One copy of a digest per subscriber; led by the subscriber, it also serves
+        # the subscriber's lookups and the foreign key's cascade.
+        UniqueConstraint("subscriber_id", "digest_id", name="uq_delivery_subscriber_digest"),
         Index("ix_delivery_due", "status", "next_attempt_at", "id"),
-        # A digest's progress: "is any copy still pending?" without a scan.
-        Index("ix_delivery_digest_status", "digest_id", "status"),
+        # A digest's progress: "is any copy still pending?" without a scan. Digest
+        # copies only: a confirmation (one per signup) adds no entry here.
+        Index(
+            "ix_delivery_digest_status",
+            "digest_id",
+            "status",
+            postgresql_where=text("digest_id IS NOT NULL"),
+            sqlite_where=text("digest_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -222,9 +234,10 @@ class Delivery(db.Model):
         _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
     )
     subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+        ForeignKey("subscribers.id", ondelete="CASCADE")
     )
-    # No index of its own: the two indexes above lead with it.
+    # No index of their own: the unique constraint leads with subscriber_id,
+    # ix_delivery_digest_status with digest_id (digest copies are the only rows that have one).
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"))
     # Only for mail to an address that is not a subscriber (a digest test copy).
     to_address: Mapped[str | None] = mapped_column(String(320))
