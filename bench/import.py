@@ -1,6 +1,6 @@
 """Benchmark: CSV import of N addresses through ``importer.import_csv``, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/import.py [--rows 100000] [--database-url URL ...]
+    .venv/bin/python bench/import.py [--rows 100000] [--database-url URL ...] [--statements]
 
 Each run is a fresh process on a freshly migrated, empty schema importing one
 in-memory CSV (``email,name``; distinct mixed-case addresses) through the
@@ -8,7 +8,8 @@ service function the admin endpoint and ``flask subscribers import`` call, once 
 default import (pending, a confirmation queued each) and once with
 ``confirmed=True``. In the same run, each import with the plain-address
 shortcut switched off (every row through ``email_validator``) is its
-baseline. It prints rows per second and the importing process's peak memory.
+baseline. It prints rows per second and the importing process's peak memory;
+``--statements`` also prints, on stderr, the seconds each statement took in all.
 A bare ``sqlite`` as URL means a fresh file in a temporary folder.
 """
 
@@ -22,7 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+
+from sqlalchemy import event
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -39,7 +43,23 @@ def build_csv(rows: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def child(url: str, rows: int, validator_only: bool, confirmed: bool) -> None:
+def time_statements(engine) -> Counter[str]:
+    """Seconds spent in each statement (its first words) on ``engine``, filled as they run."""
+    spent: Counter[str] = Counter()
+    started: dict[int, float] = {}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany) -> None:
+        started[id(conn)] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stop(conn, cursor, statement, parameters, context, executemany) -> None:
+        spent[" ".join(statement.split()[:4])] += time.perf_counter() - started.pop(id(conn))
+
+    return spent
+
+
+def child(url: str, rows: int, validator_only: bool, confirmed: bool, statements: bool) -> None:
     """Migrate, import, print one JSON line (run in a fresh process for a clean peak RSS)."""
     from schema import fresh_schema
 
@@ -55,23 +75,34 @@ def child(url: str, rows: int, validator_only: bool, confirmed: bool) -> None:
         addresses.plain_address = lambda candidate: None
     body = build_csv(rows)
     with app.app_context():
+        spent = time_statements(db.engine) if statements else None
         before = peak_rss_kib()
         started = time.perf_counter()
         report = import_csv(db.session, io.BytesIO(body), confirmed=confirmed)
         seconds = time.perf_counter() - started
     assert report.created == rows, report.to_dict()
+    if spent is not None:
+        print(
+            f"{url.split(':')[0]} confirmed={confirmed} validator_only={validator_only}: "
+            f"{seconds:.2f} s in all",
+            file=sys.stderr,
+        )
+        for statement, total in spent.most_common():
+            print(f"  {total:6.2f} s  {statement}", file=sys.stderr)
     out = {"seconds": seconds, "rss_start_kib": before, "rss_peak_kib": peak_rss_kib()}
     print(json.dumps(out))
 
 
-def run(url: str, rows: int, validator_only: bool, confirmed: bool) -> dict:
+def run(url: str, rows: int, validator_only: bool, confirmed: bool, statements: bool) -> dict:
     """One import in its own process."""
     args = [sys.executable, __file__, "--child", url, "--rows", str(rows)]
     args += ["--validator-only"] if validator_only else []
+    args += ["--statements"] if statements else []
     out = subprocess.run(
         args + (["--confirmed"] if confirmed else []),
         env={**os.environ, "DISPATCH_IN_PROCESS": "false"},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=None if statements else subprocess.PIPE,
         check=True,
     ).stdout
     return json.loads(out.decode().strip().splitlines()[-1])
@@ -84,9 +115,12 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--validator-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--confirmed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--statements", action="store_true", help="print each statement's total time on stderr"
+    )
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.rows, args.validator_only, args.confirmed)
+        child(args.child, args.rows, args.validator_only, args.confirmed, args.statements)
         return
     with tempfile.TemporaryDirectory() as tmp:
         urls = [
@@ -100,16 +134,16 @@ def main() -> None:
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for url in urls:
             for confirmed in (False, True):
-                report_line(url, args.rows, confirmed)
+                report_line(url, args.rows, confirmed, args.statements)
 
 
-def report_line(url: str, rows: int, confirmed: bool) -> None:
+def report_line(url: str, rows: int, confirmed: bool, statements: bool) -> None:
     """Baseline then ours, each on a fresh schema; print one table row."""
     measured = {}
     for validator_only in (True, False):
         if url.startswith("sqlite"):
             Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-        measured[validator_only] = run(url, rows, validator_only, confirmed)
+        measured[validator_only] = run(url, rows, validator_only, confirmed, statements)
     fast, slow = rows / measured[False]["seconds"], rows / measured[True]["seconds"]
     print(
         f"| {url.split(':')[0].split('+')[0]} | {'confirmed' if confirmed else 'default'} "
