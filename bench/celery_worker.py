@@ -5,7 +5,9 @@ task runs in it, so its own peak memory is the worker's), or with PROCESSES
 above 1 a prefork pool of that many, as docker-compose.yml runs a worker; no
 prefetching; prints ``ready`` once it consumes tasks, and ``process ready``
 once each process that runs tasks (the solo one, or each pool process) has
-built its app: the bench starts the clock when it has seen all of them.
+built its app: the bench starts the clock when it has seen all of them. A
+process whose app could not be built says ``process failed: WHY`` instead,
+and the bench stops there rather than wait on a worker that fails every task.
 """
 
 from __future__ import annotations
@@ -29,12 +31,23 @@ def _say_ready(**_: object) -> None:
     _say("ready")
 
 
+def _say_process_state(**_: object) -> None:
+    from newsletter.tasks import flask_app
+
+    try:
+        flask_app()  # built at worker_process_init; one that failed raises again here
+    except Exception as exc:  # any reason: said to the bench, which stops
+        _say(f"process failed: {exc}")
+    else:
+        _say("process ready")
+
+
 def main() -> None:
     """Run a worker named ``sys.argv[1]``: solo, or prefork with ``sys.argv[2]`` processes."""
     from newsletter.tasks import run_worker  # connects its app builder to worker_process_init
 
     # Connected after it, so run after it: a pool process says so once its app is built.
-    worker_process_init.connect(lambda **_: _say("process ready"), weak=False)
+    worker_process_init.connect(_say_process_state, weak=False)
     run_worker(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 
 

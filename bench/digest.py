@@ -239,6 +239,8 @@ def wait_for_ready(proc: subprocess.Popen, processes: int) -> None:
     assert proc.stdout is not None
     seen = {b"ready": 0, b"process ready": 0}
     for line in proc.stdout:
+        if line.startswith(b"process failed"):
+            raise RuntimeError(f"a Celery worker {line.decode().strip()}")
         if line.strip() in seen:
             seen[line.strip()] += 1
         if seen[b"ready"] and seen[b"process ready"] >= processes:
