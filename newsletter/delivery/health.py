@@ -142,17 +142,23 @@ class HealthPublisher:
     ``save`` answers whether it could; one that could not is tried again.
     """
 
-    def __init__(self, save: Callable[[DispatchHealth], bool], every: float) -> None:
+    def __init__(
+        self,
+        save: Callable[[DispatchHealth], bool],
+        every: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """A publisher through ``save``, repeating an unchanged record every ``every`` s."""
         self.save = save
         self.every = every
+        self.clock = clock
         self._state: tuple | None = None
         self._at = float("-inf")
 
     def __call__(self, health: DispatchHealth) -> None:
         """Publish ``health`` if it changed or its last publication is ``every`` s old."""
         state = (health.paused_until, health.rate_limited_until, health.last_error)
-        now = time.monotonic()
+        now = self.clock()
         if state == self._state and now - self._at < self.every:
             return
         if self.save(health):

@@ -44,15 +44,17 @@ def test_a_publisher_saves_a_change_at_once_and_an_unchanged_record_rarely() -> 
         saved.append((health.paused_until, health.last_error))
         return next(answers)
 
-    publish = HealthPublisher(save, every=0.2)
+    clock = [100.0]  # the publisher's clock, moved by hand: no timing window to miss
+    publish = HealthPublisher(save, every=0.2, clock=lambda: clock[0])
     health = DispatchHealth()
     publish(health)  # fails: not counted as published
     publish(health)  # so it is tried again
     publish(health)  # unchanged and just published: skipped
     health.paused_until, health.last_error = time.monotonic() + 60, "HTTP 401"
     publish(health)  # changed: at once
-    publish(health)  # unchanged: skipped
+    clock[0] += 0.19
+    publish(health)  # unchanged, published 0.19 s ago: skipped
     assert saved == [(0.0, None), (0.0, None), (health.paused_until, "HTTP 401")]
-    time.sleep(0.25)
+    clock[0] += 0.02
     publish(health)  # unchanged, but its last publication is older than ``every``
     assert len(saved) == 4
