@@ -52,6 +52,13 @@ if not DISPATCH_PROCESS:
 bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# Connections a worker holds at most: past it, gthread stops accepting (another
+# worker takes the next), and it closes a connection after its answer while all
+# but `threads` of them wait, kept alive. Left at gunicorn's 1,000, clients that
+# keep connections open (wrk, a proxy with upstream keep-alive) can all land on
+# whichever worker accepted first while the others sit idle: a bench with 16
+# connections then ran at half speed in about one run of four.
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", str(2 * threads)))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 # The control socket lives at one path per user ($HOME/.gunicorn): several
 # instances would fight over it, and a container has no use for it.
