@@ -56,8 +56,8 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # worker takes the next), and it closes a connection after its answer while all
 # but `threads` of them wait, kept alive. Left at gunicorn's 1,000, clients that
 # keep connections open (wrk, a proxy with upstream keep-alive) can all land on
-# whichever worker accepted first while the others sit idle: a bench with 16
-# connections then ran at half speed in about one run of four.
+# whichever worker accepted first while the others sit idle: with 16 connections
+# the signup bench saw it in 5 runs of 12 (bench/RESULTS.md).
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", str(2 * threads)))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 # The control socket lives at one path per user ($HOME/.gunicorn): several

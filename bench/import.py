@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -43,7 +43,7 @@ def build_csv(rows: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def time_statements(engine) -> Counter[str]:
+def time_statements(engine: Engine) -> Counter[str]:
     """Seconds spent in each statement (its first words) on ``engine``, filled as they run."""
     spent: Counter[str] = Counter()
     started: dict[int, float] = {}

@@ -237,7 +237,8 @@ class Delivery(db.Model):
         ForeignKey("subscribers.id", ondelete="CASCADE")
     )
     # No index of their own: the unique constraint leads with subscriber_id,
-    # ix_delivery_digest_status with digest_id (digest copies are the only rows that have one).
+    # ix_delivery_digest_status with digest_id (which only a digest's copies, test
+    # copies included, have).
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"))
     # Only for mail to an address that is not a subscriber (a digest test copy).
     to_address: Mapped[str | None] = mapped_column(String(320))
