@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/digest.py [--sizes 10000 100000] [--processes 1 2]
         [--celery-workers 1 2] [--celery-prefork 2] [--celery-broker URL]
-        [--database-url URL] [--profile DIR] [--json FILE]
+        [--database-url URL] [--profile DIR] [--rounds N] [--json FILE]
 
 For each size it resets the database, inserts N confirmed subscribers and three
 posts, triggers the digest (one INSERT ... SELECT), then has it sent by the
@@ -12,7 +12,10 @@ on Redis; ``--celery-prefork``: one worker with that many pool processes),
 against the fake and, just before and just after, a bare client posting the
 same number of pre-built batches to the same fake. It prints our rate beside
 the mean of the two bare ones, the CPU each spent per message (sender or client, fake, the rest:
-PostgreSQL) and the peak memory of every sending process.
+PostgreSQL) and the peak memory of every sending process. ``--rounds N``
+runs the whole set N times over, one round after another, and ends with
+each run's median ratio and range: the machine's speed swings by a third
+within minutes, so one round lands a ratio near the line on either side.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median, median_low
 
 import orjson
 import requests
@@ -332,7 +336,14 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="DIR", type=Path, help="py-spy every in-process sender into DIR"
     )
-    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/plot.py)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the whole set this many times; print medians"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the figures here (for bench/plot.py): with --rounds, each run's median",
+    )
     args = parser.parse_args()
     fake, base = fake_provider.start()
     runs = [
@@ -343,12 +354,13 @@ def main() -> None:
     figures = []
     try:
         rows = []
-        for size in args.sizes:
-            for mode, count in runs:
-                figure, row = one_run(args, base, fake.pid, size, mode, count)
-                figures.append(figure)
-                rows.append(row)
-                print(row, file=sys.stderr, flush=True)
+        for _ in range(args.rounds):
+            for size in args.sizes:
+                for mode, count in runs:
+                    figure, row = one_run(args, base, fake.pid, size, mode, count)
+                    figures.append(figure)
+                    rows.append(row)
+                    print(row, file=sys.stderr, flush=True)
         print(
             "| subscribers | sending processes | trigger (s) | dispatcher msg/s "
             "| bare client msg/s | ratio | peak RSS per sender (MiB) | RSS at start (MiB) "
@@ -357,11 +369,56 @@ def main() -> None:
         )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows))
+        if args.rounds > 1:
+            print_medians(figures)
         if args.json:
-            args.json.write_text(json.dumps(figures, indent=1))
+            args.json.write_text(json.dumps(median_figures(figures), indent=1))
     finally:
         fake.terminate()
         fake.wait(10)
+
+
+def _run_key(figure: dict) -> tuple[int, str, int]:
+    return figure["size"], figure["mode"], figure["processes"]
+
+
+def label(mode: str, count: int) -> str:
+    """How a row names the way it was sent."""
+    if mode == "celery":
+        return f"{count} Celery"
+    if mode == "celery-prefork":
+        return f"1 Celery, prefork {count}"
+    return str(count)
+
+
+def median_figures(figures: list[dict]) -> list[dict]:
+    """For each run (size, way, processes), the round whose ratio is the median (the lower one)."""
+    chosen = []
+    for key in dict.fromkeys(_run_key(f) for f in figures):
+        rounds = [f for f in figures if _run_key(f) == key]
+        middle = median_low(f["dispatcher"] / f["bare"] for f in rounds)
+        chosen.append(next(f for f in rounds if f["dispatcher"] / f["bare"] == middle))
+    return chosen
+
+
+def print_medians(figures: list[dict]) -> None:
+    """One line per run: its rounds' median ratio, their range, the median rates."""
+    print()
+    print(
+        "| subscribers | sending processes | rounds | ratio, median | ratio, range "
+        "| dispatcher msg/s, median | bare client msg/s, median |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for key in dict.fromkeys(_run_key(f) for f in figures):
+        rounds = [f for f in figures if _run_key(f) == key]
+        ratios = [f["dispatcher"] / f["bare"] for f in rounds]
+        size, mode, count = key
+        print(
+            f"| {size:,} | {label(mode, count)} | {len(rounds)} | {median(ratios):.2f} "
+            f"| {min(ratios):.2f}-{max(ratios):.2f} "
+            f"| {median(f['dispatcher'] for f in rounds):,.0f} "
+            f"| {median(f['bare'] for f in rounds):,.0f} |"
+        )
 
 
 def one_run(
@@ -377,15 +434,12 @@ def one_run(
     bare_before, _ = bare_client(base, sample, size, fake_pid)
     if mode == "celery":
         sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)
-        label = f"{count} Celery"
     elif mode == "celery-prefork":
         sent = run_celery(args.database_url, base, 1, args.celery_broker, digest_id, count)
-        label = f"1 Celery, prefork {count}"
     else:
         profile = args.profile / f"sender-{size}-{count}" if args.profile else None
         sent = run_senders(args.database_url, base, count, fake_pid, profile)
         assert sent["sent"] == size, sent
-        label = str(count)
     dispatcher_rate = size / sent["seconds"]
     bare_after, bare_cpu = bare_client(base, sample, size, fake_pid)
     bare_rate = (bare_before + bare_after) / 2
@@ -400,7 +454,7 @@ def one_run(
         "rss_peak_mib": sent["rss_peak_kib"] / 1024,
     }
     row = (
-        f"| {size:,} | {label} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
+        f"| {size:,} | {label(mode, count)} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
         f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
         f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} "
         f"| {sent.get('cpu_us', '-')} | {bare_cpu} | {bare_before:,.0f} / {bare_after:,.0f} |"
