@@ -64,12 +64,15 @@ def retry_policy() -> ledger.RetryPolicy:
 
 
 def dispatch_pass(
-    max_batches: int | None = None, should_stop: Callable[[], bool] | None = None
+    max_batches: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    for_seconds: float | None = None,
 ) -> PassStats:
     """Send every due delivery, batch by batch, until none is due (or ``max_batches``).
 
     ``should_stop`` is asked before each claim: a shutting-down process
-    finishes the batch in flight and claims no other.
+    finishes the batch in flight and claims no other. ``for_seconds``: claim
+    no batch once the pass has run that long (the first batch always goes).
     """
     provider = current_provider()
     health = dispatch_health()
@@ -80,8 +83,11 @@ def dispatch_pass(
     if pace.rate:
         batch_size = max(1, min(batch_size, int(pace.rate)))
     batches = 0
-    while not (health.paused or health.rate_limited) and (
-        max_batches is None or batches < max_batches
+    until = time.monotonic() + for_seconds if for_seconds is not None else None
+    while (
+        not (health.paused or health.rate_limited)
+        and (max_batches is None or batches < max_batches)
+        and (until is None or batches == 0 or time.monotonic() < until)
     ):
         # The turn is taken before the claim: no batch is held (locked, leased) meanwhile.
         turn = pace.take_turn(batch_size, should_stop)
@@ -117,7 +123,7 @@ class Pacer:
     the later of the last turn's end and now, so a burst is never more than
     one batch however long the process sat idle. What the claim did not fill
     is given back while no later turn has been taken. Kept per process, not
-    per pass: a Celery task sends one batch per pass, and a dispatcher's
+    per pass: a Celery task's pass lasts about a second, and a dispatcher's
     passes follow each other as fast as mail is queued. Turns are taken under
     a lock, so the threads of a Celery ``--pool=threads`` (or gevent's, whose
     lock this becomes) share the rate.
