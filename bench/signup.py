@@ -24,6 +24,7 @@ posting distinct addresses as JSON to ``/subscribe`` (wrk with
 ``bench/signup.lua`` when wrk is installed, else a Python load generator).
 The order alternates between runs. Errors are connection errors, timeouts and
 answers of 400 and up (the Python load generator: any answer other than 202).
+With ``--runs`` above 1 it ends with each database's median ratio and p99.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from statistics import median
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # the service (for its migrations), the bench
@@ -381,8 +383,26 @@ def main() -> None:
                     f"<!-- CPU µs per request: ours {ours['cpu']}; floor {floor['cpu']} -->",
                     flush=True,
                 )
+    if args.runs > 1:
+        print_medians(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def print_medians(results: list[dict]) -> None:
+    """Per database: the median ratio and ours' median p99 over its runs, with their ranges."""
+    print()
+    print("| database | runs | ratio, median | ratio, range | ours p99 (ms), median | p99, range |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for database in dict.fromkeys(r["database"] for r in results):
+        runs = [r for r in results if r["database"] == database]
+        ratios = [r["ours"]["rps"] / r["floor"]["rps"] for r in runs]
+        p99s = [r["ours"]["p99_ms"] for r in runs]
+        print(
+            f"| {database} | {len(runs)} | {median(ratios):.2f} "
+            f"| {min(ratios):.2f}-{max(ratios):.2f} | {median(p99s):.1f} "
+            f"| {min(p99s):.1f}-{max(p99s):.1f} |"
+        )
 
 
 if __name__ == "__main__":
