@@ -141,8 +141,9 @@ class Subscriber(db.Model):
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    # No index: the queries by status read most of the table, or run once a day
-    # (migration 0007); without one, a confirmation can be a HOT update.
+    # No index: the queries by status read most of the table, or (the hourly
+    # retention sweep) can afford to (migration 0007); without one, a
+    # confirmation can be a HOT update.
     status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"))
     # Bumped each time the subscriber leaves: confirm links of an earlier round die.
     round: Mapped[int] = mapped_column(Integer, default=0)

@@ -6,7 +6,8 @@ Create Date: 2026-12-06 13:40:00
 
 - ``ix_subscribers_status``: no query reads it to advantage. A digest's
   fan-out and the confirmed count read most of the table; the admin list
-  sorts by date; the retention sweep runs once a day. Without it, a
+  sorts by date; the retention sweep (hourly, in each dispatcher) reads the
+  whole table instead, 18 ms at 100,000 subscribers. Without it, a
   confirmation or an unsubscribe changes no indexed column and can be a
   HOT update.
 - ``uq_delivery_digest_subscriber`` becomes ``(subscriber_id, digest_id)``,
@@ -19,6 +20,10 @@ Create Date: 2026-12-06 13:40:00
 
 On 100,000 imported addresses (PostgreSQL, default import), this took the
 import from 13,503-19,564 to 18,338-21,717 rows/s in three alternating rounds.
+
+On PostgreSQL the new unique constraint and index are built under a lock
+that holds writes to ``deliveries`` (signups, sends) while they build:
+seconds for a ledger of millions of rows. Run it in a quiet minute.
 """
 from alembic import op
 import sqlalchemy as sa

@@ -68,7 +68,7 @@ def dispatch_pass(
     should_stop: Callable[[], bool] | None = None,
     for_seconds: float | None = None,
 ) -> PassStats:
-    """Send every due delivery, batch by batch, until none is due (or ``max_batches``).
+    """Send due deliveries batch by batch until none is due, ``max_batches`` or ``for_seconds``.
 
     ``should_stop`` is asked before each claim: a shutting-down process
     finishes the batch in flight and claims no other. ``for_seconds``: claim

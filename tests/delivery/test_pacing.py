@@ -79,13 +79,13 @@ def test_batches_keep_to_the_rate_and_none_is_held_while_waiting(make_app) -> No
 
 
 def test_the_rate_holds_across_passes_as_celery_tasks_run_them(make_app) -> None:
-    """A Celery task sends one batch per pass: the process's pacer remembers the last one."""
+    """Each Celery task runs its own pass: the process's pacer remembers the last one's batch."""
     app = _two_batches_queued(make_app)
     provider = Timed()
     with app.app_context():
         app.extensions["newsletter.provider"] = provider
-        for _ in range(2):  # two tasks, one after the other, in one worker process
-            dispatch_pass(max_batches=1)
+        for _ in range(2):  # two tasks out of time after their first batch, in one process
+            dispatch_pass(for_seconds=0.0)
             db.session.remove()
     (first, first_size), (second, second_size) = provider.batches
     assert (first_size, second_size) == (RATE, RATE)
@@ -120,11 +120,11 @@ def test_threads_sharing_one_pacer_take_turns(make_app) -> None:
     failures: list[BaseException] = []
     start = threading.Barrier(3)
 
-    def task() -> None:  # one batch, as a Celery task sends
+    def task() -> None:  # a Celery task out of time after its first batch
         with app.app_context():
             try:
                 start.wait(5)
-                dispatch_pass(max_batches=1)
+                dispatch_pass(for_seconds=0.0)
             except BaseException as exc:
                 failures.append(exc)
             finally:
