@@ -57,8 +57,12 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # but `threads` of them wait, kept alive. Left at gunicorn's 1,000, clients that
 # keep connections open (wrk, a proxy with upstream keep-alive) can all land on
 # whichever worker accepted first while the others sit idle: with 16 connections
-# the signup bench saw it in 5 runs of 12 (bench/RESULTS.md).
-worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", str(2 * threads)))
+# the signup bench saw it in 5 runs of 12 (bench/RESULTS.md). Three a thread
+# shares 16 between two workers of 4 threads and leaves room for 8 more (a
+# health probe, a scrape) before a new connection waits for one to close.
+CONNECTIONS_PER_THREAD = 3
+_connections_setting = os.environ.get("WEB_WORKER_CONNECTIONS", "")
+worker_connections = int(_connections_setting or CONNECTIONS_PER_THREAD * threads)
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 # The control socket lives at one path per user ($HOME/.gunicorn): several
 # instances would fight over it, and a container has no use for it.
@@ -68,11 +72,19 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 
 
 def on_starting(server) -> None:
-    """Start with an empty metrics folder: files of a previous run would be counted again."""
+    """Empty the metrics folder; size the connection cap to the threads actually set.
+
+    A previous run's metric files would be counted again. ``--threads`` (or
+    GUNICORN_CMD_ARGS) is read after this file: unless the cap was set too,
+    it follows the threads gunicorn will really run.
+    """
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    cfg = server.cfg
+    if not _connections_setting and cfg.worker_connections == worker_connections:
+        cfg.set("worker_connections", CONNECTIONS_PER_THREAD * cfg.threads)
 
 
 def child_exit(server, worker) -> None:
