@@ -6,7 +6,7 @@ nothing would not queue another go, and the queue would wait for beat's sweep.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -34,7 +34,7 @@ class Counting:
         return [SendResult(Outcome.SENT) for _ in messages]
 
 
-def _pass_with(make_app, for_seconds: float) -> tuple[int, list[int], int]:
+def _pass_with(make_app: Callable[..., Flask], for_seconds: float) -> tuple[int, list[int], int]:
     """Queue SIGNUPS confirmations, run one pass; what it claimed, its batches, what is left."""
     app: Flask = make_app(RATELIMIT_ENABLED=False, DISPATCH_BATCH_SIZE=BATCH)
     client = app.test_client()
@@ -53,11 +53,13 @@ def _pass_with(make_app, for_seconds: float) -> tuple[int, list[int], int]:
     return claimed, provider.batches, queued
 
 
-def test_a_pass_with_time_left_sends_every_batch(make_app) -> None:
+def test_a_pass_with_time_left_sends_every_batch(make_app: Callable[..., Flask]) -> None:
     claimed, batches, queued = _pass_with(make_app, for_seconds=60.0)
     assert (claimed, batches, queued) == (SIGNUPS, [BATCH] * (SIGNUPS // BATCH), 0)
 
 
-def test_a_pass_out_of_time_still_sends_its_first_batch_and_claims_no_other(make_app) -> None:
+def test_a_pass_out_of_time_still_sends_its_first_batch_and_claims_no_other(
+    make_app: Callable[..., Flask],
+) -> None:
     claimed, batches, queued = _pass_with(make_app, for_seconds=0.0)
     assert (claimed, batches, queued) == (BATCH, [BATCH], SIGNUPS - BATCH)
