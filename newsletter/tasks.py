@@ -2,8 +2,9 @@
 
 Thin on purpose: a task runs ``dispatch_pass`` for about TASK_SECONDS and,
 while it found work, queues itself again, so every worker on every host
-shares a digest (PostgreSQL's ``SKIP LOCKED`` gives each a different batch). Beat queues the
-same task every ``DISPATCH_INTERVAL`` seconds to sweep retries that fall due.
+shares a digest (PostgreSQL's ``SKIP LOCKED`` gives each a different batch).
+Beat queues the same task every ``DISPATCH_INTERVAL`` seconds to sweep
+retries that fall due.
 
 ``run_worker`` is for the tests and the bench (which cannot import the
 tests): one place for the worker options they start workers with.
