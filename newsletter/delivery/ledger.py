@@ -271,34 +271,25 @@ def _values_for(
     now: datetime,
     queued_at: datetime | None = None,
 ) -> dict:
-    """The columns an answer other than "sent" sets on a claimed delivery (``record`` does sent)."""
-    if result.outcome is Outcome.REJECTED:
-        return {
-            "status": DeliveryStatus.FAILED,
-            "attempts": attempts + 1,
-            "last_error": result.error,
-        }
-    if result.outcome is Outcome.TRANSIENT:
-        if policy.gives_up(attempts + 1, queued_at, now):
-            return {
-                "status": DeliveryStatus.FAILED,
-                "attempts": attempts + 1,
-                "last_error": result.error,
-            }
+    """The columns an answer other than "sent" sets on a claimed delivery (``record`` does sent).
+
+    ``record`` adds the answer's error to each.
+    """
+    transient = result.outcome is Outcome.TRANSIENT
+    if result.outcome is Outcome.REJECTED or (
+        transient and policy.gives_up(attempts + 1, queued_at, now)
+    ):
+        return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
+    if transient:
         wait = policy.delay(attempts + 1)
         return {
             "status": DeliveryStatus.QUEUED,
             "attempts": attempts + 1,
             "next_attempt_at": now + timedelta(seconds=wait),
-            "last_error": result.error,
         }
     # Rate limits and configuration errors spend no attempt: the message was fine.
     wait = result.retry_after if result.retry_after is not None else policy.base_seconds
-    return {
-        "status": DeliveryStatus.QUEUED,
-        "next_attempt_at": now + timedelta(seconds=wait),
-        "last_error": result.error,
-    }
+    return {"status": DeliveryStatus.QUEUED, "next_attempt_at": now + timedelta(seconds=wait)}
 
 
 def record(
@@ -332,6 +323,7 @@ def record(
             sent_message_ids.append(result.provider_id)
             continue
         values = _values_for(result, delivery.attempts, policy, now, delivery.created_at)
+        values["last_error"] = result.error
         answers = others.setdefault(tuple(sorted(values)), _Answers({"provider": provider}))
         answers.add(delivery.id, values)
     postgres = is_postgresql(session)
