@@ -64,15 +64,14 @@ def retry_policy() -> ledger.RetryPolicy:
 
 
 def dispatch_pass(
-    max_batches: int | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    for_seconds: float | None = None,
+    should_stop: Callable[[], bool] | None = None, for_seconds: float | None = None
 ) -> PassStats:
-    """Send due deliveries batch by batch until none is due, ``max_batches`` or ``for_seconds``.
+    """Send due deliveries batch by batch until none is due (or ``for_seconds`` have passed).
 
     ``should_stop`` is asked before each claim: a shutting-down process
     finishes the batch in flight and claims no other. ``for_seconds``: claim
-    no batch once the pass has run that long (the first batch always goes).
+    no batch once the pass has run that long; the first batch always goes, so
+    ``for_seconds=0`` sends exactly one.
     """
     provider = current_provider()
     health = dispatch_health()
@@ -84,10 +83,8 @@ def dispatch_pass(
         batch_size = max(1, min(batch_size, int(pace.rate)))
     batches = 0
     until = time.monotonic() + for_seconds if for_seconds is not None else None
-    while (
-        not (health.paused or health.rate_limited)
-        and (max_batches is None or batches < max_batches)
-        and (until is None or batches == 0 or time.monotonic() < until)
+    while not (health.paused or health.rate_limited) and (
+        until is None or batches == 0 or time.monotonic() < until
     ):
         # The turn is taken before the claim: no batch is held (locked, leased) meanwhile.
         turn = pace.take_turn(batch_size, should_stop)

@@ -74,7 +74,7 @@ def follow(digest_id: int, recipients: int) -> None:
     with click.progressbar(length=recipients, label="sending", show_pos=True) as bar:
         while True:
             if dispatch_here:
-                dispatch_pass(max_batches=1)
+                dispatch_pass(for_seconds=0)  # one batch, then the bar moves
             digest = service.get_digest(db.session, digest_id)
             counts = service.report(db.session, digest).counts
             db.session.rollback()
