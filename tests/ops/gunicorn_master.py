@@ -23,6 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, whichever of its threads started them."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
 @contextmanager
 def gunicorn_master(
     database_uri: str, tmp_path: Path, app_uri: str, *options: str, **env: str

@@ -11,19 +11,8 @@ import pytest
 import requests
 
 from tests.meta.scrape import sample
-from tests.ops.gunicorn_master import gunicorn_master
+from tests.ops.gunicorn_master import children, gunicorn_master
 from tests.servers import wait_for
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid``, whichever of its threads started them."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-    return found
 
 
 def dispatchers(master: int) -> list[int]:
