@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -71,20 +72,33 @@ accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 
 
-def on_starting(server) -> None:
-    """Empty the metrics folder; size the connection cap to the threads actually set.
+def _size_connections(server) -> None:
+    """Set the connection cap from the threads gunicorn will really run, unless it was given.
 
-    A previous run's metric files would be counted again. ``--threads`` (or
-    GUNICORN_CMD_ARGS) is read after this file: unless the cap was set too,
-    it follows the threads gunicorn will really run.
+    ``--threads`` (or GUNICORN_CMD_ARGS) is read after this file, so the cap
+    above follows WEB_THREADS only; a cap given (the setting, or
+    ``--worker-connections``) is left as given.
     """
+    flags = [*sys.argv[1:], *shlex.split(os.environ.get("GUNICORN_CMD_ARGS", ""))]
+    given = _connections_setting or any(
+        flag.split("=", 1)[0] == "--worker-connections" for flag in flags
+    )
+    if not given:
+        server.cfg.set("worker_connections", CONNECTIONS_PER_THREAD * server.cfg.threads)
+
+
+def on_starting(server) -> None:
+    """Empty the metrics folder (a previous run's files would be counted again); size the cap."""
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    cfg = server.cfg
-    if not _connections_setting and cfg.worker_connections == worker_connections:
-        cfg.set("worker_connections", CONNECTIONS_PER_THREAD * cfg.threads)
+    _size_connections(server)
+
+
+def on_reload(server) -> None:
+    """A SIGHUP read this file again: size the cap again for the workers it starts."""
+    _size_connections(server)
 
 
 def child_exit(server, worker) -> None:
