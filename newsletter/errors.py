@@ -11,6 +11,18 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
+
+def describe(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message.
+
+    For a database error, the driver's own message (``orig``): SQLAlchemy's
+    text adds the statement and a link over several lines, unfit for a log
+    line or a health record.
+    """
+    lines = str(getattr(exc, "orig", None) or exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 # Codes for the errors werkzeug raises before our code runs.
 _HTTP_CODES = {
     400: "bad_request",

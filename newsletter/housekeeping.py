@@ -10,6 +10,7 @@ from flask import current_app
 
 from .delivery.digest_progress import SETTLE_EVERY_SECONDS, settle_stalled
 from .delivery.health import FORGET_EVERY_SECONDS, forget_gone
+from .errors import describe
 from .extensions import db
 from .subscriptions.retention import PURGE_EVERY_SECONDS, purge_pending
 
@@ -38,8 +39,7 @@ class Job:
             return self.run()
         except Exception as exc:
             db.session.rollback()
-            lines = str(getattr(exc, "orig", None) or exc).splitlines()
-            failure = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            failure = describe(exc)
             log.error("housekeeping job %s failed (%s)", self.name, failure)
             return failure
 

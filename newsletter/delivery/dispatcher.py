@@ -20,6 +20,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from ..errors import describe
 from ..extensions import db
 from ..metrics import DISPATCH_SECONDS, IN_FLIGHT, PROVIDER_ANSWERS
 from ..models import DeliveryKind, utcnow
@@ -344,7 +345,7 @@ class BackgroundDispatcher:
                     failures = 0
                 except Exception as exc:  # the database is down, say: wait and try again
                     failures += 1
-                    dispatch_health(self.app).last_error = f"{type(exc).__name__}: {exc}"
+                    dispatch_health(self.app).last_error = describe(exc)
                     log.warning("dispatch pass failed (%s); retrying", type(exc).__name__)
                 finally:
                     db.session.remove()
