@@ -209,6 +209,10 @@ class ConsentEvent(db.Model):
         }
 
 
+# Rows that belong to a digest (its copies and test copies): the digest index's predicate.
+_DIGEST_COPIES = text("digest_id IS NOT NULL")
+
+
 class Delivery(db.Model):
     """One email the service will send: written with the change that causes it."""
 
@@ -224,8 +228,8 @@ class Delivery(db.Model):
             "ix_delivery_digest_status",
             "digest_id",
             "status",
-            postgresql_where=text("digest_id IS NOT NULL"),
-            sqlite_where=text("digest_id IS NOT NULL"),
+            postgresql_where=_DIGEST_COPIES,
+            sqlite_where=_DIGEST_COPIES,
         ),
     )
 

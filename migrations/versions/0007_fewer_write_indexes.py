@@ -6,7 +6,7 @@ Create Date: 2026-12-06 13:40:00
 
 - ``ix_subscribers_status``: no query reads it to advantage. A digest's
   fan-out and the confirmed count read most of the table; the admin list
-  sorts by date; the retention sweep (hourly, in each dispatcher) reads the
+  sorts by date; the retention sweep (hourly) reads the
   whole table instead, 18 ms at 100,000 subscribers. Without it, a
   confirmation or an unsubscribe changes no indexed column and can be a
   HOT update.
