@@ -145,6 +145,41 @@ def test_threads_sharing_one_pacer_take_turns(make_app) -> None:
     assert min(gaps) >= 0.5, gaps
 
 
+class SlowToRead(Pacer):
+    """A pacer whose last turn's end takes 10 ms to read: unlocked, threads would book alike."""
+
+    @property
+    def _next_at(self) -> float:
+        value = self._stored
+        time.sleep(0.01)  # another thread runs meanwhile, and may book a turn
+        return value
+
+    @_next_at.setter
+    def _next_at(self, value: float) -> None:
+        self._stored = value
+
+
+def test_turns_are_booked_under_the_lock() -> None:
+    """The test above catches the old wait-then-count pacer; this one a lost lock."""
+    pacer = SlowToRead(rate=100.0)  # turns of 0.1 s for 10 messages
+    ends: list[float] = []
+    start = threading.Barrier(3)
+
+    def book() -> None:
+        start.wait(5)
+        turn = pacer.take_turn(10)
+        assert turn is not None
+        ends.append(turn)
+
+    threads = [threading.Thread(target=book) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(ends))]
+    assert len(ends) == 3 and min(gaps) >= 0.099, gaps  # unlocked: all three end alike
+
+
 def test_a_turn_a_claim_did_not_fill_is_given_back() -> None:
     pacer = Pacer(rate=10.0)
     turn = pacer.take_turn(10)  # a second booked
