@@ -6,7 +6,7 @@ nothing would not queue another go, and the queue would wait for beat's sweep.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -14,24 +14,10 @@ from sqlalchemy import func, select
 from newsletter.delivery.dispatcher import dispatch_pass
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
-from newsletter.providers import Message, Outcome, SendResult
+from tests.delivery.test_pacing import Timed
 
 SIGNUPS = 6
 BATCH = 2
-
-
-class Counting:
-    """A provider that accepts everything and counts the batches it was given."""
-
-    name = "counting"
-    max_batch = 100
-
-    def __init__(self) -> None:
-        self.batches: list[int] = []
-
-    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
-        self.batches.append(len(messages))
-        return [SendResult(Outcome.SENT) for _ in messages]
 
 
 def _pass_with(make_app: Callable[..., Flask], for_seconds: float) -> tuple[int, list[int], int]:
@@ -40,7 +26,7 @@ def _pass_with(make_app: Callable[..., Flask], for_seconds: float) -> tuple[int,
     client = app.test_client()
     for n in range(SIGNUPS):
         assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
-    provider = Counting()
+    provider = Timed()  # notes each batch's size
     with app.app_context():
         app.extensions["newsletter.provider"] = provider
         claimed = dispatch_pass(for_seconds=for_seconds).claimed
@@ -50,7 +36,7 @@ def _pass_with(make_app: Callable[..., Flask], for_seconds: float) -> tuple[int,
             .where(Delivery.status == DeliveryStatus.QUEUED)
         )
         db.session.remove()
-    return claimed, provider.batches, queued
+    return claimed, [size for _, size in provider.batches], queued
 
 
 def test_a_pass_with_time_left_sends_every_batch(make_app: Callable[..., Flask]) -> None:
