@@ -40,6 +40,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 import fake_provider  # noqa: E402
 from procfs import children, machine_busy_seconds, peak_rss_kib, process_cpu_seconds  # noqa: E402
 from schema import fresh_schema  # noqa: E402
+from spy import require as require_py_spy  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
 from newsletter.digests.service import create_digest  # noqa: E402
@@ -345,6 +346,8 @@ def main() -> None:
         help="also write the figures here (for bench/plot.py): with --rounds, each run's median",
     )
     args = parser.parse_args()
+    if args.profile:
+        require_py_spy()
     fake, base = fake_provider.start()
     runs = [
         *(("in-process", n) for n in args.processes),

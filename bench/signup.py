@@ -48,6 +48,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]  # the service (for its migrations)
 import fake_provider  # noqa: E402
 from procfs import children, machine_busy_seconds, process_cpu_seconds  # noqa: E402
 from spy import record_stacks  # noqa: E402
+from spy import require as require_py_spy  # noqa: E402
 
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -343,6 +344,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write every result here")
     args = parser.parse_args()
     if args.profile:
+        require_py_spy()
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     results = []
     print(

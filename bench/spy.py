@@ -9,6 +9,12 @@ from pathlib import Path
 PY_SPY = Path(sys.executable).with_name("py-spy")  # pip install -r bench/requirements.txt
 
 
+def require() -> None:
+    """Stop the bench now, saying why, when py-spy is not installed (``--profile``)."""
+    if not PY_SPY.exists():  # else the bench fails later, as a sender or server that died
+        raise SystemExit(f"--profile needs {PY_SPY}: pip install -r bench/requirements.txt")
+
+
 def record_stacks(pid: int, path: Path | str, seconds: float | None = None) -> subprocess.Popen:
     """Sample ``pid`` into ``path`` for ``seconds``, or until sent SIGINT (then it writes)."""
     duration = ["-d", str(int(seconds))] if seconds is not None else []
