@@ -18,11 +18,11 @@ How a batch is claimed depends on the database:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -36,7 +36,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..db_helpers import is_postgresql
@@ -391,17 +391,18 @@ def _update_from_arrays(session: Session, answers: _Answers) -> None:
     depends only on the shape and on which columns vary, so it stays short
     and is prepared once, whatever the batch size (a ``VALUES`` list would not be).
     """
+    table = Delivery.__table__
     dialect = session.get_bind().dialect
     shared, columns = answers.hoisted()
     params: dict = {"queued": DeliveryStatus.QUEUED.value, "sending": DeliveryStatus.SENDING.value}
     assignments = []
     for name, value in shared.items():
-        process = _bind_processor(name, dialect)
+        process = table.c[name].type.bind_processor(dialect)
         params[name] = process(value) if process else value
         assignments.append(f"{name} = CAST(:{name} AS {_sql_type(name, dialect)})")
     arrays: dict[str, list] = {}
     for name, values in columns.items():
-        process = _bind_processor(name, dialect)
+        process = table.c[name].type.bind_processor(dialect)
         arrays[name] = [process(v) for v in values] if process else values
         if name != "id":
             assignments.append(f"{name} = answers.{name}")
@@ -416,18 +417,9 @@ def _update_from_arrays(session: Session, answers: _Answers) -> None:
     )
 
 
-# Per column and dialect, asked for on every batch: looked up once, as the claim's
-# statements are built once.
-@cache
-def _sql_type(name: str, dialect: Dialect) -> str:
+def _sql_type(name: str, dialect) -> str:
     """The SQL type of the ``deliveries`` column ``name``, as a CAST names it."""
     return Delivery.__table__.c[name].type.compile(dialect=dialect)
-
-
-@cache
-def _bind_processor(name: str, dialect: Dialect) -> Callable[[Any], Any] | None:
-    """How the ``deliveries`` column ``name``'s type turns a value into a parameter, if at all."""
-    return Delivery.__table__.c[name].type.bind_processor(dialect)
 
 
 def mark_skipped(session: Session, delivery_ids: Iterable[int], reason: str) -> None:
