@@ -86,8 +86,8 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     return value
 
 
-def _at_least_one(env: Mapping[str, str], name: str) -> int:
-    value = _number(env, name, 1)
+def _at_least_one(env: Mapping[str, str], name: str, default: int = 1) -> int:
+    value = _number(env, name, default)
     if value < 1:
         raise ConfigError(f"{name} must be at least 1")
     return value
@@ -207,6 +207,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         # ours: the largest admin CSV import, in bytes.
         "IMPORT_MAX_BYTES": _number(env, "IMPORT_MAX_BYTES", 64 * 1024 * 1024),
+        # ours: database connections a CSV import writes over at once, each
+        # address always on the same one (subscriptions/import_lanes.py).
+        "IMPORT_CONNECTIONS": _at_least_one(env, "IMPORT_CONNECTIONS", 2),
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_SUBSCRIBE": _str(env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"),

@@ -48,6 +48,7 @@ def test_unknown_provider_stops_start_up():
         ({"WORKER_METRICS_BIND": "0.0.0.0:http"}, "host:port"),
         ({"DISPATCH_PROCESSES": "0"}, "at least 1"),
         ({"DISPATCH_PROCESSES": "two"}, "number"),
+        ({"IMPORT_CONNECTIONS": "0"}, "at least 1"),
     ],
 )
 def test_malformed_settings_are_refused(env, message):
@@ -64,6 +65,7 @@ def test_settings_follow_the_contract_defaults():
     assert config["RATELIMIT_STORAGE_URI"] == "memory://"
     assert config["ADMIN_TOKENS"] == []
     assert config["DISPATCH_PROCESSES"] == 1
+    assert config["IMPORT_CONNECTIONS"] == 2
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
     assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"

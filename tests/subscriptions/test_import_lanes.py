@@ -1,0 +1,122 @@
+"""An import over several connections (``IMPORT_CONNECTIONS``): same result, failures, wake-ups."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from newsletter.extensions import db
+from newsletter.models import ConsentEvent, Delivery, Subscriber
+from newsletter.subscriptions import importer
+from newsletter.subscriptions.importer import ImportFormatError
+from tests.conftest import is_postgresql
+from tests.subscriptions.test_import import confirmations, history, run_import
+
+# Repeated addresses (with no other name: a repeat in the same chunk is skipped,
+# a new name in a later one is an update), a bad line, some names.
+REPEATS = (
+    "email,name\n"
+    "a@example.com,A\n"
+    "b@example.com,\n"
+    "c@example.com,C\n"
+    "a@example.com,\n"
+    "d@example.com,D\n"
+    "A@EXAMPLE.com,A\n"
+    "e@example.com,\n"
+    "b@example.com,\n"
+    "not-an-address\n"
+    "f@example.com,F\n"
+)
+
+
+def lane_threads() -> list[threading.Thread]:
+    """The import's lane threads still alive."""
+    return [t for t in threading.enumerate() if t.name.startswith("newsletter-import-")]
+
+
+def stored(app: Flask) -> dict[str, str | None]:
+    """Every subscriber's name, by address."""
+    with app.app_context():
+        return dict(db.session.execute(select(Subscriber.email, Subscriber.name)).all())
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 3 rows, so a short file crosses several chunk boundaries."""
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_any_number_of_connections_stores_the_same(app, connections):
+    report = run_import(app, REPEATS, connections=connections)
+    assert report["created"] == 6
+    assert (report["updated"], report["skipped"]) == (0, 3)  # the three repeated lines
+    assert report["errors"] == [{"line": 10, "message": report["errors"][0]["message"]}]
+    assert stored(app) == {
+        "a@example.com": "A",
+        "b@example.com": None,
+        "c@example.com": "C",
+        "d@example.com": "D",
+        "e@example.com": None,
+        "f@example.com": "F",
+    }
+    assert history(app) == {e: ["imported", "confirmation_queued"] for e in stored(app)}
+    assert confirmations(app) == dict.fromkeys(stored(app), 1)
+    assert lane_threads() == []
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_failing_chunk_stops_the_import_and_leaves_whole_chunks(app, monkeypatch):
+    write = importer._import_chunk
+
+    def fail_on_boom(session, chunk, *args):
+        write(session, chunk, *args)  # written, then lost with the rollback
+        if any(row.email == "boom@example.com" for row in chunk):
+            raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(importer, "_import_chunk", fail_on_boom)
+    lines = [f"r{i}@example.com" for i in range(300)]
+    lines[4] = "boom@example.com"
+    with pytest.raises(RuntimeError, match="went away"):
+        run_import(app, "email\n" + "\n".join(lines) + "\n", connections=2)
+    assert lane_threads() == []
+    names = stored(app)
+    assert "boom@example.com" not in names
+    assert len(names) < 30  # the reading stopped: a few chunks of the other lane at most
+    assert len(names) % 3 == 0  # whole chunks only
+    with app.app_context():
+        for model in (ConsentEvent, Delivery):
+            count = db.session.scalar(select(func.count()).select_from(model))
+            assert count == len(names) * (2 if model is ConsentEvent else 1)
+
+
+def test_a_file_without_an_email_column_ends_every_lane(app):
+    with pytest.raises(ImportFormatError):
+        run_import(app, "name\nA\n", connections=2)
+    assert lane_threads() == []
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_each_lane_wakes_the_dispatcher_and_the_default_depends_on_the_database(
+    make_app, database_uri
+):
+    app = make_app(IMPORT_CONNECTIONS=2)
+    woken_by: list[str] = []
+    app.extensions["newsletter.dispatch_waker"] = lambda: woken_by.append(
+        threading.current_thread().name
+    )
+    body = "email\n" + "".join(f"r{i}@example.com\n" for i in range(30))
+    with app.app_context():
+        report = importer.import_csv(db.session, io.BytesIO(body.encode()), confirmed=False)
+        db.session.remove()
+    assert report.created == 30
+    if is_postgresql(database_uri):  # two connections: each lane's commits wake it
+        assert set(woken_by) == {"newsletter-import-0", "newsletter-import-1"}
+        assert len(woken_by) >= 10  # one wake-up a chunk: 30 rows in chunks of 3 or fewer
+    else:  # SQLite: one writer at a time, so one connection
+        assert woken_by == [threading.current_thread().name] * 10
