@@ -1,6 +1,7 @@
 """Benchmark: CSV import of N addresses through ``importer.import_csv``, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/import.py [--rows 100000] [--database-url URL ...] [--statements]
+        [--connections N ...]
 
 Each run is a fresh process on a freshly migrated, empty schema importing one
 in-memory CSV (``email,name``; distinct mixed-case addresses) through the
@@ -10,6 +11,8 @@ default import (pending, a confirmation queued each) and once with
 shortcut switched off (every row through ``email_validator``) is its
 baseline. It prints rows per second and the importing process's peak memory;
 ``--statements`` also prints, on stderr, the seconds each statement took in all.
+``--connections 1 2`` runs each import once per ``IMPORT_CONNECTIONS`` given
+(PostgreSQL; SQLite always writes over one), for an A/B in the same run.
 A bare ``sqlite`` as URL means a fresh file in a temporary folder.
 """
 
@@ -93,14 +96,20 @@ def child(url: str, rows: int, validator_only: bool, confirmed: bool, statements
     print(json.dumps(out))
 
 
-def run(url: str, rows: int, validator_only: bool, confirmed: bool, statements: bool) -> dict:
-    """One import in its own process."""
+def run(
+    url: str, rows: int, validator_only: bool, confirmed: bool, statements: bool, connections: int
+) -> dict:
+    """One import in its own process, over ``connections`` (PostgreSQL)."""
     args = [sys.executable, __file__, "--child", url, "--rows", str(rows)]
     args += ["--validator-only"] if validator_only else []
     args += ["--statements"] if statements else []
     out = subprocess.run(
         args + (["--confirmed"] if confirmed else []),
-        env={**os.environ, "DISPATCH_IN_PROCESS": "false"},
+        env={
+            **os.environ,
+            "DISPATCH_IN_PROCESS": "false",
+            "IMPORT_CONNECTIONS": str(connections),
+        },
         stdout=subprocess.PIPE,
         stderr=None if statements else subprocess.PIPE,
         check=True,
@@ -118,6 +127,13 @@ def main() -> None:
     parser.add_argument(
         "--statements", action="store_true", help="print each statement's total time on stderr"
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="IMPORT_CONNECTIONS of each run (PostgreSQL; default 2, the setting's default)",
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child, args.rows, args.validator_only, args.confirmed, args.statements)
@@ -128,26 +144,31 @@ def main() -> None:
             for url in args.database_url or ["sqlite", DEFAULT_PG]
         ]
         print(
-            "| database | import | rows | rows/s | baseline: every row validated, rows/s | ratio "
+            "| database | import | connections | rows | rows/s "
+            "| baseline: every row validated, rows/s | ratio "
             "| peak RSS (MiB) | RSS at start (MiB) |"
         )
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for url in urls:
-            for confirmed in (False, True):
-                report_line(url, args.rows, confirmed, args.statements)
+            # SQLite writes over one connection whatever the setting says.
+            for connections in [1] if url.startswith("sqlite") else args.connections:
+                for confirmed in (False, True):
+                    report_line(url, args.rows, confirmed, args.statements, connections)
 
 
-def report_line(url: str, rows: int, confirmed: bool, statements: bool) -> None:
+def report_line(url: str, rows: int, confirmed: bool, statements: bool, connections: int) -> None:
     """Baseline then ours, each on a fresh schema; print one table row."""
     measured = {}
     for validator_only in (True, False):
         if url.startswith("sqlite"):
             Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-        measured[validator_only] = run(url, rows, validator_only, confirmed, statements)
+        measured[validator_only] = run(
+            url, rows, validator_only, confirmed, statements, connections
+        )
     fast, slow = rows / measured[False]["seconds"], rows / measured[True]["seconds"]
     print(
         f"| {url.split(':')[0].split('+')[0]} | {'confirmed' if confirmed else 'default'} "
-        f"| {rows:,} | {fast:,.0f} | {slow:,.0f} "
+        f"| {connections} | {rows:,} | {fast:,.0f} | {slow:,.0f} "
         f"| {fast / slow:.2f} | {measured[False]['rss_peak_kib'] / 1024:.0f} "
         f"| {measured[False]['rss_start_kib'] / 1024:.0f} |",
         flush=True,
