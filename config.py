@@ -177,6 +177,13 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # digest (on PostgreSQL: each claims its own batches; on SQLite they only
         # take turns at the one writer's lock). SEND_RATE holds for each.
         "DISPATCH_PROCESSES": _at_least_one(env, "DISPATCH_PROCESSES"),
+        # ours: sending threads in each such process. One renders while another
+        # waits on the database or the provider (one process at 100,000: 0.26 -> 0.37
+        # of the bare client's rate, bench/RESULTS.md); with several processes on two
+        # CPUs, one each did better. Default: 2 with one dispatcher process, else 1.
+        "DISPATCH_THREADS": _at_least_one(
+            env, "DISPATCH_THREADS", 2 if _number(env, "DISPATCH_PROCESSES", 1) == 1 else 1
+        ),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last
         # pass), the others beside it, for the workers' /healthz and /admin/stats;

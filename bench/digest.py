@@ -150,7 +150,9 @@ def run_senders(
 
     ``profile``: each sender's py-spy stacks go to ``{profile}-{pid}.txt``.
     """
-    env = sender_env(url, fake)
+    # DISPATCH_PROCESSES as the operator would set it: each sender then runs the
+    # threads its default gives (DISPATCH_THREADS in the bench's environment wins).
+    env = {**sender_env(url, fake), "DISPATCH_PROCESSES": str(processes)}
     if profile is not None:
         profile.parent.mkdir(parents=True, exist_ok=True)
         env["BENCH_PROFILE"] = str(profile)

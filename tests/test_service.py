@@ -49,6 +49,7 @@ def test_unknown_provider_stops_start_up():
         ({"DISPATCH_PROCESSES": "0"}, "at least 1"),
         ({"DISPATCH_PROCESSES": "two"}, "number"),
         ({"IMPORT_CONNECTIONS": "0"}, "at least 1"),
+        ({"DISPATCH_THREADS": "0"}, "at least 1"),
     ],
 )
 def test_malformed_settings_are_refused(env, message):
@@ -66,6 +67,9 @@ def test_settings_follow_the_contract_defaults():
     assert config["ADMIN_TOKENS"] == []
     assert config["DISPATCH_PROCESSES"] == 1
     assert config["IMPORT_CONNECTIONS"] == 2
+    assert config["DISPATCH_THREADS"] == 2  # one dispatcher process: two threads in it
+    assert from_env({"DISPATCH_PROCESSES": "2"})["DISPATCH_THREADS"] == 1
+    assert from_env({"DISPATCH_PROCESSES": "2", "DISPATCH_THREADS": "3"})["DISPATCH_THREADS"] == 3
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
     assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"

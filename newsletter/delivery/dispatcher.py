@@ -65,14 +65,18 @@ def retry_policy() -> ledger.RetryPolicy:
 
 
 def dispatch_pass(
-    should_stop: Callable[[], bool] | None = None, for_seconds: float | None = None
+    should_stop: Callable[[], bool] | None = None,
+    for_seconds: float | None = None,
+    on_full_batch: Callable[[], None] | None = None,
 ) -> PassStats:
     """Send due deliveries batch by batch until none is due (or ``for_seconds`` have passed).
 
     ``should_stop`` is asked before each claim: a shutting-down process
     finishes the batch in flight and claims no other. ``for_seconds``: claim
     no batch once the pass has run that long; the first batch always goes, so
-    ``for_seconds=0`` sends exactly one.
+    ``for_seconds=0`` sends exactly one. ``on_full_batch`` is called after
+    each claim that filled its batch: more may be due (a digest), so a
+    dispatcher wakes its helper threads.
     """
     provider = current_provider()
     health = dispatch_health()
@@ -100,6 +104,8 @@ def dispatch_pass(
             break
         batches += 1
         stats.claimed += len(claimed)
+        if on_full_batch is not None and len(claimed) == batch_size:
+            on_full_batch()
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(claimed, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
@@ -275,7 +281,10 @@ class BackgroundDispatcher:
     It also runs the app's periodic jobs (housekeeping such as purging old
     pending signups) between passes, so the embedded default needs no cron.
     In gunicorn's dispatcher process nothing wakes it: it polls, and
-    publishes its health to ``health_file`` for the web workers.
+    publishes its health to ``health_file`` for the web workers. Its
+    ``helpers`` (``DISPATCH_THREADS``) are woken whenever it claims a full
+    batch, and send beside it: while one waits on the database or the
+    provider, another renders.
     """
 
     def __init__(
@@ -284,8 +293,15 @@ class BackgroundDispatcher:
         jobs: Sequence[Job] = (),
         interval: float | None = None,
         health_file: str | None = None,
+        helpers: Sequence[BackgroundDispatcher] = (),
+        name: str = "newsletter-dispatcher",
+        coalesce: float | None = None,
     ) -> None:
         self.app = app
+        self.name = name
+        self._helpers = helpers
+        # Seconds to wait after a wake-up for the rest of a burst (default DISPATCH_COALESCE).
+        self._coalesce = coalesce if coalesce is not None else app.config["DISPATCH_COALESCE"]
         # Where to publish the health record after each pass (the dispatcher process).
         self._publish = (
             HealthPublisher(save_to_file(health_file), FILE_EVERY) if health_file else None
@@ -304,9 +320,7 @@ class BackgroundDispatcher:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="newsletter-dispatcher", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
             _RUNNING.add(self)
             atexit.register(self.stop)
@@ -317,15 +331,19 @@ class BackgroundDispatcher:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the batch in flight, then end the thread."""
-        self._stop.set()
-        self._wake.set()
+        self.ask_to_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         _RUNNING.discard(self)
 
+    def ask_to_stop(self) -> None:
+        """Claim no other batch; ``stop`` then waits for the one in flight."""
+        self._stop.set()
+        self._wake.set()
+
     def _run(self) -> None:
         interval = self.interval
-        coalesce = self.app.config["DISPATCH_COALESCE"]
+        coalesce = self._coalesce
         failures = 0
         while not self._stop.is_set():
             woken = self._wake.wait(
@@ -341,7 +359,10 @@ class BackgroundDispatcher:
             with self.app.app_context():
                 try:
                     self._run_periodic()
-                    dispatch_pass(should_stop=self._stop.is_set)
+                    dispatch_pass(
+                        should_stop=self._stop.is_set,
+                        on_full_batch=self._wake_helpers if self._helpers else None,
+                    )
                     failures = 0
                 except Exception as exc:  # the database is down, say: wait and try again
                     failures += 1
@@ -351,6 +372,10 @@ class BackgroundDispatcher:
                     db.session.remove()
                     if self._publish is not None:
                         self._publish(dispatch_health(self.app))
+
+    def _wake_helpers(self) -> None:
+        for helper in self._helpers:
+            helper.wake()
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
@@ -366,7 +391,10 @@ def stop_background_dispatchers(timeout: float = 30.0) -> None:
     gunicorn's ``worker_exit`` hook calls it, so a worker told to stop (SIGTERM,
     a deploy) records what its provider answered before it exits.
     """
-    for dispatcher in list(_RUNNING):
+    running = list(_RUNNING)
+    for dispatcher in running:  # all at once: none claims another batch meanwhile
+        dispatcher.ask_to_stop()
+    for dispatcher in running:
         dispatcher.stop(timeout)
 
 

@@ -1,0 +1,90 @@
+"""The dispatcher process's helper threads (``DISPATCH_THREADS``): woken by full batches, never twice.
+
+``dispatch_process.run`` is the function gunicorn's dispatcher process runs;
+here it runs in a thread of the test, on the test database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from newsletter.delivery import dispatch_process
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus
+from newsletter.providers import Message, Outcome, SendResult
+from tests.servers import wait_for
+
+BATCH = 5
+
+
+class SlowRecorder:
+    """A provider that takes 30 ms a batch and notes which thread sent whom."""
+
+    name = "slow-recorder"
+    max_batch = 100
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []  # (thread name, recipient)
+        self._lock = threading.Lock()
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        time.sleep(0.03)  # on the wire: the other thread claims and renders meanwhile
+        with self._lock:
+            self.sent += [(threading.current_thread().name, m.to) for m in messages]
+        return [SendResult(Outcome.SENT) for _ in messages]
+
+
+def _sent_by_the_dispatcher_process(
+    make_app: Callable[..., Flask], threads: int, signups: int
+) -> list[tuple[str, str]]:
+    """Queue ``signups`` confirmations, let ``dispatch_process.run`` send them all, stop it."""
+    app: Flask = make_app(
+        RATELIMIT_ENABLED=False,
+        DISPATCH_IN_PROCESS=False,  # nothing else sends
+        DISPATCH_BATCH_SIZE=BATCH,
+        DISPATCH_THREADS=threads,
+    )
+    client = app.test_client()
+    for n in range(signups):
+        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    provider = SlowRecorder()
+    app.extensions["newsletter.provider"] = provider
+    stop = threading.Event()
+    process = threading.Thread(target=dispatch_process.run, args=(app, stop))
+    process.start()
+    try:
+        wait_for(lambda: len(provider.sent) >= signups, 30, "every confirmation sent")
+    finally:
+        stop.set()
+        process.join(30)
+    assert not process.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith("newsletter-dispatcher")]
+    with app.app_context():
+        queued = db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.status != DeliveryStatus.SENT)
+        )
+        db.session.remove()
+    assert queued == 0
+    return provider.sent
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_thread_sends_a_share_of_a_long_queue_and_no_one_twice(make_app, threads):
+    sent = _sent_by_the_dispatcher_process(make_app, threads, signups=60)
+    recipients = [to for _, to in sent]
+    assert sorted(recipients) == sorted(f"r{n}@example.com" for n in range(60))  # once each
+    helpers = {f"newsletter-dispatcher-{n}" for n in range(2, threads + 1)}
+    assert {name for name, _ in sent} == {"newsletter-dispatcher", *helpers}
+
+
+def test_helpers_sleep_through_a_queue_shorter_than_a_batch(make_app):
+    sent = _sent_by_the_dispatcher_process(make_app, threads=2, signups=BATCH - 1)
+    assert [name for name, _ in sent] == ["newsletter-dispatcher"] * (BATCH - 1)
