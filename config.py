@@ -93,6 +93,12 @@ def _at_least_one(env: Mapping[str, str], name: str, default: int = 1) -> int:
     return value
 
 
+def _dispatch_threads(env: Mapping[str, str]) -> int:
+    """DISPATCH_THREADS' default: 2 in one dispatcher process on PostgreSQL, else 1."""
+    postgresql = _str(env, "DATABASE_URL").startswith("postgresql")
+    return 2 if postgresql and _number(env, "DISPATCH_PROCESSES", 1) == 1 else 1
+
+
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read every setting from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -180,10 +186,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: sending threads in each such process. One renders while another
         # waits on the database or the provider (one process at 100,000: 0.26 -> 0.37
         # of the bare client's rate, bench/RESULTS.md); with several processes on two
-        # CPUs, one each did better. Default: 2 with one dispatcher process, else 1.
-        "DISPATCH_THREADS": _at_least_one(
-            env, "DISPATCH_THREADS", 2 if _number(env, "DISPATCH_PROCESSES", 1) == 1 else 1
-        ),
+        # CPUs, one each did better. Default: 2 with one dispatcher process on
+        # PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL only).
+        "DISPATCH_THREADS": _at_least_one(env, "DISPATCH_THREADS", _dispatch_threads(env)),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last
         # pass), the others beside it, for the workers' /healthz and /admin/stats;

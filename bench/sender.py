@@ -1,7 +1,9 @@
 """The bench's sending process: dispatch every due delivery, report time and peak memory.
 
-It sends as gunicorn's dispatcher process does: one thread, and
-``DISPATCH_THREADS - 1`` helpers started by its first full batch.
+It sends about as gunicorn's dispatcher process does: one thread, and
+``DISPATCH_THREADS - 1`` helpers started by its first full batch (each runs
+one pass to the end of the queue; the process's are woken again by later
+full batches).
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ def dispatch_with_helpers(app: Flask, threads: int) -> PassStats:
     """``dispatch_pass`` until nothing is due; a first full batch starts ``threads - 1`` helpers."""
     helpers: list[threading.Thread] = []
     helped: list[PassStats] = []
+    failures: list[BaseException] = []
 
     def helper() -> None:
         with app.app_context():
             try:
                 helped.append(dispatch_pass())
+            except BaseException as exc:  # raised again below: a failed helper fails the run
+                failures.append(exc)
             finally:
                 db.session.remove()
 
@@ -64,7 +69,10 @@ def dispatch_with_helpers(app: Flask, threads: int) -> PassStats:
     stats = dispatch_pass(on_full_batch=start_helpers if threads > 1 else None)
     for thread in helpers:
         thread.join()
+    if failures:
+        raise failures[0]
     for other in helped:
+        stats.claimed += other.claimed
         for outcome, count in other.outcomes.items():
             stats.count(outcome, count)
     return stats

@@ -67,8 +67,10 @@ def test_settings_follow_the_contract_defaults():
     assert config["ADMIN_TOKENS"] == []
     assert config["DISPATCH_PROCESSES"] == 1
     assert config["IMPORT_CONNECTIONS"] == 2
-    assert config["DISPATCH_THREADS"] == 2  # one dispatcher process: two threads in it
-    assert from_env({"DISPATCH_PROCESSES": "2"})["DISPATCH_THREADS"] == 1
+    assert config["DISPATCH_THREADS"] == 1  # SQLite
+    postgresql = {"DATABASE_URL": "postgresql+psycopg://db/news"}
+    assert from_env(postgresql)["DISPATCH_THREADS"] == 2  # one dispatcher process: two threads
+    assert from_env({**postgresql, "DISPATCH_PROCESSES": "2"})["DISPATCH_THREADS"] == 1
     assert from_env({"DISPATCH_PROCESSES": "2", "DISPATCH_THREADS": "3"})["DISPATCH_THREADS"] == 3
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]

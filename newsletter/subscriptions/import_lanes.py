@@ -11,13 +11,18 @@ chunk meets the earlier line's subscriber committed, as with one connection.
 The lane is the address's CRC-32 modulo N, so a file is cut into the same
 chunks whenever it is imported with the same N.
 
-A lane whose chunk fails stops writing (its earlier chunks stay committed,
-as in a one-connection import) and the import stops reading; the error is
-raised once every lane has finished the chunk it was writing.
+A lane whose chunk fails stops writing and the import stops reading; the
+error is raised once every lane has finished the chunk it was writing. The
+chunks committed before stay, as with one connection, though over several
+lanes they are not the file's first lines but each lane's first chunks.
+
+The lanes write with sessions of their own: what the caller's session has
+not committed, they do not see.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import zlib
@@ -28,6 +33,8 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from ..extensions import db
+
+log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Report = TypeVar("Report")
@@ -53,21 +60,30 @@ class _Lane(threading.Thread, Generic[Item, Report]):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        """Write each chunk handed over until told to stop; after a failure, only take them."""
         with self.app.app_context():
             try:
+                # Take every chunk, whatever happens, so the reader never waits on this lane.
                 while (chunk := self.chunks.get()) is not None:
                     if self.failed.is_set():
-                        continue  # another lane failed: take what is queued, write nothing
-                    self.write(db.session, chunk, self.report)
-                    db.session.commit()
-            except BaseException as exc:  # raised again by the importing thread
-                self.error = exc
-                self.failed.set()
-                db.session.rollback()
-                while self.chunks.get() is not None:
-                    pass  # keep taking chunks, so the reader never waits on a dead lane
+                        continue  # a lane failed (this one or another): write nothing more
+                    try:
+                        self.write(db.session, chunk, self.report)
+                        db.session.commit()
+                    except BaseException as exc:  # raised again by the importing thread
+                        self.error = exc
+                        self.failed.set()
+                        _roll_back()
             finally:
                 db.session.remove()
+
+
+def _roll_back() -> None:
+    """Roll back a failed chunk at once: its locks (SQLite's writers' gate) hold up the others."""
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone, say: remove() discards it
+        log.exception("rolling back a failed import chunk failed too")
 
 
 def write_in_lanes(
@@ -89,10 +105,12 @@ def write_in_lanes(
     running = [
         _Lane(app, write, new_report(), failed, name=f"newsletter-import-{i}") for i in range(lanes)
     ]
-    for lane in running:
-        lane.start()
+    started: list[_Lane[Item, Report]] = []
     filling: list[list[Item]] = [[] for _ in running]
     try:
+        for lane in running:
+            lane.start()
+            started.append(lane)
         for item in items:
             at = zlib.crc32(key(item)) % lanes  # not hash(): the same file, the same lanes
             filling[at].append(item)
@@ -106,11 +124,13 @@ def write_in_lanes(
                 if rest:
                     lane.chunks.put(rest)
     finally:  # also when reading the file failed: every lane ends before the error goes up
-        for lane in running:
+        for lane in started:
             lane.chunks.put(None)
-        for lane in running:
+        for lane in started:
             lane.join()
     errors = [lane.error for lane in running if lane.error is not None]
+    for later in errors[1:]:
+        log.error("another import lane failed too: %s: %s", type(later).__name__, later)
     if errors:
         raise errors[0]
     return [lane.report for lane in running]

@@ -170,8 +170,8 @@ def import_csv(
     ``connections`` defaults to the app's ``IMPORT_CONNECTIONS`` on
     PostgreSQL, 1 on SQLite (one writer at a time: a second connection would
     only wait, measured in ``bench/RESULTS.md``). Above one, the chunks are
-    written by that many sessions of their own (``import_lanes``), and
-    ``session`` writes nothing.
+    written by that many sessions of their own (``import_lanes``):
+    ``session`` writes nothing, and what it has not committed they do not see.
     """
     report = ImportReport()
     detail = {"import_id": str(uuid.uuid4()), "confirmed": confirmed}

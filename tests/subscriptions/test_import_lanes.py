@@ -16,8 +16,8 @@ from newsletter.subscriptions.importer import ImportFormatError
 from tests.conftest import is_postgresql
 from tests.subscriptions.test_import import confirmations, history, run_import
 
-# Repeated addresses (with no other name: a repeat in the same chunk is skipped,
-# a new name in a later one is an update), a bad line, some names.
+# Repeated addresses with no new name (so skipped whichever chunks they fall in),
+# a bad line, some names.
 REPEATS = (
     "email,name\n"
     "a@example.com,A\n"
