@@ -14,8 +14,8 @@ Nothing wakes this process on a commit: it looks for due deliveries every
 after a wake-up anyway, at the price of one cheap claim per look when idle.
 
 It sends from ``DISPATCH_THREADS`` threads (default 2 with one dispatcher
-process): the first polls; the others are woken when it claims a full batch
-(a digest) and send beside it, so the process renders one batch while
+process on PostgreSQL): the first polls; the others are woken when it claims
+a full batch of a digest and send beside it, so the process renders one batch while
 another waits on the database or the provider. At 100,000 subscribers one
 thread sent at 0.26 of the bare client's rate, two at 0.37 (medians of three
 alternating rounds, ``bench/RESULTS.md``).

@@ -75,8 +75,10 @@ def dispatch_pass(
     finishes the batch in flight and claims no other. ``for_seconds``: claim
     no batch once the pass has run that long; the first batch always goes, so
     ``for_seconds=0`` sends exactly one. ``on_full_batch`` is called after
-    each claim that filled its batch: more may be due (a digest), so a
-    dispatcher wakes its helper threads.
+    each claim that filled its batch with digest copies among it: a digest
+    is going out, so a dispatcher wakes its helper threads. (A burst of
+    confirmations fills batches too, but the signups that queue it are the
+    bottleneck: there a helper only cost the web workers CPU.)
     """
     provider = current_provider()
     health = dispatch_health()
@@ -104,7 +106,11 @@ def dispatch_pass(
             break
         batches += 1
         stats.claimed += len(claimed)
-        if on_full_batch is not None and len(claimed) == batch_size:
+        if (
+            on_full_batch is not None
+            and len(claimed) == batch_size
+            and any(d.kind is DeliveryKind.DIGEST for d in claimed)
+        ):
             on_full_batch()
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(claimed, provider, stats):
@@ -283,8 +289,8 @@ class BackgroundDispatcher:
     In gunicorn's dispatcher process nothing wakes it: it polls, and
     publishes its health to ``health_file`` for the web workers. Its
     ``helpers`` (``DISPATCH_THREADS``) are woken whenever it claims a full
-    batch, and send beside it: while one waits on the database or the
-    provider, another renders.
+    batch of a digest, and send beside it: while one waits on the database
+    or the provider, another renders.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ from newsletter.delivery import dispatch_process
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Message, Outcome, SendResult
+from tests.digests.helpers import add_confirmed, add_post
 from tests.servers import wait_for
 
 BATCH = 5
@@ -41,48 +42,72 @@ class SlowRecorder:
 
 
 def _sent_by_the_dispatcher_process(
-    make_app: Callable[..., Flask], threads: int, signups: int
+    make_app: Callable[..., Flask], threads: int, queue: Callable[[Flask], int]
 ) -> list[tuple[str, str]]:
-    """Queue ``signups`` confirmations, let ``dispatch_process.run`` send them all, stop it."""
+    """Queue mail with ``queue``, let ``dispatch_process.run`` send it all, stop it."""
     app: Flask = make_app(
         RATELIMIT_ENABLED=False,
         DISPATCH_IN_PROCESS=False,  # nothing else sends
         DISPATCH_BATCH_SIZE=BATCH,
         DISPATCH_THREADS=threads,
     )
-    client = app.test_client()
-    for n in range(signups):
-        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    queued = queue(app)
     provider = SlowRecorder()
     app.extensions["newsletter.provider"] = provider
     stop = threading.Event()
     process = threading.Thread(target=dispatch_process.run, args=(app, stop))
     process.start()
     try:
-        wait_for(lambda: len(provider.sent) >= signups, 30, "every confirmation sent")
+        wait_for(lambda: len(provider.sent) >= queued, 30, "everything queued sent")
     finally:
         stop.set()
         process.join(30)
     assert not process.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("newsletter-dispatcher")]
     with app.app_context():
-        queued = db.session.scalar(
+        unsent = db.session.scalar(
             select(func.count()).select_from(Delivery).where(Delivery.status != DeliveryStatus.SENT)
         )
         db.session.remove()
-    assert queued == 0
+    assert unsent == 0
     return provider.sent
 
 
+def a_digest_to(count: int, admin: dict[str, str]) -> Callable[[Flask], int]:
+    """Queue one digest to ``count`` confirmed subscribers (``reader{i}@example.com``)."""
+
+    def queue(app: Flask) -> int:
+        add_confirmed(app, count)
+        client = app.test_client()
+        add_post(client, admin, 1)
+        assert client.post("/admin/digests", json={}, headers=admin).status_code == 202
+        return count
+
+    return queue
+
+
+def confirmations_for(count: int) -> Callable[[Flask], int]:
+    """Queue ``count`` confirmation emails, one signup each."""
+
+    def queue(app: Flask) -> int:
+        client = app.test_client()
+        for n in range(count):
+            response = client.post("/subscribe", json={"email": f"r{n}@example.com"})
+            assert response.status_code == 202
+        return count
+
+    return queue
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_every_thread_sends_a_share_of_a_long_queue_and_no_one_twice(make_app, threads):
-    sent = _sent_by_the_dispatcher_process(make_app, threads, signups=90)
+def test_every_thread_sends_a_share_of_a_digest_and_no_one_twice(make_app, admin_headers, threads):
+    sent = _sent_by_the_dispatcher_process(make_app, threads, a_digest_to(90, admin_headers))
     recipients = [to for _, to in sent]
-    assert sorted(recipients) == sorted(f"r{n}@example.com" for n in range(90))  # once each
+    assert sorted(recipients) == sorted(f"reader{n}@example.com" for n in range(90))  # once each
     helpers = {f"newsletter-dispatcher-{n}" for n in range(2, threads + 1)}
     assert {name for name, _ in sent} == {"newsletter-dispatcher", *helpers}
 
 
-def test_helpers_sleep_through_a_queue_shorter_than_a_batch(make_app):
-    sent = _sent_by_the_dispatcher_process(make_app, threads=2, signups=BATCH - 1)
-    assert [name for name, _ in sent] == ["newsletter-dispatcher"] * (BATCH - 1)
+def test_helpers_sleep_through_confirmations_even_in_full_batches(make_app):
+    sent = _sent_by_the_dispatcher_process(make_app, 2, confirmations_for(4 * BATCH))
+    assert [name for name, _ in sent] == ["newsletter-dispatcher"] * (4 * BATCH)
