@@ -95,7 +95,7 @@ def _at_least_one(env: Mapping[str, str], name: str, default: int = 1) -> int:
 
 def _dispatch_threads(env: Mapping[str, str]) -> int:
     """DISPATCH_THREADS' default: 2 in one dispatcher process on PostgreSQL, else 1."""
-    postgresql = _str(env, "DATABASE_URL").startswith("postgresql")
+    postgresql = _str(env, "DATABASE_URL").startswith(("postgresql", "postgres://"))
     return 2 if postgresql and _number(env, "DISPATCH_PROCESSES", 1) == 1 else 1
 
 
@@ -188,6 +188,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # of the bare client's rate, bench/RESULTS.md); with several processes on two
         # CPUs, one each did better. Default: 2 with one dispatcher process on
         # PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL only).
+        # Helpers wake for full batches of a digest, not for confirmations.
         "DISPATCH_THREADS": _at_least_one(env, "DISPATCH_THREADS", _dispatch_threads(env)),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last

@@ -70,6 +70,7 @@ def test_settings_follow_the_contract_defaults():
     assert config["DISPATCH_THREADS"] == 1  # SQLite
     postgresql = {"DATABASE_URL": "postgresql+psycopg://db/news"}
     assert from_env(postgresql)["DISPATCH_THREADS"] == 2  # one dispatcher process: two threads
+    assert from_env({"DATABASE_URL": "postgres://db/news"})["DISPATCH_THREADS"] == 2  # Heroku's
     assert from_env({**postgresql, "DISPATCH_PROCESSES": "2"})["DISPATCH_THREADS"] == 1
     assert from_env({"DISPATCH_PROCESSES": "2", "DISPATCH_THREADS": "3"})["DISPATCH_THREADS"] == 3
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]

@@ -78,7 +78,8 @@ def dispatch_pass(
     each claim that filled its batch with digest copies among it: a digest
     is going out, so a dispatcher wakes its helper threads. (A burst of
     confirmations fills batches too, but the signups that queue it are the
-    bottleneck: there a helper only cost the web workers CPU.)
+    bottleneck: there a helper only cost the dispatcher a fifth more CPU,
+    which the web workers could have used.)
     """
     provider = current_provider()
     health = dispatch_health()

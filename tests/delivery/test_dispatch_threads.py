@@ -1,4 +1,4 @@
-"""The dispatcher process's helper threads (``DISPATCH_THREADS``): woken by full batches.
+"""The dispatcher process's helper threads (``DISPATCH_THREADS``): woken by a digest's full batches.
 
 ``dispatch_process.run`` is the function gunicorn's dispatcher process runs;
 here it runs in a thread of the test, on the test database.
@@ -106,6 +106,11 @@ def test_every_thread_sends_a_share_of_a_digest_and_no_one_twice(make_app, admin
     assert sorted(recipients) == sorted(f"reader{n}@example.com" for n in range(90))  # once each
     helpers = {f"newsletter-dispatcher-{n}" for n in range(2, threads + 1)}
     assert {name for name, _ in sent} == {"newsletter-dispatcher", *helpers}
+
+
+def test_helpers_sleep_through_a_digest_shorter_than_a_batch(make_app, admin_headers):
+    sent = _sent_by_the_dispatcher_process(make_app, 2, a_digest_to(BATCH - 1, admin_headers))
+    assert [name for name, _ in sent] == ["newsletter-dispatcher"] * (BATCH - 1)
 
 
 def test_helpers_sleep_through_confirmations_even_in_full_batches(make_app):

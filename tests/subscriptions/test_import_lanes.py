@@ -8,10 +8,11 @@ import threading
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from newsletter.extensions import db
 from newsletter.models import ConsentEvent, Delivery, Subscriber
-from newsletter.subscriptions import importer
+from newsletter.subscriptions import import_lanes, importer
 from newsletter.subscriptions.importer import ImportFormatError
 from tests.conftest import is_postgresql
 from tests.subscriptions.test_import import confirmations, history, run_import
@@ -36,6 +37,24 @@ REPEATS = (
 def lane_threads() -> list[threading.Thread]:
     """The import's lane threads still alive."""
     return [t for t in threading.enumerate() if t.name.startswith("newsletter-import-")]
+
+
+def failing_import(app: Flask, body: str, connections: int = 2) -> BaseException:
+    """What an import that must fail raised; fails the test, not hangs it, if it never ends."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_import(app, body, connections=connections)
+        except BaseException as exc:  # handed to the test
+            raised.append(exc)
+
+    importing = threading.Thread(target=run, daemon=True)
+    importing.start()
+    importing.join(30)
+    assert not importing.is_alive(), "the import never ended: a lane left the reader waiting"
+    assert raised, "the import did not fail"
+    return raised[0]
 
 
 def stored(app: Flask) -> dict[str, str | None]:
@@ -82,8 +101,8 @@ def test_a_failing_chunk_stops_the_import_and_leaves_whole_chunks(app, monkeypat
     monkeypatch.setattr(importer, "_import_chunk", fail_on_boom)
     lines = [f"r{i}@example.com" for i in range(300)]
     lines[4] = "boom@example.com"
-    with pytest.raises(RuntimeError, match="went away"):
-        run_import(app, "email\n" + "\n".join(lines) + "\n", connections=2)
+    error = failing_import(app, "email\n" + "\n".join(lines) + "\n")
+    assert isinstance(error, RuntimeError) and "went away" in str(error)
     assert lane_threads() == []
     names = stored(app)
     assert "boom@example.com" not in names
@@ -95,9 +114,46 @@ def test_a_failing_chunk_stops_the_import_and_leaves_whole_chunks(app, monkeypat
             assert count == len(names) * (2 if model is ConsentEvent else 1)
 
 
+@pytest.mark.usefixtures("small_chunks")
+def test_a_lane_whose_rollback_fails_too_still_ends_the_import(app, monkeypatch):
+    write, rollback = importer._import_chunk, Session.rollback
+
+    def fail_on_boom(session, chunk, *args):
+        write(session, chunk, *args)
+        if any(row.email == "boom@example.com" for row in chunk):
+            raise RuntimeError("the database went away")
+
+    def rollback_then_fail(self):
+        rollback(self)  # its locks are released; then the driver complains anyway
+        raise ConnectionError("and the rollback failed too")
+
+    monkeypatch.setattr(importer, "_import_chunk", fail_on_boom)
+    monkeypatch.setattr(Session, "rollback", rollback_then_fail)
+    lines = [f"r{i}@example.com" for i in range(300)]
+    lines[4] = "boom@example.com"
+    error = failing_import(app, "email\n" + "\n".join(lines) + "\n")
+    assert isinstance(error, RuntimeError) and "went away" in str(error)  # not the rollback's
+    assert lane_threads() == []  # the failed lane kept taking chunks: nothing waited on it
+    assert "boom@example.com" not in stored(app)
+
+
+def test_a_lane_that_cannot_start_ends_those_that_did(app, monkeypatch):
+    start = import_lanes._Lane.start
+
+    def second_cannot_start(self):
+        if self.name.endswith("-1"):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(import_lanes._Lane, "start", second_cannot_start)
+    error = failing_import(app, "email\na@example.com\n")
+    assert isinstance(error, RuntimeError) and "start new thread" in str(error)
+    assert lane_threads() == []
+    assert stored(app) == {}
+
+
 def test_a_file_without_an_email_column_ends_every_lane(app):
-    with pytest.raises(ImportFormatError):
-        run_import(app, "name\nA\n", connections=2)
+    assert isinstance(failing_import(app, "name\nA\n"), ImportFormatError)
     assert lane_threads() == []
 
 
