@@ -67,12 +67,6 @@ def confirmations(app: Flask) -> dict[str, int]:
         return dict(rows.all())
 
 
-@pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks of 3 rows, so a short file crosses several chunk boundaries."""
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
-
-
 @pytest.fixture(params=[1, 2], ids=["one-connection", "two-connections"])
 def connections(request: pytest.FixtureRequest) -> int:
     """Over how many connections the import writes (``IMPORT_CONNECTIONS``)."""

@@ -57,16 +57,29 @@ def failing_import(app: Flask, body: str, connections: int = 2) -> BaseException
     return raised[0]
 
 
+@pytest.fixture
+def boom_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk holding ``boom@example.com`` is written, then fails (before its commit)."""
+    write = importer._import_chunk
+
+    def fail_on_boom(session, chunk, *args):
+        write(session, chunk, *args)  # written, then lost with the rollback
+        if any(row.email == "boom@example.com" for row in chunk):
+            raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(importer, "_import_chunk", fail_on_boom)
+
+
+# 300 addresses, the fifth of them the one that fails its chunk.
+WITH_BOOM = "email\n" + "".join(
+    ("boom" if i == 4 else f"r{i}") + "@example.com\n" for i in range(300)
+)
+
+
 def stored(app: Flask) -> dict[str, str | None]:
     """Every subscriber's name, by address."""
     with app.app_context():
         return dict(db.session.execute(select(Subscriber.email, Subscriber.name)).all())
-
-
-@pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks of 3 rows, so a short file crosses several chunk boundaries."""
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
 
 
 @pytest.mark.usefixtures("small_chunks")
@@ -89,19 +102,9 @@ def test_any_number_of_connections_stores_the_same(app, connections):
     assert lane_threads() == []
 
 
-@pytest.mark.usefixtures("small_chunks")
-def test_a_failing_chunk_stops_the_import_and_leaves_whole_chunks(app, monkeypatch):
-    write = importer._import_chunk
-
-    def fail_on_boom(session, chunk, *args):
-        write(session, chunk, *args)  # written, then lost with the rollback
-        if any(row.email == "boom@example.com" for row in chunk):
-            raise RuntimeError("the database went away")
-
-    monkeypatch.setattr(importer, "_import_chunk", fail_on_boom)
-    lines = [f"r{i}@example.com" for i in range(300)]
-    lines[4] = "boom@example.com"
-    error = failing_import(app, "email\n" + "\n".join(lines) + "\n")
+@pytest.mark.usefixtures("small_chunks", "boom_fails")
+def test_a_failing_chunk_stops_the_import_and_leaves_whole_chunks(app):
+    error = failing_import(app, WITH_BOOM)
     assert isinstance(error, RuntimeError) and "went away" in str(error)
     assert lane_threads() == []
     names = stored(app)
@@ -114,24 +117,16 @@ def test_a_failing_chunk_stops_the_import_and_leaves_whole_chunks(app, monkeypat
             assert count == len(names) * (2 if model is ConsentEvent else 1)
 
 
-@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.usefixtures("small_chunks", "boom_fails")
 def test_a_lane_whose_rollback_fails_too_still_ends_the_import(app, monkeypatch):
-    write, rollback = importer._import_chunk, Session.rollback
-
-    def fail_on_boom(session, chunk, *args):
-        write(session, chunk, *args)
-        if any(row.email == "boom@example.com" for row in chunk):
-            raise RuntimeError("the database went away")
+    rollback = Session.rollback
 
     def rollback_then_fail(self):
         rollback(self)  # its locks are released; then the driver complains anyway
         raise ConnectionError("and the rollback failed too")
 
-    monkeypatch.setattr(importer, "_import_chunk", fail_on_boom)
     monkeypatch.setattr(Session, "rollback", rollback_then_fail)
-    lines = [f"r{i}@example.com" for i in range(300)]
-    lines[4] = "boom@example.com"
-    error = failing_import(app, "email\n" + "\n".join(lines) + "\n")
+    error = failing_import(app, WITH_BOOM)
     assert isinstance(error, RuntimeError) and "went away" in str(error)  # not the rollback's
     assert lane_threads() == []  # the failed lane kept taking chunks: nothing waited on it
     assert "boom@example.com" not in stored(app)
