@@ -86,17 +86,16 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     return value
 
 
-def _at_least_one(env: Mapping[str, str], name: str, default: int = 1) -> int:
-    value = _number(env, name, default)
+def _at_least_one(env: Mapping[str, str], name: str) -> int:
+    value = _number(env, name, 1)
     if value < 1:
         raise ConfigError(f"{name} must be at least 1")
     return value
 
 
-def _dispatch_threads(env: Mapping[str, str]) -> int:
-    """DISPATCH_THREADS' default: 2 in one dispatcher process on PostgreSQL, else 1."""
-    postgresql = _str(env, "DATABASE_URL").startswith(("postgresql", "postgres://"))
-    return 2 if postgresql and _number(env, "DISPATCH_PROCESSES", 1) == 1 else 1
+def _at_least_one_or_unset(env: Mapping[str, str], name: str) -> int | None:
+    """A count of at least 1, or None when unset: its default depends on the database."""
+    return _at_least_one(env, name) if _str(env, name) else None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -186,10 +185,11 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: sending threads in each such process. One renders while another
         # waits on the database or the provider (one process at 100,000: 0.26 -> 0.37
         # of the bare client's rate, bench/RESULTS.md); with several processes on two
-        # CPUs, one each did better. Default: 2 with one dispatcher process on
-        # PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL only).
-        # Helpers wake for full batches of a digest, not for confirmations.
-        "DISPATCH_THREADS": _at_least_one(env, "DISPATCH_THREADS", _dispatch_threads(env)),
+        # CPUs, one each did better. Unset: 2 with one dispatcher process on
+        # PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL only;
+        # dispatch_process.sending_threads). Helpers wake for full batches of a
+        # digest, not for confirmations.
+        "DISPATCH_THREADS": _at_least_one_or_unset(env, "DISPATCH_THREADS"),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last
         # pass), the others beside it, for the workers' /healthz and /admin/stats;
@@ -221,8 +221,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: the largest admin CSV import, in bytes.
         "IMPORT_MAX_BYTES": _number(env, "IMPORT_MAX_BYTES", 64 * 1024 * 1024),
         # ours: database connections a CSV import writes over at once, each
-        # address always on the same one (subscriptions/import_lanes.py).
-        "IMPORT_CONNECTIONS": _at_least_one(env, "IMPORT_CONNECTIONS", 2),
+        # address always on the same one (subscriptions/import_lanes.py). Unset:
+        # 2 on PostgreSQL, 1 on SQLite (one writer at a time: two were no faster).
+        "IMPORT_CONNECTIONS": _at_least_one_or_unset(env, "IMPORT_CONNECTIONS"),
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_SUBSCRIBE": _str(env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"),

@@ -25,6 +25,7 @@ from procfs import peak_rss_kib  # noqa: E402
 from spy import record_stacks  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
+from newsletter.delivery.dispatch_process import sending_threads  # noqa: E402
 from newsletter.delivery.dispatcher import PassStats, dispatch_pass  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
 from newsletter.heap import freeze_startup_heap  # noqa: E402
@@ -93,7 +94,8 @@ def main() -> None:
         profile = os.environ.get("BENCH_PROFILE")
         spying = record_stacks(os.getpid(), f"{profile}-{os.getpid()}.txt") if profile else None
         started, cpu_started = time.time(), time.process_time()
-        stats = dispatch_with_helpers(app, app.config["DISPATCH_THREADS"])
+        postgresql = db.engine.dialect.name == "postgresql"
+        stats = dispatch_with_helpers(app, sending_threads(app.config, postgresql))
         finished, cpu = time.time(), time.process_time() - cpu_started
         if spying is not None:
             spying.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted

@@ -13,6 +13,7 @@ from openapi_spec_validator import validate
 
 from config import ConfigError, from_env, split_bind
 from newsletter import create_app
+from newsletter.delivery.dispatch_process import sending_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,13 +67,14 @@ def test_settings_follow_the_contract_defaults():
     assert config["RATELIMIT_STORAGE_URI"] == "memory://"
     assert config["ADMIN_TOKENS"] == []
     assert config["DISPATCH_PROCESSES"] == 1
-    assert config["IMPORT_CONNECTIONS"] == 2
-    assert config["DISPATCH_THREADS"] == 1  # SQLite
-    postgresql = {"DATABASE_URL": "postgresql+psycopg://db/news"}
-    assert from_env(postgresql)["DISPATCH_THREADS"] == 2  # one dispatcher process: two threads
-    assert from_env({"DATABASE_URL": "postgres://db/news"})["DISPATCH_THREADS"] == 2  # Heroku's
-    assert from_env({**postgresql, "DISPATCH_PROCESSES": "2"})["DISPATCH_THREADS"] == 1
-    assert from_env({"DISPATCH_PROCESSES": "2", "DISPATCH_THREADS": "3"})["DISPATCH_THREADS"] == 3
+    # Unset, these follow the database the app is on (its dialect, whatever the URL's spelling).
+    assert config["IMPORT_CONNECTIONS"] is None and config["DISPATCH_THREADS"] is None
+    assert from_env({"IMPORT_CONNECTIONS": "3"})["IMPORT_CONNECTIONS"] == 3
+    assert sending_threads(config, postgresql=False) == 1  # SQLite
+    assert sending_threads(config, postgresql=True) == 2  # one dispatcher process: two threads
+    assert sending_threads(from_env({"DISPATCH_PROCESSES": "2"}), postgresql=True) == 1
+    three = from_env({"DISPATCH_PROCESSES": "2", "DISPATCH_THREADS": "3"})
+    assert sending_threads(three, postgresql=False) == 3  # a value given is taken as given
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
     assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"

@@ -13,8 +13,8 @@ Nothing wakes this process on a commit: it looks for due deliveries every
 ``DISPATCH_COALESCE`` seconds (0.2), which is how long the threads waited
 after a wake-up anyway, at the price of one cheap claim per look when idle.
 
-It sends from ``DISPATCH_THREADS`` threads (default 2 with one dispatcher
-process on PostgreSQL): the first polls; the others are woken when it claims
+It sends from ``DISPATCH_THREADS`` threads (unset: 2 with one dispatcher
+process on PostgreSQL, else 1): the first polls; the others are woken when it claims
 a full batch of a digest and send beside it, so the process renders one batch while
 another waits on the database or the provider. At 100,000 subscribers one
 thread sent at 0.26 of the bare client's rate, two at 0.37 (medians of three
@@ -28,12 +28,22 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 
+from ..extensions import db
 from ..heap import freeze_startup_heap
 from .dispatcher import BackgroundDispatcher
 from .health import health_file
+
+
+def sending_threads(config: Mapping[str, Any], postgresql: bool) -> int:
+    """``DISPATCH_THREADS``; unset, 2 in the one dispatcher process on PostgreSQL, else 1."""
+    if config["DISPATCH_THREADS"] is not None:
+        return config["DISPATCH_THREADS"]
+    return 2 if postgresql and config["DISPATCH_PROCESSES"] == 1 else 1
 
 
 def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
@@ -46,9 +56,11 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     published = app.config["DISPATCH_HEALTH_FILE"]
     # Helpers: woken by the first thread's full batches of a digest (and every DISPATCH_INTERVAL,
     # should it be stuck in a long send); they share its health record and pacer.
+    with app.app_context():
+        threads = sending_threads(app.config, db.engine.dialect.name == "postgresql")
     helpers = [
         BackgroundDispatcher(app, name=f"newsletter-dispatcher-{n}", coalesce=0.0)
-        for n in range(2, app.config["DISPATCH_THREADS"] + 1)
+        for n in range(2, threads + 1)
     ]
     dispatcher = BackgroundDispatcher(
         app,
@@ -57,18 +69,18 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
         health_file=health_file(published, index) if published else None,  # the workers read it
         helpers=helpers,
     )
-    threads = [dispatcher, *helpers]
-    for thread in threads:
-        thread.start()
+    senders = [dispatcher, *helpers]
+    for sender in senders:
+        sender.start()
     parent = os.getppid()
     # A timed wait, so the signal handlers get to run; and a master that died
     # without stopping us (SIGKILL) must not leave us sending on our own.
     while not stop.wait(1.0) and os.getppid() == parent:
         pass
-    for thread in threads:  # none claims another batch while the others finish theirs
-        thread.ask_to_stop()
-    for thread in threads:
-        thread.stop()
+    for sender in senders:  # none claims another batch while the others finish theirs
+        sender.ask_to_stop()
+    for sender in senders:
+        sender.stop()
 
 
 def main() -> None:

@@ -167,9 +167,9 @@ def import_csv(
 ) -> ImportReport:
     """Import every valid line, committing chunk by chunk, over ``connections`` at once.
 
-    ``connections`` defaults to the app's ``IMPORT_CONNECTIONS`` on
-    PostgreSQL, 1 on SQLite (one writer at a time: a second connection would
-    only wait, measured in ``bench/RESULTS.md``). Above one, the chunks are
+    ``connections`` defaults to the app's ``IMPORT_CONNECTIONS``; unset, 2 on
+    PostgreSQL and 1 on SQLite (one writer at a time: a second connection
+    would only wait, measured in ``bench/RESULTS.md``). Above one, the chunks are
     written by that many sessions of their own (``import_lanes``):
     ``session`` writes nothing, and what it has not committed they do not see.
     """
@@ -178,7 +178,9 @@ def import_csv(
     hasher = email_hasher()
     rows = read_rows(stream, report)
     if connections is None:
-        connections = current_app.config["IMPORT_CONNECTIONS"] if is_postgresql(session) else 1
+        connections = current_app.config["IMPORT_CONNECTIONS"] or (
+            2 if is_postgresql(session) else 1
+        )
     if connections <= 1:
         for chunk in _chunks(rows, CHUNK_ROWS):
             _import_chunk(session, chunk, confirmed, detail, hasher, report)

@@ -18,6 +18,7 @@ from newsletter.delivery import dispatch_process
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Message, Outcome, SendResult
+from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
 from tests.servers import wait_for
 
@@ -42,7 +43,7 @@ class SlowRecorder:
 
 
 def _sent_by_the_dispatcher_process(
-    make_app: Callable[..., Flask], threads: int, queue: Callable[[Flask], int]
+    make_app: Callable[..., Flask], threads: int | None, queue: Callable[[Flask], int]
 ) -> list[tuple[str, str]]:
     """Queue mail with ``queue``, let ``dispatch_process.run`` send it all, stop it."""
     app: Flask = make_app(
@@ -106,6 +107,14 @@ def test_every_thread_sends_a_share_of_a_digest_and_no_one_twice(make_app, admin
     assert sorted(recipients) == sorted(f"reader{n}@example.com" for n in range(90))  # once each
     helpers = {f"newsletter-dispatcher-{n}" for n in range(2, threads + 1)}
     assert {name for name, _ in sent} == {"newsletter-dispatcher", *helpers}
+
+
+def test_unset_the_threads_follow_the_database(make_app, admin_headers, database_uri):
+    sent = _sent_by_the_dispatcher_process(make_app, None, a_digest_to(90, admin_headers))
+    expected = {"newsletter-dispatcher"}
+    if is_postgresql(database_uri):  # one dispatcher process on PostgreSQL: a helper
+        expected.add("newsletter-dispatcher-2")
+    assert {name for name, _ in sent} == expected
 
 
 def test_helpers_sleep_through_a_digest_shorter_than_a_batch(make_app, admin_headers):

@@ -153,10 +153,11 @@ def test_a_file_without_an_email_column_ends_every_lane(app):
 
 
 @pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("setting", [None, 2], ids=["unset", "two"])
 def test_each_lane_wakes_the_dispatcher_and_the_default_depends_on_the_database(
-    make_app, database_uri
+    make_app, database_uri, setting
 ):
-    app = make_app(IMPORT_CONNECTIONS=2)
+    app = make_app(IMPORT_CONNECTIONS=setting)
     woken_by: list[str] = []
     app.extensions["newsletter.dispatch_waker"] = lambda: woken_by.append(
         threading.current_thread().name
@@ -166,8 +167,8 @@ def test_each_lane_wakes_the_dispatcher_and_the_default_depends_on_the_database(
         report = importer.import_csv(db.session, io.BytesIO(body.encode()), confirmed=False)
         db.session.remove()
     assert report.created == 30
-    if is_postgresql(database_uri):  # two connections: each lane's commits wake it
+    if setting == 2 or is_postgresql(database_uri):  # two connections: each lane's commits wake it
         assert set(woken_by) == {"newsletter-import-0", "newsletter-import-1"}
         assert len(woken_by) >= 10  # one wake-up a chunk: 30 rows in chunks of 3 or fewer
-    else:  # SQLite: one writer at a time, so one connection
+    else:  # SQLite, unset: one writer at a time, so one connection
         assert woken_by == [threading.current_thread().name] * 10
