@@ -383,8 +383,12 @@ def main() -> None:
         fake.wait(10)
 
 
-def _run_key(figure: dict) -> tuple[int, str, int]:
-    return figure["size"], figure["mode"], figure["processes"]
+def _rounds_of_each_run(figures: list[dict]) -> dict[tuple[int, str, int], list[dict]]:
+    """The figures grouped by run (size, way, processes), in the order they first ran."""
+    runs: dict[tuple[int, str, int], list[dict]] = {}
+    for figure in figures:
+        runs.setdefault((figure["size"], figure["mode"], figure["processes"]), []).append(figure)
+    return runs
 
 
 def label(mode: str, count: int) -> str:
@@ -399,8 +403,7 @@ def label(mode: str, count: int) -> str:
 def median_figures(figures: list[dict]) -> list[dict]:
     """For each run (size, way, processes), the round whose ratio is the median (the lower one)."""
     chosen = []
-    for key in dict.fromkeys(_run_key(f) for f in figures):
-        rounds = [f for f in figures if _run_key(f) == key]
+    for rounds in _rounds_of_each_run(figures).values():
         middle = median_low(f["dispatcher"] / f["bare"] for f in rounds)
         chosen.append(next(f for f in rounds if f["dispatcher"] / f["bare"] == middle))
     return chosen
@@ -414,10 +417,8 @@ def print_medians(figures: list[dict]) -> None:
         "| dispatcher msg/s, median | bare client msg/s, median |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for key in dict.fromkeys(_run_key(f) for f in figures):
-        rounds = [f for f in figures if _run_key(f) == key]
+    for (size, mode, count), rounds in _rounds_of_each_run(figures).items():
         ratios = [f["dispatcher"] / f["bare"] for f in rounds]
-        size, mode, count = key
         print(
             f"| {size:,} | {label(mode, count)} | {len(rounds)} | {median(ratios):.2f} "
             f"| {min(ratios):.2f}-{max(ratios):.2f} "

@@ -67,7 +67,7 @@ def dispatch_with_helpers(app: Flask, threads: int) -> PassStats:
             for thread in helpers:
                 thread.start()
 
-    stats = dispatch_pass(on_full_batch=start_helpers if threads > 1 else None)
+    stats = dispatch_pass(on_full_digest_batch=start_helpers if threads > 1 else None)
     for thread in helpers:
         thread.join()
     if failures:

@@ -67,14 +67,14 @@ def retry_policy() -> ledger.RetryPolicy:
 def dispatch_pass(
     should_stop: Callable[[], bool] | None = None,
     for_seconds: float | None = None,
-    on_full_batch: Callable[[], None] | None = None,
+    on_full_digest_batch: Callable[[], None] | None = None,
 ) -> PassStats:
     """Send due deliveries batch by batch until none is due (or ``for_seconds`` have passed).
 
     ``should_stop`` is asked before each claim: a shutting-down process
     finishes the batch in flight and claims no other. ``for_seconds``: claim
     no batch once the pass has run that long; the first batch always goes, so
-    ``for_seconds=0`` sends exactly one. ``on_full_batch`` is called after
+    ``for_seconds=0`` sends exactly one. ``on_full_digest_batch`` is called after
     each claim that filled its batch with digest copies among it: a digest
     is going out, so a dispatcher wakes its helper threads. (A burst of
     confirmations fills batches too, but the signups that queue it are the
@@ -108,11 +108,11 @@ def dispatch_pass(
         batches += 1
         stats.claimed += len(claimed)
         if (
-            on_full_batch is not None
+            on_full_digest_batch is not None
             and len(claimed) == batch_size
             and any(d.kind is DeliveryKind.DIGEST for d in claimed)
         ):
-            on_full_batch()
+            on_full_digest_batch()
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(claimed, provider, stats):
             break  # the provider asked us to wait: the rest of the queue waits too
@@ -368,7 +368,7 @@ class BackgroundDispatcher:
                     self._run_periodic()
                     dispatch_pass(
                         should_stop=self._stop.is_set,
-                        on_full_batch=self._wake_helpers if self._helpers else None,
+                        on_full_digest_batch=self._wake_helpers if self._helpers else None,
                     )
                     failures = 0
                 except Exception as exc:  # the database is down, say: wait and try again
