@@ -54,10 +54,10 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     # waited for the rest of a burst (at least every 0.05 s, even with DISPATCH_COALESCE=0).
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
     published = app.config["DISPATCH_HEALTH_FILE"]
-    # Helpers: woken by the first thread's full batches of a digest (and every DISPATCH_INTERVAL,
-    # should it be stuck in a long send); they share its health record and pacer.
     with app.app_context():
         threads = sending_threads(app.config, db.engine.dialect.name == "postgresql")
+    # Helpers: woken by the first thread's full batches of a digest (and every DISPATCH_INTERVAL,
+    # should it be stuck in a long send); they share its health record and pacer.
     helpers = [
         BackgroundDispatcher(app, name=f"newsletter-dispatcher-{n}", coalesce=0.0)
         for n in range(2, threads + 1)
