@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -50,6 +51,39 @@ def sends_elsewhere(settings: Mapping[str, Any]) -> bool:
     health records from the database).
     """
     return bool(settings["CELERY_BROKER_URL"]) or not settings["DISPATCH_IN_PROCESS"]
+
+
+def database_url(raw: str, instance_path: str) -> str:
+    """The SQLAlchemy URL: SQLite in the instance folder by default, psycopg 3 for PostgreSQL."""
+    if not raw:
+        return f"sqlite:///{Path(instance_path) / 'newsletter.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def digest_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
+    """``DISPATCH_DIGEST_PROCESSES``; unset, 1 beside one dispatcher process on PostgreSQL, else 0.
+
+    The one rule for gunicorn.conf.py (how many it starts), the dispatcher
+    processes (which of them send digests only, and with how many threads)
+    and the workers (whose health records to read). SQLite gets none: a
+    second writer would only wait for the first.
+    """
+    if settings["DISPATCH_DIGEST_PROCESSES"] is not None:
+        return settings["DISPATCH_DIGEST_PROCESSES"]
+    return 1 if postgresql and settings["DISPATCH_PROCESSES"] == 1 else 0
+
+
+def dispatcher_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
+    """The dispatcher processes gunicorn runs: ``DISPATCH_PROCESSES``, then the digests' ones."""
+    return settings["DISPATCH_PROCESSES"] + digest_processes(settings, postgresql)
+
+
+def on_postgresql(settings: Mapping[str, Any]) -> bool:
+    """True when ``DATABASE_URL`` names PostgreSQL (read as ``database_url`` reads it)."""
+    return database_url(settings["DATABASE_URL"], "").startswith("postgresql")
 
 
 def split_bind(value: str) -> tuple[str, int]:
@@ -96,6 +130,11 @@ def _at_least_one(env: Mapping[str, str], name: str) -> int:
 def _at_least_one_or_unset(env: Mapping[str, str], name: str) -> int | None:
     """A count of at least 1, or None when unset: its default depends on the database."""
     return _at_least_one(env, name) if _str(env, name) else None
+
+
+def _count_or_unset(env: Mapping[str, str], name: str) -> int | None:
+    """A count (0 allowed), or None when unset: its default depends on the database."""
+    return _number(env, name, 0) if _str(env, name) else None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -182,13 +221,19 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # digest (on PostgreSQL: each claims its own batches; on SQLite they only
         # take turns at the one writer's lock). SEND_RATE holds for each.
         "DISPATCH_PROCESSES": _at_least_one(env, "DISPATCH_PROCESSES"),
+        # ours: more such processes, which send digest copies only: a large digest
+        # goes out from two CPUs while confirmations (and the housekeeping) stay with
+        # the first process, so a burst of signups shares its CPUs with no second
+        # sender. Unset: 1 beside one dispatcher process on PostgreSQL, else 0
+        # (digest_processes). 0 saves the memory of a process (about 100 MiB).
+        "DISPATCH_DIGEST_PROCESSES": _count_or_unset(env, "DISPATCH_DIGEST_PROCESSES"),
         # ours: sending threads in each such process. One renders while another
         # waits on the database or the provider (one process at 100,000: 0.26 -> 0.37
         # of the bare client's rate, bench/RESULTS.md); with several processes on two
-        # CPUs, one each did better. Unset: 2 with one dispatcher process on
-        # PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL only;
-        # dispatch_process.sending_threads). Helpers wake for full batches of a
-        # digest, not for confirmations.
+        # CPUs, one each did better. Unset: 2 when one dispatcher process sends
+        # alone on PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL
+        # only; dispatch_process.sending_threads). Helpers wake for full batches of
+        # a digest, not for confirmations.
         "DISPATCH_THREADS": _at_least_one_or_unset(env, "DISPATCH_THREADS"),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last

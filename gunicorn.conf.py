@@ -11,8 +11,9 @@
   the workers' lines into JSON (see newsletter/logs.py).
 - Dispatch: with DISPATCH_PROCESS=true (the default) and no CELERY_BROKER_URL,
   the master starts DISPATCH_PROCESSES dispatcher processes (one by default;
-  newsletter/delivery/dispatch_process.py), restarts each that dies and stops
-  them last; the workers then run no dispatcher thread. DISPATCH_PROCESS=false
+  newsletter/delivery/dispatch_process.py), then DISPATCH_DIGEST_PROCESSES
+  more that send digests only (one by default on PostgreSQL), restarts each
+  that dies and stops them last; the workers then run no dispatcher thread. DISPATCH_PROCESS=false
   puts a dispatcher thread back in each worker.
 """
 
@@ -29,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from config import ConfigError, from_env, sends_elsewhere
+from config import ConfigError, dispatcher_processes, from_env, on_postgresql, sends_elsewhere
 
 # Set at load time, before anything imports prometheus_client: a module imported
 # before the variable exists would stay in single-process mode in every worker.
@@ -191,9 +192,9 @@ def when_ready(server) -> None:
         server.newsletter_dispatch_folder = folder
         os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(folder, "health.json")
     # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
-    server.newsletter_dispatchers = [
-        _DispatcherProcess(server, index) for index in range(_settings["DISPATCH_PROCESSES"])
-    ]
+    # Past the first DISPATCH_PROCESSES, each sends digests only (dispatch_process.sends_only).
+    count = dispatcher_processes(_settings, on_postgresql(_settings))
+    server.newsletter_dispatchers = [_DispatcherProcess(server, index) for index in range(count)]
 
 
 def on_exit(server) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import ConfigError, from_env, sends_elsewhere
+from config import ConfigError, database_url, from_env, sends_elsewhere
 
 from . import logs, security
 from .errors import register_error_handlers
@@ -85,16 +85,6 @@ def _check_mail_identity(app: Flask) -> None:
             f"MAIL_FROM must be an address such as 'Newsletter <news@example.org>', "
             f"not {app.config['MAIL_FROM']!r}"
         )
-
-
-def database_url(raw: str, instance_path: str) -> str:
-    """The SQLAlchemy URL: SQLite in the instance folder by default, psycopg 3 for PostgreSQL."""
-    if not raw:
-        return f"sqlite:///{Path(instance_path) / 'newsletter.db'}"
-    for prefix in ("postgres://", "postgresql://"):
-        if raw.startswith(prefix):
-            return "postgresql+psycopg://" + raw[len(prefix) :]
-    return raw
 
 
 def _configure_database(app: Flask) -> None:

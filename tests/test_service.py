@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from config import ConfigError, from_env, split_bind
+from config import (
+    ConfigError,
+    digest_processes,
+    dispatcher_processes,
+    from_env,
+    on_postgresql,
+    split_bind,
+)
 from newsletter import create_app
 from newsletter.delivery.dispatch_process import sending_threads
 
@@ -51,6 +58,8 @@ def test_unknown_provider_stops_start_up():
         ({"DISPATCH_PROCESSES": "two"}, "number"),
         ({"IMPORT_CONNECTIONS": "0"}, "at least 1"),
         ({"DISPATCH_THREADS": "0"}, "at least 1"),
+        ({"DISPATCH_DIGEST_PROCESSES": "-1"}, "negative"),
+        ({"DISPATCH_DIGEST_PROCESSES": "one"}, "number"),
     ],
 )
 def test_malformed_settings_are_refused(env, message):
@@ -70,11 +79,26 @@ def test_settings_follow_the_contract_defaults():
     # Unset, these follow the database the app is on (its dialect, whatever the URL's spelling).
     assert config["IMPORT_CONNECTIONS"] is None and config["DISPATCH_THREADS"] is None
     assert from_env({"IMPORT_CONNECTIONS": "3"})["IMPORT_CONNECTIONS"] == 3
-    assert sending_threads(config, postgresql=False) == 1  # SQLite
-    assert sending_threads(config, postgresql=True) == 2  # one dispatcher process: two threads
-    assert sending_threads(from_env({"DISPATCH_PROCESSES": "2"}), postgresql=True) == 1
-    three = from_env({"DISPATCH_PROCESSES": "2", "DISPATCH_THREADS": "3"})
-    assert sending_threads(three, postgresql=False) == 3  # a value given is taken as given
+    assert config["DISPATCH_DIGEST_PROCESSES"] is None
+    # SQLite: one process, one thread (one writer at a time).
+    assert dispatcher_processes(config, postgresql=False) == 1
+    assert sending_threads(config, postgresql=False) == 1
+    # PostgreSQL: a second process for digests, so one thread each.
+    assert digest_processes(config, postgresql=True) == 1
+    assert dispatcher_processes(config, postgresql=True) == 2
+    assert sending_threads(config, postgresql=True) == 1
+    # Without it, the one process sends from two threads.
+    alone = from_env({"DISPATCH_DIGEST_PROCESSES": "0"})
+    assert dispatcher_processes(alone, postgresql=True) == 1
+    assert sending_threads(alone, postgresql=True) == 2
+    # Two full processes already send a digest from two CPUs: no digest process.
+    two = from_env({"DISPATCH_PROCESSES": "2"})
+    assert dispatcher_processes(two, postgresql=True) == 2
+    assert sending_threads(two, postgresql=True) == 1
+    # Values given are taken as given, on either database.
+    given = from_env({"DISPATCH_DIGEST_PROCESSES": "2", "DISPATCH_THREADS": "3"})
+    assert dispatcher_processes(given, postgresql=False) == 3
+    assert sending_threads(given, postgresql=False) == 3
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
     assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"
@@ -156,3 +180,18 @@ def test_an_unexpected_error_is_a_500_page_without_a_traceback(make_app):
     assert response.status_code == 500
     assert response.get_json()["error"]["code"] == "internal_error"
     assert b"secret internals" not in response.data and b"Traceback" not in response.data
+
+
+@pytest.mark.parametrize(
+    ("url", "postgresql"),
+    [
+        ("", False),  # the embedded default: SQLite in the instance folder
+        ("sqlite:////srv/newsletter.db", False),
+        ("postgres://app@db/newsletter", True),  # Heroku's spelling
+        ("postgresql://app@db/newsletter", True),
+        ("postgresql+psycopg://app@db/newsletter", True),
+    ],
+)
+def test_gunicorn_reads_the_database_from_the_url_as_the_app_does(url, postgresql):
+    # gunicorn.conf.py decides how many dispatcher processes to start from the URL alone.
+    assert on_postgresql(from_env({"DATABASE_URL": url})) is postgresql

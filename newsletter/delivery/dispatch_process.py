@@ -13,8 +13,17 @@ Nothing wakes this process on a commit: it looks for due deliveries every
 ``DISPATCH_COALESCE`` seconds (0.2), which is how long the threads waited
 after a wake-up anyway, at the price of one cheap claim per look when idle.
 
-It sends from ``DISPATCH_THREADS`` threads (unset: 2 with one dispatcher
-process on PostgreSQL, else 1): the first polls; the others are woken when it claims
+The processes past the first ``DISPATCH_PROCESSES`` (``DISPATCH_DIGEST_PROCESSES``;
+unset: one beside a single dispatcher process on PostgreSQL) claim digest
+copies only: a large digest goes out from two CPUs, while confirmations and
+the housekeeping stay with the first, and a burst of signups meets no second
+sender. Idle, such a process makes one claim every ``DISPATCH_COALESCE``
+seconds that finds nothing. At 100,000 subscribers one process sent at
+0.38x of the bare client's rate, two at 0.55x (medians of two rounds,
+``bench/RESULTS.md``).
+
+It sends from ``DISPATCH_THREADS`` threads (unset: 2 when one dispatcher
+process sends alone on PostgreSQL, else 1): the first polls; the others are woken when it claims
 a full batch of a digest and send beside it, so the process renders one batch while
 another waits on the database or the provider. At 100,000 subscribers one
 thread sent at 0.26 of the bare client's rate, two at 0.37 (medians of three
@@ -33,17 +42,26 @@ from typing import Any
 
 from flask import Flask
 
+from config import digest_processes
+
 from ..extensions import db
 from ..heap import freeze_startup_heap
+from ..models import DeliveryKind
 from .dispatcher import BackgroundDispatcher
 from .health import health_file
 
 
 def sending_threads(config: Mapping[str, Any], postgresql: bool) -> int:
-    """``DISPATCH_THREADS``; unset, 2 in the one dispatcher process on PostgreSQL, else 1."""
+    """``DISPATCH_THREADS``; unset, 2 when one dispatcher process sends alone on PostgreSQL."""
     if config["DISPATCH_THREADS"] is not None:
         return config["DISPATCH_THREADS"]
-    return 2 if postgresql and config["DISPATCH_PROCESSES"] == 1 else 1
+    alone = config["DISPATCH_PROCESSES"] == 1 and digest_processes(config, postgresql) == 0
+    return 2 if postgresql and alone else 1
+
+
+def sends_only(config: Mapping[str, Any], index: int) -> DeliveryKind | None:
+    """What dispatcher process ``index`` claims: digests past the first ``DISPATCH_PROCESSES``."""
+    return DeliveryKind.DIGEST if index >= config["DISPATCH_PROCESSES"] else None
 
 
 def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
@@ -56,10 +74,11 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     published = app.config["DISPATCH_HEALTH_FILE"]
     with app.app_context():
         threads = sending_threads(app.config, db.engine.dialect.name == "postgresql")
+    kind = sends_only(app.config, index)
     # Helpers: woken by the first thread's full batches of a digest (and every DISPATCH_INTERVAL,
     # should it be stuck in a long send); they share its health record and pacer.
     helpers = [
-        BackgroundDispatcher(app, name=f"newsletter-dispatcher-{n}", coalesce=0.0)
+        BackgroundDispatcher(app, name=f"newsletter-dispatcher-{n}", coalesce=0.0, kind=kind)
         for n in range(2, threads + 1)
     ]
     dispatcher = BackgroundDispatcher(
@@ -68,6 +87,7 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
         interval=poll,
         health_file=health_file(published, index) if published else None,  # the workers read it
         helpers=helpers,
+        kind=kind,
     )
     senders = [dispatcher, *helpers]
     for sender in senders:

@@ -68,6 +68,7 @@ def dispatch_pass(
     should_stop: Callable[[], bool] | None = None,
     for_seconds: float | None = None,
     on_full_digest_batch: Callable[[], None] | None = None,
+    kind: DeliveryKind | None = None,
 ) -> PassStats:
     """Send due deliveries batch by batch until none is due (or ``for_seconds`` have passed).
 
@@ -79,7 +80,8 @@ def dispatch_pass(
     is going out, so a dispatcher wakes its helper threads. (A burst of
     confirmations fills batches too, but the signups that queue it are the
     bottleneck: there a helper only cost the dispatcher a fifth more CPU,
-    which the web workers could have used.)
+    which the web workers could have used.) ``kind``: claim deliveries of
+    that kind only (a dispatcher process for digests).
     """
     provider = current_provider()
     health = dispatch_health()
@@ -100,7 +102,7 @@ def dispatch_pass(
             break
         claimed: list[ledger.Claimed] = []
         try:
-            claimed = ledger.claim(db.session, batch_size, lease)
+            claimed = ledger.claim(db.session, batch_size, lease, kind)
         finally:  # what the claim did not fill (all of it, if the claim failed)
             pace.give_back(turn, batch_size - len(claimed))
         if not claimed:
@@ -291,7 +293,8 @@ class BackgroundDispatcher:
     publishes its health to ``health_file`` for the web workers. Its
     ``helpers`` (``DISPATCH_THREADS``) are woken whenever it claims a full
     batch of a digest, and send beside it: while one waits on the database
-    or the provider, another renders.
+    or the provider, another renders. ``kind``: it sends deliveries of that
+    kind only.
     """
 
     def __init__(
@@ -303,9 +306,11 @@ class BackgroundDispatcher:
         helpers: Sequence[BackgroundDispatcher] = (),
         name: str = "newsletter-dispatcher",
         coalesce: float | None = None,
+        kind: DeliveryKind | None = None,
     ) -> None:
         self.app = app
         self.name = name
+        self.kind = kind
         self._helpers = helpers
         # Seconds to wait after a wake-up for the rest of a burst (default DISPATCH_COALESCE).
         self._coalesce = coalesce if coalesce is not None else app.config["DISPATCH_COALESCE"]
@@ -369,6 +374,7 @@ class BackgroundDispatcher:
                     dispatch_pass(
                         should_stop=self._stop.is_set,
                         on_full_digest_batch=self._wake_helpers if self._helpers else None,
+                        kind=self.kind,
                     )
                     failures = 0
                 except Exception as exc:  # the database is down, say: wait and try again

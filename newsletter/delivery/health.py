@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from config import sends_elsewhere
+from config import dispatcher_processes, sends_elsewhere
 
 from ..db_helpers import upsert
 from ..extensions import db
@@ -118,13 +118,14 @@ def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
 
     Under gunicorn's dispatcher processes (``DISPATCH_HEALTH_FILE``, set by
     gunicorn.conf.py) the workers never dispatch: their own record would
-    always read healthy. Several processes' records are merged. Celery
-    workers and cron run elsewhere: their records come from the database.
+    always read healthy. Several processes' records are merged (those that
+    send digests only among them). Celery workers and cron run elsewhere:
+    their records come from the database.
     """
     app = app or current_app
     published = app.config["DISPATCH_HEALTH_FILE"]
     if published:
-        count = app.config["DISPATCH_PROCESSES"]
+        count = dispatcher_processes(app.config, db.engine.dialect.name == "postgresql")
         return DispatchHealth.merged(
             [DispatchHealth.load(health_file(published, index)) for index in range(count)]
         )

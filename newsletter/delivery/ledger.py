@@ -76,8 +76,10 @@ def mark_work_queued(session: Session) -> None:
     session.info[WAKE_FLAG] = True
 
 
-def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Claim up to ``limit`` due deliveries, oldest first, and load what rendering needs.
+def claim(
+    session: Session, limit: int, lease_seconds: float, kind: DeliveryKind | None = None
+) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries (of ``kind`` only, if given), oldest first, loaded.
 
     On PostgreSQL the claim is the open transaction's row locks: the caller
     ends it with ``record`` (or a commit once every row is marked skipped, or
@@ -88,7 +90,7 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
     now = utcnow()
     if is_postgresql(session):
         # Concurrent dispatchers each lock a different batch, never waiting on another.
-        claimed = _load(session, _lock_and_load(), {"now": now, "limit": limit})
+        claimed = _load(session, _lock_and_load(kind), {"now": now, "limit": limit})
         if not claimed:
             session.commit()  # an idle poll: nothing locked, nothing more to say
             return []
@@ -98,7 +100,7 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
         session.execute(_IDLE_LIMIT, {"ms": str(max(1, round(lease_seconds * 1000)))})
         return claimed
     lease = {"now": now, "limit": limit, "until": now + timedelta(seconds=lease_seconds)}
-    leased = session.connection().execute(_lease(), lease).scalars().all()
+    leased = session.connection().execute(_lease(kind), lease).scalars().all()
     session.commit()
     return _load(session, _load_leased(), {"ids": leased}) if leased else []
 
@@ -106,8 +108,8 @@ def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
 _IDLE_LIMIT = text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)")
 
 
-def _due(status: DeliveryStatus, lock: bool) -> Select:
-    """The first ``:limit`` deliveries in one status due at ``:now``, oldest first."""
+def _due(status: DeliveryStatus, lock: bool, kind: DeliveryKind | None) -> Select:
+    """The first ``:limit`` deliveries in one status (and of ``kind``) due at ``:now``."""
     deliveries = Delivery.__table__  # the table, not the class: a plain Core statement
     due = (
         select(deliveries.c.id, deliveries.c.next_attempt_at)
@@ -115,12 +117,16 @@ def _due(status: DeliveryStatus, lock: bool) -> Select:
         .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(bindparam("limit"))
     )
+    if kind is not None:
+        # Read from the rows the due index finds: other kinds due first (a burst of
+        # confirmations) are stepped over, not sorted.
+        due = due.where(deliveries.c.kind == kind)
     if lock:
         due = due.with_for_update(skip_locked=True)
     return select(due.subquery())
 
 
-def _first_due(lock: bool) -> ColumnElement[bool]:
+def _first_due(lock: bool, kind: DeliveryKind | None) -> ColumnElement[bool]:
     """Whether a delivery is among the first ``:limit`` due at ``:now`` (locking them: ``lock``).
 
     One ordered index range per status (the due index is (status,
@@ -128,7 +134,7 @@ def _first_due(lock: bool) -> ColumnElement[bool]:
     never a sort of every due row, which ``status IN (...)`` over one range
     would need.
     """
-    due = union_all(*(_due(status, lock) for status in _CLAIMABLE)).subquery()
+    due = union_all(*(_due(status, lock, kind) for status in _CLAIMABLE)).subquery()
     first = select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(bindparam("limit"))
     return Delivery.__table__.c.id.in_(first.scalar_subquery())
 
@@ -192,17 +198,17 @@ def _loading(which: ColumnElement[bool]) -> Select:
 # The claim's statements are built once, their values bound at each run: building
 # one (four selects, a union, a join) cost about half a millisecond a batch.
 @cache
-def _lock_and_load() -> Select:
-    """PostgreSQL: lock the first due deliveries and load them, in one statement."""
-    return _loading(_first_due(lock=True))
+def _lock_and_load(kind: DeliveryKind | None) -> Select:
+    """PostgreSQL: lock the first due deliveries (of ``kind``) and load them, in one statement."""
+    return _loading(_first_due(lock=True, kind=kind))
 
 
 @cache
-def _lease() -> Update:
-    """SQLite: lease the first due deliveries until ``:until``; their ids."""
+def _lease(kind: DeliveryKind | None) -> Update:
+    """SQLite: lease the first due deliveries (of ``kind``) until ``:until``; their ids."""
     return (
         update(Delivery.__table__)
-        .where(_first_due(lock=False))
+        .where(_first_due(lock=False, kind=kind))
         .values(status=DeliveryStatus.SENDING, next_attempt_at=bindparam("until"))
         .returning(Delivery.id)
     )

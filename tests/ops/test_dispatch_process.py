@@ -1,7 +1,8 @@
-"""DISPATCH_PROCESS=true under gunicorn: one dispatcher process, supervised by the master."""
+"""DISPATCH_PROCESS=true under gunicorn: dispatcher processes, supervised by the master."""
 
 from __future__ import annotations
 
+import email
 import os
 import signal
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import is_postgresql
+from tests.digests.helpers import add_confirmed
 from tests.meta.scrape import sample
 from tests.ops.gunicorn_master import children, gunicorn_master
 from tests.servers import wait_for
@@ -40,7 +43,12 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(
     app, database_uri, tmp_path, admin_headers
 ):
     outbox = tmp_path / "outbox"
-    settings = {"EMAIL_PROVIDER": "outbox", "OUTBOX_DIR": str(outbox), "DISPATCH_PROCESS": "true"}
+    settings = {
+        "EMAIL_PROVIDER": "outbox",
+        "OUTBOX_DIR": str(outbox),
+        "DISPATCH_PROCESS": "true",
+        "DISPATCH_DIGEST_PROCESSES": "0",  # alone, on either database
+    }
     emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
     with gunicorn_master(database_uri, tmp_path, "wsgi:app", **settings) as (master, base, _):
         wait_for(lambda: len(dispatchers(master.pid)) == 1, 15, "the dispatcher process")
@@ -147,3 +155,49 @@ def test_several_dispatcher_processes_each_send_alone_and_all_stop(app, database
                 or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
             )
         assert len(emails()) == 2  # each confirmation sent once
+
+
+@pytest.mark.slow
+def test_on_postgresql_a_second_process_sends_the_digests(
+    app, database_uri, tmp_path, admin_headers
+):
+    outbox = tmp_path / "outbox"
+    settings = {"EMAIL_PROVIDER": "outbox", "OUTBOX_DIR": str(outbox), "DISPATCH_PROCESS": "true"}
+    emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
+    readers = add_confirmed(app, 3)
+    with gunicorn_master(database_uri, tmp_path, "wsgi:app", **settings) as (master, base, _):
+        if not is_postgresql(database_uri):  # SQLite's one writer: one process sends it all
+            wait_for(lambda: len(dispatchers(master.pid)) == 1, 15, "the dispatcher process")
+            time.sleep(1.0)
+            assert len(dispatchers(master.pid)) == 1
+            return
+        wait_for(lambda: len(dispatchers(master.pid)) == 2, 15, "two dispatcher processes")
+        by_index = {index_of(pid): pid for pid in dispatchers(master.pid)}
+        assert sorted(by_index) == [b"0", b"1"]
+
+        os.kill(by_index[b"0"], signal.SIGSTOP)  # the first, which sends everything else
+        try:
+            signup = {"email": "ann@example.com"}
+            assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
+            post = {"title": "Open on Sunday", "url": "https://clinic.example/sunday"}
+            response = requests.post(
+                f"{base}/admin/posts", json=post, headers=admin_headers, timeout=10
+            )
+            assert response.status_code == 201
+            response = requests.post(
+                f"{base}/admin/digests", json={}, headers=admin_headers, timeout=10
+            )
+            assert response.status_code == 202
+            wait_for(lambda: len(emails()) == len(readers), 15, "the digest, from process 1")
+            time.sleep(1.0)  # five of its looks at the queue: it leaves the confirmation be
+            sent_to = sorted(recipient(email) for email in emails())
+            assert sent_to == sorted(readers)
+        finally:
+            os.kill(by_index[b"0"], signal.SIGCONT)
+        wait_for(lambda: len(emails()) == len(readers) + 1, 15, "the confirmation, from process 0")
+        assert "ann@example.com" in {recipient(email) for email in emails()}
+
+
+def recipient(eml: Path) -> str:
+    """The To address of a message the outbox wrote."""
+    return email.message_from_bytes(eml.read_bytes())["To"]

@@ -243,10 +243,17 @@ def test_workers_show_the_pause_that_the_dispatcher_process_published(
     assert stats["paused"] is True and stats["last_pass_at"] is not None
 
 
+@pytest.mark.parametrize(
+    "processes",
+    [
+        {"DISPATCH_PROCESSES": 2},
+        {"DISPATCH_PROCESSES": 1, "DISPATCH_DIGEST_PROCESSES": 1},  # the second: digests only
+    ],
+)
 def test_workers_show_a_pause_any_of_several_dispatcher_processes_published(
-    make_app: Callable[..., Flask], postmark: Postmark, tmp_path: Path
+    make_app: Callable[..., Flask], postmark: Postmark, tmp_path: Path, processes: dict
 ) -> None:
-    # DISPATCH_PROCESSES=2: the first process found the queue empty and is healthy,
+    # Two dispatcher processes: the first found the queue empty and is healthy,
     # the second met the wrong token. The workers must show the pause.
     first = str(tmp_path / "health.json")
     shared = {
@@ -254,7 +261,7 @@ def test_workers_show_a_pause_any_of_several_dispatcher_processes_published(
         "RETRY_BASE_SECONDS": 60.0,
         "DISPATCH_IN_PROCESS": False,
         "DISPATCH_HEALTH_FILE": first,
-        "DISPATCH_PROCESSES": 2,
+        **processes,
     }
     worker = postmark_app(make_app, postmark, **shared)
     client = worker.test_client()
