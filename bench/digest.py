@@ -143,28 +143,42 @@ class CpuSplit:
         return " / ".join(f"{seconds * 1e6 / messages:.0f}" for seconds in parts)
 
 
+def sending_env(url: str, fake: str, processes: int) -> dict[str, str]:
+    """A sender's environment with ``DISPATCH_PROCESSES`` as the operator would set it."""
+    return {**sender_env(url, fake), "DISPATCH_PROCESSES": str(processes)}
+
+
+def digest_senders(url: str, fake: str, processes: int) -> int:
+    """How many digests-only processes gunicorn would start beside ``processes`` (on PostgreSQL)."""
+    from config import digest_processes, from_env
+
+    return digest_processes(from_env(sending_env(url, fake, processes)), postgresql=True)
+
+
 def run_senders(
     url: str, fake: str, processes: int, fake_pid: int, profile: Path | None = None
 ) -> dict:
-    """Run ``processes`` dispatchers at once; messages sent, span, CPU split, peak RSS.
+    """Run the dispatchers gunicorn would at once; messages sent, span, CPU split, peak RSS.
 
+    ``processes`` is ``DISPATCH_PROCESSES``; the ``DISPATCH_DIGEST_PROCESSES``
+    (unset: one beside a single process) start too, as gunicorn starts them.
     ``profile``: each sender's py-spy stacks go to ``{profile}-{pid}.txt``.
     """
-    # DISPATCH_PROCESSES as the operator would set it: each sender then runs the
-    # threads its default gives (DISPATCH_THREADS in the bench's environment wins).
-    env = {**sender_env(url, fake), "DISPATCH_PROCESSES": str(processes)}
+    # Each sender then runs the threads its default gives and, past the first
+    # DISPATCH_PROCESSES, claims digest copies only (the bench's environment wins).
+    env = sending_env(url, fake, processes)
     if profile is not None:
         profile.parent.mkdir(parents=True, exist_ok=True)
         env["BENCH_PROFILE"] = str(profile)
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "sender.py")],
-            env=env,
+            env={**env, "BENCH_SENDER_INDEX": str(index)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(processes)
+        for index in range(processes + digest_senders(url, fake, processes))
     ]
     for proc in procs:  # every sender imported and built its app: start them together
         if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
@@ -391,13 +405,13 @@ def _rounds_of_each_run(figures: list[dict]) -> dict[tuple[int, str, int], list[
     return runs
 
 
-def label(mode: str, count: int) -> str:
-    """How a row names the way it was sent."""
+def label(mode: str, count: int, digests: int = 0) -> str:
+    """How a row names the way it was sent (``digests``: processes sending digests only)."""
     if mode == "celery":
         return f"{count} Celery"
     if mode == "celery-prefork":
         return f"1 Celery, prefork {count}"
-    return str(count)
+    return f"{count} + {digests} for digests" if digests else str(count)
 
 
 def median_figures(figures: list[dict]) -> list[dict]:
@@ -419,8 +433,9 @@ def print_medians(figures: list[dict]) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for (size, mode, count), rounds in _rounds_of_each_run(figures).items():
         ratios = [f["dispatcher"] / f["bare"] for f in rounds]
+        name = label(mode, count, rounds[0].get("digest_processes", 0))
         print(
-            f"| {size:,} | {label(mode, count)} | {len(rounds)} | {median(ratios):.2f} "
+            f"| {size:,} | {name} | {len(rounds)} | {median(ratios):.2f} "
             f"| {min(ratios):.2f}-{max(ratios):.2f} "
             f"| {median(f['dispatcher'] for f in rounds):,.0f} "
             f"| {median(f['bare'] for f in rounds):,.0f} |"
@@ -436,6 +451,7 @@ def one_run(
     the two bare runs that bracket ours, each printed too.
     """
     fresh_schema(args.database_url)
+    digests = 0  # processes sending digests only (in-process runs)
     trigger_seconds, sample, digest_id = seed_and_trigger(args.database_url, size)
     bare_before, _ = bare_client(base, sample, size, fake_pid)
     if mode == "celery":
@@ -446,12 +462,14 @@ def one_run(
         profile = args.profile / f"sender-{size}-{count}" if args.profile else None
         sent = run_senders(args.database_url, base, count, fake_pid, profile)
         assert sent["sent"] == size, sent
+        digests = digest_senders(args.database_url, base, count)
     dispatcher_rate = size / sent["seconds"]
     bare_after, bare_cpu = bare_client(base, sample, size, fake_pid)
     bare_rate = (bare_before + bare_after) / 2
     figure = {
         "size": size,
         "processes": count,
+        "digest_processes": digests,
         "mode": mode,
         "dispatcher": dispatcher_rate,
         "bare": bare_rate,
@@ -460,7 +478,8 @@ def one_run(
         "rss_peak_mib": sent["rss_peak_kib"] / 1024,
     }
     row = (
-        f"| {size:,} | {label(mode, count)} | {trigger_seconds:.2f} | {dispatcher_rate:,.0f} "
+        f"| {size:,} | {label(mode, count, digests)} | {trigger_seconds:.2f} "
+        f"| {dispatcher_rate:,.0f} "
         f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
         f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} "
         f"| {sent.get('cpu_us', '-')} | {bare_cpu} | {bare_before:,.0f} / {bare_after:,.0f} |"

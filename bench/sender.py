@@ -25,10 +25,11 @@ from procfs import peak_rss_kib  # noqa: E402
 from spy import record_stacks  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
-from newsletter.delivery.dispatch_process import sending_threads  # noqa: E402
+from newsletter.delivery.dispatch_process import sending_threads, sends_only  # noqa: E402
 from newsletter.delivery.dispatcher import PassStats, dispatch_pass  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
 from newsletter.heap import freeze_startup_heap  # noqa: E402
+from newsletter.models import DeliveryKind  # noqa: E402
 
 
 class CollectorClock:
@@ -46,8 +47,11 @@ class CollectorClock:
             self.seconds += time.perf_counter() - self._started
 
 
-def dispatch_with_helpers(app: Flask, threads: int) -> PassStats:
-    """``dispatch_pass`` until nothing is due; a first full batch starts ``threads - 1`` helpers."""
+def dispatch_with_helpers(app: Flask, threads: int, kind: DeliveryKind | None) -> PassStats:
+    """``dispatch_pass`` (of ``kind``) until nothing is due; a first full batch starts helpers.
+
+    ``threads - 1`` of them, as the dispatcher process wakes its own.
+    """
     helpers: list[threading.Thread] = []
     helped: list[PassStats] = []
     failures: list[BaseException] = []
@@ -55,7 +59,7 @@ def dispatch_with_helpers(app: Flask, threads: int) -> PassStats:
     def helper() -> None:
         with app.app_context():
             try:
-                helped.append(dispatch_pass())
+                helped.append(dispatch_pass(kind=kind))
             except BaseException as exc:  # raised again below: a failed helper fails the run
                 failures.append(exc)
             finally:
@@ -67,7 +71,7 @@ def dispatch_with_helpers(app: Flask, threads: int) -> PassStats:
             for thread in helpers:
                 thread.start()
 
-    stats = dispatch_pass(on_full_digest_batch=start_helpers if threads > 1 else None)
+    stats = dispatch_pass(on_full_digest_batch=start_helpers if threads > 1 else None, kind=kind)
     for thread in helpers:
         thread.join()
     if failures:
@@ -95,7 +99,9 @@ def main() -> None:
         spying = record_stacks(os.getpid(), f"{profile}-{os.getpid()}.txt") if profile else None
         started, cpu_started = time.time(), time.process_time()
         postgresql = db.engine.dialect.name == "postgresql"
-        stats = dispatch_with_helpers(app, sending_threads(app.config, postgresql))
+        # BENCH_SENDER_INDEX: which of gunicorn's dispatcher processes this one plays.
+        kind = sends_only(app.config, int(os.environ.get("BENCH_SENDER_INDEX", "0")))
+        stats = dispatch_with_helpers(app, sending_threads(app.config, postgresql), kind)
         finished, cpu = time.time(), time.process_time() - cpu_started
         if spying is not None:
             spying.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted

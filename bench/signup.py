@@ -147,9 +147,19 @@ class Server:
         """gunicorn's workers (not the DISPATCH_PROCESS dispatcher beside them)."""
         return [pid for pid in children(self.proc.pid) if not _is_dispatcher(pid)]
 
-    def dispatcher(self) -> int | None:
-        """The DISPATCH_PROCESS dispatcher's pid, if gunicorn runs one."""
-        return next((pid for pid in children(self.proc.pid) if _is_dispatcher(pid)), None)
+    def dispatchers(self) -> dict[str, int]:
+        """The dispatcher processes gunicorn runs, by name: ``dispatcher``, then ``dispatcher 1``...
+
+        The INDEX each was started with ends its command line; on PostgreSQL
+        the second (1) sends digests only, by default.
+        """
+        found = {}
+        for pid in children(self.proc.pid):
+            if _is_dispatcher(pid):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                index = int(command.rstrip(b"\0").split(b"\0")[-1])
+                found[f"dispatcher {index}" if index else "dispatcher"] = pid
+        return dict(sorted(found.items()))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -281,17 +291,16 @@ def measure(app: str, url: str, tmp: Path, args: argparse.Namespace, tag: str) -
     server = Server(app, url, tmp, args.dispatch, provider)
     try:
         load(server.port, args.warmup, args.connections, f"warm-{tag}-{app}")
-        workers, dispatcher = server.workers(), server.dispatcher()
+        workers, dispatchers = server.workers(), server.dispatchers()
         spies = []
         if args.profile:
             folder = Path(args.profile)
             spies.append(record_stacks(workers[0], folder / f"{tag}-{app}.txt", args.duration))
-            if dispatcher is not None:
-                path = folder / f"{tag}-{app}-dispatcher.txt"
-                spies.append(record_stacks(dispatcher, path, args.duration))
+            for name, pid in dispatchers.items():
+                path = folder / f"{tag}-{app}-{name.replace(' ', '-')}.txt"
+                spies.append(record_stacks(pid, path, args.duration))
         watched = {f"worker {n + 1}": pid for n, pid in enumerate(workers)}
-        if dispatcher is not None:
-            watched["dispatcher"] = dispatcher
+        watched.update(dispatchers)
         if fake is not None:
             watched["fake"] = fake.pid
         before = {name: process_cpu_seconds(pid) for name, pid in watched.items()}
