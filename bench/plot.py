@@ -33,6 +33,8 @@ def main(source: Path, target: Path) -> None:
             key=lambda f: f["size"],
         )
         name = NAMES[mode].format(processes)
+        if rows[0].get("digest_processes"):  # gunicorn's default on PostgreSQL (tenth session)
+            name += f" + {rows[0]['digest_processes']} for digests"
         sizes = [f["size"] for f in rows]
         rate.plot(sizes, [f["dispatcher"] for f in rows], "o-", label=f"dispatcher, {name}")
         rate.plot(sizes, [f["bare"] for f in rows], "x--", label=f"bare client (beside {name})")
