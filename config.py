@@ -69,11 +69,14 @@ def digest_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
     The one rule for gunicorn.conf.py (how many it starts), the dispatcher
     processes (which of them send digests only, and with how many threads)
     and the workers (whose health records to read). SQLite gets none: a
-    second writer would only wait for the first.
+    second writer would only wait for the first. Nor does a ``SEND_RATE``:
+    it holds each process, so a second one would double what the provider
+    was promised, and under a rate cap the CPU is not what limits a digest.
     """
     if settings["DISPATCH_DIGEST_PROCESSES"] is not None:
         return settings["DISPATCH_DIGEST_PROCESSES"]
-    return 1 if postgresql and settings["DISPATCH_PROCESSES"] == 1 else 0
+    alone = settings["DISPATCH_PROCESSES"] == 1 and not settings["SEND_RATE"]
+    return 1 if postgresql and alone else 0
 
 
 def dispatcher_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
@@ -224,8 +227,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: more such processes, which send digest copies only: a large digest
         # goes out from two CPUs while confirmations (and the housekeeping) stay with
         # the first process, so a burst of signups shares its CPUs with no second
-        # sender. Unset: 1 beside one dispatcher process on PostgreSQL, else 0
-        # (digest_processes). 0 saves the memory of a process (about 100 MiB).
+        # sender. Unset: 1 beside one dispatcher process on PostgreSQL with no
+        # SEND_RATE, else 0 (digest_processes). 0 saves a process's memory (about
+        # 100 MiB). SEND_RATE holds each of them too.
         "DISPATCH_DIGEST_PROCESSES": _count_or_unset(env, "DISPATCH_DIGEST_PROCESSES"),
         # ours: sending threads in each such process. One renders while another
         # waits on the database or the provider (one process at 100,000: 0.26 -> 0.37

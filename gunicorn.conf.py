@@ -13,8 +13,8 @@
   the master starts DISPATCH_PROCESSES dispatcher processes (one by default;
   newsletter/delivery/dispatch_process.py), then DISPATCH_DIGEST_PROCESSES
   more that send digests only (one by default on PostgreSQL), restarts each
-  that dies and stops them last; the workers then run no dispatcher thread. DISPATCH_PROCESS=false
-  puts a dispatcher thread back in each worker.
+  that dies and stops them last; the workers then run no dispatcher thread.
+  DISPATCH_PROCESS=false puts a dispatcher thread back in each worker.
 """
 
 from __future__ import annotations

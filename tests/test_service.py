@@ -95,6 +95,9 @@ def test_settings_follow_the_contract_defaults():
     two = from_env({"DISPATCH_PROCESSES": "2"})
     assert dispatcher_processes(two, postgresql=True) == 2
     assert sending_threads(two, postgresql=True) == 1
+    # SEND_RATE holds each process: a second one, unasked, would double the rate.
+    capped = from_env({"SEND_RATE": "50"})
+    assert dispatcher_processes(capped, postgresql=True) == 1
     # Values given are taken as given, on either database.
     given = from_env({"DISPATCH_DIGEST_PROCESSES": "2", "DISPATCH_THREADS": "3"})
     assert dispatcher_processes(given, postgresql=False) == 3

@@ -18,9 +18,9 @@ unset: one beside a single dispatcher process on PostgreSQL) claim digest
 copies only: a large digest goes out from two CPUs, while confirmations and
 the housekeeping stay with the first, and a burst of signups meets no second
 sender. Idle, such a process makes one claim every ``DISPATCH_COALESCE``
-seconds that finds nothing. At 100,000 subscribers one process sent at
-0.38x of the bare client's rate, two at 0.55x (medians of two rounds,
-``bench/RESULTS.md``).
+seconds that finds nothing. At 100,000 subscribers one process (two
+threads) sent at 0.38x of the bare client's rate, and with a digest process
+beside it at 0.48-0.50x, in two alternating rounds (``bench/RESULTS.md``).
 
 It sends from ``DISPATCH_THREADS`` threads (unset: 2 when one dispatcher
 process sends alone on PostgreSQL, else 1): the first polls; the others are woken when it claims
