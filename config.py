@@ -64,7 +64,7 @@ def database_url(raw: str, instance_path: str) -> str:
 
 
 def digest_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
-    """``DISPATCH_DIGEST_PROCESSES``; unset, 1 beside one dispatcher process on PostgreSQL, else 0.
+    """``DISPATCH_DIGEST_PROCESSES``; unset, 1 beside one process on PostgreSQL, no SEND_RATE.
 
     The one rule for gunicorn.conf.py (how many it starts), the dispatcher
     processes (which of them send digests only, and with how many threads)
@@ -79,7 +79,7 @@ def digest_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
     return 1 if postgresql and alone else 0
 
 
-def dispatcher_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
+def dispatcher_process_count(settings: Mapping[str, Any], postgresql: bool) -> int:
     """The dispatcher processes gunicorn runs: ``DISPATCH_PROCESSES``, then the digests' ones."""
     return settings["DISPATCH_PROCESSES"] + digest_processes(settings, postgresql)
 

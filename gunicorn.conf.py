@@ -12,7 +12,8 @@
 - Dispatch: with DISPATCH_PROCESS=true (the default) and no CELERY_BROKER_URL,
   the master starts DISPATCH_PROCESSES dispatcher processes (one by default;
   newsletter/delivery/dispatch_process.py), then DISPATCH_DIGEST_PROCESSES
-  more that send digests only (one by default on PostgreSQL), restarts each
+  more that send digests only (by default one on PostgreSQL, unless
+  SEND_RATE is set: config.digest_processes), restarts each
   that dies and stops them last; the workers then run no dispatcher thread.
   DISPATCH_PROCESS=false puts a dispatcher thread back in each worker.
 """
@@ -30,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from config import ConfigError, dispatcher_processes, from_env, on_postgresql, sends_elsewhere
+from config import ConfigError, dispatcher_process_count, from_env, on_postgresql, sends_elsewhere
 
 # Set at load time, before anything imports prometheus_client: a module imported
 # before the variable exists would stay in single-process mode in every worker.
@@ -145,7 +146,7 @@ class _DispatcherProcess:
         # Its own process group: a Ctrl-C or a service manager's signal to gunicorn's
         # group reaches the master, which stops it last, not the dispatcher directly.
         pid = os.posix_spawn(sys.executable, self.argv, os.environ, setpgroup=0)
-        self.server.log.info("dispatcher process started (pid %s)", pid)
+        self.server.log.info("dispatcher process %s started (pid %s)", self.argv[-1], pid)
         return pid
 
     def _supervise(self) -> None:
@@ -159,7 +160,7 @@ class _DispatcherProcess:
             pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 60.0)
             if self.stopping.wait(pause):
                 return
-            self.server.log.warning("dispatcher process exited; starting another")
+            self.server.log.warning("dispatcher process %s exited; starting another", self.argv[-1])
             self.pid = self._spawn()
 
     def signal(self, signum: int) -> None:
@@ -192,8 +193,8 @@ def when_ready(server) -> None:
         server.newsletter_dispatch_folder = folder
         os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(folder, "health.json")
     # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
-    # Past the first DISPATCH_PROCESSES, each sends digests only (dispatch_process.sends_only).
-    count = dispatcher_processes(_settings, on_postgresql(_settings))
+    # Past the first DISPATCH_PROCESSES, each sends digests only (dispatch_process.claimed_kind).
+    count = dispatcher_process_count(_settings, on_postgresql(_settings))
     server.newsletter_dispatchers = [_DispatcherProcess(server, index) for index in range(count)]
 
 

@@ -152,6 +152,7 @@ def digest_senders(url: str, fake: str, processes: int) -> int:
     """How many digests-only processes gunicorn would start beside ``processes`` (on PostgreSQL)."""
     from config import digest_processes, from_env
 
+    # This bench runs on PostgreSQL only (fresh_schema drops a PostgreSQL schema).
     return digest_processes(from_env(sending_env(url, fake, processes)), postgresql=True)
 
 

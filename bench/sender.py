@@ -25,7 +25,7 @@ from procfs import peak_rss_kib  # noqa: E402
 from spy import record_stacks  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
-from newsletter.delivery.dispatch_process import sending_threads, sends_only  # noqa: E402
+from newsletter.delivery.dispatch_process import claimed_kind, sending_threads  # noqa: E402
 from newsletter.delivery.dispatcher import PassStats, dispatch_pass  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
 from newsletter.heap import freeze_startup_heap  # noqa: E402
@@ -100,7 +100,7 @@ def main() -> None:
         started, cpu_started = time.time(), time.process_time()
         postgresql = db.engine.dialect.name == "postgresql"
         # BENCH_SENDER_INDEX: which of gunicorn's dispatcher processes this one plays.
-        kind = sends_only(app.config, int(os.environ.get("BENCH_SENDER_INDEX", "0")))
+        kind = claimed_kind(app.config, int(os.environ.get("BENCH_SENDER_INDEX", "0")))
         stats = dispatch_with_helpers(app, sending_threads(app.config, postgresql), kind)
         finished, cpu = time.time(), time.process_time() - cpu_started
         if spying is not None:

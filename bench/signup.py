@@ -155,8 +155,11 @@ class Server:
         """
         found = {}
         for pid in children(self.proc.pid):
-            if _is_dispatcher(pid):
+            try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:  # it ended while we looked
+                continue
+            if b"newsletter.delivery.dispatch_process" in command:
                 index = int(command.rstrip(b"\0").split(b"\0")[-1])
                 found[f"dispatcher {index}" if index else "dispatcher"] = pid
         return dict(sorted(found.items()))

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 from config import (
     ConfigError,
     digest_processes,
-    dispatcher_processes,
+    dispatcher_process_count,
     from_env,
     on_postgresql,
     split_bind,
@@ -81,26 +81,27 @@ def test_settings_follow_the_contract_defaults():
     assert from_env({"IMPORT_CONNECTIONS": "3"})["IMPORT_CONNECTIONS"] == 3
     assert config["DISPATCH_DIGEST_PROCESSES"] is None
     # SQLite: one process, one thread (one writer at a time).
-    assert dispatcher_processes(config, postgresql=False) == 1
+    assert dispatcher_process_count(config, postgresql=False) == 1
     assert sending_threads(config, postgresql=False) == 1
     # PostgreSQL: a second process for digests, so one thread each.
     assert digest_processes(config, postgresql=True) == 1
-    assert dispatcher_processes(config, postgresql=True) == 2
+    assert dispatcher_process_count(config, postgresql=True) == 2
     assert sending_threads(config, postgresql=True) == 1
     # Without it, the one process sends from two threads.
     alone = from_env({"DISPATCH_DIGEST_PROCESSES": "0"})
-    assert dispatcher_processes(alone, postgresql=True) == 1
+    assert dispatcher_process_count(alone, postgresql=True) == 1
     assert sending_threads(alone, postgresql=True) == 2
     # Two full processes already send a digest from two CPUs: no digest process.
     two = from_env({"DISPATCH_PROCESSES": "2"})
-    assert dispatcher_processes(two, postgresql=True) == 2
+    assert dispatcher_process_count(two, postgresql=True) == 2
     assert sending_threads(two, postgresql=True) == 1
     # SEND_RATE holds each process: a second one, unasked, would double the rate.
     capped = from_env({"SEND_RATE": "50"})
-    assert dispatcher_processes(capped, postgresql=True) == 1
+    assert dispatcher_process_count(capped, postgresql=True) == 1
+    assert sending_threads(capped, postgresql=True) == 2  # sending alone: two threads
     # Values given are taken as given, on either database.
     given = from_env({"DISPATCH_DIGEST_PROCESSES": "2", "DISPATCH_THREADS": "3"})
-    assert dispatcher_processes(given, postgresql=False) == 3
+    assert dispatcher_process_count(given, postgresql=False) == 3
     assert sending_threads(given, postgresql=False) == 3
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]

@@ -2,7 +2,8 @@
 
 ``gunicorn.conf.py`` starts ``python -m newsletter.delivery.dispatch_process
 APP_URI INDEX`` from the master when ``DISPATCH_PROCESS`` is true, once per
-``DISPATCH_PROCESSES`` (INDEX 0, 1, ...), restarts each that dies, and stops
+``DISPATCH_PROCESSES`` and ``DISPATCH_DIGEST_PROCESSES`` (INDEX 0, 1, ...;
+``config.dispatcher_process_count``), restarts each that dies, and stops
 them (SIGTERM: each finishes its batch in flight) when gunicorn stops. The
 workers then keep no dispatcher thread: rendering and sending no longer
 compete with their request threads for their one GIL, which is most of what
@@ -14,7 +15,8 @@ Nothing wakes this process on a commit: it looks for due deliveries every
 after a wake-up anyway, at the price of one cheap claim per look when idle.
 
 The processes past the first ``DISPATCH_PROCESSES`` (``DISPATCH_DIGEST_PROCESSES``;
-unset: one beside a single dispatcher process on PostgreSQL) claim digest
+unset: one beside a single dispatcher process on PostgreSQL with no
+``SEND_RATE``, ``config.digest_processes``) claim digest
 copies only: a large digest goes out from two CPUs, while confirmations and
 the housekeeping stay with the first, and a burst of signups meets no second
 sender. Idle, such a process makes one claim every ``DISPATCH_COALESCE``
@@ -59,7 +61,7 @@ def sending_threads(config: Mapping[str, Any], postgresql: bool) -> int:
     return 2 if postgresql and alone else 1
 
 
-def sends_only(config: Mapping[str, Any], index: int) -> DeliveryKind | None:
+def claimed_kind(config: Mapping[str, Any], index: int) -> DeliveryKind | None:
     """What dispatcher process ``index`` claims: digests past the first ``DISPATCH_PROCESSES``."""
     return DeliveryKind.DIGEST if index >= config["DISPATCH_PROCESSES"] else None
 
@@ -74,7 +76,7 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     published = app.config["DISPATCH_HEALTH_FILE"]
     with app.app_context():
         threads = sending_threads(app.config, db.engine.dialect.name == "postgresql")
-    kind = sends_only(app.config, index)
+    kind = claimed_kind(app.config, index)
     # Helpers: woken by the first thread's full batches of a digest (and every DISPATCH_INTERVAL,
     # should it be stuck in a long send); they share its health record and pacer.
     helpers = [

@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from config import dispatcher_processes, sends_elsewhere
+from config import dispatcher_process_count, sends_elsewhere
 
 from ..db_helpers import upsert
 from ..extensions import db
@@ -82,11 +82,15 @@ class DispatchHealth:
             return cls()
 
     @classmethod
-    def merged(cls, records: Sequence[DispatchHealth]) -> DispatchHealth:
+    def merged(cls, records: Sequence[DispatchHealth], oldest_pass: bool = False) -> DispatchHealth:
         """One record for several dispatcher processes: held back while any of them is.
 
         They share the provider and the queue: a pause or a rate limit one of
-        them met holds for all, and its error is the one to show.
+        them met holds for all, and its error is the one to show. The last
+        pass is the latest of theirs, or with ``oldest_pass`` the oldest
+        (none until each has passed): gunicorn's processes each look every
+        fraction of a second, so one that stopped shows there, and the idle
+        digest process does not make a stuck first one look alive.
         """
         now = time.monotonic()
         held = [r for r in records if r.paused_until > now or r.rate_limited_until > now]
@@ -96,8 +100,20 @@ class DispatchHealth:
             paused_until=max((r.paused_until for r in records), default=0.0),
             rate_limited_until=max((r.rate_limited_until for r in records), default=0.0),
             last_error=errors[0] if errors else None,
-            last_pass_at=max(passes) if passes else None,  # ISO times in UTC sort as text
+            last_pass_at=_oldest(passes, len(records))
+            if oldest_pass
+            else max(passes, default=None),
         )
+
+
+# Last passes are ISO times in UTC: they sort as text.
+def _latest(passes: Sequence[str]) -> str | None:
+    return max(passes) if passes else None
+
+
+def _oldest(passes: Sequence[str], records: int) -> str | None:
+    """The oldest of every record's last pass; None while one of them has none."""
+    return min(passes) if passes and len(passes) == records else None
 
 
 def health_file(first: str, index: int) -> str:
@@ -125,9 +141,10 @@ def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
     app = app or current_app
     published = app.config["DISPATCH_HEALTH_FILE"]
     if published:
-        count = dispatcher_processes(app.config, db.engine.dialect.name == "postgresql")
+        count = dispatcher_process_count(app.config, db.engine.dialect.name == "postgresql")
         return DispatchHealth.merged(
-            [DispatchHealth.load(health_file(published, index)) for index in range(count)]
+            [DispatchHealth.load(health_file(published, index)) for index in range(count)],
+            oldest_pass=True,
         )
     own = dispatch_health(app)
     if sends_elsewhere(app.config):

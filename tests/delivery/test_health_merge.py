@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from newsletter.delivery.health import DispatchHealth, HealthPublisher, health_file
+from tests.conftest import is_postgresql
 
 
 def test_each_process_has_its_own_file_beside_the_first() -> None:
@@ -26,6 +27,14 @@ def test_a_pause_or_rate_limit_of_any_process_holds_and_its_error_shows() -> Non
     assert merged.paused and merged.rate_limited
     assert merged.last_error == "HTTP 401"  # the error of a process held now, not an old one
     assert merged.last_pass_at == "2026-11-25T06:00:01+00:00"  # the latest of them
+
+
+def test_gunicorns_processes_report_the_oldest_pass_so_a_stopped_one_shows() -> None:
+    stuck = DispatchHealth(last_pass_at="2026-11-25T06:00:00+00:00")  # process 0, wedged
+    idle = DispatchHealth(last_pass_at="2026-11-25T06:05:00+00:00")  # the digests', looking
+    assert DispatchHealth.merged([stuck, idle], oldest_pass=True).last_pass_at == stuck.last_pass_at
+    # One that has not passed yet (or never published): no pass to vouch for all of them.
+    assert DispatchHealth.merged([DispatchHealth(), idle], oldest_pass=True).last_pass_at is None
 
 
 def test_healthy_processes_merge_healthy_and_blank_records_stay_blank() -> None:
@@ -58,3 +67,21 @@ def test_a_publisher_saves_a_change_at_once_and_an_unchanged_record_rarely() -> 
     clock[0] += 0.02
     publish(health)  # unchanged, but its last publication is older than ``every``
     assert len(saved) == 4
+
+
+def test_workers_read_the_digest_process_record_where_gunicorn_starts_one(
+    make_app, tmp_path, database_uri
+) -> None:
+    # DISPATCH_PROCESSES=1, DISPATCH_DIGEST_PROCESSES unset: on PostgreSQL gunicorn
+    # starts process 1 for digests, and its pause must reach /healthz; on SQLite
+    # there is no such process, and a stray file of that name is not read.
+    first = str(tmp_path / "health.json")
+    worker = make_app(DISPATCH_IN_PROCESS=False, DISPATCH_HEALTH_FILE=first)
+    DispatchHealth(last_pass_at="2026-12-06T19:00:00+00:00").save(first)
+    paused = DispatchHealth(paused_until=time.monotonic() + 60, last_error="HTTP 401")
+    paused.save(health_file(first, 1))
+    health = worker.test_client().get("/healthz").get_json()
+    if is_postgresql(database_uri):
+        assert health["dispatch"]["paused"] is True and health["dispatch"]["error"] == "HTTP 401"
+    else:
+        assert "dispatch" not in health

@@ -222,6 +222,7 @@ def test_workers_show_the_pause_that_the_dispatcher_process_published(
         "RETRY_BASE_SECONDS": 60.0,
         "DISPATCH_IN_PROCESS": False,
         "DISPATCH_HEALTH_FILE": str(tmp_path / "health.json"),
+        "DISPATCH_DIGEST_PROCESSES": 0,  # one process alone, on PostgreSQL too
     }
     worker = postmark_app(make_app, postmark, **shared)
     client = worker.test_client()
