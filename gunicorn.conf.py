@@ -146,7 +146,7 @@ class _DispatcherProcess:
         # Its own process group: a Ctrl-C or a service manager's signal to gunicorn's
         # group reaches the master, which stops it last, not the dispatcher directly.
         pid = os.posix_spawn(sys.executable, self.argv, os.environ, setpgroup=0)
-        self.server.log.info("dispatcher process %s started (pid %s)", self.argv[-1], pid)
+        self.server.log.info("dispatcher process started (index %s, pid %s)", self.argv[-1], pid)
         return pid
 
     def _supervise(self) -> None:
@@ -160,7 +160,8 @@ class _DispatcherProcess:
             pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 60.0)
             if self.stopping.wait(pause):
                 return
-            self.server.log.warning("dispatcher process %s exited; starting another", self.argv[-1])
+            index = self.argv[-1]
+            self.server.log.warning("dispatcher process exited (index %s); starting another", index)
             self.pid = self._spawn()
 
     def signal(self, signum: int) -> None:

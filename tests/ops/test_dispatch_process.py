@@ -165,7 +165,7 @@ def test_on_postgresql_a_second_process_sends_the_digests(
     settings = {"EMAIL_PROVIDER": "outbox", "OUTBOX_DIR": str(outbox), "DISPATCH_PROCESS": "true"}
     emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
     readers = add_confirmed(app, 3)
-    with gunicorn_master(database_uri, tmp_path, "wsgi:app", **settings) as (master, base, _):
+    with gunicorn_master(database_uri, tmp_path, "wsgi:app", **settings) as (master, base, log):
         if not is_postgresql(database_uri):  # SQLite's one writer: one process sends it all
             wait_for(lambda: len(dispatchers(master.pid)) == 1, 15, "the dispatcher process")
             time.sleep(1.0)
@@ -174,6 +174,9 @@ def test_on_postgresql_a_second_process_sends_the_digests(
         wait_for(lambda: len(dispatchers(master.pid)) == 2, 15, "two dispatcher processes")
         by_index = {index_of(pid): pid for pid in dispatchers(master.pid)}
         assert sorted(by_index) == [b"0", b"1"]
+        log.seek(0)
+        started = log.read()
+        assert f"dispatcher process started (index 1, pid {by_index[b'1']})" in started
 
         os.kill(by_index[b"0"], signal.SIGSTOP)  # the first, which sends everything else
         try:
