@@ -158,7 +158,7 @@ def test_several_dispatcher_processes_each_send_alone_and_all_stop(app, database
 
 
 @pytest.mark.slow
-def test_on_postgresql_a_second_process_sends_the_digests(
+def test_a_second_process_sends_the_digests_on_postgresql_only(
     app, database_uri, tmp_path, admin_headers
 ):
     outbox = tmp_path / "outbox"
