@@ -25,6 +25,7 @@ from procfs import peak_rss_kib  # noqa: E402
 from spy import record_stacks  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
+from newsletter.db_helpers import is_postgresql  # noqa: E402
 from newsletter.delivery.dispatch_process import claimed_kind, sending_threads  # noqa: E402
 from newsletter.delivery.dispatcher import PassStats, dispatch_pass  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
@@ -98,10 +99,10 @@ def main() -> None:
         profile = os.environ.get("BENCH_PROFILE")
         spying = record_stacks(os.getpid(), f"{profile}-{os.getpid()}.txt") if profile else None
         started, cpu_started = time.time(), time.process_time()
-        postgresql = db.engine.dialect.name == "postgresql"
         # BENCH_SENDER_INDEX: which of gunicorn's dispatcher processes this one plays.
         kind = claimed_kind(app.config, int(os.environ.get("BENCH_SENDER_INDEX", "0")))
-        stats = dispatch_with_helpers(app, sending_threads(app.config, postgresql), kind)
+        threads = sending_threads(app.config, is_postgresql(db.session))
+        stats = dispatch_with_helpers(app, threads, kind)
         finished, cpu = time.time(), time.process_time() - cpu_started
         if spying is not None:
             spying.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted

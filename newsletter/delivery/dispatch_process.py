@@ -46,6 +46,7 @@ from flask import Flask
 
 from config import digest_processes
 
+from ..db_helpers import is_postgresql
 from ..extensions import db
 from ..heap import freeze_startup_heap
 from ..models import DeliveryKind
@@ -75,7 +76,7 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
     published = app.config["DISPATCH_HEALTH_FILE"]
     with app.app_context():
-        threads = sending_threads(app.config, db.engine.dialect.name == "postgresql")
+        threads = sending_threads(app.config, is_postgresql(db.session))
     kind = claimed_kind(app.config, index)
     # Helpers: woken by the first thread's full batches of a digest (and every DISPATCH_INTERVAL,
     # should it be stuck in a long send); they share its health record and pacer.
