@@ -171,6 +171,7 @@ def run_senders(
     if profile is not None:
         profile.parent.mkdir(parents=True, exist_ok=True)
         env["BENCH_PROFILE"] = str(profile)
+    digests = digest_senders(url, fake, processes)
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "sender.py")],
@@ -179,7 +180,7 @@ def run_senders(
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        for index in range(processes + digest_senders(url, fake, processes))
+        for index in range(processes + digests)
     ]
     for proc in procs:  # every sender imported and built its app: start them together
         if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
@@ -199,6 +200,7 @@ def run_senders(
     print(f"garbage collector: {collector:.1f} µs a message", file=sys.stderr)
     return {
         "sent": sent,
+        "digest_processes": digests,
         "cpu_us": cpu.per_message_us(sum(r["cpu_seconds"] for r in results), sent),
         "seconds": max(r["finished"] for r in results) - min(r["started"] for r in results),
         "rss_peak_kib": max(r["rss_peak_kib"] for r in results),
@@ -452,7 +454,6 @@ def one_run(
     the two bare runs that bracket ours, each printed too.
     """
     fresh_schema(args.database_url)
-    digests = 0  # processes sending digests only (in-process runs)
     trigger_seconds, sample, digest_id = seed_and_trigger(args.database_url, size)
     bare_before, _ = bare_client(base, sample, size, fake_pid)
     if mode == "celery":
@@ -463,14 +464,13 @@ def one_run(
         profile = args.profile / f"sender-{size}-{count}" if args.profile else None
         sent = run_senders(args.database_url, base, count, fake_pid, profile)
         assert sent["sent"] == size, sent
-        digests = digest_senders(args.database_url, base, count)
     dispatcher_rate = size / sent["seconds"]
     bare_after, bare_cpu = bare_client(base, sample, size, fake_pid)
     bare_rate = (bare_before + bare_after) / 2
     figure = {
         "size": size,
         "processes": count,
-        "digest_processes": digests,
+        "digest_processes": sent.get("digest_processes", 0),  # in-process runs only
         "mode": mode,
         "dispatcher": dispatcher_rate,
         "bare": bare_rate,
@@ -479,7 +479,8 @@ def one_run(
         "rss_peak_mib": sent["rss_peak_kib"] / 1024,
     }
     row = (
-        f"| {size:,} | {label(mode, count, digests)} | {trigger_seconds:.2f} "
+        f"| {size:,} | {label(mode, count, figure['digest_processes'])} "
+        f"| {trigger_seconds:.2f} "
         f"| {dispatcher_rate:,.0f} "
         f"| {bare_rate:,.0f} | {dispatcher_rate / bare_rate:.2f} "
         f"| {sent['rss_peak_kib'] / 1024:.0f} | {sent['rss_start_kib'] / 1024:.0f} "
