@@ -145,7 +145,7 @@ class Server:
 
     def workers(self) -> list[int]:
         """gunicorn's workers (not the DISPATCH_PROCESS dispatcher beside them)."""
-        return [pid for pid in children(self.proc.pid) if not _is_dispatcher(pid)]
+        return [pid for pid in children(self.proc.pid) if _dispatcher_index(pid) is None]
 
     def dispatchers(self) -> dict[str, int]:
         """The dispatcher processes gunicorn runs, by name: ``dispatcher``, then ``dispatcher 1``...
@@ -155,12 +155,8 @@ class Server:
         """
         found = {}
         for pid in children(self.proc.pid):
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except FileNotFoundError:  # it ended while we looked
-                continue
-            if b"newsletter.delivery.dispatch_process" in command:
-                index = int(command.rstrip(b"\0").split(b"\0")[-1])
+            index = _dispatcher_index(pid)
+            if index is not None:
                 found[f"dispatcher {index}" if index else "dispatcher"] = pid
         return dict(sorted(found.items()))
 
@@ -174,12 +170,13 @@ class Server:
         self.log.close()
 
 
-def _is_dispatcher(pid: int) -> bool:
-    """True for gunicorn.conf.py's dispatcher process (its argv names the module)."""
+def _dispatcher_index(pid: int) -> int | None:
+    """The INDEX gunicorn.conf.py started dispatcher process ``pid`` with; None if not one."""
     try:
-        return b"newsletter.delivery.dispatch_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except FileNotFoundError:  # it ended while we looked
-        return False
+        return None
+    return int(argv[-1]) if b"newsletter.delivery.dispatch_process" in argv else None
 
 
 def load_wrk(port: int, seconds: float, connections: int, prefix: str) -> dict:
