@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
+from sqlalchemy.engine import make_url
 
 from config import (
     ConfigError,
+    database_url,
     digest_processes,
     dispatcher_process_count,
     from_env,
@@ -197,5 +199,8 @@ def test_an_unexpected_error_is_a_500_page_without_a_traceback(make_app):
     ],
 )
 def test_gunicorn_reads_the_database_from_the_url_as_the_app_does(url, postgresql):
-    # gunicorn.conf.py decides how many dispatcher processes to start from the URL alone.
+    # gunicorn.conf.py decides how many dispatcher processes to start from the URL alone;
+    # the processes it starts, and the workers, ask their engine, whose dialect is the URL's.
     assert on_postgresql(from_env({"DATABASE_URL": url})) is postgresql
+    engine_dialect = make_url(database_url(url, "/srv/instance")).get_backend_name()
+    assert engine_dialect == ("postgresql" if postgresql else "sqlite")
