@@ -16,6 +16,8 @@
   SEND_RATE is set: config.digest_processes), restarts each
   that dies and stops them last; the workers then run no dispatcher thread.
   DISPATCH_PROCESS=false puts a dispatcher thread back in each worker.
+  A reload (SIGHUP) stops them once their batches in flight are recorded
+  and starts them again, with the code and settings the new workers get.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from config import ConfigError, dispatcher_process_count, from_env, on_postgresql, sends_elsewhere
 
@@ -38,19 +41,6 @@ from config import ConfigError, dispatcher_process_count, from_env, on_postgresq
 # (Only when unset: a SIGHUP reload runs this file again.)
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="newsletter-metrics-")
-
-try:
-    _settings = from_env(os.environ)  # the app's own parser: one meaning for every value
-except ConfigError:
-    _settings = None  # wsgi.py reports it, in one line, as the workers start
-# DISPATCH_IN_PROCESS=false means cron (or another host) sends: then no process either.
-DISPATCH_PROCESS = bool(
-    _settings and _settings["DISPATCH_PROCESS"] and not sends_elsewhere(_settings)
-)
-if not DISPATCH_PROCESS:
-    # DISPATCH_HEALTH_FILE tells the workers "a dispatcher process sends for you":
-    # only this file sets it, and only when it starts that process (when_ready).
-    os.environ.pop("DISPATCH_HEALTH_FILE", None)
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -99,8 +89,16 @@ def on_starting(server) -> None:
 
 
 def on_reload(server) -> None:
-    """A SIGHUP read this file again: size the cap again for the workers it starts."""
+    """A SIGHUP read this file again: size the cap, and start the dispatchers anew.
+
+    The new workers run the code and settings on disk now; so do the
+    dispatcher processes, started again once the old ones have finished
+    their batches in flight (a digest's rest waits in the ledger meanwhile).
+    """
     _size_connections(server)
+    _stop(getattr(server, "newsletter_dispatchers", []), float(server.cfg.graceful_timeout))
+    server.log.info("dispatcher processes stopped for the reload")
+    _start_dispatchers(server)
 
 
 def child_exit(server, worker) -> None:
@@ -183,9 +181,30 @@ def _stop(dispatchers: list[_DispatcherProcess], timeout: float) -> None:
             dispatcher.thread.join(timeout)
 
 
-def when_ready(server) -> None:
-    """Start the dispatcher processes before the workers (DISPATCH_PROCESS=true)."""
-    if not DISPATCH_PROCESS:
+def dispatching_settings() -> dict[str, Any] | None:
+    """The settings, when this host's dispatcher processes send; else None.
+
+    Read from the environment the workers will get (gunicorn's ``--env``
+    included: read as gunicorn starts or reloads, not as it loads this
+    file), with the app's own parser. None with DISPATCH_PROCESS=false,
+    when Celery or cron sends (sends_elsewhere), or with settings the app
+    refuses (wsgi.py reports them, in one line, as the workers start).
+    """
+    try:
+        settings = from_env(os.environ)
+    except ConfigError:
+        return None
+    return settings if settings["DISPATCH_PROCESS"] and not sends_elsewhere(settings) else None
+
+
+def _start_dispatchers(server) -> None:
+    """Start the dispatcher processes the settings ask for, before any worker is forked."""
+    settings = dispatching_settings()
+    if settings is None:
+        # DISPATCH_HEALTH_FILE tells the workers "a dispatcher process sends for you":
+        # without one, each worker runs its own dispatcher thread again.
+        os.environ.pop("DISPATCH_HEALTH_FILE", None)
+        server.newsletter_dispatchers = []
         return
     # Where they tell the workers how sending goes; set before any worker is forked,
     # it is also what keeps their dispatcher threads from starting.
@@ -195,8 +214,13 @@ def when_ready(server) -> None:
         os.environ["DISPATCH_HEALTH_FILE"] = os.path.join(folder, "health.json")
     # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
     # Past the first DISPATCH_PROCESSES, each sends digests only (dispatch_process.claimed_kind).
-    count = dispatcher_process_count(_settings, on_postgresql(_settings))
+    count = dispatcher_process_count(settings, on_postgresql(settings))
     server.newsletter_dispatchers = [_DispatcherProcess(server, index) for index in range(count)]
+
+
+def when_ready(server) -> None:
+    """Start the dispatcher processes before the workers (DISPATCH_PROCESS=true)."""
+    _start_dispatchers(server)
 
 
 def on_exit(server) -> None:

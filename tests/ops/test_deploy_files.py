@@ -97,7 +97,8 @@ def test_gunicorn_config_starts_a_dispatcher_process_only_when_this_host_sends(
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # not made by the config
         **settings,
     }
-    program = "import runpy; print(runpy.run_path('gunicorn.conf.py')['DISPATCH_PROCESS'])"
+    settings_then = "runpy.run_path('gunicorn.conf.py')['dispatching_settings']()"
+    program = f"import runpy; print({settings_then} is not None)"
     result = subprocess.run(
         [sys.executable, "-c", program],
         cwd=ROOT,

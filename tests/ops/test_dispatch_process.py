@@ -201,6 +201,50 @@ def test_a_second_process_sends_the_digests_on_postgresql_only(
         assert "ann@example.com" in {recipient(email) for email in emails()}
 
 
+@pytest.mark.slow
+def test_a_reload_starts_the_dispatcher_processes_again_with_gunicorns_env(
+    app, database_uri, tmp_path
+):
+    outbox = tmp_path / "outbox"
+    settings = {"EMAIL_PROVIDER": "outbox", "OUTBOX_DIR": str(outbox), "DISPATCH_PROCESS": "true"}
+    emails = lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else []  # noqa: E731
+    # Settings given on gunicorn's command line count too: it sets them as it starts.
+    options = ("--env", "DISPATCH_PROCESSES=2")
+    with gunicorn_master(database_uri, tmp_path, "wsgi:app", *options, **settings) as (
+        master,
+        base,
+        log,
+    ):
+        wait_for(lambda: len(dispatchers(master.pid)) == 2, 15, "two dispatcher processes")
+        before = dispatchers(master.pid)
+        assert sorted(index_of(pid) for pid in before) == [b"0", b"1"]
+
+        # A reload (how gunicorn takes new code) starts them again, as it does the workers.
+        master.send_signal(signal.SIGHUP)
+
+        def started_anew() -> bool:
+            found = dispatchers(master.pid)
+            return len(found) == 2 and not set(found) & set(before)
+
+        wait_for(started_anew, 30, "two new dispatcher processes")
+        after = dispatchers(master.pid)
+        assert sorted(index_of(pid) for pid in after) == [b"0", b"1"]
+        for pid in before:  # the old ones stopped, and were not started again
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+            )
+        log.seek(0)
+        logged = log.read()
+        assert "dispatcher processes stopped for the reload" in logged
+        assert "starting another" not in logged
+        # The new ones send (the workers still run none of their own).
+        signup = {"email": "ann@example.com"}
+        assert requests.post(f"{base}/subscribe", json=signup, timeout=10).status_code == 202
+        wait_for(lambda: len(emails()) == 1, 15, "the confirmation, from a new process")
+        assert sorted(index_of(pid) for pid in dispatchers(master.pid)) == [b"0", b"1"]
+
+
 def recipient(eml: Path) -> str:
     """The To address of a message the outbox wrote."""
     return email.message_from_bytes(eml.read_bytes())["To"]
