@@ -31,20 +31,27 @@ def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
     }
 
 
+def mark_sending(session: Session, digest_ids: Iterable[int]) -> None:
+    """Mark the queued ones of these digests sending (a batch of their copies went); commit."""
+    session.execute(
+        update(_DIGESTS)
+        .where(_DIGESTS.c.id.in_(set(digest_ids)), _DIGESTS.c.status == DigestStatus.QUEUED)
+        .values(status=DigestStatus.SENDING, started_at=utcnow())
+    )
+    session.commit()
+
+
 def settle(session: Session, digest_ids: Iterable[int]) -> None:
-    """Mark digests sending once touched, and sent or failed once no copy is pending; commit.
+    """Mark digests sent or failed once no copy is pending; commit.
 
     A digest that ends failed (no copy went out) gives its posts back. Runs
-    after every batch, so its per-batch statements are Core (no ORM
-    compilation); finishing, once per digest, uses the ORM.
+    as each dispatch pass ends, for the digests it sent copies of: the pending
+    check reads the digest's copies, and on PostgreSQL, whose planner scans
+    the table while most of them are queued, it read more of them the further
+    the digest had gone (at 100,000 copies, about 5 ms a batch).
     """
     now = utcnow()
     for digest_id in set(digest_ids):
-        session.execute(
-            update(_DIGESTS)
-            .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status == DigestStatus.QUEUED)
-            .values(status=DigestStatus.SENDING, started_at=now)
-        )
         still_pending = session.scalar(select(_pending_copy(digest_id)))
         if not still_pending:
             _finish(session, digest_id, now)

@@ -26,7 +26,7 @@ from ..metrics import DISPATCH_SECONDS, IN_FLIGHT, PROVIDER_ANSWERS
 from ..models import DeliveryKind, utcnow
 from ..providers import Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
-from .digest_progress import settle
+from .digest_progress import mark_sending, settle
 from .health import FILE_EVERY, HealthPublisher, dispatch_health, save_to_file
 from .render import render_batch
 
@@ -81,7 +81,8 @@ def dispatch_pass(
     confirmations fills batches too, but the signups that queue it are the
     bottleneck: there a helper only cost the dispatcher a fifth more CPU,
     which the web workers could have used.) ``kind``: claim deliveries of
-    that kind only (a dispatcher process for digests).
+    that kind only (a dispatcher process for digests). The digests it sent
+    copies of are settled (sent once no copy is pending) as it ends.
     """
     provider = current_provider()
     health = dispatch_health()
@@ -92,6 +93,7 @@ def dispatch_pass(
     if pace.rate:
         batch_size = max(1, min(batch_size, int(pace.rate)))
     batches = 0
+    sending: set[int] = set()  # the digests this pass sent copies of
     until = time.monotonic() + for_seconds if for_seconds is not None else None
     while not (health.paused or health.rate_limited) and (
         until is None or batches == 0 or time.monotonic() < until
@@ -116,7 +118,7 @@ def dispatch_pass(
         ):
             on_full_digest_batch()
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
-        if send_claimed(claimed, provider, stats):
+        if send_claimed(claimed, provider, stats, sending):
             break  # the provider asked us to wait: the rest of the queue waits too
         if (
             len(claimed) < batch_size
@@ -125,6 +127,10 @@ def dispatch_pass(
             # Nothing else was due at the claim and nothing was put back: spare the
             # empty claim. What is queued from now on wakes the dispatcher again.
             break
+    if sending:
+        # Once a pass, not once a batch: whether a copy is still pending reads the
+        # digest's copies, and PostgreSQL scans more of them the further it has gone.
+        settle(db.session, sending)
     health.last_pass_at = utcnow().isoformat()
     return stats
 
@@ -180,8 +186,12 @@ class Pacer:
                     self._next_at -= unused / self.rate
 
 
-def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:
-    """Render, send, record one claimed batch, settle its digests; True: stop the pass.
+def send_claimed(
+    deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats, sending: set[int]
+) -> bool:
+    """Render, send, record one claimed batch, mark its digests sending; True: stop the pass.
+
+    ``sending``: the digests the pass marked already; this batch's are added.
 
     A rate limit or a configuration error ends the pass: sending the next batch
     would only meet the same answer (and, with no back-off configured, claim the
@@ -195,8 +205,9 @@ def send_claimed(deliveries: list[ledger.Claimed], provider: Provider, stats: Pa
             stop = _send_rendered(deliveries, provider, stats)
     finally:
         IN_FLIGHT.dec(len(deliveries))
-    if digest_ids:
-        settle(session, digest_ids)
+    if digest_ids - sending:
+        mark_sending(session, digest_ids - sending)
+        sending |= digest_ids
     return stop
 
 

@@ -353,3 +353,52 @@ def test_a_batch_renders_the_shared_body_once_and_gives_each_copy_its_own_link(
     assert readers == public_ids and len(readers) == 7
     assert reader_of == public_id_of  # each copy's link names the reader it went to
     assert renders == {"shared": 1}
+
+
+def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
+    make_app, admin_headers, monkeypatch
+):
+    """Whether a copy is pending is asked once a pass, not once a batch: that read grows."""
+    from sqlalchemy import event
+
+    from newsletter.delivery import dispatcher
+    from tests.conftest import Outbox
+
+    app = make_app(DISPATCH_BATCH_SIZE=2)  # five readers: three batches
+    client = app.test_client()
+    emails = add_confirmed(app, 5)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+
+    def status() -> str:
+        return client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()[
+            "status"
+        ]
+
+    seen: list[str] = []
+    mark_sending = dispatcher.mark_sending
+
+    def mark_and_look(session, digest_ids) -> None:
+        mark_sending(session, digest_ids)
+        seen.append(status())
+
+    monkeypatch.setattr(dispatcher, "mark_sending", mark_and_look)
+    pending_checks: list[str] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "EXISTS" in statement:
+            pending_checks.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        stats = Outbox(app).dispatch()
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert stats.outcomes["sent"] == 5
+    assert seen == ["sending"]  # by its first batch; the next two had nothing to mark
+    assert len(pending_checks) == 1
+    report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert (report["status"], report["sent"], report["pending"]) == ("sent", 5, 0)
+    assert sorted(m["To"] for m in Outbox(app).messages()) == sorted(emails)

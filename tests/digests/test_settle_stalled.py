@@ -18,21 +18,17 @@ def _stalled_digest(
 ) -> int:
     """A digest whose dispatcher died after recording its last batch, before settling it.
 
-    ``marked``: what an earlier batch's settling had marked it (its only batch: queued).
+    ``marked``: what it shows: sending (its batch was marked), or queued (the
+    dispatcher died before marking that too).
     """
     add_confirmed(app, 3)
     add_post(client, admin_headers, 1)
     digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
     with monkeypatch.context() as patch:
         patch.setattr("newsletter.delivery.dispatcher.settle", lambda session, ids: None)
+        if marked is DigestStatus.QUEUED:
+            patch.setattr("newsletter.delivery.dispatcher.mark_sending", lambda session, ids: None)
         Outbox(app).dispatch()
-    if marked is DigestStatus.SENDING:
-        with app.app_context():
-            db.session.execute(
-                update(Digest).where(Digest.id == digest["id"]).values(status=marked)
-            )
-            db.session.commit()
-            db.session.remove()
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["status"], report["sent"], report["pending"]) == (marked.value, 3, 0)
     return digest["id"]
