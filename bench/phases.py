@@ -1,0 +1,175 @@
+"""Benchmark: where one sender's time goes in a digest, phase by phase, against another checkout.
+
+    .venv/bin/python bench/phases.py [--sizes 100000] [--rounds 3] [--against DIR]
+        [--database-url URL]
+
+For each size it resets the database (PostgreSQL: the public schema
+**dropped and recreated**), inserts N confirmed subscribers and three posts,
+triggers the digest, then sends it with one ``dispatch_pass`` in one thread
+(the dispatcher process's first thread, alone) through our Postmark provider
+to ``bench/fake_provider.py``. Each phase of every batch is timed, in
+microseconds per message, as wall time and as the sending thread's CPU: the
+claim, rendering, the provider's call, recording its answers, marking the
+digest sending and settling it.
+
+``--against DIR``: a checkout of another commit (``git worktree add
+/tmp/before REV``) runs alternately with this one, round by round, on the
+same database and fake: the baseline from the same run. Each run is a fresh
+process that imports the service from its checkout (this file's
+``bench/digest.py`` seeds, with that checkout's models). A phase a checkout
+does not have shows ``-``. Ends with each checkout's medians per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from statistics import median
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_digest"
+# (label, module under newsletter.delivery, function): what dispatch_pass calls per batch.
+PHASES = (
+    ("claim", "ledger", "claim"),
+    ("render", "dispatcher", "render_batch"),
+    ("send", "dispatcher", "_send"),
+    ("record", "ledger", "record"),
+    ("mark sending", "dispatcher", "mark_sending"),
+    ("settle", "dispatcher", "settle"),
+)
+
+
+def timed(spent: dict[str, list[float]], label: str, function: Callable) -> Callable:
+    """``function``, adding its wall and thread CPU seconds to ``spent[label]``."""
+
+    def run(*args, **kwargs):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[label][0] += time.perf_counter() - wall
+            spent[label][1] += time.thread_time() - cpu
+
+    return run
+
+
+def child(code: str, size: int, url: str, fake: str) -> None:
+    """One run in this process: seed, send with phases timed, print one JSON line."""
+    sys.path.insert(0, code)
+    import newsletter  # noqa: F401  (the checkout's, imported before bench/digest.py's own)
+
+    sys.path.insert(1, str(HERE))
+    import digest
+    from schema import fresh_schema
+
+    from newsletter import create_app
+    from newsletter.delivery import dispatcher, ledger
+    from newsletter.heap import freeze_startup_heap
+
+    fresh_schema(url)
+    digest.seed_and_trigger(url, size)
+    os.environ.update(digest.sending_env(url, fake, 1))
+    app = create_app()
+    freeze_startup_heap()  # as the dispatcher process does
+    spent: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    modules = {"ledger": ledger, "dispatcher": dispatcher}
+    for label, module, name in PHASES:
+        if hasattr(modules[module], name):
+            setattr(modules[module], name, timed(spent, label, getattr(modules[module], name)))
+    with app.app_context():
+        wall, cpu = time.perf_counter(), time.thread_time()
+        stats = dispatcher.dispatch_pass()
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert stats.outcomes.get("sent") == size, stats.outcomes
+    phases = {label: spent[label] for label, _, _ in PHASES if label in spent}
+    print(json.dumps({"seconds": wall, "cpu": cpu, "phases": phases}))
+
+
+def run_once(code: Path, size: int, url: str, fake: str) -> dict:
+    """One run of ``code``'s service in a fresh process: its figures."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(code), str(size), url, fake],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def commit_of(code: Path) -> str:
+    """The short commit ``code`` has checked out (with ``+`` when it has changes)."""
+    git = ["git", "-C", str(code)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], text=True, capture_output=True
+    ).stdout.strip()
+    return commit.stdout.strip() + ("+" if dirty else "")
+
+
+def row(name: str, size: int, figures: dict) -> str:
+    """One table row: per phase ``wall / CPU`` in µs a message."""
+    per = 1e6 / size
+    cells = []
+    for label, _, _ in PHASES:
+        spent = figures["phases"].get(label)
+        cells.append(f"{spent[0] * per:.1f} / {spent[1] * per:.1f}" if spent else "-")
+    return (
+        f"| {name} | {size:,} | {figures['seconds']:.2f} | {size / figures['seconds']:,.0f} "
+        f"| {' | '.join(cells)} | {figures['cpu'] * per:.1f} |"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        code, size, url, fake = sys.argv[2:6]
+        child(code, int(size), url, fake)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="another checkout, run alternately")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    import fake_provider
+
+    checkouts = [ROOT, *([args.against.resolve()] if args.against else [])]
+    names = {code: commit_of(code) for code in checkouts}
+    fake, base = fake_provider.start()
+    header = " | ".join(f"{label} µs/msg, wall / CPU" for label, _, _ in PHASES)
+    print(f"| commit | subscribers | seconds | msg/s | {header} | CPU µs/msg, all |")
+    print("|---|---:|---:|---:|" + "---:|" * (len(PHASES) + 1), flush=True)
+    results: dict[tuple[Path, int], list[dict]] = defaultdict(list)
+    try:
+        for _ in range(args.rounds):
+            for code in checkouts:
+                for size in args.sizes:
+                    figures = run_once(code, size, args.database_url, base)
+                    results[code, size].append(figures)
+                    print(row(names[code], size, figures), flush=True)
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    print(
+        "\n| commit | subscribers | runs | seconds, median | msg/s, median | CPU µs/msg, median |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for (code, size), runs in results.items():
+        seconds = median(r["seconds"] for r in runs)
+        cpu = median(r["cpu"] for r in runs) * 1e6 / size
+        print(
+            f"| {names[code]} | {size:,} | {len(runs)} | {seconds:.2f} "
+            f"| {size / seconds:,.0f} | {cpu:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
