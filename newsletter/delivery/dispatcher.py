@@ -12,6 +12,7 @@ import atexit
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -224,9 +225,9 @@ def _send_rendered(deliveries: list[ledger.Claimed], provider: Provider, stats: 
         return False
     results = _send(provider, [m for _, m in to_send])
     ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
-    for result in results:
-        stats.count(result.outcome.value)
-        PROVIDER_ANSWERS.labels(provider.name, result.outcome.value).inc()
+    for outcome, count in Counter(result.outcome.value for result in results).items():
+        stats.count(outcome, count)
+        PROVIDER_ANSWERS.labels(provider.name, outcome).inc(count)  # once an outcome, not a copy
     _watch_for_config_errors(results)
     _watch_for_rate_limits(results)
     return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
