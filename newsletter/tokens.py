@@ -10,16 +10,10 @@ An unsubscribe token is ``<public_id>.<signature>``: itsdangerous's
 first tokens were a ``URLSafeSerializer``'s (the id as base64 JSON, with
 another salt); they cost the digest bench about a tenth of its sending CPU
 (the JSON, a zlib attempt, base64), and links that carry them are still read.
-
-Every signer HMACs with SHA-1, itsdangerous's default, through
-``KeyedHMAC``: the same signatures, with each key's HMAC state made once
-and copied per token (keying hashes two blocks of padding first), and each
-key derived once per signer.
 """
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from flask import current_app
@@ -30,7 +24,6 @@ from itsdangerous import (
     URLSafeSerializer,
     URLSafeTimedSerializer,
 )
-from itsdangerous.signer import HMACAlgorithm
 
 CONFIRM_SALT = "newsletter.confirm.v1"
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v2"
@@ -44,35 +37,6 @@ class TokenError(Exception):
         super().__init__("expired" if expired else "invalid")
         self.expired = expired
         self.public_id = public_id
-
-
-class KeyedHMAC(HMACAlgorithm):
-    """itsdangerous's HMAC-SHA1, keyed once per key: each signature copies the keyed state."""
-
-    def __init__(self) -> None:
-        super().__init__()  # SHA-1, as itsdangerous's default signs
-        self._keyed: dict[bytes, hmac.HMAC] = {}  # one per derived key: a handful
-
-    def get_signature(self, key: bytes, value: bytes) -> bytes:
-        """The HMAC of ``value`` under ``key``, as ``HMACAlgorithm`` computes it."""
-        keyed = self._keyed.get(key)
-        if keyed is None:
-            keyed = self._keyed[key] = hmac.new(key, digestmod=self.digest_method)
-        mac = keyed.copy()
-        mac.update(value)
-        return mac.digest()
-
-
-class _KeyOnceSigner(Signer):
-    """A ``Signer`` that derives each of its keys once, not once per signature."""
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        """The key ``Signer.derive_key`` derives, remembered per secret key."""
-        derived: dict[str | bytes | None, bytes] = self.__dict__.setdefault("_derived", {})
-        key = derived.get(secret_key)
-        if key is None:
-            key = derived[secret_key] = super().derive_key(secret_key)
-        return key
 
 
 @dataclass(frozen=True)
@@ -89,12 +53,9 @@ class Tokens:
     def __init__(self, secret_key: str, fallbacks: list[str], confirm_max_age: int) -> None:
         # itsdangerous signs with the last key and accepts all of them.
         keys = [*reversed(fallbacks), secret_key]
-        hmac_sha1 = {"algorithm": KeyedHMAC()}
-        self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT, signer_kwargs=hmac_sha1)
-        self._unsubscribe = _KeyOnceSigner(keys, salt=UNSUBSCRIBE_SALT, **hmac_sha1)
-        self._first_unsubscribe = URLSafeSerializer(
-            keys, salt=FIRST_UNSUBSCRIBE_SALT, signer_kwargs=hmac_sha1
-        )
+        self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT)
+        self._unsubscribe = Signer(keys, salt=UNSUBSCRIBE_SALT)
+        self._first_unsubscribe = URLSafeSerializer(keys, salt=FIRST_UNSUBSCRIBE_SALT)
         self._max_age = confirm_max_age
 
     def confirm_token(self, public_id: str, round: int) -> str:
