@@ -14,10 +14,13 @@ digest sending and settling it.
 
 ``--against DIR``: a checkout of another commit (``git worktree add
 /tmp/before REV``) runs alternately with this one, round by round, on the
-same database and fake: the baseline from the same run. Each run is a fresh
-process that imports the service from its checkout (this file's
-``bench/digest.py`` seeds, with that checkout's models). A phase a checkout
-does not have shows ``-``. Ends with each checkout's medians per size.
+same database and fake, each first every other round: the baseline from the
+same run. Each run is a fresh process that imports the service from its
+checkout (this file's ``bench/digest.py`` seeds, with that checkout's
+models). A phase a checkout does not have shows ``-``. Ends with each
+checkout's medians per size. The machine's speed swings by a sixth to a
+third between runs a minute apart: a change worth a few percent needs many
+rounds, or a microbenchmark of its own.
 """
 
 from __future__ import annotations
@@ -149,8 +152,9 @@ def main() -> None:
     print("|---|---:|---:|---:|" + "---:|" * (len(PHASES) + 1), flush=True)
     results: dict[tuple[Path, int], list[dict]] = defaultdict(list)
     try:
-        for _ in range(args.rounds):
-            for code in checkouts:
+        for round_ in range(args.rounds):
+            # Each goes first every other round: the machine drifts within a round too.
+            for code in checkouts if round_ % 2 == 0 else checkouts[::-1]:
                 for size in args.sizes:
                     figures = run_once(code, size, args.database_url, base)
                     results[code, size].append(figures)
