@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shlex
 import shutil
@@ -34,7 +35,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from config import ConfigError, dispatcher_process_count, from_env, on_postgresql, sends_elsewhere
+# A reload (SIGHUP) runs this file again, but Python keeps the config module it
+# imported the first time: read config.py again too, or the master (and the
+# workers it forks) would count dispatchers by the old rules while the new
+# dispatcher processes, fresh interpreters, follow the new ones.
+if "config" in sys.modules:
+    importlib.reload(sys.modules["config"])
+from config import (
+    ConfigError,
+    dispatcher_process_count,
+    from_env,
+    on_postgresql,
+    sends_elsewhere,
+)
 
 # Set at load time, before anything imports prometheus_client: a module imported
 # before the variable exists would stay in single-process mode in every worker.
@@ -91,13 +104,18 @@ def on_starting(server) -> None:
 def on_reload(server) -> None:
     """A SIGHUP read this file again: size the cap, and start the dispatchers anew.
 
-    The new workers run the code and settings on disk now; so do the
-    dispatcher processes, started again once the old ones have finished
-    their batches in flight (a digest's rest waits in the ledger meanwhile).
+    Before gunicorn starts the new workers, the old dispatcher processes
+    finish and record their batches in flight (the master waits, up to
+    graceful_timeout), then new ones start: the code on disk, and the
+    settings the new workers get (``--env``, or ``raw_env`` in this file).
+    What falls due meanwhile waits in the ledger.
     """
     _size_connections(server)
-    _stop(getattr(server, "newsletter_dispatchers", []), float(server.cfg.graceful_timeout))
-    server.log.info("dispatcher processes stopped for the reload")
+    stopping = getattr(server, "newsletter_dispatchers", [])
+    server.newsletter_dispatchers = []
+    if stopping:
+        _stop(stopping, float(server.cfg.graceful_timeout))
+        server.log.info("dispatcher processes stopped for the reload")
     _start_dispatchers(server)
 
 
@@ -161,6 +179,8 @@ class _DispatcherProcess:
             index = self.argv[-1]
             self.server.log.warning("dispatcher process exited (index %s); starting another", index)
             self.pid = self._spawn()
+            if self.stopping.is_set():  # _stop came meanwhile, and signalled the one that died
+                self.signal(signal.SIGTERM)
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the process now running (none once it has exited)."""

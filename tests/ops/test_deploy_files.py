@@ -108,3 +108,27 @@ def test_gunicorn_config_starts_a_dispatcher_process_only_when_this_host_sends(
         timeout=60,
     )
     assert result.stdout.strip() == str(expected), result.stderr
+
+
+def test_a_reload_of_the_gunicorn_config_reads_config_py_again(tmp_path: Path) -> None:
+    """A SIGHUP runs gunicorn.conf.py again: the master must not keep the old config rules."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "SECRET_KEY": "x",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    program = (
+        "import runpy, sys, config\n"
+        "config.digest_processes = None  # a rule that changed on disk since the first load\n"
+        "runpy.run_path('gunicorn.conf.py')  # as gunicorn's reload does\n"
+        "print(callable(sys.modules['config'].digest_processes))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "True", result.stderr
