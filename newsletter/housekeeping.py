@@ -53,7 +53,7 @@ def _purge_pending() -> int:
 
 
 def _settle_stalled() -> int:
-    """Finish digests whose last batch's dispatcher died before settling them."""
+    """Finish digests whose last batch's dispatcher died (or failed) before settling them."""
     return settle_stalled(db.session)
 
 

@@ -41,21 +41,25 @@ def mark_sending(session: Session, digest_ids: Iterable[int]) -> None:
     session.commit()
 
 
-def settle(session: Session, digest_ids: Iterable[int]) -> None:
-    """Mark digests sent or failed once no copy is pending; commit.
+def settle(session: Session, digest_ids: Iterable[int]) -> set[int]:
+    """Mark digests sent or failed once no copy is pending; commit; the ones it finished.
 
-    A digest that ends failed (no copy went out) gives its posts back. Runs
-    as each dispatch pass ends, for the digests it sent copies of: the pending
-    check reads the digest's copies, and on PostgreSQL, whose planner scans
-    the table while most of them are queued, it read more of them the further
-    the digest had gone (at 100,000 copies, about 5 ms a batch).
+    A digest that ends failed (no copy went out) gives its posts back. A
+    dispatch pass runs it as it ends, and every second of a longer one, for
+    the digests it sent copies of, not after each batch: the pending check
+    reads the digest's copies, and PostgreSQL's planner, while most of them
+    are queued, scans the table, so each batch's check read past every copy
+    sent before it (5.6-7.7 µs a message at 100,000, ``bench/phases.py``).
     """
     now = utcnow()
+    finished: set[int] = set()
     for digest_id in set(digest_ids):
         still_pending = session.scalar(select(_pending_copy(digest_id)))
         if not still_pending:
             _finish(session, digest_id, now)
+            finished.add(digest_id)
     session.commit()
+    return finished
 
 
 SETTLE_EVERY_SECONDS = 60.0  # how often a dispatcher or Celery beat runs settle_stalled
@@ -64,9 +68,10 @@ SETTLE_EVERY_SECONDS = 60.0  # how often a dispatcher or Celery beat runs settle
 def settle_stalled(session: Session) -> int:
     """Finish every unfinished digest none of whose copies is pending; how many. Commits.
 
-    A dispatcher that dies between recording a digest's last batch and
-    settling it leaves no copy pending, so no later batch would settle it,
-    whether it was marked sending or, its only batch, not yet: this job does.
+    A dispatcher that dies, or whose pass fails, between recording a
+    digest's last batch and settling it (as its pass ends) leaves no copy
+    pending, so no later pass would settle it, whether it was marked sending
+    or, its only batch, not yet: this job does.
     """
     stalled = session.scalars(
         select(_DIGESTS.c.id).where(

@@ -4,7 +4,8 @@
 APP_URI INDEX`` from the master when ``DISPATCH_PROCESS`` is true, once per
 ``DISPATCH_PROCESSES`` and ``DISPATCH_DIGEST_PROCESSES`` (INDEX 0, 1, ...;
 ``config.dispatcher_process_count``), restarts each that dies, and stops
-them (SIGTERM: each finishes its batch in flight) when gunicorn stops. The
+them (SIGTERM: each finishes its batch in flight) when gunicorn stops, or
+starts them anew on a reload (SIGHUP). The
 workers then keep no dispatcher thread: rendering and sending no longer
 compete with their request threads for their one GIL, which is most of what
 a burst of signups cost them (``bench/RESULTS.md``). Process 0 alone runs

@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # housekeeping imports the delivery layer: no import back at 
     from ..housekeeping import Job
 
 log = logging.getLogger(__name__)
+# A pass settles the digests it sent copies of as it ends, and at most this often
+# before that (a long pass: a queue that keeps filling batches, or SEND_RATE).
+PASS_SETTLES_EVERY_SECONDS = 1.0
 
 
 @dataclass
@@ -83,7 +86,8 @@ def dispatch_pass(
     bottleneck: there a helper only cost the dispatcher a fifth more CPU,
     which the web workers could have used.) ``kind``: claim deliveries of
     that kind only (a dispatcher process for digests). The digests it sent
-    copies of are settled (sent once no copy is pending) as it ends.
+    copies of are settled (sent once no copy is pending) as it ends, and
+    every ``PASS_SETTLES_EVERY_SECONDS`` of a longer pass.
     """
     provider = current_provider()
     health = dispatch_health()
@@ -94,7 +98,8 @@ def dispatch_pass(
     if pace.rate:
         batch_size = max(1, min(batch_size, int(pace.rate)))
     batches = 0
-    sending: set[int] = set()  # the digests this pass sent copies of
+    sending: set[int] = set()  # the digests this pass sent copies of, not yet finished
+    settled_at = time.monotonic()
     until = time.monotonic() + for_seconds if for_seconds is not None else None
     while not (health.paused or health.rate_limited) and (
         until is None or batches == 0 or time.monotonic() < until
@@ -121,6 +126,9 @@ def dispatch_pass(
         retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
         if send_claimed(claimed, provider, stats, sending):
             break  # the provider asked us to wait: the rest of the queue waits too
+        if sending and time.monotonic() - settled_at >= PASS_SETTLES_EVERY_SECONDS:
+            sending -= settle(db.session, sending)
+            settled_at = time.monotonic()
         if (
             len(claimed) < batch_size
             and stats.outcomes.get(Outcome.TRANSIENT.value, 0) == retries_before
@@ -129,8 +137,8 @@ def dispatch_pass(
             # empty claim. What is queued from now on wakes the dispatcher again.
             break
     if sending:
-        # Once a pass, not once a batch: whether a copy is still pending reads the
-        # digest's copies, and PostgreSQL scans more of them the further it has gone.
+        # Not once a batch: whether a copy is still pending reads the digest's
+        # copies, and PostgreSQL scans more of them the further it has gone.
         settle(db.session, sending)
     health.last_pass_at = utcnow().isoformat()
     return stats

@@ -355,6 +355,10 @@ def test_a_batch_renders_the_shared_body_once_and_gives_each_copy_its_own_link(
     assert renders == {"shared": 1}
 
 
+def _status(client, headers, digest_id: int) -> str:
+    return client.get(f"/admin/digests/{digest_id}", headers=headers).get_json()["status"]
+
+
 def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
     make_app, admin_headers, monkeypatch
 ):
@@ -369,24 +373,18 @@ def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
     emails = add_confirmed(app, 5)
     add_post(client, admin_headers, 1)
     digest = trigger(client, admin_headers).get_json()
-
-    def status() -> str:
-        return client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()[
-            "status"
-        ]
-
     seen: list[str] = []
     mark_sending = dispatcher.mark_sending
 
     def mark_and_look(session, digest_ids) -> None:
         mark_sending(session, digest_ids)
-        seen.append(status())
+        seen.append(_status(client, admin_headers, digest["id"]))
 
     monkeypatch.setattr(dispatcher, "mark_sending", mark_and_look)
     pending_checks: list[str] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany) -> None:
-        if "EXISTS" in statement:
+        if "EXISTS" in statement and "deliveries" in statement:
             pending_checks.append(statement)
 
     with app.app_context():
@@ -402,3 +400,31 @@ def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["status"], report["sent"], report["pending"]) == ("sent", 5, 0)
     assert sorted(m["To"] for m in Outbox(app).messages()) == sorted(emails)
+
+
+def test_a_long_pass_settles_a_finished_digest_before_it_ends(make_app, admin_headers, monkeypatch):
+    """A pass that other mail keeps busy still finishes the digest it sent (every second)."""
+    from newsletter.delivery import dispatcher
+    from tests.conftest import Outbox
+
+    app = make_app(DISPATCH_BATCH_SIZE=2, RATELIMIT_ENABLED=False)
+    client = app.test_client()
+    add_confirmed(app, 2)  # the digest: one batch
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    for n in range(4):  # then two full batches of confirmations, queued after it
+        response = client.post("/subscribe", json={"email": f"new{n}@example.com"})
+        assert response.status_code == 202
+    monkeypatch.setattr(dispatcher, "PASS_SETTLES_EVERY_SECONDS", 0.0)
+    seen: list[str] = []
+    send = dispatcher._send
+
+    def look_then_send(provider, messages):
+        seen.append(_status(client, admin_headers, digest["id"]))
+        return send(provider, messages)
+
+    monkeypatch.setattr(dispatcher, "_send", look_then_send)
+    stats = Outbox(app).dispatch()
+    assert stats.outcomes["sent"] == 6
+    # Before its own batch, then before each batch of confirmations in the same pass.
+    assert seen == ["queued", "sent", "sent"]
