@@ -39,7 +39,8 @@ from statistics import median
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_digest"
-# (label, module under newsletter.delivery, function): what dispatch_pass calls per batch.
+# (label, module under newsletter.delivery, function): what dispatch_pass calls, each
+# batch (settle: as the pass ends; before 2026-12-06, after each batch, marking included).
 PHASES = (
     ("claim", "ledger", "claim"),
     ("render", "dispatcher", "render_batch"),
@@ -67,12 +68,16 @@ def timed(spent: dict[str, list[float]], label: str, function: Callable) -> Call
 def child(code: str, size: int, url: str, fake: str) -> None:
     """One run in this process: seed, send with phases timed, print one JSON line."""
     sys.path.insert(0, code)
-    import newsletter  # noqa: F401  (the checkout's, imported before bench/digest.py's own)
+    import config
+    import newsletter  # the checkout's, imported before bench/digest.py's own
 
     sys.path.insert(1, str(HERE))
-    import digest
+    import digest  # it puts this checkout first on sys.path: the checkout's goes first again
     from schema import fresh_schema
 
+    sys.path.insert(0, code)
+    for module in (newsletter, config):
+        assert Path(module.__file__ or "").is_relative_to(code), module.__file__
     from newsletter import create_app
     from newsletter.delivery import dispatcher, ledger
     from newsletter.heap import freeze_startup_heap
@@ -98,13 +103,14 @@ def child(code: str, size: int, url: str, fake: str) -> None:
 
 def run_once(code: Path, size: int, url: str, fake: str) -> dict:
     """One run of ``code``'s service in a fresh process: its figures."""
-    out = subprocess.run(
+    run = subprocess.run(
         [sys.executable, __file__, "--child", str(code), str(size), url, fake],
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"a run of {code} failed:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def commit_of(code: Path) -> str:
