@@ -67,6 +67,9 @@ def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
     follow(digest.id, digest.recipients)
 
 
+FOLLOW_SECONDS = 0.5  # how long follow dispatches between two looks at the digest
+
+
 def follow(digest_id: int, recipients: int) -> None:
     """Show a progress bar until the digest is sent; dispatch here unless Celery does."""
     dispatch_here = not current_app.config["CELERY_BROKER_URL"]
@@ -74,7 +77,9 @@ def follow(digest_id: int, recipients: int) -> None:
     with click.progressbar(length=recipients, label="sending", show_pos=True) as bar:
         while True:
             if dispatch_here:
-                dispatch_pass(for_seconds=0)  # one batch, then the bar moves
+                # Batches for half a second, then the bar moves: counting the digest's
+                # copies (and settling it) once a batch would read them all each time.
+                dispatch_pass(for_seconds=FOLLOW_SECONDS)
             digest = service.get_digest(db.session, digest_id)
             counts = service.report(db.session, digest).counts
             db.session.rollback()
