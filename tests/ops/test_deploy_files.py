@@ -79,6 +79,26 @@ def test_long_running_services_have_healthchecks(services):
     assert int(services["web"]["stop_grace_period"].rstrip("s")) > 30
 
 
+def _printed_after_the_gunicorn_config(program: str, tmp_path: Path, **settings: str) -> str:
+    """What ``program`` prints, run in a fresh interpreter beside gunicorn.conf.py."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "SECRET_KEY": "x",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # not made by the config
+        **settings,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
@@ -91,44 +111,17 @@ def test_long_running_services_have_healthchecks(services):
 def test_gunicorn_config_starts_a_dispatcher_process_only_when_this_host_sends(
     settings: dict[str, str], expected: bool, tmp_path: Path
 ) -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "SECRET_KEY": "x",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # not made by the config
-        **settings,
-    }
     settings_then = "runpy.run_path('gunicorn.conf.py')['dispatching_settings']()"
     program = f"import runpy; print({settings_then} is not None)"
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == str(expected), result.stderr
+    assert _printed_after_the_gunicorn_config(program, tmp_path, **settings) == str(expected)
 
 
 def test_a_reload_of_the_gunicorn_config_reads_config_py_again(tmp_path: Path) -> None:
     """A SIGHUP runs gunicorn.conf.py again: the master must not keep the old config rules."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "SECRET_KEY": "x",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
     program = (
         "import runpy, sys, config\n"
         "config.digest_processes = None  # a rule that changed on disk since the first load\n"
         "runpy.run_path('gunicorn.conf.py')  # as gunicorn's reload does\n"
         "print(callable(sys.modules['config'].digest_processes))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == "True", result.stderr
+    assert _printed_after_the_gunicorn_config(program, tmp_path) == "True"
