@@ -107,7 +107,7 @@ def on_reload(server) -> None:
     Before gunicorn starts the new workers, the old dispatcher processes
     finish and record their batches in flight (the master waits, up to
     graceful_timeout), then new ones start: the code on disk, and the
-    settings the new workers get (``--env``, or ``raw_env`` in this file).
+    settings the new workers get (gunicorn's ``--env`` or ``raw_env``).
     What falls due meanwhile waits in the ledger.
     """
     _size_connections(server)

@@ -49,7 +49,7 @@ def settle(session: Session, digest_ids: Iterable[int]) -> set[int]:
     the digests it sent copies of, not after each batch: the pending check
     reads the digest's copies, and PostgreSQL's planner, while most of them
     are queued, scans the table, so each batch's check read past every copy
-    sent before it (5.6-7.7 µs a message at 100,000, ``bench/phases.py``).
+    sent before it (6.7-7.7 µs a message at 100,000, ``bench/phases.py``).
     """
     now = utcnow()
     finished: set[int] = set()
