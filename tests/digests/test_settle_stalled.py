@@ -25,7 +25,7 @@ def _stalled_digest(
     add_post(client, admin_headers, 1)
     digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
     with monkeypatch.context() as patch:
-        patch.setattr("newsletter.delivery.dispatcher.settle", lambda session, ids: None)
+        patch.setattr("newsletter.delivery.dispatcher.settle", lambda session, ids: set())
         if marked is DigestStatus.QUEUED:
             patch.setattr("newsletter.delivery.dispatcher.mark_sending", lambda session, ids: None)
         Outbox(app).dispatch()
