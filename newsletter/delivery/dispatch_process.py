@@ -9,7 +9,9 @@ starts them anew on a reload (SIGHUP). The
 workers then keep no dispatcher thread: rendering and sending no longer
 compete with their request threads for their one GIL, which is most of what
 a burst of signups cost them (``bench/RESULTS.md``). Process 0 alone runs
-the housekeeping jobs; each publishes its own health record.
+the housekeeping jobs; each publishes its own health record, and one
+started again keeps to the provider's pause or rate limit its predecessor
+published there.
 
 Nothing wakes this process on a commit: it looks for due deliveries every
 ``DISPATCH_COALESCE`` seconds (0.2), which is how long the threads waited
@@ -52,7 +54,7 @@ from ..extensions import db
 from ..heap import freeze_startup_heap
 from ..models import DeliveryKind
 from .dispatcher import BackgroundDispatcher
-from .health import health_file
+from .health import DispatchHealth, dispatch_health, health_file, take_up
 
 
 def sending_threads(config: Mapping[str, Any], postgresql: bool) -> int:
@@ -76,6 +78,9 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     # waited for the rest of a burst (at least every 0.05 s, even with DISPATCH_COALESCE=0).
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
     published = app.config["DISPATCH_HEALTH_FILE"]
+    own_file = health_file(published, index) if published else None
+    if own_file:  # started again (a crash, a reload): the provider's pause still holds
+        take_up(dispatch_health(app), DispatchHealth.load(own_file))
     with app.app_context():
         threads = sending_threads(app.config, is_postgresql(db.session))
     kind = claimed_kind(app.config, index)
@@ -89,7 +94,7 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
         app,
         jobs=JOBS if index == 0 else (),
         interval=poll,
-        health_file=health_file(published, index) if published else None,  # the workers read it
+        health_file=own_file,  # the workers read it
         helpers=helpers,
         kind=kind,
     )

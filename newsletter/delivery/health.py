@@ -267,6 +267,19 @@ def recent(session: Session) -> list[DispatchHealth]:
     return [_from_row(row, now, monotonic_now) for row in rows]
 
 
+def take_up(health: DispatchHealth, stored: DispatchHealth) -> None:
+    """Keep to the pause or rate limit the process before this one, in the same role, met.
+
+    A new process (the next cron run, a dispatcher process started again
+    after a crash or a reload) would otherwise forget it and send straight
+    into the same error. An error whose pause is over stays behind.
+    """
+    if stored.paused or stored.rate_limited:
+        health.paused_until = max(health.paused_until, stored.paused_until)
+        health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
+        health.last_error = health.last_error or stored.last_error
+
+
 @contextmanager
 def cron_run_health(session: Session) -> Iterator[DispatchHealth]:
     """This cron run's health record: its host's last run's pause taken up, saved back at the end.
@@ -285,10 +298,8 @@ def cron_run_health(session: Session) -> Iterator[DispatchHealth]:
         row = None
     stored = _from_row(row, utcnow(), time.monotonic()) if row is not None else None
     session.commit()  # the read's transaction ends here, before the pass's own
-    if stored is not None and (stored.paused or stored.rate_limited):  # an old error stays old
-        health.paused_until = max(health.paused_until, stored.paused_until)
-        health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
-        health.last_error = health.last_error or stored.last_error
+    if stored is not None:
+        take_up(health, stored)
     yield health
     save_to_database(session, process)(health)
 
