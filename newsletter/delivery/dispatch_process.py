@@ -10,8 +10,9 @@ workers then keep no dispatcher thread: rendering and sending no longer
 compete with their request threads for their one GIL, which is most of what
 a burst of signups cost them (``bench/RESULTS.md``). Process 0 alone runs
 the housekeeping jobs; each publishes its own health record, and one
-started again keeps to the provider's pause or rate limit its predecessor
-published there.
+started again keeps to the provider's rate limit its predecessor published
+there (not to a configuration error's pause: a restart is how a fixed
+setting is taken up).
 
 Nothing wakes this process on a commit: it looks for due deliveries every
 ``DISPATCH_COALESCE`` seconds (0.2), which is how long the threads waited
@@ -79,8 +80,8 @@ def run(app: Flask, stop: threading.Event, index: int = 0) -> None:
     poll = max(app.config["DISPATCH_COALESCE"], 0.05)
     published = app.config["DISPATCH_HEALTH_FILE"]
     own_file = health_file(published, index) if published else None
-    if own_file:  # started again (a crash, a reload): the provider's pause still holds
-        take_up(dispatch_health(app), DispatchHealth.load(own_file))
+    if own_file:  # started again (a crash, a reload): the provider's rate limit still holds
+        take_up(dispatch_health(app), DispatchHealth.load(own_file), config_pause=False)
     with app.app_context():
         threads = sending_threads(app.config, is_postgresql(db.session))
     kind = claimed_kind(app.config, index)

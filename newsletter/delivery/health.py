@@ -267,17 +267,23 @@ def recent(session: Session) -> list[DispatchHealth]:
     return [_from_row(row, now, monotonic_now) for row in rows]
 
 
-def take_up(health: DispatchHealth, stored: DispatchHealth) -> None:
-    """Keep to the pause or rate limit the process before this one, in the same role, met.
+def take_up(health: DispatchHealth, stored: DispatchHealth, config_pause: bool = True) -> None:
+    """Keep to the rate limit the process before this one, in the same role, met.
 
     A new process (the next cron run, a dispatcher process started again
     after a crash or a reload) would otherwise forget it and send straight
-    into the same error. An error whose pause is over stays behind.
+    into the same answer. ``config_pause``: the pause of a provider
+    configuration error too (not for a restarted dispatcher process: a
+    restart is how a fixed setting is taken up). An error whose pause is
+    over stays behind.
     """
-    if stored.paused or stored.rate_limited:
+    held = stored.rate_limited or (config_pause and stored.paused)
+    if not held:
+        return
+    health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
+    if config_pause:
         health.paused_until = max(health.paused_until, stored.paused_until)
-        health.rate_limited_until = max(health.rate_limited_until, stored.rate_limited_until)
-        health.last_error = health.last_error or stored.last_error
+    health.last_error = health.last_error or stored.last_error
 
 
 @contextmanager
