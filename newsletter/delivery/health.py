@@ -106,13 +106,9 @@ class DispatchHealth:
         )
 
 
-# Last passes are ISO times in UTC: they sort as text.
-def _latest(passes: Sequence[str]) -> str | None:
-    return max(passes) if passes else None
-
-
 def _oldest(passes: Sequence[str], records: int) -> str | None:
     """The oldest of every record's last pass; None while one of them has none."""
+    # Last passes are ISO times in UTC: they sort as text.
     return min(passes) if passes and len(passes) == records else None
 
 
