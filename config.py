@@ -110,7 +110,7 @@ def _bind(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
+def _number(env: Mapping[str, str], name: str, default: float | None, kind: type = int) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -133,11 +133,6 @@ def _at_least_one(env: Mapping[str, str], name: str) -> int:
 def _at_least_one_or_unset(env: Mapping[str, str], name: str) -> int | None:
     """A count of at least 1, or None when unset: its default depends on the database."""
     return _at_least_one(env, name) if _str(env, name) else None
-
-
-def _count_or_unset(env: Mapping[str, str], name: str) -> int | None:
-    """A count (0 allowed), or None when unset: its default depends on the database."""
-    return _number(env, name, 0) if _str(env, name) else None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -230,7 +225,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # sender. Unset: 1 beside one dispatcher process on PostgreSQL with no
         # SEND_RATE, else 0 (digest_processes). 0 saves a process's memory (about
         # 100 MiB). SEND_RATE holds each of them too.
-        "DISPATCH_DIGEST_PROCESSES": _count_or_unset(env, "DISPATCH_DIGEST_PROCESSES"),
+        "DISPATCH_DIGEST_PROCESSES": _number(env, "DISPATCH_DIGEST_PROCESSES", None),
         # ours: sending threads in each such process. One renders while another
         # waits on the database or the provider (one process at 100,000: 0.26 -> 0.37
         # of the bare client's rate, bench/RESULTS.md); with several processes on two
