@@ -45,6 +45,7 @@ def test_a_restarted_dispatcher_process_keeps_to_the_rate_limit_its_predecessor_
             time.sleep(1.0)  # five looks at the queue
             assert outbox.messages() == []
             record = json.loads(published.read_text())
+            assert record["last_pass_at"] is not None  # written by the new process, not the old
             assert record["rate_limited_until"] > time.monotonic()  # still said to the workers
             assert record["last_error"] == "429 slow down"
         else:  # a rate limit that is over, or a configuration pause: the mail goes
