@@ -31,6 +31,14 @@ def dispatchers(master: int) -> list[int]:
     return found
 
 
+def gone(pid: int) -> bool:
+    """True once process ``pid`` has exited (reaped, or a zombie)."""
+    try:
+        return b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+    except FileNotFoundError:
+        return True
+
+
 def sent_count(base: str, admin: dict[str, str]) -> float:
     """Provider answers "sent" counted so far, as the workers' /metrics shows them."""
     metrics = requests.get(f"{base}/metrics", headers=admin, timeout=10).text
@@ -97,19 +105,8 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0
         assert not Path(health.decode()).parent.exists()  # removed once the process stopped
-        assert (
-            not Path(f"/proc/{second}").exists()
-            or b"zombie" in Path(f"/proc/{second}/status").read_bytes().lower()
-        )
+        assert gone(second)
         assert len(emails()) == 3  # each confirmation sent once
-
-
-def gone(pid: int) -> bool:
-    """True once process ``pid`` has exited (reaped, or a zombie)."""
-    try:
-        return b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
-    except FileNotFoundError:
-        return True
 
 
 def index_of(pid: int) -> bytes:
@@ -158,10 +155,7 @@ def test_several_dispatcher_processes_each_send_alone_and_all_stop(app, database
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0
         for pid in last:
-            assert (
-                not Path(f"/proc/{pid}").exists()
-                or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
-            )
+            assert gone(pid)
         assert len(emails()) == 2  # each confirmation sent once
 
 
