@@ -148,12 +148,12 @@ def sending_env(url: str, fake: str, processes: int) -> dict[str, str]:
     return {**sender_env(url, fake), "DISPATCH_PROCESSES": str(processes)}
 
 
-def digest_senders(url: str, fake: str, processes: int) -> int:
-    """How many digests-only processes gunicorn would start beside ``processes`` (on PostgreSQL)."""
+def digest_senders(env: dict[str, str]) -> int:
+    """How many digests-only processes gunicorn would start with the senders' ``env``."""
     from config import digest_processes, from_env
 
     # This bench runs on PostgreSQL only (fresh_schema drops a PostgreSQL schema).
-    return digest_processes(from_env(sending_env(url, fake, processes)), postgresql=True)
+    return digest_processes(from_env(env), postgresql=True)
 
 
 def run_senders(
@@ -171,7 +171,7 @@ def run_senders(
     if profile is not None:
         profile.parent.mkdir(parents=True, exist_ok=True)
         env["BENCH_PROFILE"] = str(profile)
-    digests = digest_senders(url, fake, processes)
+    digests = digest_senders(env)
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "sender.py")],
