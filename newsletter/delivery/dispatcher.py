@@ -214,9 +214,10 @@ def send_claimed(
             stop = _send_rendered(deliveries, provider, stats)
     finally:
         IN_FLIGHT.dec(len(deliveries))
-    if digest_ids - sending:
-        mark_sending(session, digest_ids - sending)
-        sending |= digest_ids
+    first_batch_of = digest_ids - sending
+    if first_batch_of:
+        mark_sending(session, first_batch_of)
+        sending |= first_batch_of
     return stop
 
 
