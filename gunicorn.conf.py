@@ -225,6 +225,7 @@ def _start_dispatchers(server) -> None:
         # without one, each worker runs its own dispatcher thread again.
         os.environ.pop("DISPATCH_HEALTH_FILE", None)
         server.newsletter_dispatchers = []
+        _remove_dispatch_folder(server)  # a reload that turned them off: no file to keep
         return
     # Where they tell the workers how sending goes; set before any worker is forked,
     # it is also what keeps their dispatcher threads from starting.
@@ -243,9 +244,15 @@ def when_ready(server) -> None:
     _start_dispatchers(server)
 
 
-def on_exit(server) -> None:
-    """Stop the dispatcher processes after the workers, so each records its batch in flight."""
-    _stop(getattr(server, "newsletter_dispatchers", []), float(server.cfg.graceful_timeout))
+def _remove_dispatch_folder(server) -> None:
+    """Remove the folder the dispatcher processes' health files went to, if this master made one."""
     folder = getattr(server, "newsletter_dispatch_folder", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+        server.newsletter_dispatch_folder = None
+
+
+def on_exit(server) -> None:
+    """Stop the dispatcher processes after the workers, so each records its batch in flight."""
+    _stop(getattr(server, "newsletter_dispatchers", []), float(server.cfg.graceful_timeout))
+    _remove_dispatch_folder(server)

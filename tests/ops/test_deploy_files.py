@@ -125,3 +125,30 @@ def test_a_reload_of_the_gunicorn_config_reads_config_py_again(tmp_path: Path) -
         "print(callable(sys.modules['config'].digest_processes))\n"
     )
     assert _printed_after_the_gunicorn_config(program, tmp_path) == "True"
+
+
+def test_a_reload_that_turns_the_dispatcher_processes_off_removes_their_folder(
+    tmp_path: Path,
+) -> None:
+    """Process mode, then threads, then processes again: one health folder left, none at exit."""
+    program = (
+        "import glob, os, runpy, tempfile, types\n"
+        "conf = runpy.run_path('gunicorn.conf.py')['_start_dispatchers'].__globals__\n"
+        "conf['_DispatcherProcess'] = lambda server, index: index  # start none for real\n"
+        "server = types.SimpleNamespace()\n"
+        "pattern = os.path.join(tempfile.gettempdir(), 'newsletter-dispatch-*')\n"
+        "made = lambda: len(glob.glob(pattern))\n"
+        "before = made()\n"
+        "conf['_start_dispatchers'](server)\n"
+        "first = made() - before, server.newsletter_dispatchers\n"
+        "os.environ['DISPATCH_PROCESS'] = 'false'  # what a reload can be given\n"
+        "conf['_start_dispatchers'](server)\n"
+        "off = made() - before, 'DISPATCH_HEALTH_FILE' in os.environ\n"
+        "del os.environ['DISPATCH_PROCESS']\n"
+        "conf['_start_dispatchers'](server)\n"
+        "again = made() - before\n"
+        "conf['_remove_dispatch_folder'](server)  # as on_exit does\n"
+        "print(first, off, again, made() - before)\n"
+    )
+    printed = _printed_after_the_gunicorn_config(program, tmp_path, TMPDIR=str(tmp_path))
+    assert printed == "(1, [0]) (0, False) 1 0"
