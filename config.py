@@ -66,12 +66,12 @@ def database_url(raw: str, instance_path: str) -> str:
 def digest_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
     """``DISPATCH_DIGEST_PROCESSES``; unset, 1 beside one process on PostgreSQL, no SEND_RATE.
 
-    The one rule for gunicorn.conf.py (how many it starts), the dispatcher
-    processes (which of them send digests only, and with how many threads)
-    and the workers (whose health records to read). SQLite gets none: a
-    second writer would only wait for the first. Nor does a ``SEND_RATE``:
-    it holds each process, so a second one would double what the provider
-    was promised, and under a rate cap the CPU is not what limits a digest.
+    The rule gunicorn.conf.py starts processes by, and the benches play (the
+    workers and the processes take the count the master hands down:
+    running_dispatcher_processes). SQLite gets none: a second writer would
+    only wait for the first. Nor does a ``SEND_RATE``: it holds each
+    process, so a second one would double what the provider was promised,
+    and under a rate cap the CPU is not what limits a digest.
     """
     if settings["DISPATCH_DIGEST_PROCESSES"] is not None:
         return settings["DISPATCH_DIGEST_PROCESSES"]
@@ -82,6 +82,18 @@ def digest_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
 def dispatcher_process_count(settings: Mapping[str, Any], postgresql: bool) -> int:
     """The dispatcher processes gunicorn runs: ``DISPATCH_PROCESSES``, then the digests' ones."""
     return settings["DISPATCH_PROCESSES"] + digest_processes(settings, postgresql)
+
+
+def running_dispatcher_processes(settings: Mapping[str, Any], postgresql: bool) -> int:
+    """The dispatcher processes running for this host: as gunicorn's master said, else the rule.
+
+    The master hands down the count it started (``DISPATCH_HEALTH_FILES``,
+    beside ``DISPATCH_HEALTH_FILE``), so its workers read every health file
+    written and each process sizes its threads by what really runs, however
+    the database was named to them.
+    """
+    handed = settings["DISPATCH_HEALTH_FILES"]
+    return handed if handed is not None else dispatcher_process_count(settings, postgresql)
 
 
 def on_postgresql(settings: Mapping[str, Any]) -> bool:
@@ -239,6 +251,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # pass), the others beside it, for the workers' /healthz and /admin/stats;
         # set, the workers send nothing.
         "DISPATCH_HEALTH_FILE": _str(env, "DISPATCH_HEALTH_FILE"),
+        # internal too: how many processes gunicorn.conf.py started, so how many files
+        # (running_dispatcher_processes).
+        "DISPATCH_HEALTH_FILES": _at_least_one_or_unset(env, "DISPATCH_HEALTH_FILES"),
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),

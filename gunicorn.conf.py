@@ -223,7 +223,8 @@ def _start_dispatchers(server) -> None:
     if settings is None:
         # DISPATCH_HEALTH_FILE tells the workers "a dispatcher process sends for you":
         # without one, each worker runs its own dispatcher thread again.
-        os.environ.pop("DISPATCH_HEALTH_FILE", None)
+        for handed in ("DISPATCH_HEALTH_FILE", "DISPATCH_HEALTH_FILES"):
+            os.environ.pop(handed, None)
         server.newsletter_dispatchers = []
         _remove_dispatch_folder(server)  # a reload that turned them off: no file to keep
         return
@@ -236,6 +237,9 @@ def _start_dispatchers(server) -> None:
     # Kept on the arbiter, not in this module: a SIGHUP reload re-runs this file.
     # Past the first DISPATCH_PROCESSES, each sends digests only (dispatch_process.claimed_kind).
     count = dispatcher_process_count(settings, on_postgresql(settings))
+    # ...and how many: the workers read every file written, whatever their own reading
+    # of the settings (config.running_dispatcher_processes); the processes inherit it too.
+    os.environ["DISPATCH_HEALTH_FILES"] = str(count)
     server.newsletter_dispatchers = [_DispatcherProcess(server, index) for index in range(count)]
 
 

@@ -19,6 +19,7 @@ from config import (
     dispatcher_process_count,
     from_env,
     on_postgresql,
+    running_dispatcher_processes,
     split_bind,
 )
 from newsletter import create_app
@@ -105,6 +106,14 @@ def test_settings_follow_the_contract_defaults():
     given = from_env({"DISPATCH_DIGEST_PROCESSES": "2", "DISPATCH_THREADS": "3"})
     assert dispatcher_process_count(given, postgresql=False) == 3
     assert sending_threads(given, postgresql=False) == 3
+    # Under gunicorn the count the master started is handed down, and rules.
+    handed_one = from_env({"DISPATCH_HEALTH_FILES": "1"})
+    assert running_dispatcher_processes(handed_one, postgresql=True) == 1
+    assert sending_threads(handed_one, postgresql=True) == 2  # alone, whatever the rule says
+    handed_two = from_env({"DISPATCH_DIGEST_PROCESSES": "0", "DISPATCH_HEALTH_FILES": "2"})
+    assert running_dispatcher_processes(handed_two, postgresql=True) == 2
+    assert sending_threads(handed_two, postgresql=True) == 1
+    assert running_dispatcher_processes(config, postgresql=True) == 2  # none handed: the rule
     assert from_env({"ADMIN_TOKEN": "a, b"})["ADMIN_TOKENS"] == ["a", "b"]
     assert from_env({"SECRET_KEY_FALLBACKS": "x,y"})["SECRET_KEY_FALLBACKS"] == ["x", "y"]
     assert from_env({"WORKER_METRICS_BIND": ":9808"})["WORKER_METRICS_BIND"] == ":9808"

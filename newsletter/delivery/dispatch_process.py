@@ -48,7 +48,7 @@ from typing import Any
 
 from flask import Flask
 
-from config import digest_processes
+from config import running_dispatcher_processes
 
 from ..db_helpers import is_postgresql
 from ..extensions import db
@@ -62,7 +62,7 @@ def sending_threads(config: Mapping[str, Any], postgresql: bool) -> int:
     """``DISPATCH_THREADS``; unset, 2 when one dispatcher process sends alone on PostgreSQL."""
     if config["DISPATCH_THREADS"] is not None:
         return config["DISPATCH_THREADS"]
-    alone = config["DISPATCH_PROCESSES"] == 1 and digest_processes(config, postgresql) == 0
+    alone = running_dispatcher_processes(config, postgresql) == 1
     return 2 if postgresql and alone else 1
 
 

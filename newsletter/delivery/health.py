@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from config import dispatcher_process_count, sends_elsewhere
+from config import running_dispatcher_processes, sends_elsewhere
 
 from ..db_helpers import is_postgresql, upsert
 from ..extensions import db
@@ -137,7 +137,7 @@ def reported_dispatch_health(app: Flask | None = None) -> DispatchHealth:
     app = app or current_app
     published = app.config["DISPATCH_HEALTH_FILE"]
     if published:
-        count = dispatcher_process_count(app.config, is_postgresql(db.session))
+        count = running_dispatcher_processes(app.config, is_postgresql(db.session))
         return DispatchHealth.merged(
             [DispatchHealth.load(health_file(published, index)) for index in range(count)],
             oldest_pass=True,

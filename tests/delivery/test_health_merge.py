@@ -85,3 +85,24 @@ def test_workers_read_the_digest_process_record_where_gunicorn_starts_one(
         assert health["dispatch"]["paused"] is True and health["dispatch"]["error"] == "HTTP 401"
     else:
         assert "dispatch" not in health
+
+
+def test_workers_read_as_many_files_as_the_master_says_it_started(make_app, tmp_path) -> None:
+    # gunicorn's master hands down how many processes it started (DISPATCH_HEALTH_FILES):
+    # the workers read that many records, whatever their own reading of the settings.
+    first = str(tmp_path / "health.json")
+    DispatchHealth(last_pass_at="2026-12-06T19:00:00+00:00").save(first)
+    paused = DispatchHealth(paused_until=time.monotonic() + 60, last_error="HTTP 401")
+    paused.save(health_file(first, 1))
+    for started, reported in ((2, True), (1, False)):
+        worker = make_app(
+            DISPATCH_IN_PROCESS=False,
+            DISPATCH_HEALTH_FILE=first,
+            DISPATCH_HEALTH_FILES=started,
+            DISPATCH_DIGEST_PROCESSES=2 - started,  # a rule that says otherwise: it must not count
+        )
+        health = worker.test_client().get("/healthz").get_json()
+        if reported:
+            assert health["dispatch"]["paused"] is True
+        else:  # process 1's file is a stray: not read
+            assert "dispatch" not in health

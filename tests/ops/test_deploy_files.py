@@ -130,7 +130,10 @@ def test_a_reload_of_the_gunicorn_config_reads_config_py_again(tmp_path: Path) -
 def test_a_reload_that_turns_the_dispatcher_processes_off_removes_their_folder(
     tmp_path: Path,
 ) -> None:
-    """Process mode, then threads, then processes again: one health folder left, none at exit."""
+    """Process mode, then threads, then processes again: one health folder left, none at exit.
+
+    And what the master hands its workers (the file, how many) goes with it.
+    """
     program = (
         "import glob, os, runpy, tempfile, types\n"
         "conf = runpy.run_path('gunicorn.conf.py')['_start_dispatchers'].__globals__\n"
@@ -140,10 +143,11 @@ def test_a_reload_that_turns_the_dispatcher_processes_off_removes_their_folder(
         "made = lambda: len(glob.glob(pattern))\n"
         "before = made()\n"
         "conf['_start_dispatchers'](server)\n"
-        "first = made() - before, server.newsletter_dispatchers\n"
+        "handed = os.environ['DISPATCH_HEALTH_FILES']\n"
+        "first = made() - before, server.newsletter_dispatchers, handed\n"
         "os.environ['DISPATCH_PROCESS'] = 'false'  # what a reload can be given\n"
         "conf['_start_dispatchers'](server)\n"
-        "off = made() - before, 'DISPATCH_HEALTH_FILE' in os.environ\n"
+        "off = made() - before, {'DISPATCH_HEALTH_FILE', 'DISPATCH_HEALTH_FILES'} & {*os.environ}\n"
         "del os.environ['DISPATCH_PROCESS']\n"
         "conf['_start_dispatchers'](server)\n"
         "again = made() - before\n"
@@ -151,4 +155,4 @@ def test_a_reload_that_turns_the_dispatcher_processes_off_removes_their_folder(
         "print(first, off, again, made() - before)\n"
     )
     printed = _printed_after_the_gunicorn_config(program, tmp_path, TMPDIR=str(tmp_path))
-    assert printed == "(1, [0]) (0, False) 1 0"
+    assert printed == "(1, [0], '1') (0, set()) 1 0"

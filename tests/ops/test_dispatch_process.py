@@ -98,15 +98,22 @@ def test_the_master_runs_restarts_and_stops_one_dispatcher_process(
         assert stats["dispatch"]["last_pass_at"] is not None
 
         # The master made a folder for that record, handed down in the environment.
-        environ = Path(f"/proc/{second}/environ").read_bytes().split(b"\0")
-        [health] = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"DISPATCH_HEALTH_FILE=")]
+        health = handed(second, "DISPATCH_HEALTH_FILE")
         assert Path(health.decode()).parent.is_dir()
+        assert handed(second, "DISPATCH_HEALTH_FILES") == b"1"  # and how many it started
 
         master.send_signal(signal.SIGTERM)
         assert master.wait(timeout=40) == 0
         assert not Path(health.decode()).parent.exists()  # removed once the process stopped
         assert gone(second)
         assert len(emails()) == 3  # each confirmation sent once
+
+
+def handed(pid: int, name: str) -> bytes:
+    """The value of ``name`` in the environment a dispatcher process was started with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    [value] = [v.split(b"=", 1)[1] for v in environ if v.startswith(name.encode() + b"=")]
+    return value
 
 
 def index_of(pid: int) -> bytes:
@@ -236,6 +243,7 @@ def test_a_reload_starts_the_dispatcher_processes_again_with_gunicorns_env(
         wait_for(started_anew, 30, "two new dispatcher processes")
         after = dispatchers(master.pid)
         assert sorted(index_of(pid) for pid in after) == [b"0", b"1"]
+        assert {handed(pid, "DISPATCH_HEALTH_FILES") for pid in after} == {b"2"}
         for pid in before:  # the old ones stopped, and were not started again
             assert gone(pid)
         logged = (tmp_path / "gunicorn.log").read_text()  # by its path, as above
