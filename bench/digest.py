@@ -54,6 +54,19 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/9"
 BATCH = 500
 
 
+def add_posts(digest_number: int) -> None:
+    """Add a digest's three posts (each digest's the same length) to the session."""
+    for n in range(3):
+        db.session.add(
+            Post(
+                title=f"Massage Therapy & Running Form, part {n + 1}",
+                url=f"https://clinic.example.org/2020/10/hip-extension-{n}/{digest_number or ''}",
+                summary="Both hip flexion and hip extension are needed in running gait. " * 4,
+                author="Amanda Kerpius",
+            )
+        )
+
+
 def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
     app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
     now = utcnow()
@@ -75,15 +88,7 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
                     for i in range(start, min(size, start + 10_000))
                 ],
             )
-        for n in range(3):
-            db.session.add(
-                Post(
-                    title=f"Massage Therapy & Running Form, part {n + 1}",
-                    url=f"https://clinic.example.org/2020/10/hip-extension-{n}/",
-                    summary="Both hip flexion and hip extension are needed in running gait. " * 4,
-                    author="Amanda Kerpius",
-                )
-            )
+        add_posts(0)
         db.session.commit()
         started = time.perf_counter()
         digest = create_digest(db.session)

@@ -1,7 +1,7 @@
 """Benchmark: where one sender's time goes in a digest, phase by phase, against another checkout.
 
     .venv/bin/python bench/phases.py [--sizes 100000] [--rounds 3] [--against DIR]
-        [--database-url URL]
+        [--digests K] [--database-url URL]
 
 For each size it resets the database (PostgreSQL: the public schema
 **dropped and recreated**), inserts N confirmed subscribers and three posts,
@@ -21,6 +21,12 @@ models). A phase a checkout does not have shows ``-``. Ends with each
 checkout's medians per size. The machine's speed swings by a sixth to a
 third between runs a minute apart: a change worth a few percent needs many
 rounds, or a microbenchmark of its own.
+
+``--digests K``: each process sends K digests of the same size one after
+another (a post added and a digest triggered between them), one row each:
+the first pays for what a fresh process does once (its connection, the
+statements' first compilation, the templates), the later ones show a
+dispatcher that has sent before, as a long-running one has.
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ def timed(spent: dict[str, list[float]], label: str, function: Callable) -> Call
     return run
 
 
-def child(code: str, size: int, url: str, fake: str) -> None:
-    """One run in this process: seed, send with phases timed, print one JSON line."""
+def child(code: str, size: int, url: str, fake: str, digests: int) -> None:
+    """One run in this process: seed, send ``digests`` digests with phases timed, print JSON."""
     sys.path.insert(0, code)
     import config
     import newsletter  # the checkout's, imported before bench/digest.py's own
@@ -80,6 +86,8 @@ def child(code: str, size: int, url: str, fake: str) -> None:
         assert Path(module.__file__ or "").is_relative_to(code), module.__file__
     from newsletter import create_app
     from newsletter.delivery import dispatcher, ledger
+    from newsletter.digests.service import create_digest
+    from newsletter.extensions import db
     from newsletter.heap import freeze_startup_heap
 
     fresh_schema(url)
@@ -92,19 +100,30 @@ def child(code: str, size: int, url: str, fake: str) -> None:
     for label, module, name in PHASES:
         if hasattr(modules[module], name):
             setattr(modules[module], name, timed(spent, label, getattr(modules[module], name)))
-    with app.app_context():
-        wall, cpu = time.perf_counter(), time.thread_time()
-        stats = dispatcher.dispatch_pass()
-        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    assert stats.outcomes.get("sent") == size, stats.outcomes
-    phases = {label: spent[label] for label, _, _ in PHASES if label in spent}
-    print(json.dumps({"seconds": wall, "cpu": cpu, "phases": phases}))
+    runs = []
+    for number in range(digests):
+        if number:  # the next digest, to the same readers, in this same (warm) process
+            with app.app_context():
+                digest.add_posts(number)  # as long as the first's: the same copies to send
+                db.session.commit()
+                create_digest(db.session)
+                db.session.remove()
+        spent.clear()
+        with app.app_context():
+            wall, cpu = time.perf_counter(), time.thread_time()
+            stats = dispatcher.dispatch_pass()
+            wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+            db.session.remove()
+        assert stats.outcomes.get("sent") == size, stats.outcomes
+        phases = {label: list(spent[label]) for label, _, _ in PHASES if label in spent}
+        runs.append({"seconds": wall, "cpu": cpu, "phases": phases})
+    print(json.dumps(runs))
 
 
-def run_once(code: Path, size: int, url: str, fake: str) -> dict:
-    """One run of ``code``'s service in a fresh process: its figures."""
+def run_once(code: Path, size: int, url: str, fake: str, digests: int) -> list[dict]:
+    """One run of ``code``'s service in a fresh process: each digest's figures."""
     run = subprocess.run(
-        [sys.executable, __file__, "--child", str(code), str(size), url, fake],
+        [sys.executable, __file__, "--child", str(code), str(size), url, fake, str(digests)],
         capture_output=True,
         text=True,
     )
@@ -138,13 +157,16 @@ def row(name: str, size: int, figures: dict) -> str:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        code, size, url, fake = sys.argv[2:6]
-        child(code, int(size), url, fake)
+        code, size, url, fake, digests = sys.argv[2:7]
+        child(code, int(size), url, fake, int(digests))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout, run alternately")
+    parser.add_argument(
+        "--digests", type=int, default=1, help="digests sent one after another by each process"
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
@@ -156,15 +178,17 @@ def main() -> None:
     header = " | ".join(f"{label} µs/msg, wall / CPU" for label, _, _ in PHASES)
     print(f"| commit | subscribers | seconds | msg/s | {header} | CPU µs/msg, all |")
     print("|---|---:|---:|---:|" + "---:|" * (len(PHASES) + 1), flush=True)
-    results: dict[tuple[Path, int], list[dict]] = defaultdict(list)
+    results: dict[tuple[str, int], list[dict]] = defaultdict(list)
     try:
         for round_ in range(args.rounds):
             # Each goes first every other round: the machine drifts within a round too.
             for code in checkouts if round_ % 2 == 0 else checkouts[::-1]:
                 for size in args.sizes:
-                    figures = run_once(code, size, args.database_url, base)
-                    results[code, size].append(figures)
-                    print(row(names[code], size, figures), flush=True)
+                    runs = run_once(code, size, args.database_url, base, args.digests)
+                    for number, figures in enumerate(runs, 1):
+                        name = names[code] + (f", digest {number}" if args.digests > 1 else "")
+                        results[name, size].append(figures)
+                        print(row(name, size, figures), flush=True)
     finally:
         fake.terminate()
         fake.wait(10)
@@ -172,11 +196,11 @@ def main() -> None:
         "\n| commit | subscribers | runs | seconds, median | msg/s, median | CPU µs/msg, median |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for (code, size), runs in results.items():
+    for (name, size), runs in results.items():
         seconds = median(r["seconds"] for r in runs)
         cpu = median(r["cpu"] for r in runs) * 1e6 / size
         print(
-            f"| {names[code]} | {size:,} | {len(runs)} | {seconds:.2f} "
+            f"| {name} | {size:,} | {len(runs)} | {seconds:.2f} "
             f"| {size / seconds:,.0f} | {cpu:.1f} |"
         )
 
