@@ -74,8 +74,12 @@ def wants_json() -> bool:
     if request.is_json or request.path.startswith(JSON_ONLY_PREFIXES):
         return True
     accept = request.accept_mimetypes
+    # Quality first, then the more specific match: axios's "application/json, text/plain,
+    # */*" gets JSON, a browser's "text/html, ..., */*;q=0.8" or a bare "*/*" gets HTML.
     best = accept.best_match(["text/html", "application/json"])
-    return best == "application/json" and accept["application/json"] > accept["text/html"]
+    if best is None:  # neither asked for: a JSON flavour ("application/problem+json") counts
+        return any(kind.endswith("+json") and quality > 0 for kind, quality in accept)
+    return best == "application/json"
 
 
 def error_response(

@@ -12,12 +12,46 @@ from werkzeug.routing import BaseConverter
 from .errors import AppError, wants_json
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# JSON may escape half a UTF-16 pair ("\ud800"); no database or email can hold one.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def json_body() -> Any:
+    """The request's JSON, or None when it is not JSON at all; unstorable text is refused.
+
+    Nesting too deep for the parser and lone surrogates are 400s here, not
+    500s further on (a surrogate in one signup failed every signup sharing
+    its group commit).
+    """
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise AppError("invalid_json", "The request body is nested too deeply.") from None
+    if _holds_lone_surrogate(data):
+        raise AppError("invalid_json", "The request body holds text that is not valid Unicode.")
+    return data
+
+
+def _holds_lone_surrogate(data: Any) -> bool:
+    """Whether any key or string in ``data`` holds a lone surrogate (iterative: any depth)."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def request_fields() -> dict[str, Any]:
     """The body's fields, whether form-encoded, multipart or a JSON object."""
     if request.is_json:
-        data = request.get_json(silent=True)
+        data = json_body()
         if data is None:
             raise AppError("invalid_json", "The request body is not valid JSON.")
         if not isinstance(data, dict):

@@ -70,11 +70,11 @@ def parse_time(value: Any) -> datetime | None:
         raise InvalidPost("invalid_published_at", "published_at must be ISO 8601.", "published_at")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: an offset past year 1 or 9999, in UTC
         raise InvalidPost(
             "invalid_published_at", "published_at must be ISO 8601.", "published_at"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def parse_categories(value: Any) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from ..delivery.digest_email import render_shared
 from ..errors import AppError
 from ..extensions import db
 from ..subscriptions.addresses import InvalidAddress, normalize_email
-from ..web import page_args
+from ..web import json_body, page_args
 from . import feed, posts, service
 
 bp = Blueprint("digests", __name__, url_prefix="/admin")
@@ -22,7 +22,7 @@ def _json_object() -> dict[str, Any]:
     """The JSON body as an object; an empty body is an empty object."""
     if not request.get_data():
         return {}
-    data = request.get_json(silent=True)
+    data = json_body()
     if not isinstance(data, dict):
         raise AppError("invalid_body", "Send a JSON object.", 400)
     return data
@@ -32,7 +32,7 @@ def _json_object() -> dict[str, Any]:
 def add_post() -> tuple[Response, int]:
     """Add a post: 201 when new, 200 with the stored one when its URL is known."""
     try:
-        new = posts.validate(request.get_json(silent=True))
+        new = posts.validate(json_body())
     except posts.InvalidPost as exc:
         raise AppError(exc.code, str(exc), 422, field=exc.field) from None
     post, created = posts.add_post(db.session, new)

@@ -10,14 +10,21 @@ import nh3
 
 SUMMARY_MAX_CHARS = 300
 _SPACES = re.compile(r"\s+")
+# Controls that are not white space (which _SPACES folds): no page or email shows
+# them, and PostgreSQL's text cannot hold NUL.
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
+
+
+def _plain(raw: str) -> str:
+    """Markup and controls gone (nh3 drops every tag, and script/style content), one line."""
+    return _SPACES.sub(" ", html.unescape(nh3.clean(_CONTROLS.sub("", raw), tags=set()))).strip()
 
 
 def plain_summary(raw: str | None, limit: int = SUMMARY_MAX_CHARS) -> str | None:
     """The summary as plain text: markup and scripts gone, spaces collapsed, shortened."""
     if not raw:
         return None
-    # nh3 drops every tag (and the content of script/style); unescape its entities back.
-    text = _SPACES.sub(" ", html.unescape(nh3.clean(raw, tags=set()))).strip()
+    text = _plain(raw)
     if not text:
         return None
     if len(text) <= limit:
@@ -30,8 +37,7 @@ def one_line(raw: str | None, limit: int) -> str | None:
     """A title or a name: plain text on one line, at most ``limit`` characters."""
     if raw is None:
         return None
-    text = _SPACES.sub(" ", html.unescape(nh3.clean(raw, tags=set()))).strip()
-    return text[:limit] or None
+    return _plain(raw)[:limit] or None
 
 
 # Characters a URL may hold as they are; anything else (quotes, <, >, spaces...)

@@ -52,7 +52,7 @@ def parse_json(body: bytes) -> Any:
     """The JSON body, or ``WebhookPayloadError``."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # too deep is not ours to read
         raise WebhookPayloadError("the body is not JSON") from None
 
 

@@ -40,6 +40,16 @@ def test_same_url_twice_is_one_post(client, admin_headers):
             "categories",
         ),
         ({"title": 5, "url": "https://b.org/x"}, "invalid_title", "title"),
+        (  # a time whose offset takes it past the calendar's end, in UTC
+            {"title": "T", "url": "https://b.org/x", "published_at": "9999-12-31T23:59:59-01:00"},
+            "invalid_published_at",
+            "published_at",
+        ),
+        (
+            {"title": "T", "url": "https://b.org/x", "published_at": "0001-01-01T00:00:00+01:00"},
+            "invalid_published_at",
+            "published_at",
+        ),
     ],
 )
 def test_invalid_posts_are_422_with_code_and_field(client, admin_headers, body, code, field):
@@ -78,3 +88,18 @@ def test_listing_is_newest_first_and_says_what_went_out(client, admin_headers, a
 def test_posts_need_the_admin_token(client):
     assert client.get("/admin/posts").status_code == 401
     assert client.post("/admin/digests").status_code == 401
+
+
+@pytest.mark.parametrize("body", ["[" * 40_000, '{"title": "\\ud800", "url": "https://b.org/x"}'])
+def test_unreadable_json_is_a_400_not_a_500(client, admin_headers, body):
+    response = client.post(
+        "/admin/posts", data=body, content_type="application/json", headers=admin_headers
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert client.get("/admin/posts", headers=admin_headers).get_json()["total"] == 0
+
+
+def test_control_characters_never_reach_a_stored_post(client, admin_headers):
+    post = add_post(client, admin_headers, 1, title="Bell\x07 and NUL\x00 here", summary="a\x00b")
+    assert post["title"] == "Bell and NUL here" and post["summary"] == "ab"

@@ -180,12 +180,47 @@ def test_bad_field_in_a_form_shows_the_form_again_with_what_was_typed(client):
         ('["a@example.com"]', "application/json"),
         ('"a@example.com"', "application/json"),
         ("null", "application/json"),
+        ("[" * 40_000, "application/json"),  # nested past the parser's depth
+        ('{"email": "s1@example.com", "name": "\\ud800"}', "application/json"),  # half a pair
+        ('{"email": "s\\udc80@example.com"}', "application/json"),
     ],
 )
 def test_broken_json_is_a_400(client, data, content_type):
     response = client.post("/subscribe", data=data, content_type=content_type)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
+
+
+def test_a_lone_surrogate_fails_its_own_signup_only(make_app):
+    # Signups share one write (group commit): text the database cannot encode used to
+    # fail every signup in it with a 500.
+    app = make_app(RATELIMIT_ENABLED=False)
+    client = app.test_client()
+    bad = client.post(
+        "/subscribe",
+        data='{"email": "x@example.com", "name": "\\ud800"}',
+        content_type="application/json",
+    )
+    good = client.post("/subscribe", json={"email": "ann@example.com", "name": "Ann \U0001f600"})
+    assert (bad.status_code, good.status_code) == (400, 202)
+    assert find(app, "x@example.com") is None
+    assert find(app, "ann@example.com").name == "Ann \U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("accept", "json_answer"),
+    [
+        ("application/json, text/plain, */*", True),  # axios, fetch wrappers
+        ("application/problem+json", True),
+        ("*/*", False),  # fetch's default, curl's: the page, as for a form
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),  # browsers
+        ("text/html, application/json", False),  # a tie goes to the page
+    ],
+)
+def test_a_form_post_answers_json_when_accept_prefers_it(client, accept, json_answer):
+    response = client.post("/subscribe", data={"email": "nope"}, headers={"Accept": accept})
+    assert response.status_code == 422
+    assert (response.mimetype == "application/json") is json_answer
 
 
 def test_huge_body_is_a_413(client):
