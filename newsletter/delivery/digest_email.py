@@ -17,7 +17,7 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import DeliveryKind, Digest, Post, Status
+from ..models import DeliveryKind, Digest, Post, Status, Subscriber
 from ..providers import Message, Stream
 from ..tokens import current_tokens
 from .ledger import Claimed
@@ -152,6 +152,20 @@ def render_digests(deliveries: Sequence[Claimed]) -> list[Message | None]:
 
 @renderer(DeliveryKind.DIGEST_TEST)
 def render_digest_tests(deliveries: Sequence[Claimed]) -> list[Message | None]:
-    """A test copy to the address the admin gave."""
+    """A test copy to the address the admin gave; none (skip) if it bounced or complained since."""
     copies = _Copies(test=True)
-    return [copies.message(d, d.to_address, None) if d.to_address else None for d in deliveries]
+    addresses = {d.to_address for d in deliveries if d.to_address}
+    suppressed = set(
+        db.session.scalars(
+            select(Subscriber.email).where(
+                Subscriber.email.in_(addresses),
+                Subscriber.status.in_((Status.BOUNCED, Status.COMPLAINED)),
+            )
+        )
+    )
+    return [
+        copies.message(d, d.to_address, None)
+        if d.to_address and d.to_address not in suppressed
+        else None
+        for d in deliveries
+    ]

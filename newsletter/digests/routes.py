@@ -119,5 +119,13 @@ def send_test(digest_id: int) -> tuple[Response, int]:
         raise AppError(
             "invalid_email", str(exc) or "Give a valid email.", 422, field="email"
         ) from None
-    delivery = service.queue_test_copy(db.session, digest, address)
+    try:
+        delivery = service.queue_test_copy(db.session, digest, address)
+    except service.SuppressedAddress:
+        raise AppError(
+            "suppressed_email",
+            "That address bounced or complained: no mail goes to it.",
+            409,
+            field="email",
+        ) from None
     return jsonify(status="queued", email=address, message_key=delivery.message_key), 202

@@ -32,6 +32,7 @@ from ..models import (
     iso,
     utcnow,
 )
+from ..subscriptions.erasure import is_suppressed
 from .posts import newest_first
 
 SUBJECT_MAX = 200
@@ -215,8 +216,14 @@ def history(session: Session, limit: int = 100) -> list[DigestReport]:
     return [report(session, d) for d in digests]
 
 
+class SuppressedAddress(Exception):
+    """The address bounced or complained: no mail goes to it, a test copy neither."""
+
+
 def queue_test_copy(session: Session, digest: Digest, address: str) -> Delivery:
-    """A copy of the digest to one address, marked as a test; committed."""
+    """A test copy of the digest to one address, committed; ``SuppressedAddress`` if it may not."""
+    if is_suppressed(session, address):
+        raise SuppressedAddress(address)
     delivery = ledger.queue(
         session, DeliveryKind.DIGEST_TEST, digest_id=digest.id, to_address=address
     )

@@ -10,7 +10,7 @@ from flask import current_app
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
-from ..models import Erasure, ProviderEvent, Status, Subscriber, utcnow
+from ..models import Delivery, Erasure, ProviderEvent, Status, Subscriber, utcnow
 from .service import locked_by_email
 
 SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
@@ -42,9 +42,22 @@ def erase(session: Session, email: str) -> bool:
     # ON DELETE CASCADE removes consent events and deliveries with the row;
     # what providers reported about the address goes too.
     session.execute(delete(ProviderEvent).where(ProviderEvent.email == email))
+    # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
+    session.execute(delete(Delivery).where(Delivery.to_address == email))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     session.commit()
     return True
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    """Whether the address bounced or complained, here or before it was erased."""
+    status = session.scalar(select(Subscriber.status).where(Subscriber.email == email))
+    if status is not None:
+        return status in SUPPRESSED
+    return (
+        session.scalar(suppressed_hashes().where(Erasure.email_hash == email_hash(email)))
+        is not None
+    )
 
 
 def suppressed_hashes() -> Select[tuple[str]]:

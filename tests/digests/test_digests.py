@@ -268,6 +268,57 @@ def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_hea
     assert (report["recipients"], report["sent"]) == (2, 2)
 
 
+def _set_status(app, email: str, status: Status) -> None:
+    with app.app_context():
+        subscriber = db.session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+        subscriber.status = status
+        db.session.commit()
+
+
+def test_no_test_copy_goes_to_an_address_that_bounced_or_complained(
+    app, client, admin_headers, outbox
+):
+    reader, other = add_confirmed(app, 2)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    outbox.dispatch()
+    _set_status(app, reader, Status.COMPLAINED)
+    refused = client.post(
+        f"/admin/digests/{digest['id']}/test", json={"email": reader}, headers=admin_headers
+    )
+    assert refused.status_code == 409
+    assert refused.get_json()["error"] == {
+        "code": "suppressed_email",
+        "message": "That address bounced or complained: no mail goes to it.",
+        "field": "email",
+    }
+    # Queued before its bounce arrived: skipped when its turn comes, not sent.
+    queued = client.post(
+        f"/admin/digests/{digest['id']}/test", json={"email": other}, headers=admin_headers
+    )
+    assert queued.status_code == 202
+    _set_status(app, other, Status.BOUNCED)
+    stats = outbox.dispatch()
+    assert stats.outcomes.get("skipped") == 1 and not stats.outcomes.get("sent")
+    assert [m["Subject"] for m in outbox.messages(other)] == ["Clinic News: Post 1"]
+
+
+def test_erasure_takes_the_test_copies_to_the_address_too(app, client, admin_headers, outbox):
+    [reader] = add_confirmed(app, 1)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    client.post(
+        f"/admin/digests/{digest['id']}/test", json={"email": reader}, headers=admin_headers
+    )
+    assert client.delete(f"/admin/subscribers/{reader}", headers=admin_headers).status_code == 204
+    with app.app_context():
+        from newsletter.models import Delivery
+
+        assert db.session.scalars(select(Delivery).where(Delivery.to_address == reader)).all() == []
+    outbox.dispatch()
+    assert outbox.messages(reader) == []
+
+
 def test_preview_shows_the_next_digest(app, client, admin_headers):
     add_post(client, admin_headers, 1, title="Massage & Running Form")
     page = client.get("/admin/digests/preview", headers=admin_headers)
