@@ -125,6 +125,7 @@ def _configure_web(app: Flask) -> None:
             resources={r"/subscribe": {"origins": app.config["CORS_ORIGINS"]}},
             methods=["POST", "OPTIONS"],
             allow_headers=["Content-Type", "Accept"],
+            expose_headers=["Retry-After"],  # the widget's script may read a 429's wait
             max_age=86400,
         )
 

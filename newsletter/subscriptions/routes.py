@@ -10,6 +10,7 @@ from flask.blueprints import BlueprintSetupState
 from ..errors import AppError, wants_json
 from ..extensions import client_address, client_network, db, limiter
 from ..group_commit import GroupCommit
+from ..models import Status
 from ..security import page_csp
 from ..tokens import TokenError, current_tokens
 from ..web import answer, request_fields, text_field
@@ -162,12 +163,21 @@ def _token_error(exc: TokenError, token: str) -> AppError:
 
 
 @bp.get("/confirm/<token>")
-def confirm_page(token: str) -> str:
-    """One button that POSTs: a link scanner's GET must not confirm."""
+def confirm_page(token: str) -> Response | str:
+    """One button that POSTs: a link scanner's GET must not confirm.
+
+    An already confirmed reader sees so at once, even on an expired link;
+    a link that died (unsubscribed, bounced or erased since) says so, with
+    no button and no offer of a new link that would never come.
+    """
     try:
-        current_tokens().read_confirm(token)
+        state = service.confirm_link_state(db.session, token)
     except TokenError as exc:
         raise _token_error(exc, token) from None
+    finally:
+        db.session.rollback()  # read only
+    if state is Status.CONFIRMED:
+        return answer("pages/confirmed.html", {"status": "confirmed"})
     return render_template("pages/confirm.html", token=token)
 
 

@@ -241,6 +241,38 @@ def confirm(session: Session, token: str, client: ClientInfo) -> Subscriber:
     return subscriber
 
 
+def confirm_link_state(session: Session, token: str) -> Status:
+    """What a confirm link would do now, changing nothing: PENDING (confirm) or CONFIRMED.
+
+    Raises ``TokenError`` as ``confirm`` would: expired (a new link can be
+    asked for) only while the subscriber still waits to confirm, and invalid
+    once the link is dead (unsubscribed, bounced, erased since).
+    """
+    try:
+        claim = current_tokens().read_confirm(token)
+    except TokenError as exc:
+        if not (exc.expired and exc.public_id):
+            raise
+        subscriber = session.scalars(
+            select(Subscriber).where(Subscriber.public_id == exc.public_id)
+        ).one_or_none()
+        if subscriber is not None and subscriber.status is Status.CONFIRMED:
+            return Status.CONFIRMED  # an old link clicked again: nothing to renew
+        if subscriber is None or subscriber.status is not Status.PENDING:
+            raise TokenError() from None
+        raise
+    subscriber = session.scalars(
+        select(Subscriber).where(Subscriber.public_id == claim.public_id)
+    ).one_or_none()
+    if (
+        subscriber is None
+        or subscriber.round != claim.round
+        or subscriber.status not in (Status.PENDING, Status.CONFIRMED)
+    ):
+        raise TokenError()
+    return subscriber.status
+
+
 def renew_confirmation(session: Session, token: str) -> None:
     """Send a fresh confirm link for an expired but authentic one (throttled)."""
     try:

@@ -126,6 +126,13 @@ def test_cors_only_for_configured_origins(make_app):
         "/subscribe", json={"email": "a@example.com"}, headers={"Origin": "https://evil.example"}
     )
     assert "Access-Control-Allow-Origin" not in other.headers
+    posted = client.post(
+        "/subscribe",
+        json={"email": "a@example.com"},
+        headers={"Origin": "https://blog.example.org"},
+    )
+    # A browser shows the widget's script only the headers it is told to: a 429's wait.
+    assert "Retry-After" in posted.headers.get("Access-Control-Expose-Headers", "")
 
 
 def test_no_cors_at_all_by_default(client):

@@ -98,3 +98,38 @@ def test_confirm_link_of_an_erased_subscriber_is_refused(app, client, outbox, ad
     )
     assert client.post(path, headers=JSON).status_code == 400
     assert find(app, "ann@example.com") is None
+
+
+def test_an_expired_link_of_a_confirmed_reader_says_confirmed_and_offers_nothing(make_app):
+    app = make_app(CONFIRM_MAX_AGE=1)
+    client, outbox = app.test_client(), Outbox(app)
+    confirmed(client, outbox, "ann@example.com")
+    path = path_of(outbox.confirm_link("ann@example.com"))
+    time.sleep(2.1)
+    page = client.get(path)  # what clicking the old email's link does
+    assert page.status_code == 200 and b"Send me a new link" not in page.data
+    assert client.get(path, headers=JSON).get_json() == {"status": "confirmed"}
+    assert client.post(path, headers=JSON).get_json() == {"status": "confirmed"}
+
+
+def test_a_link_that_died_shows_no_button_and_no_new_link(make_app):
+    # Unsubscribed since: the link must not confirm (the contract), and the page must
+    # neither offer the button nor a new link that would never come.
+    app = make_app(CONFIRM_MAX_AGE=1)
+    client, outbox = app.test_client(), Outbox(app)
+    reader = confirmed(client, outbox, "ann@example.com")
+    fresh = path_of(outbox.confirm_link("ann@example.com"))
+    assert client.post(unsubscribe_link(app, reader)).status_code == 200
+    page = client.get(fresh)
+    assert page.status_code == 400 and b'method="post"' not in page.data.lower()  # no button
+    assert client.get(fresh, headers=JSON).get_json()["error"]["code"] == "invalid_token"
+    time.sleep(2.1)
+    expired = client.get(fresh, headers=JSON)
+    assert expired.status_code == 400 and "renew_url" not in expired.get_json()["error"]
+
+
+def test_the_confirm_page_of_a_valid_link_has_the_button(client, outbox):
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    page = client.get(path_of(outbox.confirm_link("ann@example.com")))
+    assert page.status_code == 200 and b'method="post"' in page.data.lower()
