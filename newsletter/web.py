@@ -141,9 +141,13 @@ def answer(template: str, body: dict[str, Any], status: int = 200, **context: An
 
 
 class EmailConverter(BaseConverter):
-    """A path segment that can be an email address (has an ``@``): keeps routes apart."""
+    """A path part that can be an email address (has an ``@``): keeps routes apart.
 
-    regex = r"[^/]+@[^/]+"
+    The local part may hold a ``/`` (``a/b@example.org`` is a valid address,
+    sent as is or as ``%2F``); the domain cannot, so what follows it is the route's.
+    """
+
+    regex = r".+@[^/]+"
 
 
 class NoSessions(SessionInterface):

@@ -95,6 +95,19 @@ def test_one_subscriber_shows_its_consent_history(client, outbox, admin_headers)
     assert client.get("/admin/subscribers/not-an-address", headers=admin_headers).status_code == 404
 
 
+@pytest.mark.parametrize("spelled", ["a/b@example.org", "a%2Fb@example.org"])
+def test_an_address_with_a_slash_can_be_shown_exported_and_erased(
+    app, client, outbox, admin_headers, spelled
+):
+    confirmed(client, outbox, "a/b@example.org")  # a valid address: "/" is an atext character
+    shown = client.get(f"/admin/subscribers/{spelled}", headers=admin_headers)
+    assert shown.status_code == 200 and shown.get_json()["email"] == "a/b@example.org"
+    exported = client.get(f"/admin/subscribers/{spelled}/export", headers=admin_headers)
+    assert exported.status_code == 200
+    erased = client.delete(f"/admin/subscribers/{spelled}", headers=admin_headers)
+    assert erased.status_code == 204 and find(app, "a/b@example.org") is None
+
+
 def test_erase_removes_personal_data_everywhere(app, client, outbox, admin_headers):
     confirmed(client, outbox, "ann@example.com")
     response = client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
