@@ -7,10 +7,14 @@ the only place that reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+# Days a pending signup is kept at most: more overflows the date it is taken from.
+MAX_RETENTION_DAYS = 36_500
 
 
 class ConfigError(RuntimeError):
@@ -122,7 +126,13 @@ def _bind(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
-def _number(env: Mapping[str, str], name: str, default: float | None, kind: type = int) -> Any:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float | None,
+    kind: type = int,
+    maximum: float | None = None,
+) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -130,8 +140,12 @@ def _number(env: Mapping[str, str], name: str, default: float | None, kind: type
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats
+        raise ConfigError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:
         raise ConfigError(f"{name} must not be negative")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}")
     return value
 
 
@@ -273,7 +287,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CONFIRM_RESEND_INTERVAL": _number(env, "CONFIRM_RESEND_INTERVAL", 300),
         "CONFIRM_MAX_PER_DAY": _number(env, "CONFIRM_MAX_PER_DAY", 5),
         # ours: pending signups never confirmed are deleted after this many days.
-        "PENDING_RETENTION_DAYS": _number(env, "PENDING_RETENTION_DAYS", 30.0, float),
+        "PENDING_RETENTION_DAYS": _number(
+            env, "PENDING_RETENTION_DAYS", 30.0, float, maximum=MAX_RETENTION_DAYS
+        ),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
         # ours: the largest public request body, in bytes.
         "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+
+from config import MAX_RETENTION_DAYS
 
 from .delivery.dispatcher import dispatch_pass
 from .extensions import db
@@ -69,11 +72,21 @@ def subscribers_export() -> None:
         sys.stdout.write(chunk)
 
 
+def _finite(days: float | None) -> float | None:
+    """The value, unless it is NaN: click's own error, not a traceback."""
+    if days is not None and math.isnan(days):
+        raise click.BadParameter("must be a number of days")
+    return days
+
+
 @subscribers_cli.command("purge-pending")
 @click.option(
     "--older-than",
     "days",
-    type=click.FloatRange(min=0),
+    # At most a century, and a number: NaN passes a range check, and a larger value
+    # overflows the date it is subtracted from.
+    type=click.FloatRange(min=0, max=MAX_RETENTION_DAYS),
+    callback=lambda _ctx, _param, value: _finite(value),
     default=None,
     help="Days since signup (default: PENDING_RETENTION_DAYS).",
 )

@@ -110,6 +110,15 @@ def test_purge_pending_deletes_only_old_unconfirmed_signups(app, client, outbox)
     assert find(app, "kept@example.com").status is Status.CONFIRMED
 
 
+@pytest.mark.parametrize("days", ["nan", "inf", "1e9", "-1"])
+def test_purge_pending_refuses_a_number_of_days_it_cannot_use(app, days):
+    result = app.test_cli_runner().invoke(
+        args=["subscribers", "purge-pending", "--older-than", days]
+    )
+    assert result.exit_code == 2 and "Invalid value for '--older-than'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_celery_beat_purges_old_pending_signups_hourly(app, client, monkeypatch):
     from newsletter import tasks
 

@@ -63,6 +63,9 @@ def test_unknown_provider_stops_start_up():
         ({"DISPATCH_THREADS": "0"}, "at least 1"),
         ({"DISPATCH_DIGEST_PROCESSES": "-1"}, "negative"),
         ({"DISPATCH_DIGEST_PROCESSES": "one"}, "number"),
+        ({"SEND_RATE": "nan"}, "finite"),  # Python's float() takes it
+        ({"DISPATCH_INTERVAL": "inf"}, "finite"),
+        ({"PENDING_RETENTION_DAYS": "1e9"}, "at most 36500"),  # past the calendar
     ],
 )
 def test_malformed_settings_are_refused(env, message):
