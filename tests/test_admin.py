@@ -208,6 +208,29 @@ def test_import_rejects_unreadable_files_whole(
     assert response.get_json()["error"]["code"] == code
 
 
+def _chunked_import(client, headers, body: bytes):
+    """POST ``body`` as a chunked text/csv upload: no Content-Length, its size unknown."""
+    return client.post(
+        "/admin/subscribers/import",
+        input_stream=io.BytesIO(body),
+        headers={**headers, "Content-Type": "text/csv", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_import_too_large_stores_nothing(make_app, admin_headers):
+    app = make_app(IMPORT_MAX_BYTES=250_000)
+    client = app.test_client()
+    rows = "".join(f"user{i}@example.org,Name {i}\n" for i in range(10_000))
+    # About 330 KB: the import's first chunk (5,000 rows, 160 KB) fits under the limit.
+    body = ("email,name\n" + rows).encode()
+    assert _chunked_import(client, admin_headers, body).status_code == 413
+    listing = client.get("/admin/subscribers", headers=admin_headers).get_json()
+    assert listing["total"] == 0
+    small = _chunked_import(client, admin_headers, b"email\nann@example.org\n")
+    assert small.status_code == 200 and small.get_json()["created"] == 1
+
+
 def test_export_csv_streams_every_subscriber_safely(client, outbox, admin_headers):
     confirmed(client, outbox, "ann@example.com")
     client.post("/subscribe", json={"email": "bob@example.com", "name": '=HYPERLINK("x")'})

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from typing import IO
+
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from sqlalchemy import func, or_, select
 
@@ -84,6 +88,23 @@ def export_subscribers() -> Response:
     )
 
 
+def _whole_body() -> IO[bytes]:
+    """A body sent without a length (chunked), read to its end before any row is imported.
+
+    Its size shows only as it is read: an import streaming it would have
+    committed its first chunks before finding it too large (413). Past a few
+    megabytes the copy goes to a temporary file.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (returned)
+    try:
+        shutil.copyfileobj(request.stream, spool)  # RequestEntityTooLarge past IMPORT_MAX_BYTES
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
+
+
 @bp.post("/subscribers/import")
 def import_subscribers() -> Response:
     """Import a CSV (``text/csv`` body or multipart ``file``) with an ``email`` column."""
@@ -97,7 +118,7 @@ def import_subscribers() -> Response:
             )
         stream = upload.stream
     elif request.mimetype in ("text/csv", "text/plain", "application/csv"):
-        stream = request.stream
+        stream = request.stream if request.content_length is not None else _whole_body()
     else:
         raise AppError(
             "unsupported_media_type",
@@ -109,6 +130,8 @@ def import_subscribers() -> Response:
     except ImportFormatError as exc:
         db.session.rollback()
         raise AppError("invalid_csv", str(exc), 400) from None
+    finally:
+        stream.close()
     return jsonify(report.to_dict())
 
 
