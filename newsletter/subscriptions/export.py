@@ -14,10 +14,18 @@ from ..models import Subscriber
 COLUMNS = ("email", "name", "status", "source", "created_at", "confirmed_at", "unsubscribed_at")
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_safe(value: object) -> str:
     """A cell a spreadsheet will not run as a formula."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if text[:1] in _FORMULA_STARTS else text
+
+
+def unescape_formula(cell: str) -> str:
+    """``csv_safe`` undone, for an import of our own export: ``'-ann@x.org`` is ``-ann@x.org``."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA_STARTS else cell
 
 
 def export_csv(session: Session, rows_per_chunk: int = 500) -> Iterator[str]:

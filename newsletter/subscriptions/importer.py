@@ -49,6 +49,7 @@ from ..models import (
 )
 from .addresses import InvalidAddress, normalize_email
 from .erasure import email_hasher, suppressed_hashes
+from .export import unescape_formula
 from .import_lanes import write_in_lanes
 from .service import ClientInfo, event_row
 
@@ -151,11 +152,12 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
             report.error(line, "no email on this line")
             continue
         try:
-            email = normalize_email(cells[email_at])
+            email = normalize_email(unescape_formula(cells[email_at]))
         except InvalidAddress as exc:
             report.error(line, str(exc))
             continue
-        name = cells[name_at].strip()[:200] if name_at is not None and name_at < len(cells) else ""
+        raw_name = cells[name_at] if name_at is not None and name_at < len(cells) else ""
+        name = unescape_formula(raw_name.strip())[:200]
         if _CONTROL_CHARACTER.search(name):
             report.error(line, "the name must be a single line of text")
             continue
