@@ -50,9 +50,14 @@ def list_subscribers() -> Response:
         query = query.where(Subscriber.status == status)
     search = query_arg("q").strip()[:320]
     if search:
-        pattern = f"%{search.lower()}%"
+        # What was typed, matched literally: "_" and "%" are no wildcards here.
+        typed = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{typed}%"
         query = query.where(
-            or_(Subscriber.email.like(pattern), func.lower(Subscriber.name).like(pattern))
+            or_(
+                Subscriber.email.like(pattern, escape="\\"),
+                func.lower(Subscriber.name).like(pattern, escape="\\"),
+            )
         )
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     items = db.session.scalars(

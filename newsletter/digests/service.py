@@ -34,6 +34,7 @@ from ..models import (
 )
 from ..subscriptions.erasure import is_suppressed
 from .posts import newest_first
+from .text import single_line
 
 SUBJECT_MAX = 200
 _TRIES = 5
@@ -85,7 +86,7 @@ def clean_subject(raw: str | None) -> str | None:
     """A subject on one line, or None to use the default."""
     if raw is None:
         return None
-    subject = " ".join(raw.split())[:SUBJECT_MAX]
+    subject = single_line(raw)[:SUBJECT_MAX]
     return subject or None
 
 

@@ -15,6 +15,11 @@ _SPACES = re.compile(r"\s+")
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
 
 
+def single_line(raw: str) -> str:
+    """Text as given, on one line: spaces collapsed, controls (NUL included) gone."""
+    return _SPACES.sub(" ", _CONTROLS.sub("", raw)).strip()
+
+
 def _plain(raw: str) -> str:
     """Markup and controls gone (nh3 drops every tag, and script/style content), one line."""
     return _SPACES.sub(" ", html.unescape(nh3.clean(_CONTROLS.sub("", raw), tags=set()))).strip()

@@ -479,3 +479,10 @@ def test_a_long_pass_settles_a_finished_digest_before_it_ends(make_app, admin_he
     assert stats.outcomes["sent"] == 6
     # Before its own batch, then before each batch of confirmations in the same pass.
     assert seen == ["queued", "sent", "sent"]
+
+
+def test_a_digest_subject_keeps_no_control_character(app, client, admin_headers):
+    # PostgreSQL's text cannot hold NUL: it was stored as given (a 500 there).
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers, subject="Spring\x00 news\x07 \t here")
+    assert digest.status_code == 202 and digest.get_json()["subject"] == "Spring news here"
