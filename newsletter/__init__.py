@@ -109,6 +109,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # SQLite's own lower() folds ASCII only: the admin search for "émile" must find
+        # "Émile", as PostgreSQL's does.
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: Any) -> Any:
+    """SQL ``lower()`` for SQLite, Unicode-aware; anything but text as it is."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def _configure_web(app: Flask) -> None:
