@@ -92,7 +92,16 @@ def preview() -> Response:
     subject = service.default_subject(current_app.config["NEWSLETTER_NAME"], upcoming)
     shared = render_shared(subject, upcoming)
     _, html = shared.for_reader(f"{current_app.config['PUBLIC_URL']}/unsubscribe/preview")
-    return Response(html, mimetype="text/html")
+    response = Response(html, mimetype="text/html")
+    # An email's markup: its inline styles and remote images, never a script.
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    return response
+
+
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def _digest(digest_id: int) -> Any:

@@ -323,6 +323,8 @@ def test_preview_shows_the_next_digest(app, client, admin_headers):
     add_post(client, admin_headers, 1, title="Massage & Running Form")
     page = client.get("/admin/digests/preview", headers=admin_headers)
     assert page.status_code == 200 and page.mimetype == "text/html"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy  # no script runs
     assert b"Massage &amp; Running Form" in page.data
     add_confirmed(app, 1)
     trigger(client, admin_headers)
