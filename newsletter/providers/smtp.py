@@ -114,9 +114,14 @@ class SmtpProvider:
         return results
 
     def _send_one(self, session: smtplib.SMTP, message: Message) -> SendResult:
-        mime = build_mime(message)
         try:
-            session.send_message(mime, to_addrs=[ascii_address(message.to)])
+            recipient = ascii_address(message.to)
+            if not recipient.isascii():
+                # An internationalized mailbox (signups refuse them; older rows may hold
+                # one): our MIME cannot carry it, and smtplib would fail the whole batch.
+                return SendResult(Outcome.REJECTED, error="a mailbox name that is not ASCII")
+            mime = build_mime(message)
+            session.send_message(mime, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()))
             return _by_code(code, reason)
@@ -127,6 +132,10 @@ class SmtpProvider:
             return _by_code(exc.smtp_code, exc.smtp_error)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             return SendResult(Outcome.TRANSIENT, error=f"session lost: {exc}")
+        except (smtplib.SMTPException, ValueError, TypeError, UnicodeError) as exc:
+            # This message cannot be sent as it is; the others still go. (Raised, it would
+            # mark the whole batch for a retry, and send again what had already gone.)
+            return SendResult(Outcome.REJECTED, error=f"cannot send this message: {exc!r}")
         return SendResult(Outcome.SENT, provider_id=mime["Message-ID"])
 
 

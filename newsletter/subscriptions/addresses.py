@@ -55,7 +55,9 @@ def normalize_email(raw: str) -> str:
     if plain is not None:
         return plain
     try:
-        result = validate_email(candidate, check_deliverability=False)
+        # No internationalized mailbox (non-ASCII before the @): it needs SMTPUTF8 at every
+        # hop, which the providers' APIs do not promise. Unicode domains are fine (IDNA).
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"That is not a valid email address: {exc}") from None
     return result.normalized.lower()

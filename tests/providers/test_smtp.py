@@ -7,6 +7,7 @@ import email.policy
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,28 @@ def test_refused_recipient_fails_only_its_message(relay: tuple[Relay, int]) -> N
     handler.refuse = {"reader2@example.com"}
     provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 5)
     results = provider.send_batch([digest(1), digest(2), digest(3)])
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.SENT]
+    assert [rcpts for rcpts, _ in handler.received] == [
+        ["reader1@example.com"],
+        ["reader3@example.com"],
+    ]
+
+
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["relay-has-SMTPUTF8", "relay-has-not"])
+def test_a_mailbox_name_beyond_ascii_fails_alone_and_nothing_goes_twice(smtputf8: bool) -> None:
+    # smtplib failed the whole batch on such an address (a TypeError with SMTPUTF8, an
+    # SMTPNotSupportedError without), after the messages before it had gone: the
+    # dispatcher retried them all, and they went again.
+    handler = Relay()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    controller.start()
+    try:
+        provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 5)
+        international = replace(digest(2), to="r\u00e9ader@example.com")
+        results = provider.send_batch([digest(1), international, digest(3)])
+    finally:
+        controller.stop()
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.SENT]
     assert [rcpts for rcpts, _ in handler.received] == [
         ["reader1@example.com"],

@@ -155,6 +155,7 @@ def test_no_cors_at_all_by_default(client):
         ({"email": ["a@example.com"]}, 422, "invalid_email", "email"),
         ({"email": "x" * 300 + "@example.com"}, 422, "invalid_email", "email"),
         ({"email": "a@example.com\r\nBcc: victim@example.com"}, 422, "invalid_email", "email"),
+        ({"email": "\u00f1and\u00fa@example.com"}, 422, "invalid_email", "email"),  # SMTPUTF8
         (
             {"email": "a@example.com", "name": "Ann\r\nBcc: v@example.com"},
             422,
