@@ -64,15 +64,22 @@ class HttpApi:
             return SendResult(Outcome.TRANSIENT, error=f"connection failed: {exc}")
 
 
+# The longest wait a provider's Retry-After can impose: a day (a daily quota's reset).
+# More (or "inf") would hold sending for good, and overflows the date it is added to.
+MAX_RETRY_AFTER = 86_400.0
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP-date; None if absent."""
+    """``Retry-After`` as seconds to wait (at most a day): delta-seconds or an HTTP-date."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return min(MAX_RETRY_AFTER, seconds) if seconds > 0 else 0.0  # NaN: no wait
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -80,7 +87,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     current = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return max(0.0, (when - current).total_seconds())
+    return min(MAX_RETRY_AFTER, max(0.0, (when - current).total_seconds()))
 
 
 def error_text(response: requests.Response) -> str:

@@ -6,10 +6,11 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .base import Message, Outcome, SendResult, same_result
-from .http import HttpApi, common_result, error_text, json_body, require
+from .http import HttpApi, common_result, error_text, json_body, require, send_in_groups
 
 log = logging.getLogger(__name__)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -42,8 +43,10 @@ class ResendProvider:
         """Send up to 100 messages in one call; if Resend refuses the batch, each on its own."""
         results = self._post("/emails/batch", messages)
         if len(messages) > 1 and results[0].outcome is Outcome.REJECTED:
-            # Resend validates a batch as a whole: find the one bad message, send the rest.
-            return [self._post("/emails", [m])[0] for m in messages]
+            # Resend validates a batch as a whole: find the one bad message, send the rest
+            # (and stop at a rate limit or a refused key: nothing more is spent).
+            calls = [([i], partial(self._post, "/emails", [m])) for i, m in enumerate(messages)]
+            return send_in_groups(calls, len(messages))
         return results
 
     def _post(self, path: str, messages: Sequence[Message]) -> list[SendResult]:
@@ -55,7 +58,8 @@ class ResendProvider:
         )
         if isinstance(answer, SendResult):
             return same_result(messages, answer)
-        failed = common_result(answer)
+        # 409 is Resend's answer about the idempotency key, read before the generic one.
+        failed = four_xx_result(answer) if answer.status_code == 409 else common_result(answer)
         if failed is None and answer.status_code >= 400:
             failed = four_xx_result(answer)
         if failed is not None:

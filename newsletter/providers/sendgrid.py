@@ -66,8 +66,13 @@ class SendGridProvider:
     def _send_group(self, messages: list[Message], grouped: Group) -> list[SendResult]:
         results = self._post(messages, grouped)
         if len(messages) > 1 and results[0].outcome is Outcome.REJECTED:
-            # One bad address fails the whole request: send each alone to find it.
-            return [self._post([m], _alone(m, grouped, i))[0] for i, m in enumerate(messages)]
+            # One bad address fails the whole request: send each alone to find it (and
+            # stop at a rate limit or a refused key, as between groups).
+            calls = [
+                ([i], partial(self._post, [m], _alone(m, grouped, i)))
+                for i, m in enumerate(messages)
+            ]
+            return send_in_groups(calls, len(messages))
         return results
 
     def _post(self, messages: list[Message], grouped: Group) -> list[SendResult]:

@@ -6,12 +6,14 @@ the documents describe, not a rate limit; this server answers nothing else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 from werkzeug.wrappers import Request, Response
 
 from newsletter.providers import Outcome, Provider
+from newsletter.providers.http import retry_after_seconds
 from newsletter.providers.mailgun import MailgunProvider
 from newsletter.providers.postmark import PostmarkProvider
 from newsletter.providers.resend import ResendProvider
@@ -60,3 +62,56 @@ def test_a_429_holds_the_whole_batch_for_its_retry_after(name: str) -> None:
     # the confirmation apart) and Mailgun (a request a message) would otherwise make more;
     # Postmark and Resend send the batch in one request either way.
     assert server.requests == 1
+
+
+class Scripted:
+    """Answers each request with the next (status, headers, body) of ``script``, then 200."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str], dict]]) -> None:
+        self.script = script
+        self.paths: list[str] = []
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.get_data()
+        self.paths.append(request.path)
+        status, headers, body = self.script.pop(0) if self.script else (200, {}, {"id": "ok"})
+        answer = Response(json.dumps(body), status, headers, content_type="application/json")
+        return answer(environ, start_response)
+
+
+REFUSED = {"name": "validation_error", "message": "one address is bad", "errors": []}
+
+
+@pytest.mark.parametrize("stop", [429, 401])
+@pytest.mark.parametrize("name", ["resend", "sendgrid"])
+def test_after_a_refused_batch_a_429_or_401_stops_the_one_by_one_sends(name, stop) -> None:
+    # A refused batch is sent again message by message to find the bad one; a rate limit
+    # or a refused key met on the way must stop it, as it does between batches.
+    first = (422 if name == "resend" else 400, {}, REFUSED)
+    server = Scripted([first, (200, {}, {"id": "m0"}), (stop, {"Retry-After": "30"}, {})])
+    batch = [digest(n) for n in range(5)]  # one template: one request for SendGrid too
+    with serve(server) as base:
+        results = PROVIDERS[name](base).send_batch(batch)
+    expected = Outcome.RATE_LIMITED if stop == 429 else Outcome.CONFIG_ERROR
+    assert [r.outcome for r in results] == [Outcome.SENT] + [expected] * 4
+    assert len(server.paths) == 3  # the batch, the first message, the one refused: no more
+
+
+def test_resend_409_for_a_key_used_before_is_sent_not_retried() -> None:
+    # Resend answers 409 invalid_idempotent_request when the key was used by an earlier
+    # attempt it accepted: sending again would deliver twice.
+    used = (409, {}, {"name": "invalid_idempotent_request", "message": "key used"})
+    busy = (409, {}, {"name": "concurrent_idempotent_requests", "message": "in flight"})
+    with serve(Scripted([used, busy])) as base:
+        provider = PROVIDERS["resend"](base)
+        (earlier,) = provider.send_batch([digest(0)])
+        (in_flight,) = provider.send_batch([digest(1)])
+    assert earlier.outcome is Outcome.SENT
+    assert (in_flight.outcome, in_flight.retry_after) == (Outcome.RATE_LIMITED, 1.0)
+
+
+@pytest.mark.parametrize("value", ["1e12", "inf", "nan", "-5"])
+def test_a_retry_after_beyond_a_day_waits_a_day(value: str) -> None:
+    expected = {"1e12": 86_400.0, "inf": 86_400.0, "nan": 0.0, "-5": 0.0}[value]
+    assert retry_after_seconds(value) == expected
