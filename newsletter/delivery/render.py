@@ -123,39 +123,31 @@ class MarkedBody:
 
 
 class ConfirmBodies:
-    """A batch's confirmation bodies: with a name and without, each rendered when first needed.
+    """A batch's confirmation body, rendered once; each reader's copy gets its own link.
 
-    ``tests/delivery/test_confirm_render.py`` holds a copy to the templates'
-    own rendering for that reader.
+    No name in it: the signup form's ``name`` is not verified, and anyone can
+    sign any address up, so it would let a stranger put words (or links) in
+    an email we send. ``tests/delivery/test_confirm_render.py`` holds a copy
+    to the templates' own rendering for that reader.
     """
 
     def __init__(self, context: dict) -> None:
-        """Bodies for a batch whose templates see ``context`` (and the readers' marks)."""
+        """The body for a batch whose templates see ``context`` (and the reader's link)."""
         self.context = context
-        self.name_mark, self.link_mark = new_mark("name"), new_mark("link")
-        self._bodies: dict[bool, MarkedBody] = {}  # named? -> body
+        self.link_mark = new_mark("link")
+        self._body: MarkedBody | None = None
 
-    def _body(self, named: bool) -> MarkedBody:
-        if named not in self._bodies:
+    def for_reader(self, link: str) -> tuple[str, str]:
+        """The text and HTML of one reader's confirmation."""
+        if self._body is None:
             env = current_app.jinja_env
-            values = {
-                **self.context,
-                "name": self.name_mark if named else None,
-                "confirm_url": self.link_mark,
-            }
-            self._bodies[named] = MarkedBody(
+            values = {**self.context, "confirm_url": self.link_mark}
+            self._body = MarkedBody(
                 env.get_template("emails/confirm.txt").render(values),
                 env.get_template("emails/confirm.html").render(values),
-                (self.name_mark, self.link_mark),
+                (self.link_mark,),
             )
-        return self._bodies[named]
-
-    def for_reader(self, name: str | None, link: str) -> tuple[str, str]:
-        """The text and HTML of one reader's confirmation."""
-        marks = {self.link_mark: link}
-        if name:
-            marks[self.name_mark] = name
-        return self._body(bool(name)).fill(marks)
+        return self._body.fill({self.link_mark: link})
 
 
 @renderer(DeliveryKind.CONFIRMATION)
@@ -175,7 +167,7 @@ def render_confirmations(deliveries: Sequence[Claimed]) -> list[Message | None]:
         link = public_link(
             f"/confirm/{tokens.confirm_token(subscriber.public_id, subscriber.round)}"
         )
-        text, html = bodies.for_reader(subscriber.name, link)
+        text, html = bodies.for_reader(link)
         return Message(
             key=delivery.message_key,
             to=subscriber.email,
