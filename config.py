@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 # Days a pending signup is kept at most: more overflows the date it is taken from.
 MAX_RETENTION_DAYS = 36_500
@@ -126,6 +127,26 @@ def _bind(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _public_url(raw: str) -> str:
+    """``PUBLIC_URL`` as every email must carry it: ASCII, a Unicode host in IDNA form.
+
+    Links and ``List-Unsubscribe`` headers are read by mail clients, which
+    take no other form (``https://news.bäckerei.example`` is
+    ``https://news.xn--bckerei-9wa.example``).
+    """
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    if raw.isascii() or not host:
+        return raw
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ConfigError(f"PUBLIC_URL's host name is not valid: {host!r}") from None
+    netloc = ascii_host + (f":{parts.port}" if parts.port else "")
+    path = quote(parts.path, safe="/%")
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
+
+
 def _number(
     env: Mapping[str, str],
     name: str,
@@ -176,7 +197,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # SQLAlchemy URL; empty means SQLite in the instance folder.
         "DATABASE_URL": _str(env, "DATABASE_URL"),
         # --- what subscribers see -------------------------------------------
-        "PUBLIC_URL": _str(env, "PUBLIC_URL", "http://localhost:5000").rstrip("/"),
+        "PUBLIC_URL": _public_url(_str(env, "PUBLIC_URL", "http://localhost:5000").rstrip("/")),
         "NEWSLETTER_NAME": _str(env, "NEWSLETTER_NAME", "Newsletter"),
         "MAIL_FROM": _str(env, "MAIL_FROM", "Newsletter <newsletter@localhost>"),
         "MAIL_POSTAL_ADDRESS": _str(env, "MAIL_POSTAL_ADDRESS"),

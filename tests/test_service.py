@@ -50,6 +50,15 @@ def test_unknown_provider_stops_start_up():
         create_app({"TESTING": True, "EMAIL_PROVIDER": "carrier-pigeon"})
 
 
+def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
+    # Every link and List-Unsubscribe header is built on it: mail clients read ASCII only.
+    url = from_env({"PUBLIC_URL": "https://news.bäckerei.example/nl/"})["PUBLIC_URL"]
+    assert url == "https://news.xn--bckerei-5wa.example/nl"
+    assert from_env({"PUBLIC_URL": "http://localhost:5000/"})["PUBLIC_URL"] == (
+        "http://localhost:5000"
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -66,6 +75,7 @@ def test_unknown_provider_stops_start_up():
         ({"SEND_RATE": "nan"}, "finite"),  # Python's float() takes it
         ({"DISPATCH_INTERVAL": "inf"}, "finite"),
         ({"PENDING_RETENTION_DAYS": "1e9"}, "at most 36500"),  # past the calendar
+        ({"PUBLIC_URL": "https://xn--\u00e9.example"}, "host name is not valid"),
     ],
 )
 def test_malformed_settings_are_refused(env, message):

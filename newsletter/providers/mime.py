@@ -68,7 +68,7 @@ def build_mime(message: Message) -> MIMEMultipart:
     mime["Message-ID"] = make_msgid(idstring=message.key, domain=sender_address.rpartition("@")[2])
     mime["X-Newsletter-Key"] = message.key
     for name, value in message.headers.items():
-        mime[name] = _text_header(value)
+        mime[name] = _phrase_header(value)
     mime.attach(_text_part(message.text, "plain"))
     mime.attach(_text_part(message.html, "html"))
     return mime
@@ -77,6 +77,20 @@ def build_mime(message: Message) -> MIMEMultipart:
 def _text_header(value: str) -> str:
     """ASCII as it is; anything else as RFC 2047 UTF-8 encoded words, folded at 76."""
     return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _phrase_header(value: str) -> str:
+    """A header value; one like ``List-Id``'s ``"Café News" <digest.host>`` keeps its ``<id>``.
+
+    Only the phrase before the angle brackets is encoded: encoded whole, the
+    id (or a ``<URL>``) would be hidden from every reader of the header.
+    """
+    if value.isascii():
+        return value
+    phrase, bracket, rest = value.rpartition(" <")
+    if bracket and rest.endswith(">") and rest.isascii():
+        return f"{_text_header(phrase.strip().strip(chr(34)))} <{rest}"
+    return _text_header(value)
 
 
 def _address_header(value: str) -> str:

@@ -67,3 +67,11 @@ def test_each_message_has_its_own_boundary_and_message_id():
     assert first.get_boundary() != second.get_boundary()
     assert first["Message-ID"] != second["Message-ID"]
     assert first["Message-ID"].endswith("@clinic.example>")
+
+
+def test_a_list_id_beyond_ascii_keeps_its_id_readable():
+    # NEWSLETTER_NAME="Café Zürich News": encoded whole, the header hid <digest.host>.
+    message = _message(headers={"List-Id": '"Café Zürich News" <digest.news.example.org>'})
+    raw = build_mime(message).as_bytes()
+    assert b" <digest.news.example.org>" in raw
+    assert _parse(raw)["List-Id"] == "Café Zürich News <digest.news.example.org>"
