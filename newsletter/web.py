@@ -10,10 +10,9 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.routing import BaseConverter
 
 from .errors import AppError, wants_json
+from .storable import holds_unstorable_text
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# JSON may escape half a UTF-16 pair ("\ud800"); no database or email can hold one.
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def json_body() -> Any:
@@ -21,31 +20,15 @@ def json_body() -> Any:
 
     Nesting too deep for the parser and lone surrogates are 400s here, not
     500s further on (a surrogate in one signup failed every signup sharing
-    its group commit).
+    its group commit). A NUL is each field's to refuse or strip.
     """
     try:
         data = request.get_json(silent=True)
     except RecursionError:
         raise AppError("invalid_json", "The request body is nested too deeply.") from None
-    if _holds_lone_surrogate(data):
+    if holds_unstorable_text(data, allow_nul=True):
         raise AppError("invalid_json", "The request body holds text that is not valid Unicode.")
     return data
-
-
-def _holds_lone_surrogate(data: Any) -> bool:
-    """Whether any key or string in ``data`` holds a lone surrogate (iterative: any depth)."""
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def request_fields() -> dict[str, Any]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..storable import holds_unstorable_text
+
 
 class EventKind(enum.StrEnum):
     """What happened to a message, whichever provider says it."""
@@ -49,11 +51,19 @@ KEY_NAME = "newsletter_key"  # the name our message key travels under at every p
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON body, or ``WebhookPayloadError``."""
+    """The JSON body, or ``WebhookPayloadError``; nothing a database column cannot hold."""
     try:
-        return json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):  # too deep is not ours to read
         raise WebhookPayloadError("the body is not JSON") from None
+    if holds_unstorable_text(data):
+        raise WebhookPayloadError("the body holds text no column can store (NUL)")
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and a JSON column refuses them: the body is bad."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def fallback_id(item: Any) -> str:

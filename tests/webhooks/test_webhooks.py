@@ -337,7 +337,16 @@ def test_unconfigured_provider_refuses_everything(make_app):
 
 @pytest.mark.parametrize(
     ("provider", "body"),
-    [("postmark", b"{not json"), ("postmark", b"[1, 2]"), ("postmark", b'{"NoRecordType": 1}')],
+    [
+        ("postmark", b"{not json"),
+        ("postmark", b"[1, 2]"),
+        ("postmark", b'{"NoRecordType": 1}'),
+        ("postmark", b"[" * 40_000),  # deeper than the parser goes
+        # What no column can store (PostgreSQL's text and JSON): a 500 there before.
+        ("postmark", b'{"RecordType": "Bounce", "ID": NaN, "Email": "ann@example.com"}'),
+        ("postmark", b'{"RecordType": "Bounce", "ID": 1, "Email": "ann\\u0000@example.com"}'),
+        ("postmark", b'{"RecordType": "Bounce", "ID": 1, "Email": "\\ud800@example.com"}'),
+    ],
 )
 def test_malformed_verified_body_is_a_400(hook_app, hook, provider, body):
     response = hook.post(
