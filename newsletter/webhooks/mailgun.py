@@ -45,12 +45,20 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
     return token
 
 
+_SUPPRESSED_BECAUSE = {
+    "suppress-complaint": EventKind.COMPLAINT,
+    "suppress-unsubscribe": EventKind.UNSUBSCRIBE,
+}
+
+
 def _kind(data: dict[str, Any]) -> EventKind:
     event = data.get("event")
     if event == "failed":
-        return (
-            EventKind.HARD_BOUNCE if data.get("severity") == "permanent" else EventKind.SOFT_BOUNCE
-        )
+        if data.get("severity") != "permanent":
+            return EventKind.SOFT_BOUNCE
+        # Mailgun refused to send because the address is on one of its suppression lists:
+        # the list says why (a complaint is not a bounce, an unsubscribe neither).
+        return _SUPPRESSED_BECAUSE.get(str(data.get("reason")), EventKind.HARD_BOUNCE)
     return {
         "complained": EventKind.COMPLAINT,
         "unsubscribed": EventKind.UNSUBSCRIBE,

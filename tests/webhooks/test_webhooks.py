@@ -426,3 +426,27 @@ def test_non_numeric_signed_timestamps_are_refused(hook_app, hook, stamp):
     assert_refused(
         hook_app, hook.post("/webhooks/mailgun", data=body, content_type="application/json")
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        ("suppress-complaint", Status.COMPLAINED),
+        ("suppress-unsubscribe", Status.UNSUBSCRIBED),
+        ("suppress-bounce", Status.BOUNCED),
+        ("bounce", Status.BOUNCED),
+    ],
+)
+def test_mailgun_refusing_a_suppressed_address_says_which_list(hook_app, hook, reason, status):
+    # A permanent "failed" whose reason is one of Mailgun's suppression lists (its API
+    # document's Failed example): a complaint there is a complaint here, not a bounce.
+    event = {
+        "event": "failed",
+        "severity": "permanent",
+        "reason": reason,
+        "id": f"mg-{reason}",
+        "recipient": "ann@example.com",
+        "timestamp": time.time(),
+    }
+    assert mailgun(hook, event).status_code == 200
+    assert find(hook_app, "ann@example.com").status is status
