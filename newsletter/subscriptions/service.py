@@ -220,12 +220,7 @@ def confirm(session: Session, token: str, client: ClientInfo) -> Subscriber:
     try:
         claim = tokens.read_confirm(token)
     except TokenError as exc:
-        if exc.expired and exc.public_id:
-            subscriber = _locked_by_public_id(session, exc.public_id)
-            session.rollback()
-            if subscriber is not None and subscriber.status is Status.CONFIRMED:
-                return subscriber  # already done: an old link clicked again is harmless
-        raise
+        return _confirmed_by_expired_link(session, exc)
     subscriber = _locked_by_public_id(session, claim.public_id)
     if subscriber is None or subscriber.round != claim.round:
         session.rollback()
@@ -241,26 +236,35 @@ def confirm(session: Session, token: str, client: ClientInfo) -> Subscriber:
     return subscriber
 
 
+def _confirmed_by_expired_link(session: Session, exc: TokenError) -> Subscriber:
+    """The subscriber an authentic but expired link names, if already confirmed; else raises.
+
+    ``exc`` again (expired: a new link can be asked for) only while the
+    subscriber still waits to confirm; invalid once the link is dead
+    (unsubscribed, bounced or erased since), with nothing to renew.
+    """
+    if not (exc.expired and exc.public_id):
+        raise exc
+    subscriber = session.scalars(
+        select(Subscriber).where(Subscriber.public_id == exc.public_id)
+    ).one_or_none()
+    session.rollback()  # read only
+    if subscriber is not None and subscriber.status is Status.CONFIRMED:
+        return subscriber  # already done: an old link clicked again is harmless
+    if subscriber is None or subscriber.status is not Status.PENDING:
+        raise TokenError() from None
+    raise exc
+
+
 def confirm_link_state(session: Session, token: str) -> Status:
     """What a confirm link would do now, changing nothing: PENDING (confirm) or CONFIRMED.
 
-    Raises ``TokenError`` as ``confirm`` would: expired (a new link can be
-    asked for) only while the subscriber still waits to confirm, and invalid
-    once the link is dead (unsubscribed, bounced, erased since).
+    Raises ``TokenError`` as ``confirm`` does.
     """
     try:
         claim = current_tokens().read_confirm(token)
     except TokenError as exc:
-        if not (exc.expired and exc.public_id):
-            raise
-        subscriber = session.scalars(
-            select(Subscriber).where(Subscriber.public_id == exc.public_id)
-        ).one_or_none()
-        if subscriber is not None and subscriber.status is Status.CONFIRMED:
-            return Status.CONFIRMED  # an old link clicked again: nothing to renew
-        if subscriber is None or subscriber.status is not Status.PENDING:
-            raise TokenError() from None
-        raise
+        return _confirmed_by_expired_link(session, exc).status
     subscriber = session.scalars(
         select(Subscriber).where(Subscriber.public_id == claim.public_id)
     ).one_or_none()
