@@ -70,7 +70,7 @@ def list_subscribers() -> Response:
 
 def _find(email: str) -> Subscriber:
     try:
-        normalized = normalize_email(email)
+        normalized = normalize_email(email, international=True)
     except InvalidAddress:
         normalized = None
     subscriber = (

@@ -40,11 +40,14 @@ def plain_address(candidate: str) -> str | None:
     return f"{local}@{domain}".lower()
 
 
-def normalize_email(raw: str) -> str:
+def normalize_email(raw: str, international: bool = False) -> str:
     """The canonical form of an address: unicode domain, all lower case.
 
     Lower-casing the local part too makes ``Ann@x.org`` and ``ann@x.org`` one
     subscriber, as every mailbox provider treats them; no DNS is consulted.
+    A mailbox name beyond ASCII is refused unless ``international``: a new
+    address may not have one, but a lookup (the admin's, a webhook's) must
+    still find a subscriber stored before that rule.
     """
     candidate = raw.strip()
     if not candidate:
@@ -55,9 +58,9 @@ def normalize_email(raw: str) -> str:
     if plain is not None:
         return plain
     try:
-        # No internationalized mailbox (non-ASCII before the @): it needs SMTPUTF8 at every
-        # hop, which the providers' APIs do not promise. Unicode domains are fine (IDNA).
-        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
+        # No new internationalized mailbox (non-ASCII before the @): it needs SMTPUTF8 at
+        # every hop, which the providers' APIs do not promise. Unicode domains are fine.
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=international)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"That is not a valid email address: {exc}") from None
     return result.normalized.lower()

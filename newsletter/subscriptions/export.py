@@ -17,15 +17,20 @@ COLUMNS = ("email", "name", "status", "source", "created_at", "confirmed_at", "u
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _escaped(text: str) -> bool:
+    """Whether ``csv_safe`` quotes ``text``: a formula's start, or a quote before one."""
+    return text[:1] in _FORMULA_STARTS or (text[:1] == "'" and text[1:2] in _FORMULA_STARTS)
+
+
 def csv_safe(value: object) -> str:
-    """A cell a spreadsheet will not run as a formula."""
+    """A cell a spreadsheet will not run as a formula (and ``unescape_formula`` reads back)."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in _FORMULA_STARTS else text
+    return "'" + text if _escaped(text) else text
 
 
 def unescape_formula(cell: str) -> str:
     """``csv_safe`` undone, for an import of our own export: ``'-ann@x.org`` is ``-ann@x.org``."""
-    return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA_STARTS else cell
+    return cell[1:] if cell[:1] == "'" and _escaped(cell[1:]) else cell
 
 
 def export_csv(session: Session, rows_per_chunk: int = 500) -> Iterator[str]:

@@ -82,7 +82,7 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
 def _normalized(email: str | None) -> str | None:
     """The address as we store it, so erasure and lookups find it; None if unusable."""
     try:
-        return normalize_email(email) if email else None
+        return normalize_email(email, international=True) if email else None
     except InvalidAddress:
         return None
 
