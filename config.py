@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-# Days a pending signup is kept at most: more overflows the date it is taken from.
+import idna
+
+# Days a pending signup is kept at most: a century, a limit of policy (well short of
+# the calendar's end, past which the cutoff date could not be computed).
 MAX_RETENTION_DAYS = 36_500
 
 
@@ -132,17 +135,20 @@ def _public_url(raw: str) -> str:
 
     Links and ``List-Unsubscribe`` headers are read by mail clients, which
     take no other form (``https://news.bäckerei.example`` is
-    ``https://news.xn--bckerei-9wa.example``).
+    ``https://news.xn--bckerei-5wa.example``). IDNA 2008 with UTS 46, as
+    browsers and email-validator map it (Python's own codec, IDNA 2003, makes
+    ``faß.example`` the other domain ``fass.example``).
     """
     parts = urlsplit(raw)
     host = parts.hostname or ""
     if raw.isascii() or not host:
         return raw
     try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ConfigError(f"PUBLIC_URL's host name is not valid: {host!r}") from None
-    netloc = ascii_host + (f":{parts.port}" if parts.port else "")
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError):  # idna.IDNAError is both; a bad port a ValueError
+        raise ConfigError(f"PUBLIC_URL is not a valid URL: {raw!r}") from None
+    netloc = ascii_host + (f":{port}" if port else "")
     path = quote(parts.path, safe="/%")
     return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 

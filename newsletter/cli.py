@@ -83,8 +83,8 @@ def _finite(days: float | None) -> float | None:
 @click.option(
     "--older-than",
     "days",
-    # At most a century, and a number: NaN passes a range check, and a larger value
-    # overflows the date it is subtracted from.
+    # At most a century (config.MAX_RETENTION_DAYS), and a number: NaN passes a range
+    # check, and a million days (or 1e9) ended in a traceback.
     type=click.FloatRange(min=0, max=MAX_RETENTION_DAYS),
     callback=lambda _ctx, _param, value: _finite(value),
     default=None,

@@ -54,6 +54,10 @@ def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
     # Every link and List-Unsubscribe header is built on it: mail clients read ASCII only.
     url = from_env({"PUBLIC_URL": "https://news.bäckerei.example/nl/"})["PUBLIC_URL"]
     assert url == "https://news.xn--bckerei-5wa.example/nl"
+    # IDNA 2008, as browsers map it: IDNA 2003 would make this fass.example, another domain.
+    assert from_env({"PUBLIC_URL": "https://faß.example"})["PUBLIC_URL"] == (
+        "https://xn--fa-hia.example"
+    )
     assert from_env({"PUBLIC_URL": "http://localhost:5000/"})["PUBLIC_URL"] == (
         "http://localhost:5000"
     )
@@ -75,7 +79,8 @@ def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
         ({"SEND_RATE": "nan"}, "finite"),  # Python's float() takes it
         ({"DISPATCH_INTERVAL": "inf"}, "finite"),
         ({"PENDING_RETENTION_DAYS": "1e9"}, "at most 36500"),  # past the calendar
-        ({"PUBLIC_URL": "https://xn--\u00e9.example"}, "host name is not valid"),
+        ({"PUBLIC_URL": "https://xn--\u00e9.example"}, "not a valid URL"),
+        ({"PUBLIC_URL": "https://n\u00e9ws.example:port"}, "not a valid URL"),
     ],
 )
 def test_malformed_settings_are_refused(env, message):

@@ -132,10 +132,15 @@ class SmtpProvider:
             return _by_code(exc.smtp_code, exc.smtp_error)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             return SendResult(Outcome.TRANSIENT, error=f"session lost: {exc}")
-        except (smtplib.SMTPException, ValueError, TypeError, UnicodeError) as exc:
-            # This message cannot be sent as it is; the others still go. (Raised, it would
-            # mark the whole batch for a retry, and send again what had already gone.)
-            return SendResult(Outcome.REJECTED, error=f"cannot send this message: {exc!r}")
+        except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:
+            # This address cannot be carried (SMTPUTF8 missing, a domain IDNA refuses):
+            # it never will be, but the others still go.
+            return SendResult(Outcome.REJECTED, error=f"cannot send to this address: {exc!r}")
+        except (smtplib.SMTPException, ValueError, TypeError) as exc:
+            # Anything else about this one message: retried, with back-off, and the
+            # batch goes on. (Raised, it would mark the whole batch for a retry, and send
+            # again what had already gone.)
+            return SendResult(Outcome.TRANSIENT, error=f"could not send this message: {exc!r}")
         return SendResult(Outcome.SENT, provider_id=mime["Message-ID"])
 
 

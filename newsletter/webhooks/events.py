@@ -53,17 +53,25 @@ KEY_NAME = "newsletter_key"  # the name our message key travels under at every p
 def parse_json(body: bytes) -> Any:
     """The JSON body, or ``WebhookPayloadError``; nothing a database column cannot hold."""
     try:
-        data = json.loads(body, parse_constant=_no_constant)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):  # too deep is not ours to read
         raise WebhookPayloadError("the body is not JSON") from None
     if holds_unstorable_text(data):
-        raise WebhookPayloadError("the body holds text no column can store (NUL)")
+        raise WebhookPayloadError("the body holds text no column can store")
     return data
 
 
 def _no_constant(name: str) -> Any:
     """NaN and Infinity are not JSON, and a JSON column refuses them: the body is bad."""
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number; one past a float's range (``1e400``) would be stored as Infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def fallback_id(item: Any) -> str:

@@ -344,6 +344,7 @@ def test_unconfigured_provider_refuses_everything(make_app):
         ("postmark", b"[" * 40_000),  # deeper than the parser goes
         # What no column can store (PostgreSQL's text and JSON): a 500 there before.
         ("postmark", b'{"RecordType": "Bounce", "ID": NaN, "Email": "ann@example.com"}'),
+        ("postmark", b'{"RecordType": "Bounce", "ID": 1e400, "Email": "ann@example.com"}'),
         ("postmark", b'{"RecordType": "Bounce", "ID": 1, "Email": "ann\\u0000@example.com"}'),
         ("postmark", b'{"RecordType": "Bounce", "ID": 1, "Email": "\\ud800@example.com"}'),
     ],
