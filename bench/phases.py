@@ -23,7 +23,7 @@ third between runs a minute apart: a change worth a few percent needs many
 rounds, or a microbenchmark of its own.
 
 ``--digests K``: each process sends K digests of the same size one after
-another (a post added and a digest triggered between them), one row each:
+another (three posts added and a digest triggered between them), one row each:
 the first pays for what a fresh process does once (its connection, the
 statements' first compilation, the templates), the later ones show a
 dispatcher that has sent before, as a long-running one has.

@@ -75,6 +75,10 @@ class Status(enum.StrEnum):
     COMPLAINED = "complained"
 
 
+# The statuses no mail goes to, ever: a hard bounce or a spam complaint.
+SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
+
+
 class ConsentKind(enum.StrEnum):
     """One step in a subscriber's consent history."""
 

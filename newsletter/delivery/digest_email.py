@@ -17,7 +17,7 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import DeliveryKind, Digest, Post, Status, Subscriber
+from ..models import SUPPRESSED, DeliveryKind, Digest, Post, Status, Subscriber
 from ..providers import Message, Stream
 from ..tokens import current_tokens
 from .ledger import Claimed
@@ -159,7 +159,7 @@ def render_digest_tests(deliveries: Sequence[Claimed]) -> list[Message | None]:
         db.session.scalars(
             select(Subscriber.email).where(
                 Subscriber.email.in_(addresses),
-                Subscriber.status.in_((Status.BOUNCED, Status.COMPLAINED)),
+                Subscriber.status.in_(SUPPRESSED),
             )
         )
     )

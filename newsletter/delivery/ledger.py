@@ -143,7 +143,6 @@ class Recipient(NamedTuple):
     """The columns of a delivery's subscriber that rendering needs."""
 
     email: str
-    name: str | None
     status: Status
     round: int
     public_id: str
@@ -175,7 +174,7 @@ _DELIVERY_COLUMNS = (
     "attempts",
     "created_at",
 )
-_RECIPIENT_COLUMNS = ("email", "name", "status", "round", "public_id")
+_RECIPIENT_COLUMNS = ("email", "status", "round", "public_id")
 
 
 def _loading(which: ColumnElement[bool]) -> Select:

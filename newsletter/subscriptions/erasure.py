@@ -10,10 +10,8 @@ from flask import current_app
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
-from ..models import Delivery, Erasure, ProviderEvent, Status, Subscriber, utcnow
+from ..models import SUPPRESSED, Delivery, Erasure, ProviderEvent, Subscriber, utcnow
 from .service import locked_by_email
-
-SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
 
 
 def email_hash(email: str) -> str:
@@ -43,7 +41,10 @@ def erase(session: Session, email: str) -> bool:
     # what providers reported about the address goes too.
     session.execute(delete(ProviderEvent).where(ProviderEvent.email == email))
     # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
-    session.execute(delete(Delivery).where(Delivery.to_address == email))
+    # (No subscriber: the unique index on (subscriber_id, ...) finds them, not a scan.)
+    session.execute(
+        delete(Delivery).where(Delivery.subscriber_id.is_(None), Delivery.to_address == email)
+    )
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     session.commit()
     return True

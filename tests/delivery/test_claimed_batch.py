@@ -41,7 +41,6 @@ def test_a_claim_gives_each_delivery_with_its_subscriber_in_id_order(app: Flask)
         assert confirmation.attempts == 0 and confirmation.created_at is not None
         assert confirmation.subscriber == ledger.Recipient(
             email="ann@example.com",
-            name="Ann",
             status=Status.PENDING,
             round=0,
             public_id=subscriber.public_id,
