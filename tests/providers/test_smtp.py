@@ -104,6 +104,29 @@ def test_a_mailbox_name_beyond_ascii_fails_alone_and_nothing_goes_twice(smtputf8
     ]
 
 
+def test_a_message_that_fails_for_another_reason_is_retried_alone(
+    relay: tuple[Relay, int], monkeypatch
+) -> None:
+    # Not the address: a fault of ours, or one a later setting may cure. Retried with
+    # back-off, never failed for good; the batch's other messages still go, once.
+    from newsletter.providers import smtp
+
+    handler, port = relay
+    real = smtp.build_mime
+
+    def broken_for_two(message):
+        if message.to == "reader2@example.com":
+            raise TypeError("a bug building this one")
+        return real(message)
+
+    monkeypatch.setattr(smtp, "build_mime", broken_for_two)
+    provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 5)
+    results = provider.send_batch([digest(1), digest(2), digest(3)])
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.TRANSIENT, Outcome.SENT]
+    assert "a bug building this one" in (results[1].error or "")
+    assert len(handler.received) == 2
+
+
 def test_password_is_never_sent_without_tls(relay: tuple[Relay, int]) -> None:
     _, port = relay
     provider = SmtpProvider(parse_smtp_url(f"smtp://user:secret@127.0.0.1:{port}"), 5)
