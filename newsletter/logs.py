@@ -60,6 +60,10 @@ class TextFormatter(logging.Formatter):
         record.__dict__.setdefault("request_id", "-")
         return super().format(record).replace("\n", "\\n")
 
+    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
+        """The traceback masked as the message is (by ``MaskingFilter``)."""
+        return mask(super().formatException(ei))
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, request_id, message, exception."""

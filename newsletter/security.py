@@ -61,12 +61,15 @@ def add_security_headers(response: Response) -> Response:
 
 
 _TOKEN_PATH = re.compile(f"({'|'.join(map(re.escape, TOKEN_PATHS))})" + r"[^\s/?\"']+")
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([^\s\"'<>,;]+)")
+# An address, also as a URL carries it ("%40", as clients encode a path or a query):
+# a local part of anything an address may hold (not a separator of text, paths or
+# queries), then the domain.
+_EMAIL = re.compile(r"([^\s\"<>,;:@/?=&])[^\s\"<>,;:@/?=&]*(?:@|%40)([^\s\"'<>,;]+)")
 
 
 def mask(text: str) -> str:
     """The text with link tokens cut and addresses reduced to ``a***@domain``."""
-    if "@" not in text and not any(prefix in text for prefix in TOKEN_PATHS):
+    if "@" not in text and "%40" not in text and not any(p in text for p in TOKEN_PATHS):
         return text  # most lines (every access line but the token pages'): no regex
     return _EMAIL.sub(r"\1***@\2", _TOKEN_PATH.sub(r"\1***", text))
 

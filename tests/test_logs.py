@@ -97,3 +97,12 @@ def test_an_unknown_log_format_stops_start_up():
     with pytest.raises(ConfigError, match="LOG_FORMAT"):
         from_env({"LOG_FORMAT": "xml"})
     assert from_env({"LOG_FORMAT": "JSON"})["LOG_FORMAT"] == "json"
+
+
+def test_text_lines_mask_the_traceback_too():
+    try:
+        raise ValueError("bad grace@example.com at /confirm/SECRETTOKEN")
+    except ValueError:
+        record = _record("failed", request_id="r2", exc_info=sys.exc_info())
+    line = TextFormatter().format(record)
+    assert "grace@" not in line and "SECRETTOKEN" not in line and "g***@example.com" in line

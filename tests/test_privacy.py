@@ -48,6 +48,15 @@ def test_mask_hides_addresses_and_tokens():
     assert mask("bounce for bob@example.org") == "bounce for b***@example.org"
     plain = '"POST /subscribe HTTP/1.1" 202 rid=1a2b'
     assert mask(plain) == plain
+    # As URLs carry them (%40), and with the characters an address may hold.
+    assert mask('"DELETE /admin/subscribers/bob%40example.com HTTP/1.1"') == (
+        '"DELETE /admin/subscribers/b***@example.com HTTP/1.1"'
+    )
+    assert mask("GET /admin/subscribers?q=carol%40example.com") == (
+        "GET /admin/subscribers?q=c***@example.com"
+    )
+    for address in ("bob#@example.com", "{x}@example.com", "josé@example.com", "o'neil@x.org"):
+        assert mask(f"address {address}") == f"address {address[0]}***@{address.split('@')[1]}"
 
 
 def test_no_answer_sets_a_cookie_and_the_session_refuses_writes(app, client):
