@@ -154,6 +154,14 @@ def test_healthz_503_when_the_database_is_gone(make_app, tmp_path):
     assert response.get_json()["status"] == "unavailable"
 
 
+def test_healthz_503_on_a_database_without_our_schema(make_app, tmp_path):
+    # SQLite answers SELECT 1 from a new, empty file (a mistyped path, a deleted file),
+    # where every signup fails: that is not a database that answers.
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+    for probe in ("/healthz", "/readyz"):
+        assert app.test_client().get(probe).status_code == 503
+
+
 def test_signup_while_the_database_is_gone_is_a_clear_503(make_app, tmp_path):
     missing = tmp_path / "no-such-dir" / "db.sqlite"
     app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")

@@ -18,13 +18,17 @@ OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """200 when the database answers, else 503; says if sending is paused."""
+    """200 when the database answers, else 503; says if sending is paused.
+
+    Not why: anyone may ask, and the provider's answer can name a private
+    sender address or account; ``/admin/stats`` has it.
+    """
     if not database_answers():
         return jsonify(status="unavailable", database="down"), 503
     health = reported_dispatch_health()
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     if health.paused:
-        body["dispatch"] = {"paused": True, "error": health.last_error}
+        body["dispatch"] = {"paused": True, "details": "/admin/stats"}
     return jsonify(body), 200
 
 

@@ -70,7 +70,7 @@ def test_a_publisher_saves_a_change_at_once_and_an_unchanged_record_rarely() -> 
 
 
 def test_workers_read_the_digest_process_record_where_gunicorn_starts_one(
-    make_app, tmp_path, database_uri
+    make_app, tmp_path, database_uri, admin_headers
 ) -> None:
     # DISPATCH_PROCESSES=1, DISPATCH_DIGEST_PROCESSES unset: on PostgreSQL gunicorn
     # starts process 1 for digests, and its pause must reach /healthz; on SQLite
@@ -82,7 +82,9 @@ def test_workers_read_the_digest_process_record_where_gunicorn_starts_one(
     paused.save(health_file(first, 1))
     health = worker.test_client().get("/healthz").get_json()
     if is_postgresql(database_uri):
-        assert health["dispatch"]["paused"] is True and health["dispatch"]["error"] == "HTTP 401"
+        assert health["dispatch"]["paused"] is True
+        stats = worker.test_client().get("/admin/stats", headers=admin_headers).get_json()
+        assert stats["dispatch"]["last_error"] == "HTTP 401"
     else:
         assert "dispatch" not in health
 
