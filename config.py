@@ -298,7 +298,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # --- posts and digests -------------------------------------------------
         # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),
-        # ours: seconds to wait for the feed, and the largest feed accepted.
+        # ours: seconds the whole fetch of the feed may take, and the largest accepted.
         "FEED_TIMEOUT": _number(env, "FEED_TIMEOUT", 10.0, float),
         "FEED_MAX_BYTES": _number(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
         # Most messages per second one dispatching process sends (0: no limit),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,12 +11,13 @@ from xml.sax import SAXException
 
 import feedparser
 import requests
+import urllib3
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..models import Post
-from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post
-from .text import is_web_url, one_line, plain_summary, web_url
+from .posts import AUTHOR_MAX, CATEGORIES_MAX, TITLE_MAX, URL_MAX, NewPost, add_post
+from .text import is_web_url, one_line, plain_summary, single_line, web_url
 
 USER_AGENT = "newsletter-feed-import/1.0"
 
@@ -48,10 +50,24 @@ class FeedReport:
         }
 
 
-def fetch(url: str, timeout: float, max_bytes: int) -> tuple[bytes, str]:
-    """The feed's bytes and content type, or ``FeedError`` (502 when the far side failed)."""
+@dataclass(frozen=True)
+class Fetched:
+    """A feed as fetched: its bytes, content type, and the URL it came from (redirects taken)."""
+
+    body: bytes
+    content_type: str
+    url: str
+
+
+def fetch(url: str, timeout: float, max_bytes: int) -> Fetched:
+    """The feed, or ``FeedError`` (502 when the far side failed, or took over ``timeout`` s).
+
+    ``timeout`` bounds the whole fetch, not each read: a server sending a byte
+    at a time would otherwise hold the request (or the command) for minutes.
+    """
     if not is_web_url(url):
         raise FeedError("invalid_url", "The feed URL must be an absolute http(s) link.", 422)
+    deadline = time.monotonic() + timeout
     try:
         with requests.get(
             url, timeout=timeout, stream=True, headers={"User-Agent": USER_AGENT}
@@ -63,20 +79,30 @@ def fetch(url: str, timeout: float, max_bytes: int) -> tuple[bytes, str]:
                     502,
                 )
             body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
+            # read1: what has arrived, decompressed (gzip), at most 64 KiB; a plain read
+            # (iter_content's) waits until it has the whole size asked for, or the end.
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 body += chunk
                 if len(body) > max_bytes:
                     raise FeedError("feed_too_large", f"The feed is over {max_bytes} bytes.", 502)
-            return bytes(body), response.headers.get("Content-Type", "")
-    except requests.RequestException as exc:
+                if time.monotonic() > deadline:
+                    raise FeedError(
+                        "feed_unreachable", f"The feed took over {timeout:g} s to arrive.", 502
+                    )
+            return Fetched(bytes(body), response.headers.get("Content-Type", ""), response.url)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # read1 is urllib3's
         raise FeedError(
             "feed_unreachable", f"The feed could not be fetched ({type(exc).__name__}).", 502
         ) from None
 
 
-def parse(body: bytes, content_type: str) -> list[NewPost | None]:
-    """The feed's entries as posts (None for an entry with no usable title or link)."""
-    parsed = feedparser.parse(body, response_headers={"content-type": content_type})
+def parse(body: bytes, content_type: str, url: str = "") -> list[NewPost | None]:
+    """The feed's entries as posts (None for an entry with no usable title or link).
+
+    ``url``, where the feed came from, resolves relative links (``/2024/01/post/``).
+    """
+    headers = {"content-type": content_type, **({"content-location": url} if url else {})}
+    parsed = feedparser.parse(body, response_headers=headers)
     problem = parsed.get("bozo_exception")
     if not parsed.get("version"):
         detail = f" ({type(problem).__name__})" if problem else ""
@@ -89,7 +115,11 @@ def parse(body: bytes, content_type: str) -> list[NewPost | None]:
 
 def _entry_post(entry: Any) -> NewPost | None:
     link = web_url(entry.get("link") or "")
-    title = one_line(entry.get("title"), TITLE_MAX)
+    raw_title = entry.get("title") or ""
+    if entry.get("title_detail", {}).get("type") == "text/plain":
+        title = single_line(raw_title)[:TITLE_MAX] or None  # as written: "<details>" is text
+    else:
+        title = one_line(raw_title, TITLE_MAX)  # HTML (RSS's kind): markup dropped
     if not title or link is None or len(link) > URL_MAX:
         return None
     summary = entry.get("summary")
@@ -106,7 +136,7 @@ def _entry_post(entry: Any) -> NewPost | None:
             dict.fromkeys(
                 t for t in (one_line(tag.get("term"), 100) for tag in entry.get("tags", [])) if t
             )
-        ),
+        )[:CATEGORIES_MAX],
         guid=guid,
     )
 
@@ -144,5 +174,5 @@ def store(session: Session, posts: list[NewPost | None]) -> FeedReport:
 
 def import_feed(session: Session, url: str, timeout: float, max_bytes: int) -> FeedReport:
     """Fetch, parse and store a feed; a broken or unreachable one changes nothing."""
-    body, content_type = fetch(url, timeout, max_bytes)
-    return store(session, parse(body, content_type))
+    fetched = fetch(url, timeout, max_bytes)
+    return store(session, parse(fetched.body, fetched.content_type, fetched.url))

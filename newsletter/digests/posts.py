@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
-from .text import one_line, plain_summary, web_url
+from .text import one_line, plain_summary, single_line, web_url
 
 TITLE_MAX = 500
 URL_MAX = 2048
@@ -93,14 +93,16 @@ def validate(data: Any) -> NewPost:
     """A ``NewPost`` from an admin's JSON object, or ``InvalidPost``."""
     if not isinstance(data, dict):
         raise InvalidPost("invalid_body", "Send a JSON object.", "body")
-    title = one_line(_text(data, "title", required=True), TITLE_MAX)
+    # Plain text, kept as the admin wrote it ("The <details> element", "AT&amp;T"):
+    # every page and email escapes it.
+    title = single_line(_text(data, "title", required=True) or "")[:TITLE_MAX]
     if not title:
         raise InvalidPost("missing_title", "title is required.", "title")
     return NewPost(
         title=title,
         url=parse_url(_text(data, "url", required=True)),
         summary=plain_summary(_text(data, "summary")),
-        author=one_line(_text(data, "author"), AUTHOR_MAX),
+        author=single_line(_text(data, "author") or "")[:AUTHOR_MAX] or None,
         published_at=parse_time(data.get("published_at")),
         categories=parse_categories(data.get("categories")),
     )

@@ -145,3 +145,91 @@ def test_cli_imports_a_feed(app, feeds):
     assert "2 new" in result.output
     bad = runner.invoke(args=["posts", "import-feed", f"{feeds}/page.html"])
     assert bad.exit_code != 0 and "not an RSS or Atom feed" in bad.output
+
+
+TRICKY_ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Blog</title><id>urn:b</id><updated>2024-01-08T09:00:00Z</updated>
+  <entry>
+    <title type="text">Using &lt;details&gt; in HTML &amp; AT&amp;amp;T</title>
+    <link href="https://blog.example.org/details/"/><id>urn:b:1</id>
+    <updated>2024-01-08T09:00:00Z</updated>
+  </entry>
+  <entry>
+    <title type="html">&lt;b&gt;Bold&lt;/b&gt; news</title>
+    <link href="https://blog.example.org/bold/"/><id>urn:b:2</id>
+    <updated>2024-01-07T09:00:00Z</updated>
+  </entry>
+</feed>
+"""
+
+RELATIVE_RSS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>B</title><link>/</link><description>d</description>
+<item><title>Relative link post</title><link>/2024/01/relative/</link>
+  <guid isPermaLink="false">rel-1</guid>{categories}</item>
+</channel></rss>
+"""
+
+
+def test_titles_as_their_feed_types_them_and_relative_links_resolved(
+    client, admin_headers, tmp_path
+):
+    # A text title is kept as written ("<details>" is text); an HTML one loses its markup.
+    # An RSS link relative to the feed resolves against where the feed came from.
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "atom.xml").write_text(TRICKY_ATOM)
+    many = "".join(f"<category>c{n}</category>" for n in range(500))
+    (folder / "rss.xml").write_text(RELATIVE_RSS.format(categories=many))
+    with serve_folder(folder) as base:
+        for name in ("atom.xml", "rss.xml"):
+            answer = client.post(
+                "/admin/posts/import-feed", json={"url": f"{base}/{name}"}, headers=admin_headers
+            )
+            assert answer.status_code == 200, answer.get_json()
+    by_url = {p["url"]: p for p in posts(client, admin_headers)}
+    assert by_url["https://blog.example.org/details/"]["title"] == (
+        "Using <details> in HTML & AT&amp;T"
+    )
+    assert by_url["https://blog.example.org/bold/"]["title"] == "Bold news"
+    relative = by_url[f"{base}/2024/01/relative/"]
+    assert relative["title"] == "Relative link post"
+    assert len(relative["categories"]) == 20  # the admin API's cap, for feeds too
+
+
+def test_a_feed_that_trickles_in_is_cut_at_the_timeout(make_app, admin_headers):
+    # FEED_TIMEOUT bounds the whole fetch: a byte every 50 ms must not hold the request.
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n\r\n")
+            try:
+                for byte in RSS.encode():
+                    connection.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            except OSError:
+                pass  # the client gave up, as it should
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    app = make_app(FEED_TIMEOUT=1.0)
+    started = time.monotonic()
+    answer = app.test_client().post(
+        "/admin/posts/import-feed",
+        json={"url": f"http://127.0.0.1:{port}/rss.xml"},
+        headers=admin_headers,
+    )
+    took = time.monotonic() - started
+    listener.close()
+    assert answer.status_code == 502 and "took over 1 s" in answer.get_json()["error"]["message"]
+    assert took < 5  # the whole feed would take about 80 s at this pace
