@@ -33,6 +33,27 @@ def _list(env: Mapping[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
 
+def _origins(env: Mapping[str, str], name: str) -> list[str]:
+    """Web origins (``scheme://host[:port]``, as a browser sends ``Origin``), or ``*``.
+
+    Anything more (``https://blog.example.org/``, a path) would never equal an
+    ``Origin`` header: refused at start-up rather than failing every signup.
+    """
+    origins = _list(env, name)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or f"{parts.scheme}://{parts.netloc}" != origin
+        ):
+            raise ConfigError(
+                f"{name} holds origins like https://blog.example.org (no path, no trailing "
+                f"slash), not {origin!r}"
+            )
+    return origins
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -317,7 +338,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PENDING_RETENTION_DAYS": _number(
             env, "PENDING_RETENTION_DAYS", 30.0, float, maximum=MAX_RETENTION_DAYS
         ),
-        "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
+        "CORS_ORIGINS": _origins(env, "CORS_ORIGINS"),
         # ours: the largest public request body, in bytes.
         "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024),
         # ours: the largest admin CSV import, in bytes.

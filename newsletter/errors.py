@@ -66,7 +66,7 @@ class AppError(Exception):
 
 
 # Machine-only APIs: always JSON, even for a client that sends no Accept header.
-JSON_ONLY_PREFIXES = ("/admin/", "/webhooks/", "/healthz", "/openapi.json")
+JSON_ONLY_PREFIXES = ("/admin/", "/webhooks/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
 def wants_json() -> bool:

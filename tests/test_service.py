@@ -80,6 +80,8 @@ def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
         ({"DISPATCH_INTERVAL": "inf"}, "finite"),
         ({"PENDING_RETENTION_DAYS": "1e9"}, "at most 36500"),  # past the calendar
         ({"PUBLIC_URL": "https://xn--\u00e9.example"}, "not a valid URL"),
+        ({"CORS_ORIGINS": "https://blog.example.org/"}, "no trailing slash"),  # never matches
+        ({"CORS_ORIGINS": "blog.example.org"}, "no path"),
         ({"PUBLIC_URL": "https://n\u00e9ws.example:port"}, "not a valid URL"),
     ],
 )

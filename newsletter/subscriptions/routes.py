@@ -118,6 +118,7 @@ def _no_network_limit() -> bool:
 )
 def subscribe() -> Response:
     """Take a signup; the same answer whatever state the address was in."""
+    _warn_of_an_unlisted_origin()
     data = request_fields()
     try:
         raw_email = text_field(data, "email", max_length=320, required=True)
@@ -139,6 +140,31 @@ def subscribe() -> Response:
     else:
         _sign_up(email, name, _client(source))
     return answer("pages/check_inbox.html", {"status": "pending"}, 202 if wants_json() else 200)
+
+
+_WARNED_ORIGINS: set[str] = set()
+
+
+def _warn_of_an_unlisted_origin() -> None:
+    """Log, once per origin, a page's script posting from an origin CORS_ORIGINS lacks.
+
+    The signup is taken (a form would be too), but the browser hides the
+    answer from that script: the widget says "Something went wrong" while the
+    confirmation is on its way. The operator reads why here.
+    """
+    origin = request.headers.get("Origin")
+    allowed = current_app.config["CORS_ORIGINS"]
+    if not origin or origin in _WARNED_ORIGINS or "*" in allowed or origin in allowed:
+        return
+    if not wants_json() or origin == request.host_url.rstrip("/"):
+        return  # a form's own page, or our own pages: they read the answer
+    if len(_WARNED_ORIGINS) < 100:
+        _WARNED_ORIGINS.add(origin)
+        log.warning(
+            "a script on %s posted a signup, but CORS_ORIGINS does not list that origin: "
+            "the page cannot read the answer (add it to CORS_ORIGINS)",
+            origin,
+        )
 
 
 def _form_error(error: AppError, data: dict) -> Response:

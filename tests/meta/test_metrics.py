@@ -23,6 +23,12 @@ def scrape(client, admin_headers) -> str:
 
 def test_metrics_need_the_admin_token(client, admin_headers):
     assert client.get("/metrics").status_code == 401
+    # What Prometheus asks for: a machine's answer (JSON), not the HTML error page.
+    prometheus = (
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    refused = client.get("/metrics", headers={"Accept": prometheus})
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"]
     wrong = {"Authorization": "Bearer nope"}
     assert client.get("/metrics", headers=wrong).status_code == 401
     assert "newsletter_deliveries" in scrape(client, admin_headers)

@@ -330,3 +330,26 @@ def test_bombing_a_victim_from_many_networks_mails_them_once(make_app):
         assert _post_from(client, f"10.{n}.0.1", "victim@example.com") == 202
     outbox.dispatch()
     assert len(outbox.messages("victim@example.com")) == 1
+
+
+def test_a_script_on_an_unlisted_origin_is_logged_once_for_the_operator(make_app, caplog):
+    # Its browser hides our answer from it (no CORS header): the widget says "something
+    # went wrong" while the confirmation goes out. The log says why, once per origin.
+    from newsletter.subscriptions import routes
+
+    routes._WARNED_ORIGINS.clear()
+    client = make_app(CORS_ORIGINS=["https://blog.example.org"], RATELIMIT_ENABLED=False)
+    client = client.test_client()
+    script = {"Origin": "https://other.example", "Accept": "application/json"}
+    for n in range(2):
+        client.post("/subscribe", data={"email": f"a{n}@example.com"}, headers=script)
+    client.post(  # the listed origin, and a plain form from anywhere: nothing to say
+        "/subscribe",
+        data={"email": "b@example.com"},
+        headers={**script, "Origin": "https://blog.example.org"},
+    )
+    client.post(
+        "/subscribe", data={"email": "c@example.com"}, headers={"Origin": "https://x.example"}
+    )
+    warnings = [r.getMessage() for r in caplog.records if "CORS_ORIGINS" in r.getMessage()]
+    assert len(warnings) == 1 and "https://other.example" in warnings[0]
