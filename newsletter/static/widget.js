@@ -105,6 +105,8 @@
       else button.textContent = value;
     }
     var idle = button.tagName === "INPUT" ? button.value : button.textContent;
+    // The page's own description of the field, kept: the error is added to it, then gone.
+    var describedBy = email.getAttribute("aria-describedby");
 
     function show(state, focusEmail) {
       form.setAttribute("data-state", state);
@@ -112,9 +114,11 @@
       var bad = state === "invalid" || state === "empty";
       if (bad) {
         email.setAttribute("aria-invalid", "true");
-        email.setAttribute("aria-describedby", status.id);
+        email.setAttribute("aria-describedby", (describedBy ? describedBy + " " : "") + status.id);
       } else {
         email.removeAttribute("aria-invalid");
+        if (describedBy) email.setAttribute("aria-describedby", describedBy);
+        else email.removeAttribute("aria-describedby");
       }
       if (focusEmail) email.focus();
     }

@@ -63,6 +63,8 @@ def test_invalid_address_says_what_to_do_and_keeps_it(site: Site, page: Page, wa
     expect(status(page)).to_have_text(INVALID)
     expect(email).to_have_value("ann@example")
     expect(email).to_have_attribute("aria-invalid", "true")
+    status_id = status(page).get_attribute("id")
+    expect(email).to_have_attribute("aria-describedby", status_id)  # the error describes it
     expect(email).to_be_focused()
     assert len(watch.posts(site.service.url + "/subscribe")) == 1
     assert site.subscriber("ann@example") is None
@@ -73,6 +75,8 @@ def test_invalid_address_says_what_to_do_and_keeps_it(site: Site, page: Page, wa
     email.press("Enter")
     expect(status(page)).to_have_text(SUCCESS)
     expect(email).not_to_have_attribute("aria-invalid", "true")
+    # ...and no longer once the error is gone ("Thank you" does not describe the field).
+    expect(email).not_to_have_attribute("aria-describedby", status_id)
 
 
 def test_obviously_wrong_address_is_caught_before_sending(site: Site, page: Page, watch: Watch):
