@@ -174,7 +174,10 @@ def _form_error(error: AppError, data: dict) -> Response:
     values = {
         k: v for k, v in data.items() if k in ("email", "name", "source") and isinstance(v, str)
     }
-    return _signup_page(error.status, error=error, values=values, source=values.get("source", ""))
+    # The page the form was on: the retry from our page sends no referrer of it (our pages
+    # send none), so it travels in the form, as the proof of consent's source.
+    source = values.get("source") or request.headers.get("Referer", "")[:2048]
+    return _signup_page(error.status, error=error, values=values, source=source)
 
 
 def _token_error(exc: TokenError, token: str) -> AppError:

@@ -353,3 +353,18 @@ def test_a_script_on_an_unlisted_origin_is_logged_once_for_the_operator(make_app
     )
     warnings = [r.getMessage() for r in caplog.records if "CORS_ORIGINS" in r.getMessage()]
     assert len(warnings) == 1 and "https://other.example" in warnings[0]
+
+
+def test_a_form_sent_again_after_a_mistake_keeps_the_page_it_came_from(app, client):
+    # Without JavaScript, a mistyped address shows our page; it sends no referrer, so the
+    # blog page the reader started on must travel in the form to the proof of consent.
+    blog = "https://www.example-clinic.org/2020/10/hip-extension/"
+    retry = client.post("/subscribe", data={"email": "ann@"}, headers={"Referer": blog})
+    assert retry.status_code == 422 and f'value="{blog}"'.encode() in retry.data
+    client.post("/subscribe", data={"email": "ann@example.com", "source": blog})
+    with app.app_context():
+        from newsletter.extensions import db
+        from newsletter.models import Subscriber
+
+        subscriber = db.session.get(Subscriber, find(app, "ann@example.com").id)
+        assert subscriber.events[0].source == blog
