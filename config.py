@@ -39,18 +39,21 @@ def _origins(env: Mapping[str, str], name: str) -> list[str]:
     Anything more (``https://blog.example.org/``, a path) would never equal an
     ``Origin`` header: refused at start-up rather than failing every signup.
     """
-    origins = _list(env, name)
-    for origin in origins:
+    origins = []
+    for origin in _list(env, name):
         parts = urlsplit(origin)
         if origin != "*" and (
             parts.scheme not in ("http", "https")
             or not parts.netloc
-            or f"{parts.scheme}://{parts.netloc}" != origin
+            or "@" in parts.netloc
+            or f"{parts.scheme}://{parts.netloc}".lower() != origin.lower()
         ):
             raise ConfigError(
                 f"{name} holds origins like https://blog.example.org (no path, no trailing "
                 f"slash), not {origin!r}"
             )
+        # As a browser sends them: scheme and host in lower case.
+        origins.append(origin if origin == "*" else f"{parts.scheme}://{parts.netloc.lower()}")
     return origins
 
 

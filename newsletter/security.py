@@ -64,7 +64,7 @@ _TOKEN_PATH = re.compile(f"({'|'.join(map(re.escape, TOKEN_PATHS))})" + r"[^\s/?
 # An address, also as a URL carries it ("%40", as clients encode a path or a query):
 # a local part of anything an address may hold (not a separator of text, paths or
 # queries), then the domain.
-_EMAIL = re.compile(r"([^\s\"<>,;:@/?=&])[^\s\"<>,;:@/?=&]*(?:@|%40)([^\s\"'<>,;]+)")
+_EMAIL = re.compile(r"([^\s\"<>,;:@/?=&])[^\s\"<>,;:@/?=&]*(?:@|%40)([^\s\"'<>,;/?=&#%@]+)")
 
 
 def mask(text: str) -> str:

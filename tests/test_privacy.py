@@ -55,6 +55,9 @@ def test_mask_hides_addresses_and_tokens():
     assert mask("GET /admin/subscribers?q=carol%40example.com") == (
         "GET /admin/subscribers?q=c***@example.com"
     )
+    # Two in one URL: the first one's domain ends where the URL goes on.
+    assert mask("?to=a%40x.com&cc=b%40y.com") == "?to=a***@x.com&cc=b***@y.com"
+    assert mask("a@x.com/b@y.com") == "a***@x.com/b***@y.com"
     for address in ("bob#@example.com", "{x}@example.com", "josé@example.com", "o'neil@x.org"):
         assert mask(f"address {address}") == f"address {address[0]}***@{address.split('@')[1]}"
 

@@ -50,6 +50,11 @@ def test_unknown_provider_stops_start_up():
         create_app({"TESTING": True, "EMAIL_PROVIDER": "carrier-pigeon"})
 
 
+def test_cors_origins_are_taken_as_a_browser_sends_them():
+    given = {"CORS_ORIGINS": "HTTPS://Blog.Example.org, http://localhost:3000"}
+    assert from_env(given)["CORS_ORIGINS"] == ["https://blog.example.org", "http://localhost:3000"]
+
+
 def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
     # Every link and List-Unsubscribe header is built on it: mail clients read ASCII only.
     url = from_env({"PUBLIC_URL": "https://news.bäckerei.example/nl/"})["PUBLIC_URL"]
@@ -82,6 +87,7 @@ def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
         ({"PUBLIC_URL": "https://xn--\u00e9.example"}, "not a valid URL"),
         ({"CORS_ORIGINS": "https://blog.example.org/"}, "no trailing slash"),  # never matches
         ({"CORS_ORIGINS": "blog.example.org"}, "no path"),
+        ({"CORS_ORIGINS": "https://user@blog.example.org"}, "no path"),
         ({"PUBLIC_URL": "https://n\u00e9ws.example:port"}, "not a valid URL"),
     ],
 )

@@ -14,14 +14,24 @@ from ..extensions import db
 log = logging.getLogger(__name__)
 
 
-def database_answers() -> bool:
-    """True when our schema answers a read; the session is left clean either way.
+# Whether our schema is there, read from the catalog: not ``SELECT 1`` (SQLite answers
+# that from a new, empty file: a path mistyped, the file deleted), and not a read of the
+# table, which would wait behind a migration's lock on it.
+_SCHEMA_PRESENT = {
+    "postgresql": text("SELECT to_regclass('subscribers') IS NOT NULL"),
+    "sqlite": text(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'subscribers'"
+    ),
+}
 
-    A table of ours, not ``SELECT 1``: SQLite answers that from a new, empty
-    file (a path mistyped, the file deleted), where every signup would fail.
-    """
+
+def database_answers() -> bool:
+    """True when the database answers and holds our schema; the session is left clean."""
     try:
-        db.session.execute(text("SELECT 1 FROM subscribers LIMIT 1"))
+        query = _SCHEMA_PRESENT.get(db.session.get_bind().dialect.name, text("SELECT 1"))
+        if not db.session.scalar(query):
+            log.warning("database check failed: the schema is missing (flask db upgrade?)")
+            return False
         return True
     except SQLAlchemyError as exc:
         db.session.rollback()

@@ -146,17 +146,17 @@ _WARNED_ORIGINS: set[str] = set()
 
 
 def _warn_of_an_unlisted_origin() -> None:
-    """Log, once per origin, a page's script posting from an origin CORS_ORIGINS lacks.
+    """Log, once per origin and process, a page's script posting from an origin not listed.
 
     The signup is taken (a form would be too), but the browser hides the
     answer from that script: the widget says "Something went wrong" while the
     confirmation is on its way. The operator reads why here.
     """
-    origin = request.headers.get("Origin")
-    allowed = current_app.config["CORS_ORIGINS"]
+    origin = (request.headers.get("Origin") or "").lower()
+    allowed = current_app.config["CORS_ORIGINS"]  # lower case (config._origins)
     if not origin or origin in _WARNED_ORIGINS or "*" in allowed or origin in allowed:
         return
-    if not wants_json() or origin == request.host_url.rstrip("/"):
+    if not wants_json() or origin == request.host_url.rstrip("/").lower():
         return  # a form's own page, or our own pages: they read the answer
     if len(_WARNED_ORIGINS) < 100:
         _WARNED_ORIGINS.add(origin)
