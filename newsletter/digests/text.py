@@ -21,8 +21,9 @@ def single_line(raw: str) -> str:
 
 
 def _plain(raw: str) -> str:
-    """Markup and controls gone (nh3 drops every tag, and script/style content), one line."""
-    return _SPACES.sub(" ", html.unescape(nh3.clean(_CONTROLS.sub("", raw), tags=set()))).strip()
+    """``single_line`` of the text with its markup gone (nh3 drops every tag, and
+    script/style content; its entities are unescaped back)."""
+    return single_line(html.unescape(nh3.clean(_CONTROLS.sub("", raw), tags=set())))
 
 
 def plain_summary(raw: str | None, limit: int = SUMMARY_MAX_CHARS) -> str | None:
