@@ -31,6 +31,12 @@ def page_csp(extra: Mapping[str, tuple[str, ...]] | None = None) -> str:
 
 
 PAGE_CSP = page_csp()
+# An email shown in the admin's browser (the digest preview): its inline styles and
+# remote images, never a script.
+EMAIL_PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def add_security_headers(response: Response) -> Response:

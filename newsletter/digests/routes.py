@@ -10,6 +10,7 @@ from ..admin.auth import require_admin
 from ..delivery.digest_email import render_shared
 from ..errors import AppError
 from ..extensions import db
+from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..web import json_body, page_args
 from . import feed, posts, service
@@ -93,15 +94,8 @@ def preview() -> Response:
     shared = render_shared(subject, upcoming)
     _, html = shared.for_reader(f"{current_app.config['PUBLIC_URL']}/unsubscribe/preview")
     response = Response(html, mimetype="text/html")
-    # An email's markup: its inline styles and remote images, never a script.
-    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    response.headers["Content-Security-Policy"] = EMAIL_PREVIEW_CSP
     return response
-
-
-PREVIEW_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
 
 
 def _digest(digest_id: int) -> Any:
