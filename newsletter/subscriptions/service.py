@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -205,10 +205,12 @@ def sign_up_known(session: Session, email: str, name: str | None, client: Client
     session.commit()
 
 
+def _by_public_id(public_id: str) -> Select[tuple[Subscriber]]:
+    return select(Subscriber).where(Subscriber.public_id == public_id)
+
+
 def _locked_by_public_id(session: Session, public_id: str) -> Subscriber | None:
-    return locked(
-        session, select(Subscriber).where(Subscriber.public_id == public_id)
-    ).one_or_none()
+    return locked(session, _by_public_id(public_id)).one_or_none()
 
 
 def confirm(session: Session, token: str, client: ClientInfo) -> Subscriber:
@@ -245,9 +247,7 @@ def _confirmed_by_expired_link(session: Session, exc: TokenError) -> Subscriber:
     """
     if not (exc.expired and exc.public_id):
         raise exc
-    subscriber = session.scalars(
-        select(Subscriber).where(Subscriber.public_id == exc.public_id)
-    ).one_or_none()
+    subscriber = session.scalars(_by_public_id(exc.public_id)).one_or_none()
     session.rollback()  # read only
     if subscriber is not None and subscriber.status is Status.CONFIRMED:
         return subscriber  # already done: an old link clicked again is harmless
@@ -265,9 +265,7 @@ def confirm_link_state(session: Session, token: str) -> Status:
         claim = current_tokens().read_confirm(token)
     except TokenError as exc:
         return _confirmed_by_expired_link(session, exc).status
-    subscriber = session.scalars(
-        select(Subscriber).where(Subscriber.public_id == claim.public_id)
-    ).one_or_none()
+    subscriber = session.scalars(_by_public_id(claim.public_id)).one_or_none()
     if (
         subscriber is None
         or subscriber.round != claim.round
