@@ -89,7 +89,8 @@ def _phrase_header(value: str) -> str:
         return value
     phrase, bracket, rest = value.rpartition(" <")
     if bracket and rest.endswith(">") and rest.isascii():
-        return f"{_text_header(phrase.strip().strip(chr(34)))} <{rest}"
+        name = phrase.strip().strip('"')  # a quoted phrase: an encoded word takes no quotes
+        return f"{_text_header(name)} <{rest}"
     return _text_header(value)
 
 
