@@ -127,10 +127,10 @@ def child_exit(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """The worker has built its app: freeze that heap out of the collector's way."""
-    from newsletter.heap import freeze_startup_heap
+    """The worker has built its app: warm it up, then freeze its heap out of the collector's way."""
+    from newsletter.startup import finish_startup
 
-    freeze_startup_heap()
+    finish_startup(getattr(worker, "wsgi", None))
 
 
 def worker_exit(server, worker) -> None:

@@ -13,8 +13,9 @@ def freeze_startup_heap() -> None:
     at startup and live as long as the process, yet each full collection
     walked them again: about 15 % of a digest sender's CPU (bench/RESULTS.md).
     Frozen, they are never walked; garbage made later is collected as before.
-    Called once each by the dispatcher process, a Celery worker's process
-    and a gunicorn worker, after the app is built.
+    Called once each (through `startup.finish_startup`) by the dispatcher
+    process, a Celery worker's process and a gunicorn worker, after the app
+    is built.
     """
     gc.collect()
     gc.freeze()

@@ -93,12 +93,12 @@ def _serve_worker_metrics(**_: object) -> None:
 
 @cache
 def flask_app() -> Flask:
-    """The worker process's app, built once from the environment (its heap then frozen)."""
+    """The worker process's app, built once from the environment, warmed up, its heap frozen."""
     from . import create_app
-    from .heap import freeze_startup_heap
+    from .startup import finish_startup
 
     app = create_app()
-    freeze_startup_heap()
+    finish_startup(app)
     return app
 
 

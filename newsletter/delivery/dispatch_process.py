@@ -52,8 +52,8 @@ from config import running_dispatcher_processes
 
 from ..db_helpers import is_postgresql
 from ..extensions import db
-from ..heap import freeze_startup_heap
 from ..models import DeliveryKind
+from ..startup import finish_startup
 from .dispatcher import BackgroundDispatcher
 from .health import DispatchHealth, dispatch_health, health_file, take_up
 
@@ -121,7 +121,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     app = import_app(sys.argv[1] if len(sys.argv) > 1 else "wsgi:app")
-    freeze_startup_heap()
+    finish_startup(app)
     run(app, stop, int(sys.argv[2]) if len(sys.argv) > 2 else 0)
 
 
