@@ -23,6 +23,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 from flask import Flask  # noqa: E402
 from procfs import peak_rss_kib  # noqa: E402
 from spy import record_stacks  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from newsletter import create_app  # noqa: E402
 from newsletter.db_helpers import is_postgresql  # noqa: E402
@@ -31,6 +32,7 @@ from newsletter.delivery.dispatcher import PassStats, dispatch_pass  # noqa: E40
 from newsletter.extensions import db  # noqa: E402
 from newsletter.heap import freeze_startup_heap  # noqa: E402
 from newsletter.models import DeliveryKind  # noqa: E402
+from newsletter.startup import finish_startup  # noqa: E402
 
 
 class CollectorClock:
@@ -87,10 +89,18 @@ def dispatch_with_helpers(app: Flask, threads: int, kind: DeliveryKind | None) -
 def main() -> None:
     """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, GC, RSS."""
     app = create_app()
-    if os.environ.get("BENCH_FREEZE", "1") != "0":  # BENCH_FREEZE=0: the collector as before
-        freeze_startup_heap()  # as the dispatcher process does once its app is built
+    # BENCH_WARM=0: a sender as before the thirteenth session's warm-up (heap frozen,
+    # nothing warmed, no connection); BENCH_FREEZE=0 as well: the collector as before the fifth.
+    warm = os.environ.get("BENCH_WARM", "1") != "0"
+    if warm:
+        finish_startup(app)  # as the dispatcher process does once its app is built
+    elif os.environ.get("BENCH_FREEZE", "1") != "0":
+        freeze_startup_heap()
     collector = CollectorClock()
     with app.app_context():
+        if warm:  # the dispatcher process polls the queue from boot: its pool holds a connection
+            db.session.execute(text("SELECT 1"))
+            db.session.commit()
         before = peak_rss_kib()
         # Start when the bench says so: every sender at once, none timed while importing.
         print("ready", flush=True)
