@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .base import Message, Outcome, SendResult, Stream, same_result
-from .http import HttpApi, common_result, error_text, json_body, require
+from .http import HttpApi, common_result, error_text, json_body, require, send_in_groups
 
 # Postmark's per-message ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
 _REJECTED = {300, 406, 422}  # invalid address, inactive (bounced/complained) recipient, bad data
@@ -47,6 +48,8 @@ class PostmarkProvider:
         answer = self.api.post_json("/email/batch", [self.payload(m) for m in messages])
         if isinstance(answer, SendResult):
             return same_result(messages, answer)
+        if answer.status_code == 413:
+            return self._in_halves(messages, answer)
         failed = common_result(answer)
         if failed is not None:
             return same_result(messages, failed)
@@ -57,6 +60,20 @@ class PostmarkProvider:
             error = f"unexpected batch answer: {error_text(answer)}"
             return same_result(messages, SendResult(Outcome.TRANSIENT, error=error))
         return [message_result(item) for item in body]
+
+    def _in_halves(self, messages: Sequence[Message], answer: Any) -> list[SendResult]:
+        """A batch over Postmark's size limit (50 MB) goes again as two; one message alone fails.
+
+        Postmark refuses the whole request; a digest of long posts to 500
+        readers can reach it, and sending the same batch again would only be
+        refused again. Halves stop at a rate limit or a refused key, as groups do.
+        """
+        if len(messages) == 1:
+            return [SendResult(Outcome.REJECTED, error=f"too large: {error_text(answer)}")]
+        middle = len(messages) // 2
+        halves = (range(middle), range(middle, len(messages)))
+        calls = [(h, partial(self.send_batch, [messages[i] for i in h])) for h in halves]
+        return send_in_groups(calls, len(messages))
 
 
 def whole_request_result(status: int, body: Any, response: Any) -> SendResult:

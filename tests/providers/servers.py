@@ -70,6 +70,7 @@ class FakePostmark:
     inactive: set[str] = field(default_factory=set)  # recipients Postmark answers 406 for
     script: list[Script] = field(default_factory=list)  # answers for the next calls
     delay: float = 0.0  # how long a scripted "timeout" hangs before failing
+    max_bytes: int = 50 * 1024 * 1024  # a batch request's largest body (Postmark: 50 MB)
     delivered: list[dict] = field(default_factory=list)
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,6 +100,8 @@ class FakePostmark:
             return _json(401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
         if not request.is_json or request.headers.get("Accept") != "application/json":
             return _json(415, {"ErrorCode": 415, "Message": "JSON in, JSON out"})
+        if (request.content_length or 0) > self.max_bytes:
+            return Response("Request Entity Too Large", 413, content_type="text/plain")
         batch = request.get_json()
         if not isinstance(batch, list) or not 1 <= len(batch) <= 500:
             return _json(422, {"ErrorCode": 0, "Message": "a batch holds 1 to 500 messages"})

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from flask import Flask
 from sqlalchemy import select
@@ -96,6 +97,35 @@ def test_a_batch_never_exceeds_postmarks_limit(postmark: Postmark) -> None:
     results = provider.send_batch([digest(n) for n in range(500)])
     assert all(r.outcome is Outcome.SENT for r in results)
     assert len(fake.delivered) == 500
+
+
+def test_a_batch_too_large_for_one_request_is_sent_in_parts(postmark: Postmark) -> None:
+    fake, base = postmark
+    provider = PostmarkProvider(fake.token, base, "broadcast", 5)
+    one = len(orjson.dumps([provider.payload(digest(0))]))
+    fake.max_bytes = one * 2 + 10  # two copies a request at most
+    results = provider.send_batch([digest(n) for n in range(5)])
+    assert [r.outcome for r in results] == [Outcome.SENT] * 5
+    assert sorted(m["To"] for m in fake.delivered) == [f"reader{n}@example.com" for n in range(5)]
+    # 5 refused, halves of 2 and 3 (the 3 refused, then 1 and 2): every copy sent once.
+    assert fake.calls == 5
+
+
+def test_a_message_too_large_alone_fails_without_pausing_the_rest(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    fake, _ = postmark
+    fake.max_bytes = 100  # no message fits
+    app = postmark_app(make_app, postmark)
+    sign_up(app, *READERS)
+    assert counts(dispatch(app)) == {"rejected": 3}
+    assert set(statuses(app).values()) == {DeliveryStatus.FAILED}
+    health = dispatch_health(app)
+    assert not health.paused, health.last_error
+    with app.app_context():
+        errors = db.session.scalars(select(Delivery.last_error)).all()
+    assert all("too large" in (e or "") and "413" in (e or "") for e in errors), errors
+    assert fake.delivered == []
 
 
 def test_signups_are_sent_once(make_app: Callable[..., Flask], postmark: Postmark) -> None:
