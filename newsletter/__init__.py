@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import re
 import sqlite3
 from collections.abc import Mapping
 from email.utils import parseaddr
@@ -30,6 +31,8 @@ from .web import EmailConverter, NoSessions
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# What makes flask-cors take an origin for a regular expression.
+_REGEX_LOOKING = frozenset("[]()?$^*\\")
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -119,6 +122,21 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _literal_origins(origins: list[str]) -> list[str | re.Pattern[str]]:
+    """The origins for flask-cors, each matching only itself (``*`` aside).
+
+    flask-cors reads a string holding any of ``[]()?$^*\\`` as a regular
+    expression: an IPv6 origin (``http://[::1]:8000``) would match others
+    and not itself. Those go as a pattern of their escaped text.
+    """
+    return [
+        origin
+        if origin == "*" or _REGEX_LOOKING.isdisjoint(origin)
+        else re.compile(re.escape(origin) + r"\Z", re.IGNORECASE)
+        for origin in origins
+    ]
+
+
 def _configure_web(app: Flask) -> None:
     app.url_map.converters["email"] = EmailConverter
     app.session_interface = NoSessions()
@@ -130,7 +148,7 @@ def _configure_web(app: Flask) -> None:
     if app.config["CORS_ORIGINS"]:
         cors.init_app(
             app,
-            resources={r"/subscribe": {"origins": app.config["CORS_ORIGINS"]}},
+            resources={r"/subscribe": {"origins": _literal_origins(app.config["CORS_ORIGINS"])}},
             methods=["POST", "OPTIONS"],
             allow_headers=["Content-Type", "Accept"],
             expose_headers=["Retry-After"],  # the widget's script may read a 429's wait

@@ -135,6 +135,22 @@ def test_cors_only_for_configured_origins(make_app):
     assert "Retry-After" in posted.headers.get("Access-Control-Expose-Headers", "")
 
 
+def test_an_ipv6_origin_is_matched_as_written_not_as_a_pattern(make_app):
+    # As a regex, "[::1]" is a character class (":" or "1"): it matches http://1:8000,
+    # not itself.
+    client = make_app(CORS_ORIGINS=["http://[::1]:8000"]).test_client()
+
+    def allowed(origin: str) -> str | None:
+        answer = client.post(
+            "/subscribe", json={"email": "a@example.com"}, headers={"Origin": origin}
+        )
+        return answer.headers.get("Access-Control-Allow-Origin")
+
+    assert allowed("http://[::1]:8000") == "http://[::1]:8000"
+    assert allowed("http://1:8000") is None
+    assert allowed("http://[::1]:8000.evil.example") is None
+
+
 def test_no_cors_at_all_by_default(client):
     response = client.post(
         "/subscribe",
