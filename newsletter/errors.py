@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,25 @@ class AppError(Exception):
 JSON_ONLY_PREFIXES = ("/admin/", "/webhooks/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
+def _accepted_types() -> MIMEAccept:
+    """The request's ``Accept`` without media-type parameters (``q`` aside).
+
+    Werkzeug matches ``application/json; charset=utf-8`` only to a type with that
+    very parameter, so a client asking for JSON in UTF-8 got HTML. ``text/json``,
+    an old alias, reads as ``application/json``.
+    """
+    kinds = []
+    for kind, quality in request.accept_mimetypes:
+        bare = kind.split(";", 1)[0].strip().lower()
+        kinds.append(("application/json" if bare == "text/json" else bare, quality))
+    return MIMEAccept(kinds)
+
+
 def wants_json() -> bool:
     """True on a JSON-only API, or when the client sent JSON or prefers a JSON answer."""
     if request.is_json or request.path.startswith(JSON_ONLY_PREFIXES):
         return True
-    accept = request.accept_mimetypes
+    accept = _accepted_types()
     # Quality first, then the more specific match: axios's "application/json, text/plain,
     # */*" gets JSON, a browser's "text/html, ..., */*;q=0.8" or a bare "*/*" gets HTML.
     best = accept.best_match(["text/html", "application/json"])

@@ -239,6 +239,10 @@ def test_a_lone_surrogate_fails_its_own_signup_only(make_app):
         ("*/*", False),  # fetch's default, curl's: the page, as for a form
         ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),  # browsers
         ("text/html, application/json", False),  # a tie goes to the page
+        ("application/json; charset=utf-8", True),  # a parameter does not hide the type
+        ("Application/JSON;charset=UTF-8", True),
+        ("text/json", True),  # the old alias
+        ("text/html, application/json; charset=utf-8;q=0.5", False),
     ],
 )
 def test_a_form_post_answers_json_when_accept_prefers_it(client, accept, json_answer):
