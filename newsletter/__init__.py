@@ -27,7 +27,7 @@ from .providers.base import header_safe
 from .sqlite_writers import BUSY_TIMEOUT_SECONDS, GatedConnection
 from .subscriptions.captcha import CaptchaConfigError, build_verifier
 from .tokens import Tokens
-from .web import EmailConverter, NoSessions
+from .web import CappedRequest, EmailConverter, NoSessions
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -140,6 +140,7 @@ def _literal_origins(origins: list[str]) -> list[str | re.Pattern[str]]:
 def _configure_web(app: Flask) -> None:
     app.url_map.converters["email"] = EmailConverter
     app.session_interface = NoSessions()
+    app.request_class = CappedRequest
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
