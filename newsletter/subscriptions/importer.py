@@ -123,11 +123,14 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
     """
     # surrogateescape: an undecodable byte becomes a lone surrogate, found per line below.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text)
+    at = [0]  # the line the reader's last record came from: each record is one line
+    reader = csv.reader(_closed_lines(text, report, at))
     try:
         header = [cell.strip().lower() for cell in next(reader, [])]
     except csv.Error as exc:
         raise ImportFormatError(f"The file is not a readable UTF-8 CSV: {exc}") from None
+    if at[0] > 1:  # the header line itself left a quote open
+        raise ImportFormatError("The CSV's header line has a quoted field that is not closed.")
     if any(_NOT_UTF8.search(cell) for cell in header):
         raise ImportFormatError("The file is not UTF-8: save it as UTF-8 CSV and import it again.")
     if "email" not in header:
@@ -140,9 +143,9 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
         except StopIteration:
             return
         except csv.Error as exc:
-            report.error(reader.line_num, f"unreadable line: {exc}")
+            report.error(at[0], f"unreadable line: {exc}")
             continue
-        line = reader.line_num
+        line = at[0]
         if not any(cell.strip() for cell in cells):
             continue
         if any(_NOT_UTF8.search(cell) for cell in cells):
@@ -162,6 +165,34 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
             report.error(line, "the name must be a single line of text")
             continue
         yield Row(line, email, name or None)
+
+
+def _closed_lines(lines: Iterable[str], report: ImportReport, at: list[int]) -> Iterator[str]:
+    """The file's lines for the CSV reader, less those that leave a quoted field open.
+
+    A CSV field may hold line breaks inside quotes, so one stray quote made
+    the reader swallow every following line into a single field until it
+    grew past the field limit: thousands of good lines lost, reported as one
+    error on the wrong line. No field we import spans lines (an address or
+    a one-line name), so such a line fails alone. ``at[0]`` is set to the
+    number of each line handed on.
+    """
+    for number, line in enumerate(lines, start=1):
+        # An even number of quotes cannot leave one open; an odd one may (5" tall does not).
+        if line.count('"') % 2 and _opens_a_quote(line):
+            report.error(number, "a quoted field is not closed on this line")
+            continue
+        at[0] = number
+        yield line
+
+
+def _opens_a_quote(line: str) -> bool:
+    """True when reading ``line`` alone ends inside a quoted field (its break kept in it)."""
+    try:
+        cells = next(csv.reader([line]), [])
+    except csv.Error:
+        return True
+    return any("\n" in cell or "\r" in cell for cell in cells)
 
 
 def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

@@ -189,3 +189,27 @@ def test_a_line_that_is_not_utf8_fails_alone_wherever_it_falls(app):
 def test_a_header_that_is_not_utf8_refuses_the_file(app):
     with app.app_context(), pytest.raises(importer.ImportFormatError, match="not UTF-8"):
         importer.import_csv(db.session, io.BytesIO(b"email,n\xe9m\nann@example.com,x\n"), False)
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_quote_left_open_fails_its_own_line_only(app):
+    # The CSV reader took the rest of the file into that one field until it passed the
+    # field limit: thousands of good lines lost, one error naming the wrong line.
+    lines = ["email,name", 'first@example.com,"Unclosed']
+    lines += [f"bulk{n}@example.com,B" for n in range(5000)]
+    lines += ['tall@example.com,Bob 5" tall', 'quoted@example.com,"Lee, Ann"', 'end@example.com,"x']
+    report = run_import(app, "\r\n".join(lines) + "\r\n", confirmed=True)
+    assert report["created"] == 5002
+    assert report["errors"] == [
+        {"line": 2, "message": "a quoted field is not closed on this line"},
+        {"line": 5005, "message": "a quoted field is not closed on this line"},
+    ]
+    assert find(app, "first@example.com") is None and find(app, "end@example.com") is None
+    assert find(app, "bulk0@example.com") and find(app, "bulk4999@example.com")
+    assert find(app, "tall@example.com").name == 'Bob 5" tall'
+    assert find(app, "quoted@example.com").name == "Lee, Ann"
+
+
+def test_a_header_with_a_quote_left_open_refuses_the_file(app):
+    with app.app_context(), pytest.raises(importer.ImportFormatError, match="not closed"):
+        importer.import_csv(db.session, io.BytesIO(b'"email,name\nann@example.com,x\n'), False)
