@@ -158,6 +158,23 @@ def test_erased_bounced_address_is_not_brought_back_by_an_import(
     assert find(app, "ann@example.com") is None
 
 
+@pytest.mark.parametrize("status", [Status.BOUNCED, Status.COMPLAINED])
+def test_erased_suppressed_address_signing_up_again_gets_the_usual_answer_and_nothing_else(
+    app, client, outbox, admin_headers, status
+):
+    confirmed(client, outbox, "ann@example.com")
+    set_status(app, "ann@example.com", status)
+    client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
+    outbox.dispatch()
+    before = len(outbox.messages())
+    again = client.post("/subscribe", json={"email": "Ann@Example.com"})
+    fresh = client.post("/subscribe", json={"email": "bob@example.com"})
+    assert (again.status_code, again.get_json()) == (fresh.status_code, fresh.get_json())
+    assert find(app, "ann@example.com") is None  # nothing stored: the erasure holds
+    outbox.dispatch()
+    assert [m["To"] for m in outbox.messages()[before:]] == ["bob@example.com"]
+
+
 def test_import_default_makes_pending_and_sends_confirmations(app, client, outbox, admin_headers):
     body = "email,name\nNew1@example.com,One\nnew2@example.com,\nbroken,x\nnew1@example.com,Dup\n\n"
     report = client.post(

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Callable
-
-from flask import current_app
-from sqlalchemy import Select, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..models import SUPPRESSED, Delivery, Erasure, ProviderEvent, Subscriber, utcnow
+from .erased import email_hash, suppressed_hashes
 from .service import locked_by_email
-
-
-def email_hash(email: str) -> str:
-    """A keyed hash of an address: matches a later import, reveals nothing alone."""
-    return email_hasher()(email)
-
-
-def email_hasher() -> Callable[[str], str]:
-    """``email_hash`` with the key derived once: for hashing many addresses (an import)."""
-    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"erasure", hashlib.sha256).digest()
-    return lambda email: hmac.digest(key, email.encode(), "sha256").hex()
 
 
 def erase(session: Session, email: str) -> bool:
@@ -59,8 +44,3 @@ def is_suppressed(session: Session, email: str) -> bool:
         session.scalar(suppressed_hashes().where(Erasure.email_hash == email_hash(email)))
         is not None
     )
-
-
-def suppressed_hashes() -> Select[tuple[str]]:
-    """The hashes of addresses erased while bounced or complained: never imported again."""
-    return select(Erasure.email_hash).where(Erasure.prior_status.in_(SUPPRESSED))

@@ -48,7 +48,7 @@ from ..models import (
     utcnow,
 )
 from .addresses import InvalidAddress, normalize_email
-from .erasure import email_hasher, suppressed_hashes
+from .erased import email_hasher, suppressed_hashes
 from .export import unescape_formula
 from .import_lanes import write_in_lanes
 from .service import ClientInfo, event_row

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -27,12 +27,14 @@ from ..models import (
     ConsentEvent,
     ConsentKind,
     DeliveryKind,
+    Erasure,
     Status,
     Subscriber,
     new_public_ids,
     utcnow,
 )
 from ..tokens import TokenError, current_tokens
+from .erased import email_hasher, suppressed_hashes
 
 
 @dataclass(frozen=True)
@@ -99,17 +101,27 @@ def _create_pending_statement(engine: Engine) -> Any:
     return statement
 
 
+# Built once: a statement built per call cost more than running it.
+_SUPPRESSED_AMONG = suppressed_hashes().where(
+    Erasure.email_hash.in_(bindparam("hashes", expanding=True))
+)
+
+
 def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     """Make each signup whose address is new ``pending``, with its proof and confirmation email.
 
     Commits, on a connection of its own (no ORM session); returns, per signup,
-    whether it was new (the others are for ``sign_up_known``). One statement
-    per table whatever the number of signups, so concurrent signups can share
-    one transaction (see ``group_commit.py``). The unique index decides who
-    is first, never a read-then-write: the same address twice, in one batch
-    or in two concurrent ones, makes one row and one email.
+    whether it is done with: new, or an address erased after it bounced or
+    complained, for which nothing is stored or sent (the others are for
+    ``sign_up_known``). One statement per table whatever the number of
+    signups, so concurrent signups can share one transaction (see
+    ``group_commit.py``). The unique index decides who is first, never a
+    read-then-write: the same address twice, in one batch or in two
+    concurrent ones, makes one row and one email.
     """
     now = utcnow()
+    hasher = email_hasher()
+    hashes = {signup.email: hasher(signup.email) for signup in signups}
     # Each new row gets what queue_confirmation gives one subscriber: the stamp
     # below, a CONFIRMATION_QUEUED event and a queued delivery.
     rows = [
@@ -132,10 +144,17 @@ def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     # A Core connection, not the ORM session: a batch of three inserts needs none
     # of the session's bookkeeping, which cost as much as the inserts themselves.
     with engine.begin() as connection:
-        ids = dict(connection.execute(_create_pending_statement(engine), rows).all())
+        # Erasure kept their hash so that they stay stopped: not admitted again (import
+        # and test copies skip them too).
+        suppressed = set(connection.scalars(_SUPPRESSED_AMONG, {"hashes": list(hashes.values())}))
+        if suppressed:
+            rows = [row for row in rows if hashes[row["email"]] not in suppressed]
+        ids = {}
+        if rows:
+            ids = dict(connection.execute(_create_pending_statement(engine), rows).all())
         for signup in signups:
             subscriber_id = ids.pop(signup.email, None)  # popped: a second copy is not new
-            new.append(subscriber_id is not None)
+            new.append(subscriber_id is not None or hashes[signup.email] in suppressed)
             if subscriber_id is not None:
                 created.append(subscriber_id)
                 events.append(event_row(subscriber_id, ConsentKind.SIGNUP, signup.client, None))

@@ -24,7 +24,7 @@ from newsletter.models import (
     new_public_ids,
 )
 from newsletter.subscriptions import importer
-from newsletter.subscriptions.erasure import email_hash
+from newsletter.subscriptions.erased import email_hash
 from tests.subscriptions.helpers import find
 
 

@@ -1,0 +1,28 @@
+"""What is kept of an erased address: a keyed hash, and whether it had bounced or complained."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+
+from flask import current_app
+from sqlalchemy import Select, select
+
+from ..models import SUPPRESSED, Erasure
+
+
+def email_hash(email: str) -> str:
+    """A keyed hash of an address: matches a later import or signup, reveals nothing alone."""
+    return email_hasher()(email)
+
+
+def email_hasher() -> Callable[[str], str]:
+    """``email_hash`` with the key derived once: for hashing many addresses (an import)."""
+    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"erasure", hashlib.sha256).digest()
+    return lambda email: hmac.digest(key, email.encode(), "sha256").hex()
+
+
+def suppressed_hashes() -> Select[tuple[str]]:
+    """The hashes of addresses erased while bounced or complained: never written again."""
+    return select(Erasure.email_hash).where(Erasure.prior_status.in_(SUPPRESSED))
