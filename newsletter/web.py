@@ -146,6 +146,23 @@ def int_query_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def bool_query_arg(name: str) -> bool:
+    """A yes/no query parameter, false when absent; anything else is refused, not read as no.
+
+    ``?confirmed=ture`` read as false would have emailed a whole imported list.
+    """
+    raw = query_arg(name).strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise AppError(f"invalid_{name}", f"{name} must be true or false.", 400, field=name)
+
+
 def page_args() -> tuple[int, int]:
     """``page`` and ``per_page`` of a listing (defaults 1 and 50)."""
     return int_query_arg("page", 1, 1, MAX_PAGE), int_query_arg("per_page", 50, 1, MAX_PER_PAGE)

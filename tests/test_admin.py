@@ -175,6 +175,34 @@ def test_erased_suppressed_address_signing_up_again_gets_the_usual_answer_and_no
     assert [m["To"] for m in outbox.messages()[before:]] == ["bob@example.com"]
 
 
+@pytest.mark.parametrize(("value", "status"), [("on", Status.CONFIRMED), ("No", Status.PENDING)])
+def test_import_reads_the_usual_spellings_of_yes_and_no(app, client, admin_headers, value, status):
+    answer = client.post(
+        f"/admin/subscribers/import?confirmed={value}",
+        data="email\nann@example.com\n",
+        content_type="text/csv",
+        headers=admin_headers,
+    )
+    assert answer.status_code == 200
+    assert find(app, "ann@example.com").status is status
+
+
+def test_import_refuses_a_confirmed_it_cannot_read_instead_of_emailing_the_list(
+    app, client, outbox, admin_headers
+):
+    answer = client.post(
+        "/admin/subscribers/import?confirmed=ture",
+        data="email\nann@example.com\n",
+        content_type="text/csv",
+        headers=admin_headers,
+    )
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "confirmed"
+    assert find(app, "ann@example.com") is None
+    outbox.dispatch()
+    assert outbox.messages() == []
+
+
 def test_import_default_makes_pending_and_sends_confirmations(app, client, outbox, admin_headers):
     body = "email,name\nNew1@example.com,One\nnew2@example.com,\nbroken,x\nnew1@example.com,Dup\n\n"
     report = client.post(

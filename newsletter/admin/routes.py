@@ -20,7 +20,7 @@ from ..subscriptions.erasure import erase
 from ..subscriptions.export import export_csv
 from ..subscriptions.importer import ImportFormatError, import_csv
 from ..subscriptions.personal_data import personal_data
-from ..web import page_args, query_arg
+from ..web import bool_query_arg, page_args, query_arg
 from .auth import require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -114,7 +114,7 @@ def _whole_body() -> IO[bytes]:
 def import_subscribers() -> Response:
     """Import a CSV (``text/csv`` body or multipart ``file``) with an ``email`` column."""
     request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
-    confirmed = request.args.get("confirmed", "").lower() in ("1", "true", "yes")
+    confirmed = bool_query_arg("confirmed")
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
