@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import ipaddress
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import idna
 import nh3
 
 SUMMARY_MAX_CHARS = 300
@@ -52,15 +54,53 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
 def web_url(raw: str) -> str | None:
-    """The URL percent-encoded where needed if it is an absolute http(s) link, else None."""
-    url = quote(raw.strip(), safe=_URL_SAFE)
-    return url if is_web_url(url) else None
+    """The link as a post keeps it, or None unless it is an absolute http(s) URL to a host.
+
+    Scheme and host in lower case (``HTTP://A.EXAMPLE/x`` is the post at
+    ``http://a.example/x``), an international host as its ``xn--`` form, the
+    rest percent-encoded where needed. Refused: a host that is no host name or
+    IP address (``exa mple.com``, ``a..b``, ``%00a``), a port out of range, and
+    a user name before the host (``https://bank.example@evil.example``).
+    """
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError:  # a port that is no number, or out of range; a broken IPv6 host
+        return None
+    scheme = parts.scheme.lower()
+    host = _link_host(parts.hostname or "")
+    if scheme not in ("http", "https") or host is None or port == 0 or "@" in parts.netloc:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    url = quote(urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment)), _URL_SAFE)
+    return None if _SPACES.search(url) else url
 
 
 def is_web_url(url: str) -> bool:
-    """True for an absolute http(s) URL with a host: the only links put in an email."""
+    """True for an absolute http(s) URL with a real host: the only links put in an email."""
+    return web_url(url) is not None
+
+
+# One label of an ASCII host name; "_" is let through, as browsers do.
+_ASCII_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _link_host(host: str) -> str | None:
+    """``urlsplit``'s host (lower case, no brackets) as a link carries it, or None."""
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host).compressed
+        except ValueError:
+            return None
+    name = host[:-1] if host.endswith(".") else host  # one final dot names the same host
+    if not name or len(name) > 253:
+        return None
+    if name.isascii():
+        labels_ok = all(_ASCII_LABEL.fullmatch(label) for label in name.split("."))
+        return host if labels_ok else None
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not _SPACES.search(url)
+        return idna.encode(name, uts46=True).decode() + host[len(name) :]
+    except idna.IDNAError:
+        return None

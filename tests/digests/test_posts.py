@@ -59,6 +59,46 @@ def test_invalid_posts_are_422_with_code_and_field(client, admin_headers, body, 
     assert (error["code"], error["field"]) == (code, field)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://exa mple.com/p",
+        "http://a.example:99999/x",
+        "http://a.example:abc/x",
+        "http://a.example:0/x",
+        "http://a..b/p",
+        "http://./p",
+        "http://%00a.example/p",
+        "https://bank.example@evil.example/login",
+        "http://[::zz]/x",
+    ],
+)
+def test_a_link_that_names_no_host_a_reader_could_reach_is_refused(client, admin_headers, url):
+    response = client.post("/admin/posts", json={"title": "T", "url": url}, headers=admin_headers)
+    assert response.status_code == 422, url
+    assert response.get_json()["error"]["code"] == "invalid_url"
+    assert client.get("/admin/posts", headers=admin_headers).get_json()["total"] == 0
+
+
+def test_scheme_and_host_case_make_no_second_post_and_a_foreign_host_is_kept_as_xn(
+    client, admin_headers
+):
+    first = client.post(
+        "/admin/posts", json={"title": "T", "url": "http://a.example/X"}, headers=admin_headers
+    )
+    again = client.post(
+        "/admin/posts", json={"title": "T", "url": "HTTP://A.Example/X"}, headers=admin_headers
+    )
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["url"] == "http://a.example/X"  # the path keeps its case
+    foreign = client.post(
+        "/admin/posts",
+        json={"title": "B", "url": "https://bücher.example/ü"},
+        headers=admin_headers,
+    )
+    assert foreign.get_json()["url"] == "https://xn--bcher-kva.example/%C3%BC"
+
+
 def test_summary_is_cleaned_of_markup_and_shortened(client, admin_headers):
     post = add_post(
         client,
