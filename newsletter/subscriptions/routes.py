@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from flask.blueprints import BlueprintSetupState
 
 from ..errors import AppError, wants_json
@@ -63,7 +63,14 @@ def _signup_page(status: int = 200, **context: object) -> Response:
 
 @bp.get("/subscribe")
 def subscribe_page() -> Response:
-    """The hosted signup page."""
+    """The hosted signup page; asked for JSON, what a signup posts and where."""
+    if wants_json():
+        return jsonify(
+            subscribe_url="/subscribe",
+            fields=["email", "name", "source"],
+            required=["email"],
+            captcha=_captcha() is not None,
+        )
     return _signup_page(source=request.args.get("source", "")[:2048])
 
 
@@ -192,7 +199,7 @@ def _token_error(exc: TokenError, token: str) -> AppError:
 
 
 @bp.get("/confirm/<token>")
-def confirm_page(token: str) -> Response | str:
+def confirm_page(token: str) -> Response:
     """One button that POSTs: a link scanner's GET must not confirm.
 
     An already confirmed reader sees so at once, even on an expired link;
@@ -207,7 +214,9 @@ def confirm_page(token: str) -> Response | str:
         db.session.rollback()  # read only
     if state is Status.CONFIRMED:
         return answer("pages/confirmed.html", {"status": "confirmed"})
-    return render_template("pages/confirm.html", token=token)
+    return answer(
+        "pages/confirm.html", {"status": "pending", "confirm_url": f"/confirm/{token}"}, token=token
+    )
 
 
 @bp.post("/confirm/<token>")
@@ -231,13 +240,15 @@ def renew(token: str) -> Response:
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str) -> str:
-    """One button that POSTs the unsubscribe."""
+def unsubscribe_page(token: str) -> Response:
+    """One button that POSTs the unsubscribe (JSON: the URL to POST)."""
     try:
         current_tokens().read_unsubscribe(token)
     except TokenError:
         raise _token_error(TokenError(), token) from None
-    return render_template("pages/unsubscribe.html", token=token)
+    return answer(
+        "pages/unsubscribe.html", {"unsubscribe_url": f"/unsubscribe/{token}"}, token=token
+    )
 
 
 @bp.post("/unsubscribe/<token>")

@@ -136,3 +136,28 @@ def test_the_confirm_page_of_a_valid_link_has_the_button(client, outbox):
     outbox.dispatch()
     page = client.get(path_of(outbox.confirm_link("ann@example.com")))
     assert page.status_code == 200 and b'method="post"' in page.data.lower()
+
+
+def test_each_page_answers_json_when_asked_the_same_in_every_state(app, client, outbox):
+    # JSON came only for an error or an already confirmed link: a pending one gave HTML.
+    asks = {"Accept": "application/json"}
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    confirm = path_of(outbox.confirm_link("ann@example.com"))
+    pending = client.get(confirm, headers=asks)
+    assert pending.mimetype == "application/json"
+    assert pending.get_json() == {"status": "pending", "confirm_url": confirm}
+    assert find(app, "ann@example.com").status is Status.PENDING  # a GET confirms nothing
+    assert client.post(pending.get_json()["confirm_url"], headers=asks).status_code == 200
+    assert client.get(confirm, headers=asks).get_json() == {"status": "confirmed"}
+
+    leave = unsubscribe_link(app, find(app, "ann@example.com"))
+    page = client.get(leave, headers=asks)
+    assert page.mimetype == "application/json"
+    assert page.get_json() == {"unsubscribe_url": leave}
+    assert find(app, "ann@example.com").status is Status.CONFIRMED
+
+    form = client.get("/subscribe", headers=asks).get_json()
+    assert form["subscribe_url"] == "/subscribe" and form["required"] == ["email"]
+    # Browsers still get the pages.
+    assert client.get(confirm).mimetype == client.get(leave).mimetype == "text/html"
