@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -137,6 +137,17 @@ def _literal_origins(origins: list[str]) -> list[str | re.Pattern[str]]:
     ]
 
 
+def _retry_after_only_when_told_to_wait(response: Response) -> Response:
+    """Flask-Limiter puts ``Retry-After`` on every answer; only a 429 or 503 asks to wait.
+
+    On a 202 it read as "wait before retrying" to a client that had nothing
+    to retry. The ``X-RateLimit-*`` headers stay: they say how much is left.
+    """
+    if response.status_code not in (429, 503):
+        del response.headers["Retry-After"]
+    return response
+
+
 def _configure_web(app: Flask) -> None:
     app.url_map.converters["email"] = EmailConverter
     app.session_interface = NoSessions()
@@ -145,6 +156,9 @@ def _configure_web(app: Flask) -> None:
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    # Registered before the limiter's: Flask runs them last to first, so this one sees
+    # the headers the limiter added.
+    app.after_request(_retry_after_only_when_told_to_wait)
     limiter.init_app(app)
     if app.config["CORS_ORIGINS"]:
         cors.init_app(
