@@ -78,7 +78,20 @@ def request_fields() -> dict[str, Any]:
         if not isinstance(data, dict):
             raise AppError("invalid_json", "The request body must be a JSON object.")
         return data
+    if request.mimetype == "application/x-www-form-urlencoded" and not _is_utf8(
+        request.get_data(cache=True)  # the form is then parsed from this copy
+    ):
+        # Werkzeug drops such a form whole: its address read as missing.
+        raise AppError("invalid_form", "The form is not UTF-8 text (browsers send it so).")
     return request.form.to_dict()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def text_field(

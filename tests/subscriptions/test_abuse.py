@@ -442,3 +442,25 @@ def test_a_chunked_body_under_the_limit_is_read_whole(app):
         )
     assert answer.status_code == 202, answer.text
     assert find(app, "chunked@example.com").status is Status.PENDING
+
+
+def test_a_form_holding_a_byte_that_is_not_utf8_is_named_as_such_not_as_a_missing_address(
+    app, client
+):
+    answer = client.post(
+        "/subscribe",
+        data=b"email=l2@example.com&name=Jos\xe9",
+        content_type="application/x-www-form-urlencoded",
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "invalid_form"
+    assert find(app, "l2@example.com") is None
+    # Percent-encoded, as browsers send it, the same name is fine.
+    good = client.post(
+        "/subscribe",
+        data=b"email=l3@example.com&name=Jos%C3%A9",
+        content_type="application/x-www-form-urlencoded",
+        headers={"Accept": "application/json"},
+    )
+    assert good.status_code == 202 and find(app, "l3@example.com").name == "Jos\u00e9"
