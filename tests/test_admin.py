@@ -142,6 +142,40 @@ def test_erase_removes_personal_data_everywhere(app, client, outbox, admin_heade
     )
 
 
+def test_erasure_leaves_each_digests_counts_whole_and_nothing_that_names_the_reader(
+    app, client, outbox, admin_headers
+):
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.models import Delivery
+    from tests.digests.helpers import add_confirmed, add_post
+
+    add_confirmed(app, 3)
+    add_post(client, admin_headers, 1)
+    sent = client.post("/admin/digests", json={}, headers=admin_headers).get_json()["id"]
+    outbox.dispatch()
+    add_post(client, admin_headers, 2)
+    queued = client.post("/admin/digests", json={}, headers=admin_headers).get_json()["id"]
+    before = client.get(f"/admin/digests/{sent}", headers=admin_headers).get_json()
+
+    assert client.delete("/admin/subscribers/reader0@example.com", headers=admin_headers)
+    after = client.get(f"/admin/digests/{sent}", headers=admin_headers).get_json()
+    assert (after["recipients"], after["sent"]) == (before["recipients"], before["sent"]) == (3, 3)
+    outbox.dispatch()  # the erased reader's queued copy went with them
+    later = client.get(f"/admin/digests/{queued}", headers=admin_headers).get_json()
+    assert later["sent"] == 2 and later["pending"] == 0
+    assert outbox.messages("reader0@example.com")[1:] == []
+    with app.app_context():
+        kept = db.session.scalars(select(Delivery).where(Delivery.subscriber_id.is_(None))).all()
+        assert len(kept) == 1
+        assert (kept[0].to_address, kept[0].provider_message_id, kept[0].last_error) == (
+            None,
+            None,
+            None,
+        )
+
+
 def test_erased_bounced_address_is_not_brought_back_by_an_import(
     app, client, outbox, admin_headers
 ):

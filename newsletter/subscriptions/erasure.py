@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ..models import SUPPRESSED, Delivery, Erasure, ProviderEvent, Subscriber, utcnow
+from ..models import (
+    SUPPRESSED,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Erasure,
+    ProviderEvent,
+    Subscriber,
+    utcnow,
+)
 from .erased import email_hash, suppressed_hashes
 from .service import locked_by_email
 
+_FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+
 
 def erase(session: Session, email: str) -> bool:
-    """Delete the subscriber, its consent events and deliveries; False if unknown."""
+    """Delete the subscriber, its consent events and deliveries; False if unknown.
+
+    Its digest copies already settled stay, anonymous, so that each digest's
+    counts still add up to its recipients.
+    """
     subscriber = locked_by_email(session, email)
     if subscriber is None:
         return False
@@ -22,7 +37,18 @@ def erase(session: Session, email: str) -> bool:
     elif subscriber.status in SUPPRESSED:
         existing.prior_status = subscriber.status
         existing.erased_at = utcnow()
-    # ON DELETE CASCADE removes consent events and deliveries with the row;
+    # The digests' history keeps its numbers: a copy that went out, failed or was
+    # skipped stays counted, with nothing left that leads back to the reader.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.kind == DeliveryKind.DIGEST,
+            Delivery.status.in_(_FINISHED),
+        )
+        .values(subscriber_id=None, provider_message_id=None, last_error=None)
+    )
+    # ON DELETE CASCADE removes consent events and the other deliveries with the row;
     # what providers reported about the address goes too.
     session.execute(delete(ProviderEvent).where(ProviderEvent.email == email))
     # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
