@@ -20,10 +20,21 @@ bp.before_request(require_admin)
 
 
 def _json_object() -> dict[str, Any]:
-    """The JSON body as an object; an empty body is an empty object."""
+    """The JSON body as an object; an empty body is an empty object.
+
+    Every endpoint here answers a bad body alike: 415 when it is not sent as
+    JSON, 400 ``invalid_json`` when it does not parse, ``invalid_body`` when it
+    is JSON but no object.
+    """
     if not request.get_data():
         return {}
+    if not request.is_json:
+        raise AppError(
+            "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).", 415
+        )
     data = json_body()
+    if data is None:
+        raise AppError("invalid_json", "The request body is not valid JSON.")
     if not isinstance(data, dict):
         raise AppError("invalid_body", "Send a JSON object.", 400)
     return data
@@ -33,7 +44,7 @@ def _json_object() -> dict[str, Any]:
 def add_post() -> tuple[Response, int]:
     """Add a post: 201 when new, 200 with the stored one when its URL is known."""
     try:
-        new = posts.validate(json_body())
+        new = posts.validate(_json_object())
     except posts.InvalidPost as exc:
         raise AppError(exc.code, str(exc), 422, field=exc.field) from None
     post, created = posts.add_post(db.session, new)
@@ -52,9 +63,11 @@ def list_posts() -> Response:
 @bp.post("/posts/import-feed")
 def import_feed() -> Response:
     """Import new posts from the feed at ``url`` (default ``FEED_URL``)."""
-    data = _json_object()
-    url = data.get("url") or current_app.config["FEED_URL"]
-    if not isinstance(url, str) or not url:
+    given = _json_object().get("url")
+    if given is not None and not isinstance(given, str):
+        raise AppError("invalid_url", "url must be a string.", 422, field="url")
+    url = given or current_app.config["FEED_URL"]
+    if not url:
         raise AppError("missing_url", "Give a feed url or set FEED_URL.", 422, field="url")
     config = current_app.config
     try:

@@ -143,3 +143,30 @@ def test_unreadable_json_is_a_400_not_a_500(client, admin_headers, body):
 def test_control_characters_never_reach_a_stored_post(client, admin_headers):
     post = add_post(client, admin_headers, 1, title="Bell\x07 and NUL\x00 here", summary="a\x00b")
     assert post["title"] == "Bell and NUL here" and post["summary"] == "ab"
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/posts", "/admin/posts/import-feed", "/admin/digests", "/admin/digests/1/test"]
+)
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ('{"title": "T"}', "text/plain", 415, "unsupported_media_type"),
+        ("{not json", "application/json", 400, "invalid_json"),
+        ('["a list"]', "application/json", 400, "invalid_body"),
+    ],
+)
+def test_every_admin_json_endpoint_answers_a_bad_body_alike(
+    client, admin_headers, path, body, content_type, status, code
+):
+    add_post(client, admin_headers, 1)
+    client.post("/admin/digests", json={}, headers=admin_headers)  # digest 1, for its test copy
+    response = client.post(path, data=body, content_type=content_type, headers=admin_headers)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_a_feed_url_that_is_not_text_is_named_as_such(client, admin_headers):
+    response = client.post("/admin/posts/import-feed", json={"url": 5}, headers=admin_headers)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "invalid_url"
