@@ -14,7 +14,7 @@ from typing import Any
 import click
 from flask import Flask, Response
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import ConfigError, database_url, from_env, sends_elsewhere
@@ -95,11 +95,25 @@ def _configure_database(app: Flask) -> None:
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        _check_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options["connect_args"] = {"factory": GatedConnection, **options.get("connect_args", {})}
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """Refuse, at start, a SQLite file whose folder is missing: SQLite would fail every query."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or "uri=true" in url.partition("?")[2]:
+        return
+    folder = Path(path).expanduser().parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"DATABASE_URL names the SQLite file {path}, but its folder {folder} does not "
+            "exist: create it, or fix the path"
+        )
 
 
 @event.listens_for(Engine, "connect")

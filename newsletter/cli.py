@@ -5,18 +5,52 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy.exc import SQLAlchemyError
 
 from config import MAX_RETENTION_DAYS
 
 from .delivery.dispatcher import dispatch_pass
 from .extensions import db
+from .meta.probes import schema_present
 
-outbox_cli = AppGroup("outbox", help="The delivery ledger.")
-subscribers_cli = AppGroup("subscribers", help="Subscribers in bulk.")
+
+class DatabaseCommands(AppGroup):
+    """Commands that end, when the database fails, with one line that says why: no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a database error becomes a ``ClickException`` (exit 1)."""
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            # The command's app context has ended with it: look again in a new one.
+            with ctx.ensure_object(ScriptInfo).load_app().app_context():
+                problem = _database_problem(exc)
+            raise click.ClickException(problem) from None
+
+
+def _database_problem(exc: SQLAlchemyError) -> str:
+    """What to tell the operator: run the migrations, or what the database said."""
+    db.session.rollback()
+    try:
+        present = schema_present()
+    except SQLAlchemyError:
+        present = True  # it does not answer at all: its own words say more
+    finally:
+        db.session.remove()
+    if not present:
+        return "The database has no tables yet: run `flask --app wsgi db upgrade` first."
+    cause = getattr(exc, "orig", None) or exc
+    said = (str(cause).strip().splitlines() or [""])[0]
+    return f"The database failed: {type(cause).__name__}: {said}"
+
+
+outbox_cli = DatabaseCommands("outbox", help="The delivery ledger.")
+subscribers_cli = DatabaseCommands("subscribers", help="Subscribers in bulk.")
 
 
 @outbox_cli.command("dispatch")

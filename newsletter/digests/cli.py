@@ -7,15 +7,15 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
+from ..cli import DatabaseCommands
 from ..delivery.dispatcher import dispatch_pass
 from ..extensions import db
 from ..models import DigestStatus
 from . import feed, service
 
-digest_cli = AppGroup("digest", help="Digests of new posts.")
-posts_cli = AppGroup("posts", help="Blog posts.")
+digest_cli = DatabaseCommands("digest", help="Digests of new posts.")
+posts_cli = DatabaseCommands("posts", help="Blog posts.")
 
 _DONE = (DigestStatus.SENT, DigestStatus.FAILED)
 

@@ -25,11 +25,16 @@ _SCHEMA_PRESENT = {
 }
 
 
+def schema_present() -> bool:
+    """Whether the database holds our tables (``SQLAlchemyError`` when it does not answer)."""
+    query = _SCHEMA_PRESENT.get(db.session.get_bind().dialect.name, text("SELECT 1"))
+    return bool(db.session.scalar(query))
+
+
 def database_answers() -> bool:
     """True when the database answers and holds our schema; the session is left clean."""
     try:
-        query = _SCHEMA_PRESENT.get(db.session.get_bind().dialect.name, text("SELECT 1"))
-        if not db.session.scalar(query):
+        if not schema_present():
             log.warning("database check failed: the schema is missing (flask db upgrade?)")
             return False
         return True

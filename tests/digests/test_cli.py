@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from config import ConfigError
 from tests.digests.helpers import add_confirmed, add_post
 
 
@@ -28,3 +31,21 @@ def test_send_asks_nothing_off_a_terminal_and_follows_until_sent(
     assert sorted(m["To"] for m in outbox.messages()) == sorted(emails)
     again = app.test_cli_runner().invoke(args=["digest", "send"])
     assert again.exit_code == 1 and "no new posts" in again.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["digest", "send", "--yes"], ["subscribers", "export"], ["outbox", "dispatch"]],
+)
+def test_a_command_on_a_database_never_migrated_says_to_migrate_it(make_app, tmp_path, args):
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 1
+    assert "run `flask --app wsgi db upgrade` first" in result.output
+    assert "Traceback" not in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_stops_start_up(make_app, tmp_path):
+    with pytest.raises(ConfigError, match=r"folder .* does not exist"):
+        make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
