@@ -95,7 +95,7 @@ def _configure_database(app: Flask) -> None:
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        _check_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
+        _check_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"], app.instance_path)
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
         options["connect_args"] = {"factory": GatedConnection, **options.get("connect_args", {})}
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
@@ -103,12 +103,15 @@ def _configure_database(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
 
 
-def _check_sqlite_folder(url: str) -> None:
-    """Refuse, at start, a SQLite file whose folder is missing: SQLite would fail every query."""
+def _check_sqlite_folder(url: str, instance_path: str) -> None:
+    """Refuse, at start, a SQLite file whose folder is missing: SQLite would fail every query.
+
+    A relative path is under the instance folder, where Flask-SQLAlchemy puts it.
+    """
     path = make_url(url).database
     if not path or path == ":memory:" or "uri=true" in url.partition("?")[2]:
         return
-    folder = Path(path).expanduser().parent
+    folder = (Path(instance_path) / path).parent
     if not folder.is_dir():
         raise ConfigError(
             f"DATABASE_URL names the SQLite file {path}, but its folder {folder} does not "

@@ -174,12 +174,14 @@ def _closed_lines(lines: Iterable[str], report: ImportReport, at: list[int]) -> 
     the reader swallow every following line into a single field until it
     grew past the field limit: thousands of good lines lost, reported as one
     error on the wrong line. No field we import spans lines (an address or
-    a one-line name), so such a line fails alone. ``at[0]`` is set to the
-    number of each line handed on.
+    a one-line name), so such a line fails alone, even when the field that
+    spans lines is one we would not import (its next lines then fail as
+    what they are). ``at[0]`` is set to the number of each line handed on.
     """
     for number, line in enumerate(lines, start=1):
-        # An even number of quotes cannot leave one open; an odd one may (5" tall does not).
-        if line.count('"') % 2 and _opens_a_quote(line):
+        # Counting quotes would not do: one inside an unquoted field is a plain character
+        # (5" tall), so a line with two can still leave one open.
+        if '"' in line and _opens_a_quote(line):
             report.error(number, "a quoted field is not closed on this line")
             continue
         at[0] = number

@@ -49,3 +49,10 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate_it(make_app, tmp
 def test_a_sqlite_file_in_a_folder_that_does_not_exist_stops_start_up(make_app, tmp_path):
     with pytest.raises(ConfigError, match=r"folder .* does not exist"):
         make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+
+
+def test_a_relative_sqlite_path_is_checked_under_the_instance_folder(make_app, tmp_path):
+    app = make_app(SQLALCHEMY_DATABASE_URI="sqlite:///newsletter-relative.db")
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///newsletter-relative.db"
+    with pytest.raises(ConfigError, match="instance"):
+        make_app(SQLALCHEMY_DATABASE_URI="sqlite:///no-such-sub/x.db")

@@ -32,8 +32,11 @@ def test_not_ready_when_the_broker_does_not_answer(app):
 
 
 def test_not_ready_when_the_database_is_gone(make_app, tmp_path):
-    missing = tmp_path / "no-such-dir" / "db.sqlite"
-    response = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}").test_client().get("/readyz")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    client = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'db.sqlite'}").test_client()
+    folder.rmdir()  # gone after start: a volume unmounted, a path deleted
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "database": "down"}
 

@@ -197,13 +197,17 @@ def test_a_quote_left_open_fails_its_own_line_only(app):
     # field limit: thousands of good lines lost, one error naming the wrong line.
     lines = ["email,name", 'first@example.com,"Unclosed']
     lines += [f"bulk{n}@example.com,B" for n in range(5000)]
-    lines += ['tall@example.com,Bob 5" tall', 'quoted@example.com,"Lee, Ann"', 'end@example.com,"x']
+    lines += ['tall@example.com,Bob 5" tall', 'quoted@example.com,"Lee, Ann"']
+    # Two quotes, and still one left open: the first is a plain character of its field.
+    lines += ['two@example.com,5" tall,"x', "after@example.com,A", 'end@example.com,"x']
     report = run_import(app, "\r\n".join(lines) + "\r\n", confirmed=True)
-    assert report["created"] == 5002
+    assert report["created"] == 5003
     assert report["errors"] == [
         {"line": 2, "message": "a quoted field is not closed on this line"},
         {"line": 5005, "message": "a quoted field is not closed on this line"},
+        {"line": 5007, "message": "a quoted field is not closed on this line"},
     ]
+    assert find(app, "after@example.com") and find(app, "two@example.com") is None
     assert find(app, "first@example.com") is None and find(app, "end@example.com") is None
     assert find(app, "bulk0@example.com") and find(app, "bulk4999@example.com")
     assert find(app, "tall@example.com").name == 'Bob 5" tall'
