@@ -65,7 +65,7 @@ def fetch(url: str, timeout: float, max_bytes: int) -> Fetched:
     ``timeout`` bounds the whole fetch, not each read: a server sending a byte
     at a time would otherwise hold the request (or the command) for minutes.
     """
-    if not is_web_url(url):
+    if not is_web_url(url, user_allowed=True):  # a private feed may need its credentials
         raise FeedError("invalid_url", "The feed URL must be an absolute http(s) link.", 422)
     deadline = time.monotonic() + timeout
     try:

@@ -53,14 +53,16 @@ def one_line(raw: str | None, limit: int) -> str | None:
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
-def web_url(raw: str) -> str | None:
+def web_url(raw: str, *, user_allowed: bool = False) -> str | None:
     """The link as a post keeps it, or None unless it is an absolute http(s) URL to a host.
 
     Scheme and host in lower case (``HTTP://A.EXAMPLE/x`` is the post at
     ``http://a.example/x``), an international host as its ``xn--`` form, the
     rest percent-encoded where needed. Refused: a host that is no host name or
-    IP address (``exa mple.com``, ``a..b``, ``%00a``), a port out of range, and
-    a user name before the host (``https://bank.example@evil.example``).
+    IP address (``exa mple.com``, ``a..b``, ``%00a``, ``256.1.1.1``), a port
+    out of range, and a user name before the host
+    (``https://bank.example@evil.example``) unless ``user_allowed`` (a private
+    feed's address, never shown to a reader).
     """
     try:
         parts = urlsplit(raw.strip())
@@ -69,18 +71,21 @@ def web_url(raw: str) -> str | None:
         return None
     scheme = parts.scheme.lower()
     host = _link_host(parts.hostname or "")
-    if scheme not in ("http", "https") or host is None or port == 0 or "@" in parts.netloc:
+    user = parts.netloc.rpartition("@")[0]
+    if scheme not in ("http", "https") or host is None or port == 0 or (user and not user_allowed):
         return None
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc = f"{netloc}:{port}"
+    if user:
+        netloc = f"{user}@{netloc}"
     url = quote(urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment)), _URL_SAFE)
     return None if _SPACES.search(url) else url
 
 
-def is_web_url(url: str) -> bool:
+def is_web_url(url: str, *, user_allowed: bool = False) -> bool:
     """True for an absolute http(s) URL with a real host: the only links put in an email."""
-    return web_url(url) is not None
+    return web_url(url, user_allowed=user_allowed) is not None
 
 
 # One label of an ASCII host name; "_" is let through, as browsers do.
@@ -98,7 +103,13 @@ def _link_host(host: str) -> str | None:
     if not name or len(name) > 253:
         return None
     if name.isascii():
-        labels_ok = all(_ASCII_LABEL.fullmatch(label) for label in name.split("."))
+        labels = name.split(".")
+        if all(label.isdigit() for label in labels):  # an IPv4 address, or no host at all
+            try:
+                return str(ipaddress.IPv4Address(name))
+            except ValueError:
+                return None
+        labels_ok = all(_ASCII_LABEL.fullmatch(label) for label in labels)
         return host if labels_ok else None
     try:
         return idna.encode(name, uts46=True).decode() + host[len(name) :]

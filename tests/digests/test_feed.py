@@ -102,6 +102,15 @@ def test_rss_then_atom_import_dedups_by_guid_then_url(client, admin_headers, fee
     assert newest["summary"] == "Content used when there is no summary."
 
 
+def test_a_private_feed_is_reached_with_the_credentials_in_its_url(client, admin_headers, feeds):
+    # A user name is refused in a post's link, never in the feed's own address.
+    private = feeds.replace("http://", "http://reader:s3cret@")
+    answer = client.post(
+        "/admin/posts/import-feed", json={"url": f"{private}/rss.xml"}, headers=admin_headers
+    )
+    assert answer.status_code == 200 and answer.get_json()["created"] == 2
+
+
 def test_feed_url_setting_is_the_default(make_app, admin_headers, feeds):
     app = make_app(FEED_URL=f"{feeds}/atom.xml")
     response = app.test_client().post("/admin/posts/import-feed", json={}, headers=admin_headers)

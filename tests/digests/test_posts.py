@@ -71,6 +71,8 @@ def test_invalid_posts_are_422_with_code_and_field(client, admin_headers, body, 
         "http://%00a.example/p",
         "https://bank.example@evil.example/login",
         "http://[::zz]/x",
+        "http://256.256.256.256/x",
+        "http://1.2.3/x",
     ],
 )
 def test_a_link_that_names_no_host_a_reader_could_reach_is_refused(client, admin_headers, url):
