@@ -120,6 +120,8 @@ def error_response(
     response.status_code = status
     if headers:
         response.headers.extend(headers)
+    if not request.path.startswith(JSON_ONLY_PREFIXES):
+        response.vary.add("Accept")  # JSON or the page, by the request's Accept
     return response
 
 

@@ -65,13 +65,18 @@ def _signup_page(status: int = 200, **context: object) -> Response:
 def subscribe_page() -> Response:
     """The hosted signup page; asked for JSON, what a signup posts and where."""
     if wants_json():
-        return jsonify(
+        verifier = _captcha()
+        captcha = [verifier.field] if verifier is not None else []
+        response = jsonify(
             subscribe_url="/subscribe",
-            fields=["email", "name", "source"],
-            required=["email"],
-            captcha=_captcha() is not None,
+            fields=["email", "name", "source", *captcha],
+            required=["email", *captcha],
+            captcha=verifier is not None,
         )
-    return _signup_page(source=request.args.get("source", "")[:2048])
+    else:
+        response = _signup_page(source=request.args.get("source", "")[:2048])
+    response.vary.add("Accept")  # one URL, two answers: a cache must keep them apart
+    return response
 
 
 def _check_captcha(data: dict) -> None:

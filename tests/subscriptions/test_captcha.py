@@ -268,3 +268,11 @@ def test_signup_page_embeds_the_widget_and_lets_only_its_origins_in(make_app, si
 def test_settings_that_cannot_work_stop_start_up(make_app, settings, message):
     with pytest.raises(ConfigError, match=message):
         make_app(**settings)
+
+
+def test_the_signup_description_names_the_token_field_as_required(make_app, siteverify):
+    _fake, url = siteverify
+    client = _app(make_app, url).test_client()
+    described = client.get("/subscribe", headers={"Accept": "application/json"}).get_json()
+    assert described["captcha"] is True
+    assert described["required"] == ["email", "cf-turnstile-response"]

@@ -159,5 +159,8 @@ def test_each_page_answers_json_when_asked_the_same_in_every_state(app, client, 
 
     form = client.get("/subscribe", headers=asks).get_json()
     assert form["subscribe_url"] == "/subscribe" and form["required"] == ["email"]
-    # Browsers still get the pages.
+    # Browsers still get the pages; a cache is told the answer depends on Accept.
     assert client.get(confirm).mimetype == client.get(leave).mimetype == "text/html"
+    for path in (confirm, leave, "/subscribe", "/confirm/not-a-token"):
+        assert "Accept" in client.get(path).headers.get("Vary", ""), path
+        assert "Accept" in client.get(path, headers=asks).headers.get("Vary", ""), path
