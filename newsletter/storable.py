@@ -1,4 +1,4 @@
-"""Whether parsed JSON holds text no database column can store: NUL, or half a UTF-16 pair."""
+"""Whether parsed JSON can be stored: no NUL or half a UTF-16 pair, no nesting too deep."""
 
 from __future__ import annotations
 
@@ -25,4 +25,21 @@ def holds_unstorable_text(data: Any, allow_nul: bool = False) -> bool:
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
+    return False
+
+
+def nested_deeper_than(data: Any, depth: int) -> bool:
+    """True if ``data`` has lists or objects more than ``depth`` levels within each other.
+
+    Python's parser reads about a thousand levels; turning that back into
+    JSON for a JSON column, a few frames further down the stack, did not.
+    """
+    pending = [(data, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            if level >= depth:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
     return False

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..storable import holds_unstorable_text
+from ..storable import holds_unstorable_text, nested_deeper_than
 
 
 class EventKind(enum.StrEnum):
@@ -48,6 +48,7 @@ class WebhookPayloadError(Exception):
 
 
 KEY_NAME = "newsletter_key"  # the name our message key travels under at every provider
+MAX_NESTING = 64  # providers send a handful of levels; a JSON column cannot store a thousand
 
 
 def parse_json(body: bytes) -> Any:
@@ -58,6 +59,8 @@ def parse_json(body: bytes) -> Any:
         raise WebhookPayloadError("the body is not JSON") from None
     if holds_unstorable_text(data):
         raise WebhookPayloadError("the body holds text no column can store")
+    if nested_deeper_than(data, MAX_NESTING):
+        raise WebhookPayloadError(f"the body is nested more than {MAX_NESTING} levels deep")
     return data
 
 
@@ -114,9 +117,11 @@ def from_iso(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC now: a time at the calendar's edge whose offset takes it past the end
+        # would otherwise fail as it is stored.
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def text(value: Any) -> str | None:

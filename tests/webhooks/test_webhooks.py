@@ -342,6 +342,9 @@ def test_unconfigured_provider_refuses_everything(make_app):
         ("postmark", b"[1, 2]"),
         ("postmark", b'{"NoRecordType": 1}'),
         ("postmark", b"[" * 40_000),  # deeper than the parser goes
+        # Nested past what a provider sends: under a real server, about 970 levels were
+        # read but failed as the payload was written back as JSON, a 500.
+        ("postmark", b'{"RecordType": "Bounce", "ID": 1, "x": ' + b"[" * 100 + b"]" * 100 + b"}"),
         # What no column can store (PostgreSQL's text and JSON): a 500 there before.
         ("postmark", b'{"RecordType": "Bounce", "ID": NaN, "Email": "ann@example.com"}'),
         ("postmark", b'{"RecordType": "Bounce", "ID": 1e400, "Email": "ann@example.com"}'),
@@ -371,6 +374,14 @@ def test_malformed_signed_bodies_of_the_signing_providers(hook_app, hook, signer
     assert_refused(
         hook_app, hook.post("/webhooks/mailgun", data=body, content_type="application/json"), 400
     )
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_a_bounce_dated_past_the_calendars_edge_still_stops_mail(hook_app, hook, when):
+    record = {"RecordType": "Bounce", "ID": 4242, "Type": "HardBounce", "BouncedAt": when}
+    response = postmark(hook, {**record, "Email": "ann@example.com"})
+    assert response.status_code == 200, response.get_json()
+    assert find(hook_app, "ann@example.com").status is Status.BOUNCED
 
 
 def test_unknown_provider_is_404(client):
