@@ -57,15 +57,24 @@ def _origins(env: Mapping[str, str], name: str) -> list[str]:
     return origins
 
 
+def yes_or_no(raw: str) -> bool | None:
+    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off`` (any case); else None."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    return None
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
+    raw = env.get(name, "").strip()
     if not raw:
         return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    value = yes_or_no(raw)
+    if value is None:
+        raise ConfigError(f"{name} must be true or false, not {raw.lower()!r}")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -32,7 +32,7 @@ from newsletter.delivery.dispatcher import PassStats, dispatch_pass  # noqa: E40
 from newsletter.extensions import db  # noqa: E402
 from newsletter.heap import freeze_startup_heap  # noqa: E402
 from newsletter.models import DeliveryKind  # noqa: E402
-from newsletter.startup import finish_startup  # noqa: E402
+from newsletter.startup import warm_up  # noqa: E402
 
 
 class CollectorClock:
@@ -89,12 +89,13 @@ def dispatch_with_helpers(app: Flask, threads: int, kind: DeliveryKind | None) -
 def main() -> None:
     """Say ready, wait for the go, send, then print one JSON line: sent, times, CPU, GC, RSS."""
     app = create_app()
-    # BENCH_WARM=0: a sender as before the thirteenth session's warm-up (heap frozen,
-    # nothing warmed, no connection); BENCH_FREEZE=0 as well: the collector as before the fifth.
+    # As the dispatcher process does once its app is built (newsletter/startup.py). For
+    # A/B runs: BENCH_WARM=0, nothing warmed and no connection (before the thirteenth
+    # session); BENCH_FREEZE=0, the heap not frozen (before the fifth).
     warm = os.environ.get("BENCH_WARM", "1") != "0"
     if warm:
-        finish_startup(app)  # as the dispatcher process does once its app is built
-    elif os.environ.get("BENCH_FREEZE", "1") != "0":
+        warm_up(app)
+    if os.environ.get("BENCH_FREEZE", "1") != "0":
         freeze_startup_heap()
     collector = CollectorClock()
     with app.app_context():

@@ -12,6 +12,8 @@ from werkzeug.routing import BaseConverter
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
+from config import yes_or_no
+
 from .errors import AppError, wants_json
 from .storable import holds_unstorable_text
 
@@ -69,15 +71,20 @@ def json_body() -> Any:
     return data
 
 
+def json_object() -> dict[str, Any]:
+    """The JSON body, which must be an object: else 400 ``invalid_json`` saying which is wrong."""
+    data = json_body()
+    if data is None and request.get_data().strip() != b"null":
+        raise AppError("invalid_json", "The request body is not valid JSON.")
+    if not isinstance(data, dict):
+        raise AppError("invalid_json", "The request body must be a JSON object.")
+    return data
+
+
 def request_fields() -> dict[str, Any]:
     """The body's fields, whether form-encoded, multipart or a JSON object."""
     if request.is_json:
-        data = json_body()
-        if data is None:
-            raise AppError("invalid_json", "The request body is not valid JSON.")
-        if not isinstance(data, dict):
-            raise AppError("invalid_json", "The request body must be a JSON object.")
-        return data
+        return json_object()
     if request.mimetype == "application/x-www-form-urlencoded" and not _is_utf8(
         request.get_data(cache=True)  # the form is then parsed from this copy
     ):
@@ -159,21 +166,16 @@ def int_query_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
-
-
 def bool_query_arg(name: str) -> bool:
     """A yes/no query parameter, false when absent; anything else is refused, not read as no.
 
     ``?confirmed=ture`` read as false would have emailed a whole imported list.
     """
-    raw = query_arg(name).strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise AppError(f"invalid_{name}", f"{name} must be true or false.", 400, field=name)
+    raw = query_arg(name)
+    value = yes_or_no(raw) if raw.strip() else False
+    if value is None:
+        raise AppError(f"invalid_{name}", f"{name} must be true or false.", 400, field=name)
+    return value
 
 
 def page_args() -> tuple[int, int]:

@@ -12,7 +12,7 @@ from ..errors import AppError
 from ..extensions import db
 from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
-from ..web import json_body, page_args
+from ..web import json_object, page_args
 from . import feed, posts, service
 
 bp = Blueprint("digests", __name__, url_prefix="/admin")
@@ -23,8 +23,7 @@ def _json_object() -> dict[str, Any]:
     """The JSON body as an object; an empty body is an empty object.
 
     Every endpoint here answers a bad body alike: 415 when it is not sent as
-    JSON, 400 ``invalid_json`` when it does not parse, ``invalid_body`` when it
-    is JSON but no object.
+    JSON, 400 ``invalid_json`` when it does not parse or is no object.
     """
     if not request.get_data():
         return {}
@@ -32,12 +31,7 @@ def _json_object() -> dict[str, Any]:
         raise AppError(
             "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).", 415
         )
-    data = json_body()
-    if data is None:
-        raise AppError("invalid_json", "The request body is not valid JSON.")
-    if not isinstance(data, dict):
-        raise AppError("invalid_body", "Send a JSON object.", 400)
-    return data
+    return json_object()
 
 
 @bp.post("/posts")

@@ -52,7 +52,8 @@ def erase(session: Session, email: str) -> bool:
     # what providers reported about the address goes too.
     session.execute(delete(ProviderEvent).where(ProviderEvent.email == email))
     # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
-    # (No subscriber: the unique index on (subscriber_id, ...) finds them, not a scan.)
+    # (They are read among the rows that name no subscriber, the anonymous copies kept
+    # above included: a few per erasure, never the whole ledger.)
     session.execute(
         delete(Delivery).where(Delivery.subscriber_id.is_(None), Delivery.to_address == email)
     )

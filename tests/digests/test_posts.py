@@ -155,7 +155,8 @@ def test_control_characters_never_reach_a_stored_post(client, admin_headers):
     [
         ('{"title": "T"}', "text/plain", 415, "unsupported_media_type"),
         ("{not json", "application/json", 400, "invalid_json"),
-        ('["a list"]', "application/json", 400, "invalid_body"),
+        ('["a list"]', "application/json", 400, "invalid_json"),
+        ("null", "application/json", 400, "invalid_json"),
     ],
 )
 def test_every_admin_json_endpoint_answers_a_bad_body_alike(
