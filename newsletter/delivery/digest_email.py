@@ -19,6 +19,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import SUPPRESSED, DeliveryKind, Digest, Post, Status, Subscriber
 from ..providers import Message, Stream
+from ..providers.mime import phrase_header
 from ..tokens import current_tokens
 from .ledger import Claimed
 from .render import MarkedBody, for_subscribers_in, new_mark, public_link, renderer
@@ -73,11 +74,15 @@ def render_shared(subject: str, posts: Sequence[Post]) -> SharedBody:
 
 
 def list_id() -> str:
-    """The ``List-Id`` header: the newsletter's name and an id under our public host."""
+    """The ``List-Id`` header: the newsletter's name and an id under our public host.
+
+    In ASCII whatever the name (an encoded word for ``Café News``): the HTTP
+    providers take header values as given, and a header is ASCII.
+    """
     config = current_app.config
     name = config["NEWSLETTER_NAME"].replace('"', "").replace("\\", "")
     host = urlsplit(config["PUBLIC_URL"]).hostname or "localhost"
-    return f'"{name}" <digest.{host}>'
+    return phrase_header(f'"{name}" <digest.{host}>')
 
 
 def _shared_for(digest_id: int) -> SharedBody:

@@ -68,7 +68,7 @@ def build_mime(message: Message) -> MIMEMultipart:
     mime["Message-ID"] = make_msgid(idstring=message.key, domain=sender_address.rpartition("@")[2])
     mime["X-Newsletter-Key"] = message.key
     for name, value in message.headers.items():
-        mime[name] = _phrase_header(value)
+        mime[name] = phrase_header(value)
     mime.attach(_text_part(message.text, "plain"))
     mime.attach(_text_part(message.html, "html"))
     return mime
@@ -79,8 +79,8 @@ def _text_header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-def _phrase_header(value: str) -> str:
-    """A header value; one like ``List-Id``'s ``"Café News" <digest.host>`` keeps its ``<id>``.
+def phrase_header(value: str) -> str:
+    """A header value in ASCII; ``List-Id``'s ``"Café News" <digest.host>`` keeps its ``<id>``.
 
     Only the phrase before the angle brackets is encoded: encoded whole, the
     id (or a ``<URL>``) would be hidden from every reader of the header.

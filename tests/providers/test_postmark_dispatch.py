@@ -316,3 +316,25 @@ def test_workers_show_a_pause_any_of_several_dispatcher_processes_published(
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     stats = worker.test_client().get("/admin/stats", headers=admin).get_json()["dispatch"]
     assert "Server API token" in stats["last_error"]
+
+
+def test_a_list_id_beyond_ascii_reaches_the_provider_as_an_encoded_word(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    from email.header import decode_header, make_header
+
+    from tests.digests.helpers import add_confirmed, add_post
+
+    fake, _ = postmark
+    app = postmark_app(make_app, postmark, NEWSLETTER_NAME="Café Zürich News")
+    add_confirmed(app, 1)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    add_post(client, headers, 1)
+    assert client.post("/admin/digests", json={}, headers=headers).status_code == 202
+    dispatch(app)
+    [sent] = fake.delivered
+    value = {h["Name"]: h["Value"] for h in sent["Headers"]}["List-Id"]
+    # Header values are ASCII; the provider passes this one on as it is.
+    assert value.isascii() and value.endswith(" <digest.news.example.org>")
+    assert str(make_header(decode_header(value))).startswith("Café Zürich News")
