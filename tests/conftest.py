@@ -168,3 +168,16 @@ def outbox(app: Flask) -> Outbox:
 def path_of(link: str) -> str:
     """The path of an absolute link, for the test client."""
     return "/" + link.split("://", 1)[1].split("/", 1)[1]
+
+
+@pytest.fixture
+def app_losing_its_database(make_app: Callable[..., Flask], tmp_path: Path) -> Flask:
+    """An app whose SQLite folder disappears after start (a volume unmounted, a path deleted).
+
+    Start-up refuses a folder that is missing already, so it goes afterwards.
+    """
+    folder = tmp_path / "data"
+    folder.mkdir()
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'db.sqlite'}")
+    folder.rmdir()
+    return app

@@ -154,10 +154,8 @@ def test_healthz_ok_when_the_database_answers(client):
     assert response.get_json()["status"] == "ok"
 
 
-def test_healthz_503_when_the_database_is_gone(make_app, tmp_path):
-    missing = tmp_path / "no-such-dir" / "db.sqlite"
-    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
-    response = app.test_client().get("/healthz")
+def test_healthz_503_when_the_database_is_gone(app_losing_its_database):
+    response = app_losing_its_database.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
 
@@ -170,10 +168,9 @@ def test_healthz_503_on_a_database_without_our_schema(make_app, tmp_path):
         assert app.test_client().get(probe).status_code == 503
 
 
-def test_signup_while_the_database_is_gone_is_a_clear_503(make_app, tmp_path):
-    missing = tmp_path / "no-such-dir" / "db.sqlite"
-    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}")
-    response = app.test_client().post("/subscribe", json={"email": "a@example.com"})
+def test_signup_while_the_database_is_gone_is_a_clear_503(app_losing_its_database):
+    client = app_losing_its_database.test_client()
+    response = client.post("/subscribe", json={"email": "a@example.com"})
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "unavailable"
     assert response.headers["Retry-After"]

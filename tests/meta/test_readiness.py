@@ -31,12 +31,8 @@ def test_not_ready_when_the_broker_does_not_answer(app):
     assert response.get_json() == {"status": "unavailable", "database": "ok", "broker": "down"}
 
 
-def test_not_ready_when_the_database_is_gone(make_app, tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    client = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'db.sqlite'}").test_client()
-    folder.rmdir()  # gone after start: a volume unmounted, a path deleted
-    response = client.get("/readyz")
+def test_not_ready_when_the_database_is_gone(app_losing_its_database):
+    response = app_losing_its_database.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "database": "down"}
 
