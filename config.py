@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,10 @@ def _bind(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+# White space, controls and what ends a <URL> or a quoted attribute.
+_NOT_IN_A_LINK = re.compile(r'[\s\x00-\x1f\x7f<>"`\\]')
+
+
 def _public_url(raw: str) -> str:
     """``PUBLIC_URL`` as every email must carry it: ASCII, a Unicode host in IDNA form.
 
@@ -174,7 +179,25 @@ def _public_url(raw: str) -> str:
     """
     parts = urlsplit(raw)
     host = parts.hostname or ""
-    if raw.isascii() or not host:
+    try:
+        parts.port  # noqa: B018 (read for its ValueError)
+    except ValueError:
+        raise ConfigError(f"PUBLIC_URL is not a valid URL: {raw!r}") from None
+    if (
+        _NOT_IN_A_LINK.search(raw)
+        or parts.scheme not in ("http", "https")
+        or not host
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
+        # It goes into every link and List-Unsubscribe header as it is: a space, a quote or
+        # a line break there would cut a link short or add a second unsubscribe address.
+        raise ConfigError(
+            "PUBLIC_URL must be a plain http(s) address with a host and at most a path "
+            f"(like https://news.example.org), not {raw!r}"
+        )
+    if raw.isascii():
         return raw
     try:
         ascii_host = idna.encode(host, uts46=True).decode("ascii")

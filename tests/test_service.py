@@ -69,6 +69,25 @@ def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:5254/x>, <mailto:evil@evil.example>\r\nBcc: e@evil.example\r\n\r\n<",
+        "javascript:alert(1)",
+        "not a url",
+        "https://news.example.org/?ref=mail",
+        "https://news.example.org/#top",
+        "https://user@news.example.org",
+        'https://news.example.org/"x',
+        "ftp://news.example.org",
+        "https://news.example.org:port",
+    ],
+)
+def test_a_public_url_that_would_break_every_link_stops_start_up(url):
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        from_env({"PUBLIC_URL": url})
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"RATELIMIT_ENABLED": "maybe"}, "true or false"),
