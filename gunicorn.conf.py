@@ -92,13 +92,35 @@ def _size_connections(server) -> None:
         server.cfg.set("worker_connections", CONNECTIONS_PER_THREAD * server.cfg.threads)
 
 
+def _warn_of_limits_counted_per_worker(server) -> None:
+    """Say so at start when each worker counts the signup limits alone (``memory://``)."""
+    try:
+        settings = from_env(os.environ)
+    except ConfigError:
+        return  # wsgi.py says what is wrong as the workers start
+    workers = server.cfg.workers
+    memory = settings["RATELIMIT_STORAGE_URI"].startswith("memory://")
+    if settings["RATELIMIT_ENABLED"] and memory and workers > 1:
+        server.log.warning(
+            "RATELIMIT_STORAGE_URL is memory://: each of the %d workers counts signups on its "
+            "own, so a client may make up to %d times RATELIMIT_SUBSCRIBE; set "
+            "RATELIMIT_STORAGE_URL=redis://... to share the count",
+            workers,
+            workers,
+        )
+
+
 def on_starting(server) -> None:
-    """Empty the metrics folder (a previous run's files would be counted again); size the cap."""
+    """Empty the metrics folder (a previous run's files would be counted again); size the cap.
+
+    Also warns when the rate limits would be counted per worker.
+    """
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     _size_connections(server)
+    _warn_of_limits_counted_per_worker(server)
 
 
 def on_reload(server) -> None:

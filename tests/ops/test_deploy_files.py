@@ -116,6 +116,31 @@ def test_gunicorn_config_starts_a_dispatcher_process_only_when_this_host_sends(
     assert _printed_after_the_gunicorn_config(program, tmp_path, **settings) == str(expected)
 
 
+@pytest.mark.parametrize(
+    ("settings", "workers", "warned"),
+    [
+        ({}, 2, True),  # the defaults: two workers, each counting on its own
+        ({}, 1, False),
+        ({"RATELIMIT_STORAGE_URL": "redis://127.0.0.1:6379/13"}, 2, False),
+        ({"RATELIMIT_ENABLED": "false"}, 2, False),
+    ],
+)
+def test_gunicorn_warns_when_each_worker_would_count_the_signup_limits_alone(
+    settings: dict[str, str], workers: int, warned: bool, tmp_path: Path
+) -> None:
+    program = (
+        "import runpy, types\n"
+        "said = []\n"
+        f"cfg = types.SimpleNamespace(workers={workers})\n"
+        "log = types.SimpleNamespace(warning=lambda text, *args: said.append(text % args))\n"
+        "hook = runpy.run_path('gunicorn.conf.py')['_warn_of_limits_counted_per_worker']\n"
+        "hook(types.SimpleNamespace(cfg=cfg, log=log))\n"
+        "print(' | '.join(said))\n"
+    )
+    said = _printed_after_the_gunicorn_config(program, tmp_path, **settings)
+    assert ("each of the 2 workers counts signups on its own" in said) is warned, said
+
+
 def test_a_reload_of_the_gunicorn_config_reads_config_py_again(tmp_path: Path) -> None:
     """A SIGHUP runs gunicorn.conf.py again: the master must not keep the old config rules."""
     program = (
