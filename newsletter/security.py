@@ -71,13 +71,23 @@ _TOKEN_PATH = re.compile(f"({'|'.join(map(re.escape, TOKEN_PATHS))})" + r"[^\s/?
 # a local part of anything an address may hold (not a separator of text, paths or
 # queries), then the domain.
 _EMAIL = re.compile(r"([^\s\"<>,;:@/?=&])[^\s\"<>,;:@/?=&]*(?:@|%40)([^\s\"'<>,;/?=&#%@]+)")
+# What that leaves of an address whose local part holds a separator too:
+# "okaddr&@x.org" (nothing was masked: the whole run before it goes, path and
+# all), and "user=smith@x.org" outside a query ("user=s***@": the part before
+# the "=" goes too). Inside a query ("?q=c***@") the name of the field stays.
+_SEPARATOR_LAST = re.compile(r"[^\s\"'<>,;:@]*[/?=&](?:@|%40)([^\s\"'<>,;/?=&#%@]+)")
+_SEPARATOR_INSIDE = re.compile(
+    r"(^|[\s/\"'(<])([^\s\"<>,;:@/?&=])[^\s\"<>,;:@/?&]*=[^\s\"<>,;:@/?&]*\*\*\*@"
+)
 
 
 def mask(text: str) -> str:
     """The text with link tokens cut and addresses reduced to ``a***@domain``."""
     if "@" not in text and "%40" not in text and not any(p in text for p in TOKEN_PATHS):
         return text  # most lines (every access line but the token pages'): no regex
-    return _EMAIL.sub(r"\1***@\2", _TOKEN_PATH.sub(r"\1***", text))
+    masked = _EMAIL.sub(r"\1***@\2", _TOKEN_PATH.sub(r"\1***", text))
+    masked = _SEPARATOR_LAST.sub(r"***@\1", masked)
+    return _SEPARATOR_INSIDE.sub(r"\1\2***@", masked)
 
 
 class MaskingFilter(logging.Filter):

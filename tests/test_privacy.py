@@ -60,6 +60,16 @@ def test_mask_hides_addresses_and_tokens():
     assert mask("a@x.com/b@y.com") == "a***@x.com/b***@y.com"
     for address in ("bob#@example.com", "{x}@example.com", "josé@example.com", "o'neil@x.org"):
         assert mask(f"address {address}") == f"address {address[0]}***@{address.split('@')[1]}"
+    # A separator of paths or queries inside the local part: nothing of it is left.
+    for line in (
+        "GET /admin/subscribers/okaddr&@example.org HTTP/1.1",
+        "Failing row contains (1, trapper/@example.org, x)",
+        "'email': 'trapper=@example.org'",
+        "DELETE /admin/subscribers/okaddr2=smith@example.org HTTP/1.1",
+    ):
+        masked = mask(line)
+        assert "okaddr" not in masked and "trapper" not in masked and "smith" not in masked
+        assert "***@example.org" in masked, masked
 
 
 def test_no_answer_sets_a_cookie_and_the_session_refuses_writes(app, client):
