@@ -70,12 +70,14 @@ _TOKEN_PATH = re.compile(f"({'|'.join(map(re.escape, TOKEN_PATHS))})" + r"[^\s/?
 # An address, also as a URL carries it ("%40", as clients encode a path or a query):
 # a local part of anything an address may hold (not a separator of text, paths or
 # queries), then the domain.
-_EMAIL = re.compile(r"([^\s\"<>,;:@/?=&])[^\s\"<>,;:@/?=&]*(?:@|%40)([^\s\"'<>,;/?=&#%@]+)")
+# A domain with a dot (as every address we take has): "celery@vm" is a worker's name.
+_DOMAIN = r"[^\s\"'<>,;/?=&#%@]*\.[^\s\"'<>,;/?=&#%@]+"
+_EMAIL = re.compile(r"([^\s\"<>,;:@/?=&])[^\s\"<>,;:@/?=&]*(?:@|%40)(" + _DOMAIN + ")")
 # What that leaves of an address whose local part holds a separator too:
 # "okaddr&@x.org" (nothing was masked: the whole run before it goes, path and
 # all), and "user=smith@x.org" outside a query ("user=s***@": the part before
 # the "=" goes too). Inside a query ("?q=c***@") the name of the field stays.
-_SEPARATOR_LAST = re.compile(r"[^\s\"'<>,;:@]*[/?=&](?:@|%40)([^\s\"'<>,;/?=&#%@]+)")
+_SEPARATOR_LAST = re.compile(r"[^\s\"'<>,;:@]*[/?=&](?:@|%40)(" + _DOMAIN + ")")
 _SEPARATOR_INSIDE = re.compile(
     r"(^|[\s/\"'(<])([^\s\"<>,;:@/?&=])[^\s\"<>,;:@/?&]*=[^\s\"<>,;:@/?&]*\*\*\*@"
 )

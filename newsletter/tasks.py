@@ -21,7 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_shutdown
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_shutdown
 from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -100,6 +100,24 @@ def flask_app() -> Flask:
     app = create_app()
     finish_startup(app)
     return app
+
+
+@setup_logging.connect
+def _log_as_the_app_does(**_: object) -> None:
+    """Celery's worker and beat log through our handler, not Celery's own.
+
+    So ``LOG_FORMAT=json`` gives JSON lines there too, and every line,
+    tracebacks included, has its addresses masked: Celery's own format showed
+    a failed task's traceback in full. (Connected, this signal stops Celery
+    from setting up logging itself.)
+    """
+    from .logs import configure_logging
+
+    try:
+        log_format = from_env(os.environ)["LOG_FORMAT"]
+    except ConfigError:
+        log_format = "text"  # the app says what is wrong as it is built
+    configure_logging(log_format)
 
 
 @worker_process_init.connect

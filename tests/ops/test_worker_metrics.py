@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -107,3 +108,26 @@ def test_the_celery_app_loads_without_prometheus_client():
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_worker_logs_json_lines_with_addresses_masked_when_asked(
+    make_app, database_uri, tmp_path
+):
+    redis_or_fail(BROKER)
+    app = make_app(CELERY_BROKER_URL=BROKER)
+    log = tmp_path / "sent.log"
+    worker = start_worker(
+        "json", database_uri, BROKER, log, tmp_path / "worker.out", LOG_FORMAT="json"
+    )
+    try:
+        app.test_client().post("/subscribe", json={"email": "jsonreader@example.com"})
+        wait_for(lambda: sent(log) == ["jsonreader@example.com"], 60, "the confirmation sent")
+    finally:
+        stop([worker])
+    lines = [line for line in (tmp_path / "worker.out").read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    # Celery's own lines come through our handler: JSON, none in Celery's format.
+    assert records, outputs(tmp_path)
+    assert not [line for line in lines if line.startswith("[20")], outputs(tmp_path)
+    assert any("ready" in r.get("message", "") for r in records), outputs(tmp_path)
+    assert "jsonreader@example.com" not in (tmp_path / "worker.out").read_text()
