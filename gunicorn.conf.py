@@ -54,6 +54,8 @@ from config import (
 # (Only when unset: a SIGHUP reload runs this file again.)
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="newsletter-metrics-")
+    # Made here, so removed at exit (on_exit); a folder the operator named stays.
+    os.environ["NEWSLETTER_OWN_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -279,6 +281,12 @@ def _remove_dispatch_folder(server) -> None:
 
 
 def on_exit(server) -> None:
-    """Stop the dispatcher processes after the workers, so each records its batch in flight."""
+    """Stop the dispatcher processes after the workers, so each records its batch in flight.
+
+    Then remove the metrics folder this file made (every run made a new one).
+    """
     _stop(getattr(server, "newsletter_dispatchers", []), float(server.cfg.graceful_timeout))
     _remove_dispatch_folder(server)
+    own = os.environ.get("NEWSLETTER_OWN_METRICS_DIR")
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)

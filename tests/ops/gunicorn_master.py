@@ -36,12 +36,13 @@ def children(pid: int) -> list[int]:
 
 @contextmanager
 def gunicorn_master(
-    database_uri: str, tmp_path: Path, app_uri: str, *options: str, **env: str
+    database_uri: str, tmp_path: Path, app_uri: str, *options: str, **env: str | None
 ) -> Iterator[tuple[subprocess.Popen, str, TextIO]]:
     """Run ``app_uri`` until the block ends: the master, its base URL, its log (open).
 
     ``options`` go on gunicorn's command line, ``env`` over the test settings
-    (the database, keys, no rate limits, a metrics folder in ``tmp_path``).
+    (the database, keys, no rate limits, a metrics folder in ``tmp_path``);
+    a setting given as None is left out.
     A master that exits while starting fails the test with its log; one still
     running at the end gets SIGTERM, then SIGKILL.
     """
@@ -54,6 +55,7 @@ def gunicorn_master(
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         **env,
     }
+    settings = {name: value for name, value in settings.items() if value is not None}
     log = open(tmp_path / "gunicorn.log", "w+", encoding="utf-8")  # noqa: SIM115
     master = subprocess.Popen(
         [

@@ -181,3 +181,18 @@ def test_a_reload_that_turns_the_dispatcher_processes_off_removes_their_folder(
     )
     printed = _printed_after_the_gunicorn_config(program, tmp_path, TMPDIR=str(tmp_path))
     assert printed == "(1, [0], '1') (0, set()) 1 0"
+
+
+def test_gunicorn_removes_at_exit_the_metrics_folder_it_made(database_uri, tmp_path: Path) -> None:
+    """Each run made a fresh folder of counter files and left it behind in /tmp."""
+    from tests.ops.gunicorn_master import gunicorn_master
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    made = lambda: sorted(temporary.glob("newsletter-metrics-*"))  # noqa: E731
+    with gunicorn_master(
+        database_uri, tmp_path, "wsgi:app", PROMETHEUS_MULTIPROC_DIR=None, TMPDIR=str(temporary)
+    ) as (master, _base, _log):
+        assert len(made()) == 1  # the run's own folder, in use
+    assert master.returncode == 0
+    assert made() == []
