@@ -6,13 +6,13 @@ structure is checked here with PyYAML.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.fresh_python import printed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,21 +82,11 @@ def test_long_running_services_have_healthchecks(services):
 def _printed_after_the_gunicorn_config(program: str, tmp_path: Path, **settings: str) -> str:
     """What ``program`` prints, run in a fresh interpreter beside gunicorn.conf.py."""
     env = {
-        "PATH": os.environ["PATH"],
         "SECRET_KEY": "x",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # not made by the config
         **settings,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return printed(program, env=env)
 
 
 @pytest.mark.parametrize(
