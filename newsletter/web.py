@@ -15,7 +15,7 @@ from werkzeug.wsgi import LimitedStream
 from config import yes_or_no
 
 from .errors import AppError, wants_json
-from .storable import holds_unstorable_text
+from .storable import unstorable
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -66,7 +66,7 @@ def json_body() -> Any:
         data = request.get_json(silent=True)
     except RecursionError:
         raise AppError("invalid_json", "The request body is nested too deeply.") from None
-    if holds_unstorable_text(data, allow_nul=True):
+    if unstorable(data, allow_nul=True):
         raise AppError("invalid_json", "The request body holds text that is not valid Unicode.")
     return data
 

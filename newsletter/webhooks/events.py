@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..storable import holds_unstorable_text, nested_deeper_than
+from ..storable import unstorable
 
 
 class EventKind(enum.StrEnum):
@@ -57,9 +57,10 @@ def parse_json(body: bytes) -> Any:
         data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):  # too deep is not ours to read
         raise WebhookPayloadError("the body is not JSON") from None
-    if holds_unstorable_text(data):
+    problem = unstorable(data, max_depth=MAX_NESTING)
+    if problem == "text":
         raise WebhookPayloadError("the body holds text no column can store")
-    if nested_deeper_than(data, MAX_NESTING):
+    if problem == "nesting":
         raise WebhookPayloadError(f"the body is nested more than {MAX_NESTING} levels deep")
     return data
 
