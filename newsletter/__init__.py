@@ -20,7 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import ConfigError, database_url, from_env, sends_elsewhere
 
 from . import logs, security
-from .errors import register_error_handlers
+from .errors import register_error_handlers, vary_on_accept
 from .extensions import cors, db, limiter, migrate
 from .providers import ProviderConfigError, build_provider
 from .providers.base import header_safe
@@ -176,6 +176,7 @@ def _configure_web(app: Flask) -> None:
     # Registered before the limiter's: Flask runs them last to first, so this one sees
     # the headers the limiter added.
     app.after_request(_retry_after_only_when_told_to_wait)
+    app.after_request(vary_on_accept)
     limiter.init_app(app)
     if app.config["CORS_ORIGINS"]:
         cors.init_app(

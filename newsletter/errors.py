@@ -84,6 +84,17 @@ def _accepted_types() -> MIMEAccept:
     return MIMEAccept(kinds)
 
 
+def vary_on_accept(response: Response) -> Response:
+    """Every answer ``wants_json`` may have shaped says so: ``Vary: Accept``.
+
+    One URL gives JSON or the page by the Accept header; without it a cache in
+    front could hand the JSON to a browser. The JSON-only paths need none.
+    """
+    if not request.path.startswith(JSON_ONLY_PREFIXES):
+        response.vary.add("Accept")
+    return response
+
+
 def wants_json() -> bool:
     """True on a JSON-only API, or when the client sent JSON or prefers a JSON answer."""
     if request.is_json or request.path.startswith(JSON_ONLY_PREFIXES):
@@ -120,8 +131,6 @@ def error_response(
     response.status_code = status
     if headers:
         response.headers.extend(headers)
-    if not request.path.startswith(JSON_ONLY_PREFIXES):
-        response.vary.add("Accept")  # JSON or the page, by the request's Accept
     return response
 
 

@@ -190,7 +190,6 @@ def answer(template: str, body: dict[str, Any], status: int = 200, **context: An
     else:
         response = Response(render_template(template, **context), mimetype="text/html")
     response.status_code = status
-    response.vary.add("Accept")  # one URL, two answers: a cache must keep them apart
     return response
 
 

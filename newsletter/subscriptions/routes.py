@@ -67,16 +67,13 @@ def subscribe_page() -> Response:
     if wants_json():
         verifier = _captcha()
         captcha = [verifier.field] if verifier is not None else []
-        response = jsonify(
+        return jsonify(
             subscribe_url="/subscribe",
             fields=["email", "name", "source", *captcha],
             required=["email", *captcha],
             captcha=verifier is not None,
         )
-    else:
-        response = _signup_page(source=request.args.get("source", "")[:2048])
-    response.vary.add("Accept")  # one URL, two answers: a cache must keep them apart
-    return response
+    return _signup_page(source=request.args.get("source", "")[:2048])
 
 
 def _check_captcha(data: dict) -> None:
