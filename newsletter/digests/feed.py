@@ -16,8 +16,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..models import Post
-from .posts import AUTHOR_MAX, CATEGORIES_MAX, TITLE_MAX, URL_MAX, NewPost, add_post
-from .text import is_web_url, one_line, plain_summary, single_line, web_url
+from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post, clean_categories
+from .text import is_web_url, one_line, plain_summary, text_line, web_url
 
 USER_AGENT = "newsletter-feed-import/1.0"
 
@@ -117,7 +117,7 @@ def _entry_post(entry: Any) -> NewPost | None:
     link = web_url(entry.get("link") or "")
     raw_title = entry.get("title") or ""
     if entry.get("title_detail", {}).get("type") == "text/plain":
-        title = single_line(raw_title)[:TITLE_MAX] or None  # as written: "<details>" is text
+        title = text_line(raw_title, TITLE_MAX)  # as written: "<details>" is text
     else:
         title = one_line(raw_title, TITLE_MAX)  # HTML (RSS's kind): markup dropped
     if not title or link is None or len(link) > URL_MAX:
@@ -132,11 +132,7 @@ def _entry_post(entry: Any) -> NewPost | None:
         summary=plain_summary(summary),
         author=one_line(entry.get("author"), AUTHOR_MAX),
         published_at=_entry_time(entry),
-        categories=tuple(
-            dict.fromkeys(
-                t for t in (one_line(tag.get("term"), 100) for tag in entry.get("tags", [])) if t
-            )
-        )[:CATEGORIES_MAX],
+        categories=clean_categories(tag.get("term") for tag in entry.get("tags", [])),
         guid=guid,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
-from .text import one_line, plain_summary, single_line, web_url
+from .text import one_line, plain_summary, text_line, web_url
 
 TITLE_MAX = 500
 URL_MAX = 2048
@@ -85,7 +86,12 @@ def parse_categories(value: Any) -> tuple[str, ...]:
         raise InvalidPost(
             "invalid_categories", "categories must be a list of strings.", "categories"
         )
-    cleaned = [c for c in (one_line(v, 100) for v in value) if c]
+    return clean_categories(value)
+
+
+def clean_categories(values: Iterable[str | None]) -> tuple[str, ...]:
+    """Categories as a post keeps them: plain text, each once, at most ``CATEGORIES_MAX``."""
+    cleaned = (c for c in (one_line(v, 100) for v in values) if c)
     return tuple(dict.fromkeys(cleaned))[:CATEGORIES_MAX]
 
 
@@ -95,14 +101,14 @@ def validate(data: Any) -> NewPost:
         raise InvalidPost("invalid_body", "Send a JSON object.", "body")
     # Plain text, kept as the admin wrote it ("The <details> element", "AT&amp;T"):
     # every page and email escapes it.
-    title = single_line(_text(data, "title", required=True) or "")[:TITLE_MAX]
+    title = text_line(_text(data, "title", required=True), TITLE_MAX)
     if not title:
         raise InvalidPost("missing_title", "title is required.", "title")
     return NewPost(
         title=title,
         url=parse_url(_text(data, "url", required=True)),
         summary=plain_summary(_text(data, "summary")),
-        author=single_line(_text(data, "author") or "")[:AUTHOR_MAX] or None,
+        author=text_line(_text(data, "author"), AUTHOR_MAX),
         published_at=parse_time(data.get("published_at")),
         categories=parse_categories(data.get("categories")),
     )

@@ -34,7 +34,7 @@ from ..models import (
 )
 from ..subscriptions.erasure import is_suppressed
 from .posts import newest_first
-from .text import single_line
+from .text import text_line
 
 SUBJECT_MAX = 200
 _TRIES = 5
@@ -84,10 +84,7 @@ def default_subject(newsletter: str, posts: list[Post]) -> str:
 
 def clean_subject(raw: str | None) -> str | None:
     """A subject on one line, or None to use the default."""
-    if raw is None:
-        return None
-    subject = single_line(raw)[:SUBJECT_MAX]
-    return subject or None
+    return text_line(raw, SUBJECT_MAX)
 
 
 def create_digest(session: Session, subject: str | None = None) -> Digest:

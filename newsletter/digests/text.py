@@ -41,6 +41,11 @@ def plain_summary(raw: str | None, limit: int = SUMMARY_MAX_CHARS) -> str | None
     return cut.rstrip(" ,.;:-") + "…"
 
 
+def text_line(raw: str | None, limit: int) -> str | None:
+    """A title, author or subject as written (no markup taken out), on one line, shortened."""
+    return single_line(raw or "")[:limit] or None
+
+
 def one_line(raw: str | None, limit: int) -> str | None:
     """A title or a name: plain text on one line, at most ``limit`` characters."""
     if raw is None:
