@@ -53,8 +53,8 @@ def _origins(env: Mapping[str, str], name: str) -> list[str]:
                 f"{name} holds origins like https://blog.example.org (no path, no trailing "
                 f"slash), not {origin!r}"
             )
-        # As a browser sends them: scheme and host in lower case.
-        origins.append(origin if origin == "*" else f"{parts.scheme}://{parts.netloc.lower()}")
+        # As a browser sends them: scheme and host in lower case (all there is, checked above).
+        origins.append(origin if origin == "*" else origin.lower())
     return origins
 
 

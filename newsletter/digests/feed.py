@@ -96,12 +96,12 @@ def fetch(url: str, timeout: float, max_bytes: int) -> Fetched:
         ) from None
 
 
-def parse(body: bytes, content_type: str, url: str = "") -> list[NewPost | None]:
+def parse(body: bytes, content_type: str, url: str) -> list[NewPost | None]:
     """The feed's entries as posts (None for an entry with no usable title or link).
 
     ``url``, where the feed came from, resolves relative links (``/2024/01/post/``).
     """
-    headers = {"content-type": content_type, **({"content-location": url} if url else {})}
+    headers = {"content-type": content_type, "content-location": url}
     parsed = feedparser.parse(body, response_headers=headers)
     problem = parsed.get("bozo_exception")
     if not parsed.get("version"):
