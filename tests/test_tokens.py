@@ -91,6 +91,16 @@ def test_unsubscribe_token_is_the_public_id_and_its_signature():
         make().read_unsubscribe("pub-b." + signature)  # the signature covers the id
 
 
+def test_unsubscribe_tokens_are_itsdangerous_signer_tokens_of_the_newest_key():
+    # Signed with the HMAC keyed once: byte for byte what itsdangerous's Signer makes,
+    # so links already in inboxes and links made now are read alike.
+    tokens = make("new-key", fallbacks=["old-key"])
+    for public_id in ("pub-a", "pub-b", "é-unicode"):
+        made = tokens.unsubscribe_token(public_id)
+        assert made == Signer(["new-key"], salt=UNSUBSCRIBE_SALT).sign(public_id).decode()
+        assert made != Signer(["old-key"], salt=UNSUBSCRIBE_SALT).sign(public_id).decode()
+
+
 def test_unsubscribe_links_of_the_first_token_format_still_work_through_rotation():
     # Digests sent before the Signer tokens carry the serializer's: they must keep working.
     first = URLSafeSerializer(["old-key"], salt=FIRST_UNSUBSCRIBE_SALT).dumps("pub-a")
