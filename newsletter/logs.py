@@ -49,7 +49,15 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class TextFormatter(logging.Formatter):
+class _MaskedTracebacks(logging.Formatter):
+    """A formatter whose tracebacks are masked as messages are (by ``MaskingFilter``)."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
+        """The traceback, masked."""
+        return mask(super().formatException(ei))
+
+
+class TextFormatter(_MaskedTracebacks):
     """``time level logger [request id]: message``, a traceback folded onto the same line."""
 
     def __init__(self) -> None:
@@ -60,12 +68,8 @@ class TextFormatter(logging.Formatter):
         record.__dict__.setdefault("request_id", "-")
         return super().format(record).replace("\n", "\\n")
 
-    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
-        """The traceback masked as the message is (by ``MaskingFilter``)."""
-        return mask(super().formatException(ei))
 
-
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_MaskedTracebacks):
     """One JSON object per line: time, level, logger, request_id, message, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -78,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = mask(self.formatException(record.exc_info))
+            entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
