@@ -15,6 +15,16 @@ _SPACES = re.compile(r"\s+")
 # Controls that are not white space (which _SPACES folds): no page or email shows
 # them, and PostgreSQL's text cannot hold NUL.
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
+# Tags a browser shows as a break between words: kept through the clean-up, then
+# each made a space, so "<p>One.</p><p>Two</p>" reads "One. Two", not "One.Two".
+_BLOCK_TAGS = frozenset(
+    (  # noqa: SIM905 (a word list reads best as words)
+        "address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 h4 "
+        "h5 h6 header hr li main nav ol p pre section table tbody td tfoot th thead tr ul"
+    ).split()
+)
+# In nh3's output every ``<`` of the text is escaped: what is left is a tag it kept.
+_KEPT_TAG = re.compile(r"<[^>]*>")
 
 
 def single_line(raw: str) -> str:
@@ -23,9 +33,10 @@ def single_line(raw: str) -> str:
 
 
 def _plain(raw: str) -> str:
-    """``single_line`` of the text with its markup gone (nh3 drops every tag, and
-    script/style content; its entities are unescaped back)."""
-    return single_line(html.unescape(nh3.clean(_CONTROLS.sub("", raw), tags=set())))
+    """``single_line`` of the text with its markup gone (nh3 drops script/style content
+    and every tag but the blocks, which become spaces; its entities are unescaped back)."""
+    blocks = nh3.clean(_CONTROLS.sub("", raw), tags=_BLOCK_TAGS, attributes={}, link_rel=None)
+    return single_line(html.unescape(_KEPT_TAG.sub(" ", blocks)))
 
 
 def plain_summary(raw: str | None, limit: int = SUMMARY_MAX_CHARS) -> str | None:

@@ -114,6 +114,21 @@ def test_summary_is_cleaned_of_markup_and_shortened(client, admin_headers):
     assert len(post["summary"]) <= 301 and post["summary"].endswith("…")
 
 
+def test_summary_markup_that_separates_words_leaves_a_space(client, admin_headers):
+    # Blocks and line breaks part words on a page; stripped bare, they ran them together.
+    post = add_post(
+        client,
+        admin_headers,
+        1,
+        summary="<h2>Heading</h2>Body text.<p>Para one.</p><p class='x'>Para two.</p>"
+        "line one<br>line two<ul><li>Apples</li><li>Pears</li></ul>"
+        "<b>In</b><i>line</i> &lt;p&gt; stays",
+    )
+    assert post["summary"] == (
+        "Heading Body text. Para one. Para two. line one line two Apples Pears Inline <p> stays"
+    )
+
+
 def test_listing_is_newest_first_and_says_what_went_out(client, admin_headers, app):
     from tests.digests.helpers import add_confirmed
 
