@@ -82,7 +82,7 @@ def list_id() -> str:
     config = current_app.config
     name = config["NEWSLETTER_NAME"].replace('"', "").replace("\\", "")
     host = urlsplit(config["PUBLIC_URL"]).hostname or "localhost"
-    return phrase_header(f'"{name}" <digest.{host}>')
+    return phrase_header(f'"{name}" <digest.{host}>', "List-Id")
 
 
 def _shared_for(digest_id: int) -> SharedBody:

@@ -55,56 +55,87 @@ def ascii_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
-def build_mime(message: Message) -> MIMEMultipart:
-    """The message as MIME: text and HTML alternatives, Message-ID, Date, our headers."""
+def build_mime(message: Message, eight_bit: bool = True) -> MIMEMultipart:
+    """The message as MIME: text and HTML alternatives, Message-ID, Date, our headers.
+
+    ``eight_bit`` False: bodies beyond ASCII are quoted-printable, for a relay
+    that does not take 8BITMIME.
+    """
     # A random boundary of our own: the generator would otherwise compile a regex
     # per message to pick one. 128 random bits cannot occur in a body by chance.
     mime = MIMEMultipart("alternative", boundary=f"=_{secrets.token_hex(16)}", policy=_POLICY)
     _, sender_address = parseaddr(message.sender)
-    mime["From"] = _address_header(message.sender)
-    mime["To"] = _address_header(message.to)
-    mime["Subject"] = _text_header(message.subject)
+    mime["From"] = _address_header(message.sender, "From")
+    mime["To"] = _address_header(message.to, "To")
+    mime["Subject"] = _text_header(message.subject, "Subject")
     mime["Date"] = format_datetime(datetime.now(UTC))
-    mime["Message-ID"] = make_msgid(idstring=message.key, domain=sender_address.rpartition("@")[2])
+    # The domain in IDNA, as in From: a raw Unicode one came out as encoded words.
+    domain = ascii_address(sender_address).rpartition("@")[2]
+    mime["Message-ID"] = make_msgid(idstring=message.key, domain=domain)
     mime["X-Newsletter-Key"] = message.key
     for name, value in message.headers.items():
-        mime[name] = phrase_header(value)
-    mime.attach(_text_part(message.text, "plain"))
-    mime.attach(_text_part(message.html, "html"))
+        # ASCII is taken as ready: a List-Id may come already encoded (digest_email.list_id).
+        mime[name] = value if value.isascii() else phrase_header(value, name)
+    mime.attach(_text_part(message.text, "plain", eight_bit))
+    mime.attach(_text_part(message.html, "html", eight_bit))
     return mime
 
 
-def _text_header(value: str) -> str:
-    """ASCII as it is; anything else as RFC 2047 UTF-8 encoded words, folded at 76."""
-    return value if value.isascii() else Header(value, "utf-8").encode()
+def is_eight_bit(mime: MIMEMultipart) -> bool:
+    """Whether any part of ``mime`` went out as 8bit (a relay must be told: BODY=8BITMIME)."""
+    return any(part["Content-Transfer-Encoding"] == "8bit" for part in mime.get_payload())
 
 
-def phrase_header(value: str) -> str:
+def _text_header(value: str, header_name: str) -> str:
+    """Plain ASCII as it is; anything else as RFC 2047 UTF-8 encoded words.
+
+    ASCII that holds ``=?`` is encoded too: written as it is, a mail client
+    would decode it as encoded words and show other text than we sent.
+    """
+    if value.isascii() and "=?" not in value:
+        return value
+    # Folded so that no word is over RFC 2047's 75 characters and no line over 78;
+    # left to its defaults, Header makes words of 76.
+    return Header(value, "utf-8", maxlinelen=76, header_name=header_name).encode()
+
+
+def phrase_header(value: str, header_name: str) -> str:
     """A header value in ASCII; ``List-Id``'s ``"Café News" <digest.host>`` keeps its ``<id>``.
 
     Only the phrase before the angle brackets is encoded: encoded whole, the
     id (or a ``<URL>``) would be hidden from every reader of the header.
     """
-    if value.isascii():
+    if value.isascii() and "=?" not in value:
         return value
     phrase, bracket, rest = value.rpartition(" <")
     if bracket and rest.endswith(">") and rest.isascii():
         name = phrase.strip().strip('"')  # a quoted phrase: an encoded word takes no quotes
-        return f"{_text_header(name)} <{rest}"
-    return _text_header(value)
+        return f"{_text_header(name, header_name)} <{rest}"
+    return _text_header(value, header_name)
 
 
-def _address_header(value: str) -> str:
+def _address_header(value: str, header_name: str) -> str:
     """``Name <local@domain>`` with the name encoded if need be and the domain in IDNA."""
     name, address = parseaddr(value)
     local, _, domain = ascii_address(address or value).rpartition("@")
     if not local.isascii():  # an internationalised mailbox: encoded as the modern API does
         local = Header(local, "utf-8").encode()
-    return formataddr((name, f"{local}@{domain}"), charset="utf-8")
+    if name and (not name.isascii() or "=?" in name):
+        return f"{_text_header(name, header_name)} <{local}@{domain}>"
+    return formataddr((name, f"{local}@{domain}"))
 
 
-def _text_part(body: str, subtype: str) -> MIMEText:
-    """One alternative in UTF-8: 7bit/8bit when every line fits, so links stay whole."""
+def _text_part(body: str, subtype: str, eight_bit: bool) -> MIMEText:
+    """One alternative in UTF-8: 7bit/8bit when every line fits, so links stay whole.
+
+    Quoted-printable when a line is over 900 octets (RFC 5322 allows 998; a
+    line of emoji is four times as many octets as characters), or when the
+    body is beyond ASCII and the relay takes 7bit only.
+    """
     charset = Charset("utf-8")
-    charset.body_encoding = QP if any(len(line) > 900 for line in body.splitlines()) else None
+    ascii_only = body.isascii()
+    too_long = any(
+        len(line) > 900 if ascii_only else len(line.encode()) > 900 for line in body.splitlines()
+    )
+    charset.body_encoding = QP if too_long or not (ascii_only or eight_bit) else None
     return MIMEText(body, subtype, charset, policy=_POLICY)

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .base import Message, Outcome, ProviderConfigError, SendResult, same_result
-from .mime import ascii_address, build_mime
+from .mime import ascii_address, build_mime, is_eight_bit
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,12 @@ class SmtpProvider:
                 # An internationalized mailbox (signups refuse them; older rows may hold
                 # one): our MIME cannot carry it, and smtplib would fail the whole batch.
                 return SendResult(Outcome.REJECTED, error="a mailbox name that is not ASCII")
-            mime = build_mime(message)
-            session.send_message(mime, to_addrs=[recipient])
+            # 8bit bodies only to a relay that says it takes them (RFC 6152), and then
+            # with BODY=8BITMIME; else quoted-printable.
+            eight_bit = session.has_extn("8bitmime")
+            mime = build_mime(message, eight_bit=eight_bit)
+            options = ["BODY=8BITMIME"] if eight_bit and is_eight_bit(mime) else []
+            session.send_message(mime, to_addrs=[recipient], mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()))
             return _by_code(code, reason)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import re
 from email.generator import BytesGenerator
+from email.header import decode_header, make_header
+
+import pytest
 
 from newsletter.providers import Message, Stream
-from newsletter.providers.mime import MAX_LINE, build_mime
+from newsletter.providers.mime import MAX_LINE, build_mime, phrase_header
 
 UNSUBSCRIBE = "<https://news.example.org/unsubscribe/" + "t" * 120 + ">"
 
@@ -75,3 +79,64 @@ def test_a_list_id_beyond_ascii_keeps_its_id_readable():
     raw = build_mime(message).as_bytes()
     assert b" <digest.news.example.org>" in raw
     assert _parse(raw)["List-Id"] == "Café Zürich News <digest.news.example.org>"
+
+
+def test_a_line_short_in_characters_but_long_in_octets_is_quoted_printable():
+    # 500 emoji are 2,000 octets: sent as 8bit, the line broke RFC 5322's 998.
+    message = _message(text="🩺" * 500 + "\n", html="<p>" + "ש" * 450 + "</p>")
+    raw = build_mime(message).as_bytes()
+    assert max(len(line) for line in raw.split(b"\n")) <= MAX_LINE
+    parsed = _parse(raw)
+    assert parsed.get_body(("plain",)).get_content() == "🩺" * 500 + "\n"
+    assert parsed.get_body(("html",)).get_content() == "<p>" + "ש" * 450 + "</p>"
+
+
+def test_a_sender_domain_beyond_ascii_gives_a_valid_message_id():
+    raw = build_mime(_message(sender="Dr. Müller <news@clinique-é.example>")).as_bytes()
+    parsed = _parse(raw)
+    assert parsed["Message-ID"].endswith("@xn--clinique--j4a.example>")
+    assert not parsed["Message-ID"].defects
+    assert parsed["From"].addresses[0].display_name == "Dr. Müller"
+    assert parsed["From"].addresses[0].addr_spec == "news@xn--clinique--j4a.example"
+
+
+def _decoded(raw: bytes, name: str) -> str:
+    """A header of ``raw`` as RFC 2047 reads it (adjacent encoded words joined)."""
+    value = email.message_from_bytes(raw, policy=email.policy.compat32)[name]
+    return str(make_header(decode_header(value)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "=?utf-8?b?WW91ciBhY2NvdW50IGlzIHN1c3BlbmRlZA==?=",
+        "Clinic News: =?iso-8859-1?q?Gr=FC=DFe?= from us",
+    ],
+)
+def test_ascii_that_looks_encoded_reads_back_as_written(text):
+    # Written as it was, a mail client decoded it: the subject said "Your account is
+    # suspended" while the digest's body showed the literal text.
+    sender = f'"{text}" <news@clinic.example>'
+    raw = build_mime(_message(subject=text, sender=sender)).as_bytes()
+    assert _parse(raw)["Subject"] == text
+    assert _decoded(raw, "From") == f"{text} <news@clinic.example>"
+    assert str(make_header(decode_header(phrase_header(text, "List-Id")))) == text
+
+
+def test_encoded_words_stay_within_rfc_2047s_75_characters():
+    name = 'Clinique Sainte-Agnès 🩺 "Santé", <News> & שלום'
+    message = _message(
+        subject=f"Please confirm your subscription to {name}",
+        sender='"Clinique Sainte-Agnès 🩺 \\"Santé\\", <News> & שלום" <news@clinic.example>',
+        headers={"List-Id": f'"{name}" <digest.clinic.example>'},
+    )
+    raw = build_mime(message).as_bytes()
+    head = raw.split(b"\n\n", 1)[0].decode("ascii")
+    words = re.findall(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head)
+    assert words and max(len(word) for word in words) <= 75
+    for line in head.splitlines():  # every header line we encode fits 78 as RFC 5322 asks
+        if line.startswith(("Subject:", "From:", "List-Id:", " ")):
+            assert len(line) <= 78, line
+    assert _parse(raw)["Subject"] == f"Please confirm your subscription to {name}"
+    assert _decoded(raw, "From") == f"{name} <news@clinic.example>"
+    assert _decoded(raw, "List-Id") == f"{name} <digest.clinic.example>"

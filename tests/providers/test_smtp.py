@@ -31,6 +31,7 @@ class Relay:
     def __init__(self) -> None:
         self.received: list[tuple[list[str], email.message.EmailMessage]] = []
         self.refuse: set[str] = set()
+        self.data: list[tuple[list[str], bytes]] = []  # each message's MAIL options and bytes
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refuse:
@@ -41,7 +42,16 @@ class Relay:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.received.append((list(envelope.rcpt_tos), message))
+        self.data.append((list(envelope.mail_options), envelope.original_content))
         return "250 Message accepted"
+
+
+class SevenBitRelay(Relay):
+    """A relay that does not offer 8BITMIME (RFC 6152): it takes 7-bit data only."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        return [line for line in responses if "8BITMIME" not in line]
 
 
 @pytest.fixture
@@ -82,6 +92,32 @@ def test_refused_recipient_fails_only_its_message(relay: tuple[Relay, int]) -> N
     ]
 
 
+@pytest.mark.parametrize("relay_class", [Relay, SevenBitRelay], ids=["8BITMIME", "7bit-only"])
+def test_bodies_beyond_ascii_go_as_the_relay_takes_them(relay_class: type[Relay]) -> None:
+    # 8bit data went to every relay, unannounced: one without 8BITMIME may refuse it or
+    # strip its high bits. Now announced with BODY=8BITMIME, or quoted-printable.
+    handler = relay_class()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 5)
+        accented = replace(digest(1), text="Santé, été, 🩺\n", html="<p>Santé 🩺</p>")
+        results = provider.send_batch([accented, digest(2)])
+    finally:
+        controller.stop()
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    (accented_options, accented_bytes), (plain_options, plain_bytes) = handler.data
+    if relay_class is Relay:
+        assert "BODY=8BITMIME" in accented_options and not accented_bytes.isascii()
+    else:
+        assert "BODY=8BITMIME" not in accented_options and accented_bytes.isascii()
+    assert "BODY=8BITMIME" not in plain_options and plain_bytes.isascii()  # 7bit already
+    message = handler.received[0][1]
+    assert message.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Santé, été, 🩺\n"
+    assert message.get_body(("html",)).get_content() == "<p>Santé 🩺</p>"
+
+
 @pytest.mark.parametrize("smtputf8", [True, False], ids=["relay-has-SMTPUTF8", "relay-has-not"])
 def test_a_mailbox_name_beyond_ascii_fails_alone_and_nothing_goes_twice(smtputf8: bool) -> None:
     # smtplib failed the whole batch on such an address (a TypeError with SMTPUTF8, an
@@ -114,10 +150,10 @@ def test_a_message_that_fails_for_another_reason_is_retried_alone(
     handler, port = relay
     real = smtp.build_mime
 
-    def broken_for_two(message):
+    def broken_for_two(message, **options):
         if message.to == "reader2@example.com":
             raise TypeError("a bug building this one")
-        return real(message)
+        return real(message, **options)
 
     monkeypatch.setattr(smtp, "build_mime", broken_for_two)
     provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 5)
