@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -144,14 +144,14 @@ def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     # A Core connection, not the ORM session: a batch of three inserts needs none
     # of the session's bookkeeping, which cost as much as the inserts themselves.
     with engine.begin() as connection:
+        ids = dict(connection.execute(_create_pending_statement(engine), rows).all())
         # Erasure kept their hash so that they stay stopped: not admitted again (import
-        # and test copies skip them too).
+        # and test copies skip them too). Read after the insert, not before: an insert
+        # that waited on an erasure deleting the row sees that erasure's hash here.
         suppressed = set(connection.scalars(_SUPPRESSED_AMONG, {"hashes": list(hashes.values())}))
-        if suppressed:
-            rows = [row for row in rows if hashes[row["email"]] not in suppressed]
-        ids = {}
-        if rows:
-            ids = dict(connection.execute(_create_pending_statement(engine), rows).all())
+        unwanted = [ids.pop(email) for email in list(ids) if hashes[email] in suppressed]
+        if unwanted:
+            connection.execute(delete(Subscriber).where(Subscriber.id.in_(unwanted)))
         for signup in signups:
             subscriber_id = ids.pop(signup.email, None)  # popped: a second copy is not new
             new.append(subscriber_id is not None or hashes[signup.email] in suppressed)
