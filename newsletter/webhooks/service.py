@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..db_helpers import insert_ignoring_conflicts, locked
 from ..models import (
     ConsentKind,
     Delivery,
+    Erasure,
     ProviderEvent,
     Status,
     Subscriber,
@@ -25,6 +26,7 @@ from ..models import (
     utcnow,
 )
 from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..subscriptions.erased import email_hash
 from ..subscriptions.service import leave, locked_by_email, record_event
 from .events import EventKind, WebhookEvent
 
@@ -74,7 +76,7 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
         if stored is None:
             continue  # delivered twice by the provider, or replayed: already acted on
         new += 1
-        _act(session, provider, event)
+        _act(session, provider, event, stored)
     session.commit()
     return new
 
@@ -101,11 +103,38 @@ def _subscriber(session: Session, event: WebhookEvent) -> Subscriber | None:
     return None
 
 
-def _act(session: Session, provider: str, event: WebhookEvent) -> None:
+def _after_erasure(session: Session, event: WebhookEvent, stored: int) -> None:
+    """An event about an erased address: keep nothing that names it, keep it stopped.
+
+    Providers report bounces and complaints minutes after the send, so after
+    an erasure too: the stored event loses the address (and the payload that
+    holds it), and a bounce or complaint makes the erasure a suppression, as
+    it would have had it come first.
+    """
+    email = _normalized(event.email)
+    erasure = session.get(Erasure, email_hash(email), with_for_update=True) if email else None
+    if erasure is None:
+        return
+    session.execute(
+        update(ProviderEvent).where(ProviderEvent.id == stored).values(email=None, payload=None)
+    )
+    stops = {EventKind.COMPLAINT: Status.COMPLAINED, EventKind.HARD_BOUNCE: Status.BOUNCED}
+    status = stops.get(event.kind)
+    if status is not None and erasure.prior_status is not Status.COMPLAINED:
+        erasure.prior_status = status
+
+
+def _act(session: Session, provider: str, event: WebhookEvent, stored: int) -> None:
     if event.kind in (EventKind.DELIVERED, EventKind.UNKNOWN):
+        email = _normalized(event.email)
+        if email and session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is None:
+            _after_erasure(session, event, stored)
         return
     subscriber = _subscriber(session, event)
     if subscriber is None:
+        # Looked up after the subscriber's row (locked_by_email waited on an erasure
+        # deleting it): an erasure committed by now is seen here.
+        _after_erasure(session, event, stored)
         return
     detail = {"provider": provider, "type": event.raw_type, "event_id": event.event_id}
     if event.kind is EventKind.COMPLAINT and subscriber.status is not Status.COMPLAINED:
