@@ -48,6 +48,24 @@ def take_sqlite_write_lock(session: Session) -> None:
         session.execute(text("UPDATE subscribers SET id = id WHERE 0 = 1"))
 
 
+# The key of the PostgreSQL advisory lock between digest triggers and erasures.
+_RECIPIENTS_LOCK = 0x6E6C7274  # "nlrt"
+
+
+def hold_recipients(session: Session, exclusive: bool) -> None:
+    """On PostgreSQL, until commit: ``exclusive``, no subscriber is erased; else, no digest
+    is triggered.
+
+    A trigger copies every confirmed subscriber into the ledger in one
+    statement: an erasure committing meanwhile failed it on the foreign key.
+    Erasures share the lock, so they never wait on each other. SQLite needs
+    none: its writers already go one at a time.
+    """
+    if is_postgresql(session):
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(text(f"SELECT {lock}(:key)"), {"key": _RECIPIENTS_LOCK})
+
+
 def locked(session: Session, stmt: Select[Any]) -> ScalarResult[Any]:
     """Run ``stmt`` with its rows locked until commit, on PostgreSQL and SQLite alike."""
     take_sqlite_write_lock(session)

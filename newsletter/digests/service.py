@@ -3,8 +3,9 @@
 The trigger is one transaction: a digest row whose ``seq`` (max + 1) is
 unique, the watermark (``Post.digest_id``) set on every untaken post, and one
 ``INSERT ... SELECT`` writing a delivery per confirmed subscriber. Two
-triggers at once collide on ``seq``; the loser retries, finds no untaken
-post and answers ``no_new_posts``.
+triggers at once collide on ``seq`` (on PostgreSQL they wait on each other's
+lock first, ``db_helpers.hold_recipients``); the loser retries, finds no
+untaken post and answers ``no_new_posts``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import String, cast, func, insert, literal, or_, select, text, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db_helpers import is_postgresql
+from ..db_helpers import hold_recipients, is_postgresql
 from ..delivery import ledger
 from ..delivery.digest_progress import digest_counts
 from ..models import (
@@ -99,6 +100,7 @@ def create_digest(session: Session, subject: str | None = None) -> Digest:
 
 
 def _create_once(session: Session, subject: str | None) -> Digest:
+    hold_recipients(session, exclusive=True)  # no erasure deletes a reader being copied
     now = utcnow()
     # The write comes first: on SQLite it takes the database's write lock before any read.
     next_seq = select(func.coalesce(func.max(Digest.seq), 0) + 1).scalar_subquery()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
+from ..db_helpers import hold_recipients
 from ..models import (
     SUPPRESSED,
     Delivery,
@@ -18,15 +19,17 @@ from ..models import (
 from .erased import email_hash, suppressed_hashes
 from .service import locked_by_email
 
-_FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+ERASED_BEFORE_ITS_TURN = "the reader was erased before its turn came"
 
 
 def erase(session: Session, email: str) -> bool:
     """Delete the subscriber, its consent events and deliveries; False if unknown.
 
-    Its digest copies already settled stay, anonymous, so that each digest's
-    counts still add up to its recipients.
+    Its digest copies stay, anonymous, so that each digest's counts still add
+    up to its recipients: a copy still queued becomes skipped. One in flight
+    is waited for (PostgreSQL: the claim's row lock) and kept as it ended.
     """
+    hold_recipients(session, exclusive=False)  # no digest is copying the list meanwhile
     subscriber = locked_by_email(session, email)
     if subscriber is None:
         return False
@@ -38,15 +41,19 @@ def erase(session: Session, email: str) -> bool:
         existing.prior_status = subscriber.status
         existing.erased_at = utcnow()
     # The digests' history keeps its numbers: a copy that went out, failed or was
-    # skipped stays counted, with nothing left that leads back to the reader.
+    # skipped stays counted, and one still queued is counted skipped, with nothing left
+    # that leads back to the reader. (On SQLite a leased copy stays "sending" until its
+    # dispatcher records the answer; it renders nothing for a reader who is gone.)
+    queued = Delivery.status == DeliveryStatus.QUEUED
     session.execute(
         update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber.id,
-            Delivery.kind == DeliveryKind.DIGEST,
-            Delivery.status.in_(_FINISHED),
+        .where(Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.DIGEST)
+        .values(
+            subscriber_id=None,
+            provider_message_id=None,
+            status=case((queued, DeliveryStatus.SKIPPED), else_=Delivery.status),
+            last_error=case((queued, ERASED_BEFORE_ITS_TURN), else_=None),
         )
-        .values(subscriber_id=None, provider_message_id=None, last_error=None)
     )
     # ON DELETE CASCADE removes consent events and the other deliveries with the row;
     # what providers reported about the address goes too.
