@@ -62,6 +62,14 @@ def test_app_processes_share_one_configuration_and_wait_for_the_schema(services)
     assert services["migrate"]["restart"] == "no"
 
 
+def test_every_app_process_gets_what_env_holds(services):
+    # Compose reads .env only to fill ${...} in the file: the README's POSTMARK_SERVER_TOKEN
+    # (or CORS_ORIGINS, WEBHOOK_BASIC_AUTH...) never reached a container, and migrate
+    # stopped on "EMAIL_PROVIDER=postmark needs POSTMARK_SERVER_TOKEN".
+    for name in ("migrate", "web", "worker", "scheduler"):
+        assert {"path": ".env", "required": False} in services[name]["env_file"], name
+
+
 def test_worker_metrics_are_on_the_port_the_readme_scrapes_and_not_published(services):
     worker = services["worker"]
     host, _, port = worker["environment"]["WORKER_METRICS_BIND"].rpartition(":")

@@ -84,7 +84,10 @@ def build_image_folder(image: Path) -> None:
 
 
 def compose_environment(service: dict, given: dict[str, str]) -> dict[str, str]:
-    """A service's ``environment``, its ``${VAR:-default}`` and ``${VAR:?error}`` filled in."""
+    """A service's ``environment``, its ``${VAR:-default}`` and ``${VAR:?error}`` filled in.
+
+    ``given`` plays ``.env``: with ``env_file``, all of it too, under ``environment``.
+    """
 
     def fill(value: object) -> str:
         def one(found: re.Match) -> str:
@@ -96,7 +99,8 @@ def compose_environment(service: dict, given: dict[str, str]) -> dict[str, str]:
 
         return _INTERPOLATION.sub(one, str(value))
 
-    return {name: fill(value) for name, value in service.get("environment", {}).items()}
+    loaded = dict(given) if any(f["path"] == ".env" for f in service.get("env_file", [])) else {}
+    return loaded | {name: fill(value) for name, value in service.get("environment", {}).items()}
 
 
 def as_run_here(command: list[str]) -> list[str]:
