@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
+from limits import parse_many
 
 # Days a pending signup is kept at most: a century, a limit of policy (well short of
 # the calendar's end, past which the cutoff date could not be computed).
@@ -232,6 +233,23 @@ def _number(
     return value
 
 
+def _rate_limits(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Flask-Limiter string (``10 per minute;50 per hour``), or empty: none.
+
+    Checked here: Flask-Limiter reads it at each request, and one it cannot
+    parse turned the limit off with an error logged per signup.
+    """
+    value = _str(env, name, default).strip()
+    if value:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be rate limits such as '10 per minute;50 per hour', not {value!r}"
+            ) from None
+    return value
+
+
 def _at_least_one(env: Mapping[str, str], name: str) -> int:
     value = _number(env, name, 1)
     if value < 1:
@@ -384,15 +402,17 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "IMPORT_CONNECTIONS": _at_least_one_or_unset(env, "IMPORT_CONNECTIONS"),
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
-        "RATELIMIT_SUBSCRIBE": _str(env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"),
+        "RATELIMIT_SUBSCRIBE": _rate_limits(
+            env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"
+        ),
         # ours: a second POST /subscribe limit shared by a whole client network
         # (an IPv4 /RATELIMIT_NETWORK_V4 or IPv6 /RATELIMIT_NETWORK_V6), so a bot
         # rotating addresses inside one allocation is held too; empty: none.
-        "RATELIMIT_SUBSCRIBE_NETWORK": _str(
+        "RATELIMIT_SUBSCRIBE_NETWORK": _rate_limits(
             env, "RATELIMIT_SUBSCRIBE_NETWORK", "30 per minute;200 per hour"
         ),
-        "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24),
-        "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64),
+        "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24, maximum=32),
+        "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64, maximum=128),
         "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
         # --- CAPTCHA on POST /subscribe ---------------------------------------
         # ours: `turnstile` (Cloudflare) or `hcaptcha`; empty: no CAPTCHA.

@@ -108,6 +108,11 @@ def test_a_public_url_that_would_break_every_link_stops_start_up(url):
         ({"CORS_ORIGINS": "blog.example.org"}, "no path"),
         ({"CORS_ORIGINS": "https://user@blog.example.org"}, "no path"),
         ({"PUBLIC_URL": "https://n\u00e9ws.example:port"}, "not a valid URL"),
+        # Taken at start, these had every signup answer 500, or turned the limit off.
+        ({"RATELIMIT_NETWORK_V4": "99"}, "at most 32"),
+        ({"RATELIMIT_NETWORK_V6": "129"}, "at most 128"),
+        ({"RATELIMIT_SUBSCRIBE": "garbage"}, "rate limits such as"),
+        ({"RATELIMIT_SUBSCRIBE_NETWORK": "10 per fortnight"}, "rate limits such as"),
     ],
 )
 def test_malformed_settings_are_refused(env, message):
