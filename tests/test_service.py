@@ -12,6 +12,7 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy.engine import make_url
 
+import newsletter
 from config import (
     ConfigError,
     database_url,
@@ -213,6 +214,23 @@ def test_openapi_document_is_valid_and_lists_the_json_endpoints(client):
         "/admin/subscribers/import",
     ):
         assert path in document["paths"], path
+
+
+def test_openapi_source_has_no_key_twice(client):
+    # A second "get:" under /subscribe silently replaced the first: the JSON answer of
+    # GET /subscribe was gone from the served document.
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            assert len(keys) == len(set(keys)), f"a key twice at line {node.start_mark.line + 1}"
+            return super().construct_mapping(node, deep)
+
+    source = Path(newsletter.__file__).with_name("openapi.yaml").read_text(encoding="utf-8")
+    yaml.load(source, Loader=Strict)  # noqa: S506 (a SafeLoader)
+    signup_page = client.get("/openapi.json").get_json()["paths"]["/subscribe"]["get"]
+    assert "application/json" in signup_page["responses"]["200"]["content"]
 
 
 def test_every_route_is_in_the_openapi_document_or_html_only(app, client):
