@@ -55,12 +55,14 @@ class AppError(Exception):
         message: str,
         status: int | None = None,
         field: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or []  # sent with the answer (a 401's WWW-Authenticate)
         self.extra = extra
         if status is not None:
             self.status = status
@@ -139,7 +141,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field, **exc.extra)
+        return error_response(
+            exc.status, exc.code, exc.message, exc.field, headers=exc.headers, **exc.extra
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

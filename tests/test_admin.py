@@ -26,6 +26,9 @@ def test_admin_refuses_without_the_right_token(client, headers):
     response = client.get("/admin/subscribers", headers=headers)
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
+    # RFC 9110: a 401 names the scheme it wants.
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="admin"'
+    assert client.get("/admin/digests/1", headers=headers).headers["WWW-Authenticate"]
 
 
 def test_token_in_the_query_string_is_refused(client):

@@ -27,4 +27,5 @@ def require_admin() -> None:
             "unauthorized",
             "A valid admin token is required (Authorization: Bearer <token>).",
             401,
+            headers=[("WWW-Authenticate", 'Bearer realm="admin"')],  # RFC 9110 15.5.2
         )
