@@ -111,12 +111,14 @@ def _check_sqlite_folder(url: str, instance_path: str) -> None:
     path = make_url(url).database
     if not path or path == ":memory:" or "uri=true" in url.partition("?")[2]:
         return
-    folder = (Path(instance_path) / path).parent
-    if not folder.is_dir():
+    file = Path(instance_path) / path
+    if not file.parent.is_dir():
         raise ConfigError(
-            f"DATABASE_URL names the SQLite file {path}, but its folder {folder} does not "
+            f"DATABASE_URL names the SQLite file {path}, but its folder {file.parent} does not "
             "exist: create it, or fix the path"
         )
+    if file.is_dir():
+        raise ConfigError(f"DATABASE_URL names the SQLite file {path}, which is a folder")
 
 
 @event.listens_for(Engine, "connect")

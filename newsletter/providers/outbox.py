@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import Message, Outcome, SendResult
+from .base import Message, Outcome, ProviderConfigError, SendResult
 from .mime import build_mime
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,12 @@ class OutboxProvider:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission: said at start, in one line
+            raise ProviderConfigError(
+                f"OUTBOX_DIR {self.directory} cannot be used as a folder: {exc.strerror}"
+            ) from None
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """Write every message atomically; a file that exists was fully written."""

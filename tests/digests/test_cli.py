@@ -51,6 +51,17 @@ def test_a_sqlite_file_in_a_folder_that_does_not_exist_stops_start_up(make_app, 
         make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
 
 
+def test_a_sqlite_file_that_is_a_folder_or_an_outbox_that_cannot_be_stop_start_up(
+    make_app, tmp_path
+):
+    # Each used to end start-up (or `db upgrade`) in a traceback.
+    with pytest.raises(ConfigError, match="which is a folder"):
+        make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"OUTBOX_DIR .* cannot be used as a folder"):
+        make_app(OUTBOX_DIR=str(tmp_path / "a-file" / "outbox"))
+
+
 def test_a_relative_sqlite_path_is_checked_under_the_instance_folder(make_app, tmp_path):
     app = make_app(SQLALCHEMY_DATABASE_URI="sqlite:///newsletter-relative.db")
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///newsletter-relative.db"
