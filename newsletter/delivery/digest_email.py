@@ -46,11 +46,15 @@ def _safe_link(url: str) -> str | None:
     return url if urlsplit(url).scheme in ("http", "https") else None
 
 
-def render_shared(subject: str, posts: Sequence[Post]) -> SharedBody:
-    """Render the parts of a digest that are the same for every reader."""
+def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) -> SharedBody:
+    """Render the parts of a digest that are the same for every reader (or every test copy).
+
+    A test copy says so at the top and in its footer: its reader never subscribed.
+    """
     config = current_app.config
     placeholder = new_mark("unsubscribe")
     context = {
+        "test_copy": test_copy,
         "newsletter": config["NEWSLETTER_NAME"],
         "subject": subject,
         "posts": [
@@ -85,19 +89,20 @@ def list_id() -> str:
     return phrase_header(f'"{name}" <digest.{host}>', "List-Id")
 
 
-def _shared_for(digest_id: int) -> SharedBody:
-    """The digest's shared body, from this process's small cache or rendered now."""
-    cache: OrderedDict[int, SharedBody] = current_app.extensions.setdefault(
+def _shared_for(digest_id: int, test_copy: bool = False) -> SharedBody:
+    """The digest's shared body (or its test copies'), cached in this process or rendered now."""
+    cache: OrderedDict[tuple[int, bool], SharedBody] = current_app.extensions.setdefault(
         "newsletter.digest_bodies", OrderedDict()
     )
-    if digest_id in cache:
-        cache.move_to_end(digest_id)
-        return cache[digest_id]
+    key = (digest_id, test_copy)
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
     digest = db.session.get_one(Digest, digest_id)
     posts = db.session.scalars(select(Post).where(Post.digest_id == digest_id)).all()
     posts = sorted(posts, key=lambda p: (p.shown_at, p.id), reverse=True)
-    shared = render_shared(digest.subject, posts)
-    cache[digest_id] = shared
+    shared = render_shared(digest.subject, posts, test_copy)
+    cache[key] = shared
     while len(cache) > CACHE_SIZE:
         cache.popitem(last=False)
     return shared
@@ -118,7 +123,7 @@ class _Copies:
         """The digest's shared body, fetched from the process cache once per batch."""
         body = self.bodies.get(digest_id)
         if body is None:
-            body = self.bodies[digest_id] = _shared_for(digest_id)
+            body = self.bodies[digest_id] = _shared_for(digest_id, self.test)
         return body
 
     def message(self, delivery: Claimed, to: str, public_id: str | None) -> Message:

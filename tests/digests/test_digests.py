@@ -266,6 +266,14 @@ def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_hea
     assert copy["List-Unsubscribe"]
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["recipients"], report["sent"]) == (2, 2)
+    # Its bodies say so too: it went to someone who never subscribed.
+    for kind in ("plain", "html"):
+        body = copy.get_body((kind,)).get_content()
+        assert "Test copy" in body or "TEST COPY" in body, kind
+        assert "you are not subscribed" in body and "because you subscribed" not in body
+    real = outbox.messages("reader0@example.com")[-1].get_body(("plain",)).get_content()
+    assert "TEST COPY" not in real and "because you subscribed to Clinic News" in real
+    assert "\n-- \n" in real  # the signature separator mail clients know
 
 
 def _set_status(app, email: str, status: Status) -> None:
