@@ -370,12 +370,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # (running_dispatcher_processes).
         "DISPATCH_HEALTH_FILES": _at_least_one_or_unset(env, "DISPATCH_HEALTH_FILES"),
         # --- posts and digests -------------------------------------------------
-        # The blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
+        # ours: the blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),
         # ours: seconds the whole fetch of the feed may take, and the largest accepted.
         "FEED_TIMEOUT": _number(env, "FEED_TIMEOUT", 10.0, float),
         "FEED_MAX_BYTES": _number(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
-        # Most messages per second one dispatching process sends (0: no limit),
+        # ours: most messages per second one dispatching process sends (0: no limit),
         # to keep a digest inside the provider's quota.
         "SEND_RATE": _number(env, "SEND_RATE", 0.0, float),
         # ours: dispatch tasks queued per wake-up on Celery: how many workers
