@@ -53,10 +53,10 @@ _RECIPIENTS_LOCK = 0x6E6C7274  # "nlrt"
 
 
 def hold_recipients(session: Session, exclusive: bool) -> None:
-    """On PostgreSQL, until commit: ``exclusive``, no subscriber is erased; else, no digest
-    is triggered.
+    """On PostgreSQL, hold the trigger-or-erasure lock until commit (a trigger ``exclusive``).
 
-    A trigger copies every confirmed subscriber into the ledger in one
+    Held exclusive, no subscriber is erased meanwhile; shared, no digest is
+    triggered. A trigger copies every confirmed subscriber into the ledger in one
     statement: an erasure committing meanwhile failed it on the foreign key.
     Erasures share the lock, so they never wait on each other. SQLite needs
     none: its writers already go one at a time.
