@@ -128,6 +128,7 @@ def test_erase_removes_personal_data_everywhere(app, client, outbox, admin_heade
     confirmed(client, outbox, "ann@example.com")
     response = client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
     assert response.status_code == 204 and response.data == b""
+    assert "Content-Type" not in response.headers
     assert find(app, "ann@example.com") is None
     with app.app_context():
         from sqlalchemy import func, select, text
