@@ -25,7 +25,9 @@ from .ledger import Claimed
 from .render import MarkedBody, for_subscribers_in, new_mark, public_link, renderer
 
 CACHE_SIZE = 8
-_inliner = css_inline.CSSInliner(keep_at_rules=True)
+# The template's own <style data-css-inline="keep"> carries the media queries; with
+# keep_at_rules the inliner also wrote a second copy, in a <style> before <meta charset>.
+_inliner = css_inline.CSSInliner()
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def test_email_has_posts_footer_and_per_recipient_unsubscribe(make_app, admin_he
             assert "because you subscribed" in body
         assert "<script" not in html.lower() and ".masthead {" not in html
         assert 'style="' in html  # CSS inlined
-        assert "<table" in html and "prefers-color-scheme: dark" in html
+        assert "<table" in html and html.count("prefers-color-scheme: dark") == 1
+        assert html.index('<meta charset="utf-8">') < html.index("<style")  # charset first
     assert len(links) == 2  # each reader their own link
 
     # The link in the email unsubscribes its reader, in one click.
