@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import String, cast, func, insert, literal, or_, select, text, update
+from sqlalchemy import func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -139,8 +139,10 @@ def _create_once(session: Session, subject: str | None) -> Digest:
                 Subscriber.id,
                 literal(digest_id),
                 # (digest, subscriber) is unique, so is this key; and it is the same
-                # on every retry, which lets providers that take one de-duplicate.
-                literal(f"digest-{digest_id}-") + cast(Subscriber.id, String),
+                # on every retry, which lets providers that take one de-duplicate. The
+                # reader's public id (16 characters, in their unsubscribe link already),
+                # not the row id: every copy shows its key, and row ids count the list.
+                literal(f"digest-{digest_id}-") + Subscriber.public_id,
                 literal(0),
                 literal(now),
                 literal(now),

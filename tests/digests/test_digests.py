@@ -77,7 +77,7 @@ def test_email_has_posts_footer_and_per_recipient_unsubscribe(make_app, admin_he
     client = app.test_client()
     add_confirmed(app, 2)
     add_post(client, admin_headers, 1, author="Amanda Kerpius")
-    trigger(client, admin_headers)
+    digest = trigger(client, admin_headers).get_json()
     from tests.conftest import Outbox
 
     outbox = Outbox(app)
@@ -94,7 +94,9 @@ def test_email_has_posts_footer_and_per_recipient_unsubscribe(make_app, admin_he
         assert message["List-Unsubscribe"] == f"<{link}>"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["List-Id"] == '"Clinic News" <digest.news.example.org>'
-        assert message["X-Newsletter-Key"]
+        # The key names the reader by the random id of their link, never by row id.
+        public_id = link.rsplit("/", 1)[1].rsplit(".", 1)[0]
+        assert message["X-Newsletter-Key"] == f"digest-{digest['id']}-{public_id}"
         for body in (text, html):
             assert link in body
             assert "Post 1" in body and "https://blog.example.org/post-1" in body
