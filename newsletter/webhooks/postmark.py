@@ -44,6 +44,12 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
         raise WebhookAuthError("wrong or missing basic-auth credentials")
 
 
+_SUPPRESSION_KINDS = {
+    "HardBounce": EventKind.HARD_BOUNCE,
+    "SpamComplaint": EventKind.COMPLAINT,
+}
+
+
 def parse(body: bytes) -> list[WebhookEvent]:
     """One Postmark webhook record as a normalised event."""
     item = parse_json(body)
@@ -56,8 +62,14 @@ def parse(body: bytes) -> list[WebhookEvent]:
     elif record == "SpamComplaint":
         raw, kind = record, EventKind.COMPLAINT
     elif record == "SubscriptionChange":
-        raw = record
-        kind = EventKind.UNSUBSCRIBE if item.get("SuppressSending") is True else EventKind.UNKNOWN
+        # Postmark reports its own suppressions here too: a hard bounce or a complaint
+        # is that, not the reader unsubscribing (ManualSuppression, a reader's link, is).
+        raw = f"{record}:{item.get('SuppressionReason') or ''}".rstrip(":")
+        kind = (
+            _SUPPRESSION_KINDS.get(str(item.get("SuppressionReason")), EventKind.UNSUBSCRIBE)
+            if item.get("SuppressSending") is True
+            else EventKind.UNKNOWN
+        )
     elif record == "Delivery":
         raw, kind = record, EventKind.DELIVERED
     else:

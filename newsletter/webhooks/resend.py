@@ -49,6 +49,14 @@ def _kind(event_type: str, data: dict[str, Any]) -> EventKind:
         bounce = data.get("bounce") if isinstance(data.get("bounce"), dict) else {}
         transient = str(bounce.get("type", "")).lower() in ("transient", "undetermined")
         return EventKind.SOFT_BOUNCE if transient else EventKind.HARD_BOUNCE
+    if event_type == "email.suppressed":
+        # Resend dropped the copy: the address is on its suppression list after an
+        # earlier bounce or complaint, and no copy will reach it (spec: reason).
+        suppressed = data.get("suppressed") if isinstance(data.get("suppressed"), dict) else {}
+        reason = suppressed.get("reason")
+        if reason == "previous_complaint":
+            return EventKind.COMPLAINT
+        return EventKind.HARD_BOUNCE if reason == "previous_bounce" else EventKind.UNKNOWN
     return {
         "email.complained": EventKind.COMPLAINT,
         "email.delivery_delayed": EventKind.SOFT_BOUNCE,

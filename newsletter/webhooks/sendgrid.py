@@ -61,7 +61,8 @@ def _kind(item: dict[str, Any]) -> EventKind:
             return EventKind.COMPLAINT
         if "Unsubscribed" in reason:
             return EventKind.UNSUBSCRIBE
-        if "Bounced Address" in reason or "Invalid" in reason:
+        # "Invalid" alone is the address; "Invalid SMTPAPI header" is our request's.
+        if "Bounced Address" in reason or reason.strip() == "Invalid":
             return EventKind.HARD_BOUNCE
         return EventKind.UNKNOWN
     return {

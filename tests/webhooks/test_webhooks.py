@@ -462,3 +462,74 @@ def test_mailgun_refusing_a_suppressed_address_says_which_list(hook_app, hook, r
     }
     assert mailgun(hook, event).status_code == 200
     assert find(hook_app, "ann@example.com").status is status
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        ("previous_complaint", Status.COMPLAINED),
+        ("previous_bounce", Status.BOUNCED),
+        ("something_new", Status.CONFIRMED),
+    ],
+)
+def test_resend_suppressing_a_copy_stops_the_address_for_its_reason(hook_app, hook, reason, status):
+    # email.suppressed (Resend's OpenAPI document): the copy was accepted, then dropped,
+    # because the address is on Resend's list. It was stored as unknown and ignored, so
+    # every later digest was "sent" into that list.
+    event = {
+        "type": "email.suppressed",
+        "data": {
+            "to": ["ann@example.com"],
+            "suppressed": {
+                "diagnosticCode": [],
+                "message": "on suppression list",
+                "reason": reason,
+                "type": "OnAccountSuppressionList",
+            },
+        },
+    }
+    assert resend(hook, event, f"msg_{reason}").status_code == 200
+    assert find(hook_app, "ann@example.com").status is status
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        ("Invalid SMTPAPI header", Status.CONFIRMED),  # our request's fault, not hers
+        ("Invalid", Status.BOUNCED),
+        ("Bounced Address", Status.BOUNCED),
+    ],
+)
+def test_sendgrid_drops_bounce_only_for_a_dead_address(hook_app, hook, signer, reason, status):
+    event = {
+        "event": "dropped",
+        "reason": reason,
+        "sg_event_id": "sg-d",
+        "email": "ann@example.com",
+    }
+    assert sendgrid(hook, signer, [event]).status_code == 200
+    assert find(hook_app, "ann@example.com").status is status
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "ledger"),
+    [
+        ("HardBounce", Status.BOUNCED, ConsentKind.BOUNCED),
+        ("SpamComplaint", Status.COMPLAINED, ConsentKind.COMPLAINED),
+        ("ManualSuppression", Status.UNSUBSCRIBED, ConsentKind.UNSUBSCRIBED),
+    ],
+)
+def test_postmark_suppression_change_says_why(hook_app, hook, reason, status, ledger):
+    # Postmark sends a SubscriptionChange for its own suppressions too: a hard bounce
+    # there was recorded as the reader unsubscribing, which a signup could undo.
+    change = {
+        "RecordType": "SubscriptionChange",
+        "ID": f"sc-{reason}",
+        "Recipient": "ann@example.com",
+        "SuppressSending": True,
+        "SuppressionReason": reason,
+        "ChangedAt": "2026-12-07T10:00:00Z",
+    }
+    assert postmark(hook, change).status_code == 200
+    assert find(hook_app, "ann@example.com").status is status
+    assert consent_kinds(hook_app, "ann@example.com")[-1] is ledger
