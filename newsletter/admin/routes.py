@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from sqlalchemy import func, or_, select
 
 from ..delivery import ledger
+from ..delivery.dispatcher import current_provider
 from ..delivery.health import reported_dispatch_health
 from ..digests.service import digests_sent
 from ..errors import AppError
@@ -68,16 +69,24 @@ def list_subscribers() -> Response:
     return jsonify(items=[s.to_dict() for s in items], total=total, page=page, per_page=per_page)
 
 
-def _find(email: str) -> Subscriber:
+def _normalized(email: str) -> str | None:
+    """The address as stored, or None when it cannot be one."""
     try:
-        normalized = normalize_email(email, international=True)
+        return normalize_email(email, international=True)
     except InvalidAddress:
-        normalized = None
-    subscriber = (
-        db.session.scalars(select(Subscriber).where(Subscriber.email == normalized)).one_or_none()
-        if normalized
-        else None
-    )
+        return None
+
+
+def _subscriber(normalized: str | None) -> Subscriber | None:
+    if normalized is None:
+        return None
+    return db.session.scalars(
+        select(Subscriber).where(Subscriber.email == normalized)
+    ).one_or_none()
+
+
+def _find(email: str) -> Subscriber:
+    subscriber = _subscriber(_normalized(email))
     if subscriber is None:
         raise AppError("not_found", "No subscriber has that address.", 404)
     return subscriber
@@ -147,17 +156,32 @@ def get_subscriber(email: str) -> Response:
     return jsonify({**subscriber.to_dict(), "consent": [e.to_dict() for e in subscriber.events]})
 
 
+_NOTHING_HELD = "Nothing is held about that address."
+
+
 @bp.get("/subscribers/<email:email>/export")
 def export_personal_data(email: str) -> Response:
-    """Everything held about the address, as JSON (subject access request)."""
-    return jsonify(personal_data(db.session, _find(email)))
+    """Everything held about the address, as JSON (subject access request).
+
+    An address that never subscribed may still have been sent a digest's
+    test copy, and have provider events about it: those are shown too.
+    """
+    normalized = _normalized(email)
+    held = personal_data(db.session, normalized, _subscriber(normalized)) if normalized else None
+    if not held or not (held["subscriber"] or held["deliveries"] or held["provider_events"]):
+        raise AppError("not_found", _NOTHING_HELD, 404)
+    return jsonify(held)
 
 
 @bp.delete("/subscribers/<email:email>")
 def erase_subscriber(email: str) -> Response:
     """Erase every piece of personal data held about the address (GDPR)."""
-    subscriber = _find(email)
-    erase(db.session, subscriber.email)
+    normalized = _normalized(email)
+    if normalized is None or not erase(db.session, normalized):
+        raise AppError("not_found", _NOTHING_HELD, 404)
+    forget = getattr(current_provider(), "forget", None)
+    if forget is not None:  # the outbox: the files it wrote to the address
+        forget(normalized)
     erased = Response(status=204)
     del erased.headers["Content-Type"]  # no body, so no type (Flask gives every answer one)
     return erased

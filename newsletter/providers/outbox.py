@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from email.parser import BytesHeaderParser
+from email.policy import default
 from pathlib import Path
 
 from .base import Message, Outcome, ProviderConfigError, SendResult
-from .mime import build_mime
+from .mime import ascii_address, build_mime
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,21 @@ class OutboxProvider:
             raise ProviderConfigError(
                 f"OUTBOX_DIR {self.directory} cannot be used as a folder: {exc.strerror}"
             ) from None
+
+    def forget(self, address: str) -> int:
+        """Delete every message written to ``address`` (an erasure); how many went."""
+        wanted = ascii_address(address).lower()
+        forgotten = 0
+        for path in self.directory.glob("*.eml"):
+            try:
+                with path.open("rb") as file:
+                    headers = BytesHeaderParser(policy=default).parse(file)
+                if (headers["To"] or "").strip().lower() == wanted:
+                    path.unlink()
+                    forgotten += 1
+            except (OSError, ValueError):  # gone meanwhile, or not ours to read
+                continue
+        return forgotten
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """Write every message atomically; a file that exists was fully written."""

@@ -17,22 +17,34 @@ from ..models import (
     utcnow,
 )
 from .erased import email_hash, suppressed_hashes
+from .personal_data import provider_events_about
 from .service import locked_by_email
 
 ERASED_BEFORE_ITS_TURN = "the reader was erased before its turn came"
 
 
 def erase(session: Session, email: str) -> bool:
-    """Delete the subscriber, its consent events and deliveries; False if unknown.
+    """Delete everything held about the address (``personal_data``); False if nothing was.
 
-    Its digest copies stay, anonymous, so that each digest's counts still add
-    up to its recipients: a copy still queued becomes skipped. One in flight
-    is waited for (PostgreSQL: the claim's row lock) and kept as it ended.
+    The subscriber goes with its consent events and deliveries; test copies
+    sent to the address and the providers' events about it go too. Its
+    digest copies stay, anonymous, so that each digest's counts still add up
+    to its recipients: a copy still queued becomes skipped. One in flight is
+    waited for (PostgreSQL: the claim's row lock) and kept as it ended.
     """
     hold_recipients(session, exclusive=False)  # no digest is copying the list meanwhile
     subscriber = locked_by_email(session, email)
+    # First, while the deliveries still lead to them: events found by message key too.
+    events = session.execute(delete(ProviderEvent).where(provider_events_about(email, subscriber)))
+    # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
+    # (They are read among the rows that name no subscriber, the anonymous copies kept
+    # below included: a few per erasure, never the whole ledger.)
+    copies = session.execute(
+        delete(Delivery).where(Delivery.subscriber_id.is_(None), Delivery.to_address == email)
+    )
     if subscriber is None:
-        return False
+        session.commit()
+        return bool(events.rowcount or copies.rowcount)
     digest = email_hash(email)
     existing = session.get(Erasure, digest)
     if existing is None:
@@ -55,15 +67,7 @@ def erase(session: Session, email: str) -> bool:
             last_error=case((queued, ERASED_BEFORE_ITS_TURN), else_=None),
         )
     )
-    # ON DELETE CASCADE removes consent events and the other deliveries with the row;
-    # what providers reported about the address goes too.
-    session.execute(delete(ProviderEvent).where(ProviderEvent.email == email))
-    # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
-    # (They are read among the rows that name no subscriber, the anonymous copies kept
-    # above included: a few per erasure, never the whole ledger.)
-    session.execute(
-        delete(Delivery).where(Delivery.subscriber_id.is_(None), Delivery.to_address == email)
-    )
+    # ON DELETE CASCADE removes consent events and the other deliveries with the row.
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
     session.commit()
     return True

@@ -103,6 +103,20 @@ def _subscriber(session: Session, event: WebhookEvent) -> Subscriber | None:
     return None
 
 
+def _erased_copy(session: Session, message_key: str | None) -> bool:
+    """Whether the key is a digest copy's whose reader was erased (it names nobody now)."""
+    if not message_key:
+        return False
+    anonymous = session.scalar(
+        select(Delivery.id).where(
+            Delivery.message_key == message_key,
+            Delivery.subscriber_id.is_(None),
+            Delivery.to_address.is_(None),
+        )
+    )
+    return anonymous is not None
+
+
 def _after_erasure(session: Session, event: WebhookEvent, stored: int) -> None:
     """An event about an erased address: keep nothing that names it, keep it stopped.
 
@@ -113,11 +127,15 @@ def _after_erasure(session: Session, event: WebhookEvent, stored: int) -> None:
     """
     email = _normalized(event.email)
     erasure = session.get(Erasure, email_hash(email), with_for_update=True) if email else None
-    if erasure is None:
+    if erasure is None and not (email is None and _erased_copy(session, event.message_key)):
         return
     session.execute(
-        update(ProviderEvent).where(ProviderEvent.id == stored).values(email=None, payload=None)
+        update(ProviderEvent)
+        .where(ProviderEvent.id == stored)
+        .values(email=None, payload=None, provider_message_id=None)
     )
+    if erasure is None:
+        return  # found by its key alone: no address to keep stopped
     stops = {EventKind.COMPLAINT: Status.COMPLAINED, EventKind.HARD_BOUNCE: Status.BOUNCED}
     status = stops.get(event.kind)
     if status is not None and erasure.prior_status is not Status.COMPLAINED:
@@ -127,7 +145,10 @@ def _after_erasure(session: Session, event: WebhookEvent, stored: int) -> None:
 def _act(session: Session, provider: str, event: WebhookEvent, stored: int) -> None:
     if event.kind in (EventKind.DELIVERED, EventKind.UNKNOWN):
         email = _normalized(event.email)
-        if email and session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is None:
+        if (
+            email is None
+            or session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is None
+        ):
             _after_erasure(session, event, stored)
         return
     subscriber = _subscriber(session, event)

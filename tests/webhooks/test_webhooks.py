@@ -533,3 +533,75 @@ def test_postmark_suppression_change_says_why(hook_app, hook, reason, status, le
     assert postmark(hook, change).status_code == 200
     assert find(hook_app, "ann@example.com").status is status
     assert consent_kinds(hook_app, "ann@example.com")[-1] is ledger
+
+
+def _digest_to_ann(hook, admin_headers, hook_app) -> str:
+    """A digest sent to ann; the message key of her copy."""
+    outbox = Outbox(hook_app)
+    add_post(hook, admin_headers, 1)
+    digest = hook.post("/admin/digests", json={}, headers=admin_headers).get_json()
+    outbox.dispatch()
+    [copy] = [m for m in outbox.messages("ann@example.com") if "/unsubscribe/" in str(m)]
+    assert copy["X-Newsletter-Key"].startswith(f"digest-{digest['id']}-")
+    return copy["X-Newsletter-Key"]
+
+
+def test_access_and_erasure_reach_what_is_held_by_message_key_and_test_copy(
+    hook_app, hook, admin_headers
+):
+    # From the privacy pass: the export left out payloads, events found by message key
+    # and test copies to the address; erasure left those events (payload and all) and
+    # the outbox's files to her.
+    key = _digest_to_ann(hook, admin_headers, hook_app)
+    by_key = {"RecordType": "Bounce", "Type": "Transient", "ID": 91, "Email": ""}
+    by_key["Metadata"] = {"newsletter_key": key}
+    by_key["Description"] = "transient for ann@example.com"
+    assert postmark(hook, by_key).status_code == 200
+    opened = {"RecordType": "Open", "ID": 92, "Recipient": "ann@example.com"}
+    opened["Geo"] = {"City": "Portland"}
+    assert postmark(hook, opened).status_code == 200
+    digest_id = int(key.split("-")[1])
+    test = {"email": "Ann@Example.com"}
+    assert hook.post(f"/admin/digests/{digest_id}/test", json=test, headers=admin_headers)
+    Outbox(hook_app).dispatch()
+
+    export = hook.get("/admin/subscribers/ann@example.com/export", headers=admin_headers)
+    held = export.get_json()
+    assert held["subscriber"]["public_id"] and "round" in held["subscriber"]
+    assert sorted(e["type"] for e in held["provider_events"]) == ["Open", "Transient"]
+    assert {"City": "Portland"} in [e["payload"].get("Geo") for e in held["provider_events"]]
+    kinds = sorted((d["kind"], d["to_address"]) for d in held["deliveries"])
+    assert ("digest_test", "ann@example.com") in kinds and ("digest", None) in kinds
+
+    assert hook.delete("/admin/subscribers/ann@example.com", headers=admin_headers).status_code
+    assert stored_events(hook_app) == 0
+    assert Outbox(hook_app).messages("ann@example.com") == []  # the outbox's files too
+    assert (
+        hook.get("/admin/subscribers/ann@example.com/export", headers=admin_headers).status_code
+        == 404
+    )
+    # A late event found by the erased copy's key alone keeps nothing either.
+    late = {**by_key, "ID": 93}
+    assert postmark(hook, late).status_code == 200
+    with hook_app.app_context():
+        (event,) = db.session.scalars(select(ProviderEvent)).all()
+        assert (event.email, event.payload, event.provider_message_id) == (None, None, None)
+
+
+def test_an_address_sent_only_a_test_copy_can_be_exported_and_erased(hook_app, hook, admin_headers):
+    _digest_to_ann(hook, admin_headers, hook_app)
+    test = {"email": "tester@example.org"}
+    assert hook.post("/admin/digests/1/test", json=test, headers=admin_headers).status_code == 202
+    Outbox(hook_app).dispatch()
+    opened = {"RecordType": "Open", "ID": 94, "Recipient": "tester@example.org"}
+    assert postmark(hook, opened).status_code == 200
+    held = hook.get("/admin/subscribers/tester@example.org/export", headers=admin_headers)
+    assert held.status_code == 200
+    assert held.get_json()["subscriber"] is None
+    assert [d["kind"] for d in held.get_json()["deliveries"]] == ["digest_test"]
+    erased = hook.delete("/admin/subscribers/tester@example.org", headers=admin_headers)
+    assert erased.status_code == 204
+    assert stored_events(hook_app) == 0
+    assert Outbox(hook_app).messages("tester@example.org") == []
+    again = hook.delete("/admin/subscribers/tester@example.org", headers=admin_headers)
+    assert again.status_code == 404
