@@ -392,6 +392,15 @@ class Erasure(db.Model):
     prior_status: Mapped[Status] = mapped_column(_enum(Status, "erasure_prior_status"))
 
 
+class WrappedKey(db.Model):
+    """A key of ours kept in the database, encrypted (Fernet) under ``SECRET_KEY``."""
+
+    __tablename__ = "wrapped_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrapped: Mapped[str] = mapped_column(Text)
+
+
 class DispatcherHealth(db.Model):
     """What a dispatching process on another host last said (a Celery worker's, cron's).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 
@@ -10,6 +9,7 @@ from flask import current_app
 from sqlalchemy import Select, select
 
 from ..models import SUPPRESSED, Erasure
+from .erasure_key import erasure_key
 
 
 def email_hash(email: str) -> str:
@@ -18,8 +18,8 @@ def email_hash(email: str) -> str:
 
 
 def email_hasher() -> Callable[[str], str]:
-    """``email_hash`` with the key derived once: for hashing many addresses (an import)."""
-    key = hmac.new(current_app.config["SECRET_KEY"].encode(), b"erasure", hashlib.sha256).digest()
+    """``email_hash`` with the key looked up once: for hashing many addresses (an import)."""
+    key = erasure_key(current_app._get_current_object())  # type: ignore[attr-defined]
     return lambda email: hmac.digest(key, email.encode(), "sha256").hex()
 
 

@@ -1,4 +1,4 @@
-"""Erasure racing what else touches the address or the list: each found by a black-box pass.
+"""Erasure racing what else touches the address or the list, or outliving a key rotation.
 
 An erasure is held open just before it commits (its statements run, its row
 locks held) while the other side starts, then let go: the other side must
@@ -14,11 +14,11 @@ from contextlib import contextmanager
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, func, select
 
 from newsletter.digests import service as digest_service
 from newsletter.extensions import db
-from newsletter.models import Erasure, ProviderEvent, Status
+from newsletter.models import Erasure, ProviderEvent, Status, WrappedKey
 from newsletter.subscriptions.erased import email_hash
 from newsletter.subscriptions.erasure import erase
 from tests.conftest import Outbox
@@ -142,3 +142,42 @@ def test_a_digest_triggered_while_a_reader_is_erased_leaves_them_out_first_time(
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["status"], report["sent"]) == ("sent", 2)
     assert sorted(m["To"] for m in outbox.messages()[-2:]) == emails[1:]
+
+
+def test_a_stopped_address_stays_stopped_through_secret_key_rotations(make_app, admin_headers):
+    # From the privacy pass: the hashes kept of erased addresses were keyed from
+    # SECRET_KEY itself, so one rotation let a complainer be imported and mailed again.
+    first = make_app(SECRET_KEY="key-1")
+    client, outbox = first.test_client(), Outbox(first)
+    confirmed(client, outbox, "ann@example.com")
+    set_status(first, "ann@example.com", Status.COMPLAINED)
+    assert client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
+    csv = {"data": "email\nann@example.com\n", "content_type": "text/csv"}
+    # key-1 retired in two steps, as an operator rotates: listed, then dropped.
+    for secret, fallbacks in (("key-2", ["key-1"]), ("key-3", ["key-2"])):
+        app = make_app(SECRET_KEY=secret, SECRET_KEY_FALLBACKS=fallbacks)
+        client = app.test_client()
+        assert client.post("/subscribe", json={"email": "ann@example.com"}).status_code == 202
+        imported = client.post(
+            "/admin/subscribers/import?confirmed=true", headers=admin_headers, **csv
+        ).get_json()
+        assert (imported["created"], imported["skipped"]) == (0, 1), secret
+        assert find(app, "ann@example.com") is None, secret
+
+
+def test_hashes_made_before_the_key_was_kept_still_match(make_app, admin_headers):
+    # A database erased into before this version: no kept key, hashes keyed from
+    # SECRET_KEY. The key stored at the first start is that one.
+    app = make_app(SECRET_KEY="key-1")
+    client, outbox = app.test_client(), Outbox(app)
+    confirmed(client, outbox, "ann@example.com")
+    set_status(app, "ann@example.com", Status.BOUNCED)
+    assert client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
+    with app.app_context():
+        db.session.execute(delete(WrappedKey))  # as if erased by the earlier code
+        db.session.commit()
+    again = make_app(SECRET_KEY="key-1")
+    assert again.test_client().post("/subscribe", json={"email": "ann@example.com"})
+    assert find(again, "ann@example.com") is None
+    with again.app_context():
+        assert db.session.scalar(select(func.count()).select_from(WrappedKey)) == 1
