@@ -46,7 +46,9 @@ def add_security_headers(response: Response) -> Response:
     """
     path = request.path
     wanted = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
-    if path.startswith("/static/"):
+    if request.is_secure:  # over HTTPS (or behind a trusted proxy that says so): only that
+        wanted.append(("Strict-Transport-Security", "max-age=31536000"))
+    if path.startswith("/static/") and response.status_code < 400:
         # The signup widget is loaded by the publisher's pages, from another origin.
         wanted.append(("Cross-Origin-Resource-Policy", "cross-origin"))
     else:
