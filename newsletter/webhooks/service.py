@@ -4,7 +4,9 @@ A hard bounce or a complaint stops all mail to the address (the renderers
 skip anyone not pending or confirmed) and is recorded in the consent ledger;
 a complaint outranks a bounce and nothing moves an address back. Soft
 bounces are counted. A provider-side unsubscribe unsubscribes. Delivered and
-unknown events are only stored.
+unknown events are only stored. An event about no subscriber of ours keeps
+nothing that names the address; a bounce or complaint among them stops the
+address by its keyed hash.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..models import (
     utcnow,
 )
 from ..subscriptions.addresses import InvalidAddress, normalize_email
-from ..subscriptions.erased import email_hash
+from ..subscriptions.erased import email_hash, email_hasher
 from ..subscriptions.service import leave, locked_by_email, record_event
 from .events import EventKind, WebhookEvent
 
@@ -56,6 +58,7 @@ def claim_nonce(session: Session, provider: str, nonce: str, tolerance: float) -
 
 def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     """Store and act on each event not seen before; how many were new."""
+    email_hasher()  # the erasure key read (or first kept) before this transaction writes
     new = 0
     for event in events:
         stored = session.execute(
@@ -103,59 +106,48 @@ def _subscriber(session: Session, event: WebhookEvent) -> Subscriber | None:
     return None
 
 
-def _erased_copy(session: Session, message_key: str | None) -> bool:
-    """Whether the key is a digest copy's whose reader was erased (it names nobody now)."""
-    if not message_key:
-        return False
-    anonymous = session.scalar(
-        select(Delivery.id).where(
-            Delivery.message_key == message_key,
-            Delivery.subscriber_id.is_(None),
-            Delivery.to_address.is_(None),
-        )
-    )
-    return anonymous is not None
+_STOPS = {EventKind.COMPLAINT: Status.COMPLAINED, EventKind.HARD_BOUNCE: Status.BOUNCED}
 
 
-def _after_erasure(session: Session, event: WebhookEvent, stored: int) -> None:
-    """An event about an erased address: keep nothing that names it, keep it stopped.
+def _about_no_subscriber(session: Session, event: WebhookEvent, stored: int) -> None:
+    """An event about no subscriber of ours: keep nothing that names it; stop it by its hash.
 
-    Providers report bounces and complaints minutes after the send, so after
-    an erasure too: the stored event loses the address (and the payload that
-    holds it), and a bounce or complaint makes the erasure a suppression, as
-    it would have had it come first.
+    The address was erased (providers report bounces and complaints minutes
+    after the send, so after an erasure too), or was only ever sent a test
+    copy, or is not ours at all. The stored event loses the address, its
+    payload and the provider's message id; a bounce or complaint is kept as
+    a keyed hash (``erasures``), so that signups, imports and test copies to
+    the address stop, as they would have had it been a subscriber.
     """
-    email = _normalized(event.email)
-    erasure = session.get(Erasure, email_hash(email), with_for_update=True) if email else None
-    if erasure is None and not (email is None and _erased_copy(session, event.message_key)):
-        return
     session.execute(
         update(ProviderEvent)
         .where(ProviderEvent.id == stored)
         .values(email=None, payload=None, provider_message_id=None)
     )
-    if erasure is None:
-        return  # found by its key alone: no address to keep stopped
-    stops = {EventKind.COMPLAINT: Status.COMPLAINED, EventKind.HARD_BOUNCE: Status.BOUNCED}
-    status = stops.get(event.kind)
-    if status is not None and erasure.prior_status is not Status.COMPLAINED:
-        erasure.prior_status = status
+    email = _normalized(event.email)
+    status = _STOPS.get(event.kind)
+    if email is None or status is None:
+        return
+    digest = email_hash(email)
+    kept = session.get(Erasure, digest, with_for_update=True)
+    if kept is None:
+        session.execute(
+            insert_ignoring_conflicts(session, Erasure, ["email_hash"]).values(
+                email_hash=digest, prior_status=status, erased_at=utcnow()
+            )
+        )
+    elif kept.prior_status is not Status.COMPLAINED:  # a complaint outranks a bounce
+        kept.prior_status = status
 
 
 def _act(session: Session, provider: str, event: WebhookEvent, stored: int) -> None:
-    if event.kind in (EventKind.DELIVERED, EventKind.UNKNOWN):
-        email = _normalized(event.email)
-        if (
-            email is None
-            or session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is None
-        ):
-            _after_erasure(session, event, stored)
-        return
+    # Locked, whatever the event: one about a subscriber being erased waits for the
+    # erasure, then finds nobody and keeps nothing (the erasure could not see it).
     subscriber = _subscriber(session, event)
     if subscriber is None:
-        # Looked up after the subscriber's row (locked_by_email waited on an erasure
-        # deleting it): an erasure committed by now is seen here.
-        _after_erasure(session, event, stored)
+        _about_no_subscriber(session, event, stored)
+        return
+    if event.kind in (EventKind.DELIVERED, EventKind.UNKNOWN):
         return
     detail = {"provider": provider, "type": event.raw_type, "event_id": event.event_id}
     if event.kind is EventKind.COMPLAINT and subscriber.status is not Status.COMPLAINED:
