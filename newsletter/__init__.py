@@ -26,7 +26,6 @@ from .providers import ProviderConfigError, build_provider
 from .providers.base import header_safe
 from .sqlite_writers import BUSY_TIMEOUT_SECONDS, GatedConnection
 from .subscriptions.captcha import CaptchaConfigError, build_verifier
-from .subscriptions.erasure_key import keep_erasure_key
 from .tokens import Tokens
 from .web import CappedRequest, EmailConverter, NoSessions
 
@@ -58,7 +57,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     _start_embedded_services(app)
-    keep_erasure_key(app)  # stored, or wrapped again under a new SECRET_KEY
     return app
 
 

@@ -58,7 +58,9 @@ def hold_recipients(session: Session, exclusive: bool) -> None:
     Held exclusive, no subscriber is erased meanwhile; shared, no digest is
     triggered. A trigger copies every confirmed subscriber into the ledger in one
     statement: an erasure committing meanwhile failed it on the foreign key.
-    Erasures share the lock, so they never wait on each other. SQLite needs
+    Erasures share the lock: they wait on each other only while a trigger
+    waits for it, and a trigger waits for erasures in flight (one waiting on a
+    batch being sent, up to the lease). SQLite needs
     none: its writers already go one at a time.
     """
     if is_postgresql(session):

@@ -11,7 +11,6 @@ import email
 import email.policy
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -180,7 +179,5 @@ def app_losing_its_database(make_app: Callable[..., Flask], tmp_path: Path) -> F
     folder = tmp_path / "data"
     folder.mkdir()
     app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'db.sqlite'}")
-    shutil.rmtree(folder)  # with the file start-up made (it reads the erasure key)
-    with app.app_context():
-        db.engine.dispose()  # and the connection it keeps to it
+    folder.rmdir()
     return app

@@ -28,7 +28,9 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Update,
+    and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -371,15 +373,24 @@ class _Answers:
         return shared, columns
 
 
+# A copy whose reader was erased while it was in flight (SQLite: nothing makes the
+# erasure wait for it) names nobody: its answer is kept, but not the provider's id or
+# error text, which may quote the address.
+_ANONYMOUS = and_(Delivery.subscriber_id.is_(None), Delivery.to_address.is_(None))
+_NAMES_THE_READER = ("provider_message_id", "last_error")
+
+
 def _update_each(session: Session, answers: _Answers) -> None:
     """SQLite: one ``UPDATE`` run for each row (the driver's executemany)."""
     table = Delivery.__table__
     names = [name for name in answers.columns if name != "id"]
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), _UNANSWERED)
-        .values({name: bindparam(f"v_{name}") for name in [*answers.shared, *names]})
-    )
+    values = {
+        name: case((_ANONYMOUS, None), else_=bindparam(f"v_{name}"))
+        if name in _NAMES_THE_READER
+        else bindparam(f"v_{name}")
+        for name in [*answers.shared, *names]
+    }
+    stmt = update(table).where(table.c.id == bindparam("b_id"), _UNANSWERED).values(values)
     shared = {f"v_{name}": value for name, value in answers.shared.items()}
     keys = ["b_id", *(f"v_{name}" for name in names)]
     columns = [answers.columns["id"], *(answers.columns[name] for name in names)]

@@ -32,6 +32,7 @@ def erase(session: Session, email: str) -> bool:
     to its recipients: a copy still queued becomes skipped. One in flight is
     waited for (PostgreSQL: the claim's row lock) and kept as it ended.
     """
+    digest = email_hash(email)  # first: its key may be read on a connection of its own
     hold_recipients(session, exclusive=False)  # no digest is copying the list meanwhile
     subscriber = locked_by_email(session, email)
     # First, while the deliveries still lead to them: events found by message key too.
@@ -45,7 +46,6 @@ def erase(session: Session, email: str) -> bool:
     if subscriber is None:
         session.commit()
         return bool(events.rowcount or copies.rowcount)
-    digest = email_hash(email)
     existing = session.get(Erasure, digest)
     if existing is None:
         session.add(Erasure(email_hash=digest, prior_status=subscriber.status))

@@ -4,10 +4,10 @@ Keyed from ``SECRET_KEY`` itself, the hashes that keep an erased address
 stopped were all lost the day the key was rotated. The key now sits in
 ``wrapped_keys``, encrypted (Fernet) under a key derived from ``SECRET_KEY``:
 a copy of the database alone still cannot test an address against the
-hashes, and a process that starts with the old key in
+hashes, and a process that reads it with the old key in
 ``SECRET_KEY_FALLBACKS`` wraps it again under the new one, so the old key can
-then be retired. The first key stored is the one the hashes were made with
-before (derived from ``SECRET_KEY``), so they keep matching.
+then be retired. The first key stored is random, unless hashes were made
+before it was kept: then it is theirs (derived from ``SECRET_KEY``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import base64
 import hashlib
 import hmac
 import logging
+import secrets
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask
-from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, select, update
 
 from ..db_helpers import insert_ignoring_conflicts
 from ..extensions import db
-from ..models import WrappedKey
+from ..models import Erasure, WrappedKey
 
 log = logging.getLogger(__name__)
 NAME = "erasure"
@@ -40,39 +40,24 @@ def _wrapping(secret: str) -> Fernet:
 
 
 def erasure_key(app: Flask) -> bytes:
-    """The key, read once per app (kept in memory); derived from ``SECRET_KEY`` if none is kept."""
+    """The key, read once per app and kept in memory; stored, or wrapped anew, on that read.
+
+    Read on its own connection: callers ask for it before their own
+    transaction writes (a SQLite writer would otherwise wait on itself).
+    """
     key = app.extensions.get(_CACHE)
     if key is None:
-        key = app.extensions[_CACHE] = _load(app, store=False)
+        key = app.extensions[_CACHE] = _load(app)
     return key
 
 
-def keep_erasure_key(app: Flask) -> None:
-    """At start: store the key if none is, or wrap it again under a new ``SECRET_KEY``.
-
-    Best effort: on a database not migrated yet (or not reachable) the key
-    is read on first use instead.
-    """
-    try:
-        app.extensions[_CACHE] = _load(app, store=True)
-    except SQLAlchemyError as exc:
-        log.debug("erasure key not read at start: %s", type(exc).__name__)
-
-
-def _load(app: Flask, store: bool) -> bytes:
+def _load(app: Flask) -> bytes:
     secret, fallbacks = app.config["SECRET_KEY"], app.config["SECRET_KEY_FALLBACKS"]
-    first = _derived(secret, b"erasure")  # what the hashes were keyed with before
     current = _wrapping(secret)
     with app.app_context(), db.engine.begin() as connection:
         wrapped = connection.scalar(select(WrappedKey.wrapped).where(WrappedKey.name == NAME))
         if wrapped is None:
-            if store:
-                connection.execute(
-                    insert_ignoring_conflicts(db.engine, WrappedKey, ["name"]).values(
-                        name=NAME, wrapped=current.encrypt(first).decode()
-                    )
-                )
-            return first
+            return _keep_first(connection, secret, fallbacks, current)
         keys = MultiFernet([current, *(_wrapping(old) for old in fallbacks)])
         try:
             key = keys.decrypt(wrapped.encode())
@@ -82,14 +67,35 @@ def _load(app: Flask, store: bool) -> bytes:
                 "neither SECRET_KEY nor in SECRET_KEY_FALLBACKS: addresses erased after a "
                 "bounce or complaint are not recognised until the old key is listed there"
             )
-            return first
-        if store:
-            try:
-                current.decrypt(wrapped.encode())
-            except InvalidToken:  # wrapped under a retired key: wrap it under this one
-                connection.execute(
-                    update(WrappedKey)
-                    .where(WrappedKey.name == NAME, WrappedKey.wrapped == wrapped)
-                    .values(wrapped=keys.rotate(wrapped.encode()).decode())
-                )
+            return _derived(secret, b"erasure")
+        try:
+            current.decrypt(wrapped.encode())
+        except InvalidToken:  # wrapped under a retired key: wrap it under this one
+            connection.execute(
+                update(WrappedKey)
+                .where(WrappedKey.name == NAME, WrappedKey.wrapped == wrapped)
+                .values(wrapped=keys.rotate(wrapped.encode()).decode())
+            )
         return key
+
+
+def _keep_first(connection: Connection, secret: str, fallbacks: list[str], wrap: Fernet) -> bytes:
+    """Store the first key: random, or, with hashes made before it was kept, theirs."""
+    if connection.scalar(select(Erasure.email_hash).limit(1)) is None:
+        key = secrets.token_bytes(32)
+    else:
+        key = _derived(secret, b"erasure")  # how the earlier code keyed them
+        if fallbacks:
+            log.warning(
+                "erased addresses' hashes made before this version are taken to be keyed "
+                "from SECRET_KEY; if they were made under a key now in SECRET_KEY_FALLBACKS, "
+                "start once with that key as SECRET_KEY first"
+            )
+    connection.execute(
+        insert_ignoring_conflicts(connection.engine, WrappedKey, ["name"]).values(
+            name=NAME, wrapped=wrap.encrypt(key).decode()
+        )
+    )
+    # Two first starts at once: the key kept is the one stored first.
+    wrapped = connection.scalar(select(WrappedKey.wrapped).where(WrappedKey.name == NAME))
+    return wrap.decrypt(wrapped.encode())
