@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ScalarResult, Select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 
@@ -66,6 +68,30 @@ def hold_recipients(session: Session, exclusive: bool) -> None:
     if is_postgresql(session):
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         session.execute(text(f"SELECT {lock}(:key)"), {"key": _RECIPIENTS_LOCK})
+
+
+# The first of the two keys of PostgreSQL advisory locks held per address.
+_ADDRESS_LOCKS = 0x6E6C6164  # "nlad"
+
+
+def address_lock_key(email: str) -> int:
+    """The lock ``hold_addresses`` takes for an address: the order to take them in too."""
+    return int.from_bytes(hashlib.blake2b(email.encode(), digest_size=4).digest(), "big") >> 1
+
+
+def hold_addresses(bind: Session | Connection, emails: Iterable[str]) -> None:
+    """On PostgreSQL, until commit, one lock per address, taken in ``address_lock_key`` order.
+
+    A new address has no row to lock: a signup inserting it and a webhook
+    about it (a bounce to stop it by its hash) could each miss the other's
+    uncommitted write, and the address stayed mailable. Both hold these.
+    """
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    keys = sorted({address_lock_key(email) for email in emails})
+    if dialect.name != "postgresql" or not keys:
+        return
+    calls = ", ".join(f"pg_advisory_xact_lock({_ADDRESS_LOCKS}, :k{n})" for n in range(len(keys)))
+    bind.execute(text(f"SELECT {calls}"), {f"k{n}": key for n, key in enumerate(keys)})
 
 
 def locked(session: Session, stmt: Select[Any]) -> ScalarResult[Any]:

@@ -19,7 +19,7 @@ from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ..db_helpers import insert_ignoring_conflicts, locked
+from ..db_helpers import hold_addresses, insert_ignoring_conflicts, locked
 from ..delivery import ledger
 from ..delivery.dispatcher import wake_dispatcher
 from ..metrics import count_committed, count_consent
@@ -144,6 +144,7 @@ def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     # A Core connection, not the ORM session: a batch of three inserts needs none
     # of the session's bookkeeping, which cost as much as the inserts themselves.
     with engine.begin() as connection:
+        hold_addresses(connection, hashes)  # a webhook stopping one of them waits, or is waited for
         ids = dict(connection.execute(_create_pending_statement(engine), rows).all())
         # Erasure kept their hash so that they stay stopped: not admitted again (import
         # and test copies skip them too). Read after the insert, not before: an insert

@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ..db_helpers import insert_ignoring_conflicts, locked
+from ..db_helpers import address_lock_key, hold_addresses, insert_ignoring_conflicts, locked
 from ..models import (
     ConsentKind,
     Delivery,
@@ -60,7 +60,9 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     """Store and act on each event not seen before; how many were new."""
     email_hasher()  # the erasure key read (or first kept) before this transaction writes
     new = 0
-    for event in events:
+    # Acted on in the order of their addresses' locks (an address's own events keep
+    # theirs): two batches about the same readers then never wait on each other in turn.
+    for _, event in sorted(enumerate(events), key=_lock_order):
         stored = session.execute(
             insert_ignoring_conflicts(session, ProviderEvent, ["provider", "event_id"])
             .values(
@@ -82,6 +84,12 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
         _act(session, provider, event, stored)
     session.commit()
     return new
+
+
+def _lock_order(numbered: tuple[int, WebhookEvent]) -> tuple[int, int]:
+    number, event = numbered
+    email = _normalized(event.email)
+    return (address_lock_key(email) if email else -1, number)
 
 
 def _normalized(email: str | None) -> str | None:
@@ -143,6 +151,9 @@ def _about_no_subscriber(session: Session, event: WebhookEvent, stored: int) -> 
 def _act(session: Session, provider: str, event: WebhookEvent, stored: int) -> None:
     # Locked, whatever the event: one about a subscriber being erased waits for the
     # erasure, then finds nobody and keeps nothing (the erasure could not see it).
+    email = _normalized(event.email)
+    if email:
+        hold_addresses(session, [email])  # a signup of this address waits, or is waited for
     subscriber = _subscriber(session, event)
     if subscriber is None:
         _about_no_subscriber(session, event, stored)

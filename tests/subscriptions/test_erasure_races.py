@@ -20,7 +20,15 @@ from sqlalchemy import event, func, select
 
 from newsletter.digests import service as digest_service
 from newsletter.extensions import db
-from newsletter.models import Delivery, DeliveryStatus, Erasure, ProviderEvent, Status, WrappedKey
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Erasure,
+    ProviderEvent,
+    Status,
+    Subscriber,
+    WrappedKey,
+)
 from newsletter.subscriptions.erased import email_hash
 from newsletter.subscriptions.erasure import erase
 from tests.conftest import Outbox
@@ -227,3 +235,34 @@ def test_sqlite_an_answer_to_an_erased_readers_copy_names_nobody(
     assert sorted(rows, key=str) == sorted(
         [(DeliveryStatus.FAILED, None, None), (DeliveryStatus.SENT, "pm-2", None)], key=str
     )
+
+
+def test_a_bounce_arriving_while_its_new_address_signs_up_still_stops_it(make_app):
+    # From the last race pass (PostgreSQL, 71 in 150): the webhook found no subscriber
+    # (the signup's row not committed), the signup found no hash (the webhook's not
+    # committed): both committed, and the bounced address was pending and mailed.
+    from sqlalchemy import insert
+
+    from newsletter.db_helpers import hold_addresses
+    from newsletter.models import new_public_id
+
+    app = make_app(WEBHOOK_BASIC_AUTH=signing.BASIC_AUTH)
+    client = app.test_client()
+    bounce = {"RecordType": "Bounce", "Type": "HardBounce", "ID": 5, "Email": "new@example.com"}
+    with app.app_context(), db.engine.connect() as signup:
+        with signup.begin():  # a signup of the address, caught between insert and commit
+            hold_addresses(signup, ["new@example.com"])
+            signup.execute(
+                insert(Subscriber).values(
+                    email="new@example.com", status=Status.PENDING, public_id=new_public_id()
+                )
+            )
+            hook, answers = started(
+                client.post,
+                "/webhooks/postmark",
+                json=bounce,
+                headers=signing.basic(signing.BASIC_AUTH),
+            )
+        hook.join(10)
+    assert answers[0].status_code == 200
+    assert find(app, "new@example.com").status is Status.BOUNCED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -629,3 +630,31 @@ def test_a_bounce_or_complaint_about_a_non_subscriber_stops_it_and_names_nobody(
     assert test.status_code == 409
     assert hook.post("/subscribe", json={"email": "tc@example.org"}).status_code == 202
     assert find(hook_app, "tc@example.org") is None
+
+
+def test_batches_about_the_same_readers_at_once_do_not_deadlock(hook_app, hook, signer):
+    # From the last race pass (PostgreSQL): two SendGrid batches over the same readers
+    # in opposite orders locked their rows in turn, and one in two answered 503.
+    outbox = Outbox(hook_app)
+    readers = [f"r{n}@example.com" for n in range(6)]
+    for reader in readers:
+        confirmed(hook, outbox, reader)
+
+    def batch(order: list[str], tag: str) -> int:
+        events = [
+            {"event": "delivered", "sg_event_id": f"{tag}-{n}", "email": email}
+            for n, email in enumerate(order)
+        ]
+        return sendgrid(hook_app.test_client(), signer, events).status_code
+
+    answers: list[int] = []
+    for round_ in range(10):
+        threads = [
+            threading.Thread(target=lambda o=o, t=t: answers.append(batch(o, t)))
+            for o, t in ((readers, f"a{round_}"), (readers[::-1], f"b{round_}"))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert answers == [200] * 20
