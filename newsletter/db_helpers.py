@@ -62,8 +62,8 @@ def hold_recipients(session: Session, exclusive: bool) -> None:
     statement: an erasure committing meanwhile failed it on the foreign key.
     Erasures share the lock: they wait on each other only while a trigger
     waits for it, and a trigger waits for erasures in flight (one waiting on a
-    batch being sent, up to the lease). SQLite needs
-    none: its writers already go one at a time.
+    batch being sent, up to the lease). SQLite needs none: its writers
+    already go one at a time.
     """
     if is_postgresql(session):
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
