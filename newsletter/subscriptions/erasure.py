@@ -14,10 +14,9 @@ from ..models import (
     Erasure,
     ProviderEvent,
     Subscriber,
-    utcnow,
 )
-from .erased import email_hash, suppressed_hashes
-from .personal_data import provider_events_about
+from .erased import email_hash, keep_hash, suppressed_hashes
+from .personal_data import deliveries_to, provider_events_about
 from .service import locked_by_email
 
 ERASED_BEFORE_ITS_TURN = "the reader was erased before its turn came"
@@ -40,18 +39,11 @@ def erase(session: Session, email: str) -> bool:
     # Test copies of a digest name the address, not the subscriber: no cascade reaches them.
     # (They are read among the rows that name no subscriber, the anonymous copies kept
     # below included: a few per erasure, never the whole ledger.)
-    copies = session.execute(
-        delete(Delivery).where(Delivery.subscriber_id.is_(None), Delivery.to_address == email)
-    )
+    copies = session.execute(delete(Delivery).where(deliveries_to(email, None)))
     if subscriber is None:
         session.commit()
         return bool(events.rowcount or copies.rowcount)
-    existing = session.get(Erasure, digest)
-    if existing is None:
-        session.add(Erasure(email_hash=digest, prior_status=subscriber.status))
-    elif subscriber.status in SUPPRESSED:
-        existing.prior_status = subscriber.status
-        existing.erased_at = utcnow()
+    keep_hash(session, digest, subscriber.status)
     # The digests' history keeps its numbers: a copy that went out, failed or was
     # skipped stays counted, and one still queued is counted skipped, with nothing left
     # that leads back to the reader. (On SQLite a leased copy stays "sending" until its

@@ -20,7 +20,6 @@ from ..db_helpers import address_lock_key, hold_addresses, insert_ignoring_confl
 from ..models import (
     ConsentKind,
     Delivery,
-    Erasure,
     ProviderEvent,
     Status,
     Subscriber,
@@ -28,7 +27,7 @@ from ..models import (
     utcnow,
 )
 from ..subscriptions.addresses import InvalidAddress, normalize_email
-from ..subscriptions.erased import email_hash, email_hasher
+from ..subscriptions.erased import email_hash, email_hasher, keep_hash
 from ..subscriptions.service import leave, locked_by_email, record_event
 from .events import EventKind, WebhookEvent
 
@@ -60,9 +59,11 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     """Store and act on each event not seen before; how many were new."""
     email_hasher()  # the erasure key read (or first kept) before this transaction writes
     new = 0
-    # Acted on in the order of their addresses' locks (an address's own events keep
-    # theirs): two batches about the same readers then never wait on each other in turn.
-    for _, event in sorted(enumerate(events), key=_lock_order):
+    # Each address normalised once; acted on in the order of their locks (an address's
+    # own events keep theirs): two batches about the same readers never wait in turn.
+    addressed = [(_normalized(event.email), number, event) for number, event in enumerate(events)]
+    addressed.sort(key=lambda item: (address_lock_key(item[0]) if item[0] else -1, item[1]))
+    for email, _, event in addressed:
         stored = session.execute(
             insert_ignoring_conflicts(session, ProviderEvent, ["provider", "event_id"])
             .values(
@@ -70,7 +71,7 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
                 event_id=event.event_id[:255],
                 kind=event.kind.value,
                 raw_type=event.raw_type[:64],
-                email=_normalized(event.email),
+                email=email,
                 message_key=(event.message_key or "")[:64] or None,
                 provider_message_id=(event.provider_message_id or "")[:255] or None,
                 occurred_at=event.occurred_at,
@@ -81,15 +82,9 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
         if stored is None:
             continue  # delivered twice by the provider, or replayed: already acted on
         new += 1
-        _act(session, provider, event, stored)
+        _act(session, provider, event, email, stored)
     session.commit()
     return new
-
-
-def _lock_order(numbered: tuple[int, WebhookEvent]) -> tuple[int, int]:
-    number, event = numbered
-    email = _normalized(event.email)
-    return (address_lock_key(email) if email else -1, number)
 
 
 def _normalized(email: str | None) -> str | None:
@@ -100,8 +95,7 @@ def _normalized(email: str | None) -> str | None:
         return None
 
 
-def _subscriber(session: Session, event: WebhookEvent) -> Subscriber | None:
-    email = _normalized(event.email)
+def _subscriber(session: Session, event: WebhookEvent, email: str | None) -> Subscriber | None:
     found = locked_by_email(session, email) if email else None
     if found is not None:
         return found
@@ -117,7 +111,9 @@ def _subscriber(session: Session, event: WebhookEvent) -> Subscriber | None:
 _STOPS = {EventKind.COMPLAINT: Status.COMPLAINED, EventKind.HARD_BOUNCE: Status.BOUNCED}
 
 
-def _about_no_subscriber(session: Session, event: WebhookEvent, stored: int) -> None:
+def _about_no_subscriber(
+    session: Session, event: WebhookEvent, email: str | None, stored: int
+) -> None:
     """An event about no subscriber of ours: keep nothing that names it; stop it by its hash.
 
     The address was erased (providers report bounces and complaints minutes
@@ -132,31 +128,21 @@ def _about_no_subscriber(session: Session, event: WebhookEvent, stored: int) -> 
         .where(ProviderEvent.id == stored)
         .values(email=None, payload=None, provider_message_id=None)
     )
-    email = _normalized(event.email)
     status = _STOPS.get(event.kind)
-    if email is None or status is None:
-        return
-    digest = email_hash(email)
-    kept = session.get(Erasure, digest, with_for_update=True)
-    if kept is None:
-        session.execute(
-            insert_ignoring_conflicts(session, Erasure, ["email_hash"]).values(
-                email_hash=digest, prior_status=status, erased_at=utcnow()
-            )
-        )
-    elif kept.prior_status is not Status.COMPLAINED:  # a complaint outranks a bounce
-        kept.prior_status = status
+    if email is not None and status is not None:
+        keep_hash(session, email_hash(email), status)
 
 
-def _act(session: Session, provider: str, event: WebhookEvent, stored: int) -> None:
+def _act(
+    session: Session, provider: str, event: WebhookEvent, email: str | None, stored: int
+) -> None:
     # Locked, whatever the event: one about a subscriber being erased waits for the
     # erasure, then finds nobody and keeps nothing (the erasure could not see it).
-    email = _normalized(event.email)
     if email:
         hold_addresses(session, [email])  # a signup of this address waits, or is waited for
-    subscriber = _subscriber(session, event)
+    subscriber = _subscriber(session, event, email)
     if subscriber is None:
-        _about_no_subscriber(session, event, stored)
+        _about_no_subscriber(session, event, email, stored)
         return
     if event.kind in (EventKind.DELIVERED, EventKind.UNKNOWN):
         return
