@@ -16,7 +16,7 @@ from ..digests.service import digests_sent
 from ..errors import AppError
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Status, Subscriber
-from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..subscriptions.addresses import lookup_form
 from ..subscriptions.erasure import erase
 from ..subscriptions.export import export_csv
 from ..subscriptions.importer import ImportFormatError, import_csv
@@ -69,14 +69,6 @@ def list_subscribers() -> Response:
     return jsonify(items=[s.to_dict() for s in items], total=total, page=page, per_page=per_page)
 
 
-def _normalized(email: str) -> str | None:
-    """The address as stored, or None when it cannot be one."""
-    try:
-        return normalize_email(email, international=True)
-    except InvalidAddress:
-        return None
-
-
 def _subscriber(normalized: str | None) -> Subscriber | None:
     if normalized is None:
         return None
@@ -86,7 +78,7 @@ def _subscriber(normalized: str | None) -> Subscriber | None:
 
 
 def _find(email: str) -> Subscriber:
-    subscriber = _subscriber(_normalized(email))
+    subscriber = _subscriber(lookup_form(email))
     if subscriber is None:
         raise AppError("not_found", "No subscriber has that address.", 404)
     return subscriber
@@ -166,7 +158,7 @@ def export_personal_data(email: str) -> Response:
     An address that never subscribed may still have been sent a digest's
     test copy, and have provider events about it: those are shown too.
     """
-    normalized = _normalized(email)
+    normalized = lookup_form(email)
     held = personal_data(db.session, normalized, _subscriber(normalized)) if normalized else None
     if not held or not (held["subscriber"] or held["deliveries"] or held["provider_events"]):
         raise AppError("not_found", _NOTHING_HELD, 404)
@@ -176,7 +168,7 @@ def export_personal_data(email: str) -> Response:
 @bp.delete("/subscribers/<email:email>")
 def erase_subscriber(email: str) -> Response:
     """Erase every piece of personal data held about the address (GDPR)."""
-    normalized = _normalized(email)
+    normalized = lookup_form(email)
     if normalized is None or not erase(db.session, normalized):
         raise AppError("not_found", _NOTHING_HELD, 404)
     forget = getattr(current_provider(), "forget", None)

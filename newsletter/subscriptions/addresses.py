@@ -64,3 +64,11 @@ def normalize_email(raw: str, international: bool = False) -> str:
     except EmailNotValidError as exc:
         raise InvalidAddress(f"That is not a valid email address: {exc}") from None
     return result.normalized.lower()
+
+
+def lookup_form(raw: str | None) -> str | None:
+    """The address as stored, for a lookup (the admin's, a webhook's); None if it cannot be one."""
+    try:
+        return normalize_email(raw, international=True) if raw else None
+    except InvalidAddress:
+        return None

@@ -26,7 +26,7 @@ from ..models import (
     WebhookNonce,
     utcnow,
 )
-from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..subscriptions.addresses import lookup_form
 from ..subscriptions.erased import email_hash, email_hasher, keep_hash
 from ..subscriptions.service import leave, locked_by_email, record_event
 from .events import EventKind, WebhookEvent
@@ -61,7 +61,7 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     new = 0
     # Each address normalised once; acted on in the order of their locks (an address's
     # own events keep theirs): two batches about the same readers never wait in turn.
-    addressed = [(_normalized(event.email), number, event) for number, event in enumerate(events)]
+    addressed = [(lookup_form(event.email), number, event) for number, event in enumerate(events)]
     addressed.sort(key=lambda item: (address_lock_key(item[0]) if item[0] else -1, item[1]))
     for email, _, event in addressed:
         stored = session.execute(
@@ -85,14 +85,6 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
         _act(session, provider, event, email, stored)
     session.commit()
     return new
-
-
-def _normalized(email: str | None) -> str | None:
-    """The address as we store it, so erasure and lookups find it; None if unusable."""
-    try:
-        return normalize_email(email, international=True) if email else None
-    except InvalidAddress:
-        return None
 
 
 def _subscriber(session: Session, event: WebhookEvent, email: str | None) -> Subscriber | None:
