@@ -86,13 +86,18 @@ def is_eight_bit(mime: MIMEMultipart) -> bool:
     return any(part["Content-Transfer-Encoding"] == "8bit" for part in mime.get_payload())
 
 
-def _text_header(value: str, header_name: str) -> str:
-    """Plain ASCII as it is; anything else as RFC 2047 UTF-8 encoded words.
+def _as_written(value: str) -> bool:
+    """Whether a header can carry the text as it is: ASCII, and nothing like an encoded word.
 
-    ASCII that holds ``=?`` is encoded too: written as it is, a mail client
-    would decode it as encoded words and show other text than we sent.
+    ASCII that holds ``=?`` must be encoded too: written as it is, a mail
+    client would decode it as encoded words and show other text than we sent.
     """
-    if value.isascii() and "=?" not in value:
+    return value.isascii() and "=?" not in value
+
+
+def _text_header(value: str, header_name: str) -> str:
+    """Text that can go as it is (``_as_written``); anything else as RFC 2047 encoded words."""
+    if _as_written(value):
         return value
     # Folded so that no word is over RFC 2047's 75 characters and no line over 78;
     # left to its defaults, Header makes words of 76.
@@ -105,7 +110,7 @@ def phrase_header(value: str, header_name: str) -> str:
     Only the phrase before the angle brackets is encoded: encoded whole, the
     id (or a ``<URL>``) would be hidden from every reader of the header.
     """
-    if value.isascii() and "=?" not in value:
+    if _as_written(value):
         return value
     phrase, bracket, rest = value.rpartition(" <")
     if bracket and rest.endswith(">") and rest.isascii():
@@ -120,7 +125,7 @@ def _address_header(value: str, header_name: str) -> str:
     local, _, domain = ascii_address(address or value).rpartition("@")
     if not local.isascii():  # an internationalised mailbox: encoded as the modern API does
         local = Header(local, "utf-8").encode()
-    if name and (not name.isascii() or "=?" in name):
+    if name and not _as_written(name):
         return f"{_text_header(name, header_name)} <{local}@{domain}>"
     return formataddr((name, f"{local}@{domain}"))
 
