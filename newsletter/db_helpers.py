@@ -87,8 +87,10 @@ def hold_addresses(bind: Session | Connection, emails: Iterable[str]) -> None:
     uncommitted write, and the address stayed mailable. Both hold these.
     """
     dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    if dialect.name != "postgresql":
+        return
     keys = sorted({address_lock_key(email) for email in emails})
-    if dialect.name != "postgresql" or not keys:
+    if not keys:
         return
     calls = ", ".join(f"pg_advisory_xact_lock({_ADDRESS_LOCKS}, :k{n})" for n in range(len(keys)))
     bind.execute(text(f"SELECT {calls}"), {f"k{n}": key for n, key in enumerate(keys)})

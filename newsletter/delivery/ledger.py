@@ -42,12 +42,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..db_helpers import is_postgresql
+from ..driver_sql import DriverInsert
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Status, Subscriber, utcnow
 from ..providers import Outcome, SendResult
 
 WAKE_FLAG = "newsletter.wake_dispatcher"
 _CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
-_INSERT_DELIVERIES = Delivery.__table__.insert()
+_INSERT_DELIVERIES = DriverInsert(Delivery.__table__)  # on the signup path: driver_sql.py
 # Not yet answered: claimed (a lease's ``sending``, or a locked ``queued``) or waiting.
 # Two equalities, not ``IN``: SQLite's executemany takes no expanding parameter.
 _UNANSWERED = or_(*(Delivery.status == status for status in _CLAIMABLE))
@@ -70,7 +71,7 @@ def queue_rows(connection: Connection, kind: DeliveryKind, subscriber_ids: Seque
     """
     rows = [{"kind": kind, "subscriber_id": subscriber_id} for subscriber_id in subscriber_ids]
     if rows:
-        connection.execute(_INSERT_DELIVERIES, rows)
+        _INSERT_DELIVERIES.run(connection, rows)
 
 
 def mark_work_queued(session: Session) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Collection
 
 from flask import current_app
 from sqlalchemy import Select, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..db_helpers import insert_ignoring_conflicts
+from ..driver_sql import fetch_all
 from ..models import SUPPRESSED, Erasure, Status, utcnow
 from .erasure_key import erasure_key
 
@@ -28,6 +31,25 @@ def email_hasher() -> Callable[[str], str]:
 def suppressed_hashes() -> Select[tuple[str]]:
     """The hashes of addresses erased while bounced or complained: never written again."""
     return select(Erasure.email_hash).where(Erasure.prior_status.in_(SUPPRESSED))
+
+
+# ``suppressed_hashes()`` among a list given as one parameter: one statement
+# whatever the list's length, run on the driver (see driver_sql.py). The
+# statuses are our enum's own constants, never input.
+_STOPPED = ", ".join(f"'{status.value}'" for status in SUPPRESSED)
+_STOPPED_AMONG = {
+    "sqlite": f"SELECT email_hash FROM erasures WHERE prior_status IN ({_STOPPED})"  # noqa: S608
+    " AND email_hash IN (SELECT value FROM json_each(?))",
+    "postgresql": f"SELECT email_hash FROM erasures WHERE prior_status IN ({_STOPPED})"  # noqa: S608
+    " AND email_hash = ANY(%s)",
+}
+
+
+def suppressed_among(connection: Connection, hashes: Collection[str]) -> set[str]:
+    """Which of ``hashes`` are in ``suppressed_hashes()``, in one query on the driver."""
+    dialect = connection.dialect.name
+    listed = json.dumps(list(hashes)) if dialect == "sqlite" else list(hashes)
+    return {digest for (digest,) in fetch_all(connection, _STOPPED_AMONG[dialect], [listed])}
 
 
 def keep_hash(session: Session, digest: str, status: Status) -> None:

@@ -12,29 +12,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from ..db_helpers import hold_addresses, insert_ignoring_conflicts, locked
+from ..db_helpers import hold_addresses, locked
 from ..delivery import ledger
 from ..delivery.dispatcher import wake_dispatcher
+from ..driver_sql import DriverInsert
 from ..metrics import count_committed, count_consent
 from ..models import (
     ConsentEvent,
     ConsentKind,
     DeliveryKind,
-    Erasure,
     Status,
     Subscriber,
     new_public_ids,
     utcnow,
 )
 from ..tokens import TokenError, current_tokens
-from .erased import email_hasher, suppressed_hashes
+from .erased import email_hasher, suppressed_among
 
 
 @dataclass(frozen=True)
@@ -84,27 +83,12 @@ class Signup:
     client: ClientInfo
 
 
-_CREATE_PENDING: dict[str, Any] = {}  # one statement per dialect, built once
-_INSERT_EVENTS = ConsentEvent.__table__.insert()
-
-
-def _create_pending_statement(engine: Engine) -> Any:
-    """``INSERT ... ON CONFLICT (email) DO NOTHING RETURNING email, id`` for this dialect."""
-    dialect = engine.dialect.name
-    statement = _CREATE_PENDING.get(dialect)
-    if statement is None:
-        table = Subscriber.__table__
-        statement = insert_ignoring_conflicts(engine, table, ["email"]).returning(
-            table.c.email, table.c.id
-        )
-        _CREATE_PENDING[dialect] = statement
-    return statement
-
-
-# Built once: a statement built per call cost more than running it.
-_SUPPRESSED_AMONG = suppressed_hashes().where(
-    Erasure.email_hash.in_(bindparam("hashes", expanding=True))
+# On the driver's cursor (driver_sql.py): through Core, these statements cost
+# a new signup more CPU than everything else it does.
+_CREATE_PENDING = DriverInsert(
+    Subscriber.__table__, skip_conflicts_on="email", returning=("email", "id")
 )
+_INSERT_EVENTS = DriverInsert(ConsentEvent.__table__)
 
 
 def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
@@ -145,11 +129,11 @@ def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     # of the session's bookkeeping, which cost as much as the inserts themselves.
     with engine.begin() as connection:
         hold_addresses(connection, hashes)  # a webhook stopping one of them waits, or is waited for
-        ids = dict(connection.execute(_create_pending_statement(engine), rows).all())
+        ids = dict(_CREATE_PENDING.run(connection, rows))
         # Erasure kept their hash so that they stay stopped: not admitted again (import
         # and test copies skip them too). Read after the insert, not before: an insert
         # that waited on an erasure deleting the row sees that erasure's hash here.
-        suppressed = set(connection.scalars(_SUPPRESSED_AMONG, {"hashes": list(hashes.values())}))
+        suppressed = suppressed_among(connection, hashes.values())
         unwanted = [ids.pop(email) for email in list(ids) if hashes[email] in suppressed]
         if unwanted:
             connection.execute(delete(Subscriber).where(Subscriber.id.in_(unwanted)))
@@ -161,7 +145,7 @@ def admit_new(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
                 events.append(event_row(subscriber_id, ConsentKind.SIGNUP, signup.client, None))
                 events.append(event_row(subscriber_id, ConsentKind.CONFIRMATION_QUEUED, None, None))
         if created:
-            connection.execute(_INSERT_EVENTS, events)
+            _INSERT_EVENTS.run(connection, events)
             ledger.queue_rows(connection, DeliveryKind.CONFIRMATION, created)
     if created:
         count_committed(ConsentKind.SIGNUP, len(created))
