@@ -10,7 +10,8 @@ printed for:
 - ``ours``: the service's ``POST /subscribe`` (rate limits off, no dispatch);
 - ``floor``: ``bench/floor_app.py``, one insert;
 - ``admit_new``: the service function that writes a new signup (three
-  inserts and a commit on a Core connection), called directly;
+  inserts, a lookup and a commit; since the fifteenth session on the
+  driver's cursor, ``newsletter/driver_sql.py``), called directly;
 - ``one insert, Core``: one ``INSERT`` and a commit through SQLAlchemy Core;
 - ``one insert, driver``: the same on the driver's cursor.
 
