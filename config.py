@@ -359,7 +359,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # CPUs, one each did better. Unset: 2 when one dispatcher process sends
         # alone on PostgreSQL, else 1 (SQLite's one writer: measured on PostgreSQL
         # only; dispatch_process.sending_threads). Helpers wake for full batches of
-        # a digest, not for confirmations.
+        # a digest, not for confirmations. In a Celery task, the passes it runs side
+        # by side: unset, 2 on PostgreSQL in a worker of one process (the solo pool,
+        # or a pool of one), else 1 (tasks.task_threads).
         "DISPATCH_THREADS": _at_least_one_or_unset(env, "DISPATCH_THREADS"),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last

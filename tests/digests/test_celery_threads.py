@@ -1,0 +1,105 @@
+"""A dispatch task sends from two threads in a one-process worker on PostgreSQL, once each."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.solo import TaskPool as SoloPool
+
+from newsletter import tasks
+from newsletter.providers import REGISTRY, Message, Outcome, SendResult
+from tests.conftest import is_postgresql
+from tests.digests.helpers import add_confirmed, add_post
+
+RECIPIENTS = 600
+
+
+class ThreadNotingProvider:
+    """Sends nothing; notes which thread sent each recipient, and takes a little while."""
+
+    name = "thread-noting"
+    max_batch = 50
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Note the batch, wait as a provider's round trip would, answer sent."""
+        with self._lock:
+            self.sent.extend((threading.current_thread().name, m.to) for m in messages)
+        time.sleep(0.02)
+        return [SendResult(Outcome.SENT, provider_id=m.key) for m in messages]
+
+
+@pytest.mark.parametrize(
+    ("pool", "concurrency", "one_process"),
+    [
+        (SoloPool, 8, True),  # the solo pool runs tasks in the worker itself, whatever -c says
+        ("solo", "auto", True),  # as named on the command line, before Celery resolves it
+        (PreforkPool, 1, True),
+        (PreforkPool, 2, False),
+        ("prefork", "auto", False),
+    ],
+)
+def test_the_worker_knows_whether_its_tasks_share_one_process(
+    monkeypatch, pool: Any, concurrency: Any, one_process: bool
+) -> None:
+    monkeypatch.setitem(tasks._ONE_PROCESS, "worker", None)
+    tasks._note_the_pool(sender=SimpleNamespace(pool_cls=pool, concurrency=concurrency))
+    assert tasks._ONE_PROCESS["worker"] is one_process
+
+
+@pytest.mark.parametrize(
+    ("setting", "postgresql", "one_process", "threads"),
+    [
+        (None, True, True, 2),
+        (None, True, False, 1),
+        (None, False, True, 1),  # SQLite: one writer, nothing to overlap
+        (3, False, False, 3),  # the operator's setting wins
+        (1, True, True, 1),
+    ],
+)
+def test_task_threads(setting, postgresql, one_process, threads) -> None:
+    config = {"DISPATCH_THREADS": setting}
+    assert tasks.task_threads(config, postgresql, one_process) == threads
+
+
+def test_a_task_in_a_one_process_worker_sends_each_copy_once(
+    make_app, admin_headers, database_uri, monkeypatch
+) -> None:
+    """The task body as a solo worker runs it: two passes side by side on PostgreSQL."""
+    provider = ThreadNotingProvider()
+    monkeypatch.setitem(REGISTRY, "thread-noting", lambda _config: provider)
+    app = make_app(EMAIL_PROVIDER="thread-noting", DISPATCH_BATCH_SIZE=50, SEND_RATE=0)
+    emails = add_confirmed(app, RECIPIENTS)
+    client = app.test_client()
+    add_post(client, admin_headers, 1)
+    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+    assert digest["recipients"] == RECIPIENTS
+    monkeypatch.setattr(tasks, "flask_app", lambda: app)
+    monkeypatch.setitem(tasks._ONE_PROCESS, "worker", True)
+    requeued = []
+    monkeypatch.setattr(tasks.dispatch, "delay", lambda: requeued.append(True))
+
+    claimed = 0
+    for _ in range(20):  # each task sends for about a second, then queues another go
+        claimed += tasks.dispatch.run()
+        if not requeued:
+            break
+        requeued.clear()
+
+    counts = Counter(to for _, to in provider.sent)
+    threads = {thread for thread, _ in provider.sent}
+    assert set(counts) == set(emails)
+    assert max(counts.values()) == 1
+    assert claimed == RECIPIENTS
+    expected = 2 if is_postgresql(database_uri) else 1
+    assert len(threads) == expected, threads
