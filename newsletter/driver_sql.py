@@ -61,7 +61,14 @@ def fetch_all(connection: Connection, sql: str, parameters: Sequence[Any]) -> li
 
 
 def _python_default(column: Column[Any]) -> Callable[[], Any] | None:
-    """What Core would put in ``column`` when a row leaves it out."""
+    """What Core would put in ``column`` when a row leaves it out (None: SQL NULL).
+
+    Only a constant or a function of no argument: every column is in the
+    statement, so a server-side default would never apply, and there is no
+    execution context to hand a function that wants one.
+    """
+    if column.server_default is not None:
+        raise TypeError(f"{column}: a server-side default cannot apply here")
     default = column.default
     if default is None:
         return None
@@ -77,8 +84,8 @@ class _Plan:
     """One dialect's compiled INSERT and how to turn a row into its parameters."""
 
     sql: str
-    names: tuple[str, ...]  # the parameters, in the statement's order
-    positional: bool
+    names: tuple[str, ...]  # the columns' keys, in the statement's order
+    keys: tuple[str, ...] | None  # the driver's parameter names (named paramstyles)
     defaults: dict[str, Callable[[], Any] | None]
     processors: dict[str, Callable[[Any], Any] | None]
 
@@ -90,10 +97,13 @@ class _Plan:
                 value = row[name]
             else:
                 default = self.defaults[name]
-                value = default() if default is not None else None
+                if default is None:  # as Core leaves it out: SQL NULL (a JSON column's too)
+                    values.append(None)
+                    continue
+                value = default()
             processor = self.processors[name]
             values.append(processor(value) if processor is not None else value)
-        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+        return tuple(values) if self.keys is None else dict(zip(self.keys, values, strict=True))
 
 
 class DriverInsert:
@@ -125,14 +135,17 @@ class DriverInsert:
             compiled = statement.compile(
                 dialect=dialect, column_keys=[column.key for column in self.columns]
             )
-            names = tuple(compiled.positiontup or (column.key for column in self.columns))
-            if set(names) != self._keys:
+            names = tuple(compiled.positiontup or compiled.binds)
+            if len(names) != len(self._keys) or set(names) != self._keys:
                 raise RuntimeError(f"unexpected parameters in {compiled.string}: {names}")
+            escaped = compiled.escaped_bind_names or {}  # "user id" is rendered %(user_id)s
             by_key = {column.key: column for column in self.columns}
             plan = self._plans[dialect.name] = _Plan(
                 sql=compiled.string,
                 names=names,
-                positional=compiled.positiontup is not None,
+                keys=None
+                if compiled.positiontup is not None
+                else tuple(escaped.get(name, name) for name in names),
                 defaults={name: _python_default(by_key[name]) for name in names},
                 processors={
                     name: by_key[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -154,7 +167,10 @@ class DriverInsert:
         if unknown:  # as Core refuses them: a misspelt column would otherwise be NULL
             raise exc.ArgumentError(f"{self.table.name} has no column {sorted(unknown)}")
         plan = self._plan(connection.dialect)
-        parameters = [plan.parameters(row) for row in rows]
+        try:
+            parameters = [plan.parameters(row) for row in rows]
+        except (TypeError, ValueError, LookupError) as error:  # a column's type refused a value
+            raise exc.StatementError(str(error), plan.sql, None, error) from error
         cursor = connection.connection.cursor()
         try:
             with _as_sqlalchemy_errors(connection, plan.sql, parameters):

@@ -187,12 +187,15 @@ class _PassBeside:
 
     def _run(self) -> None:
         from .delivery.dispatcher import dispatch_pass
+        from .delivery.health import dispatch_health
+        from .errors import describe
         from .extensions import db
 
         with self.app.app_context():
             try:
                 self.claimed = dispatch_pass(for_seconds=TASK_SECONDS).claimed
-            except Exception:  # the task's own pass meets the same outage and fails the task
+            except Exception as exc:  # an outage fails the task's own pass too
+                dispatch_health(self.app).last_error = describe(exc)  # for /healthz, as a pass's
                 log.exception("a dispatch pass beside the task failed")
             finally:
                 db.session.remove()
@@ -219,11 +222,13 @@ def dispatch() -> int:
         threads = task_threads(app.config, postgresql, _ONE_PROCESS["worker"])
         beside = [_PassBeside(app) for _ in range(threads - 1)]
         try:
-            claimed = dispatch_pass(for_seconds=TASK_SECONDS).claimed
-            _health_publisher()(dispatch_health(app))
+            try:
+                claimed = dispatch_pass(for_seconds=TASK_SECONDS).claimed
+            finally:
+                claimed += sum(helper.join() for helper in beside)  # a failed task waits too
+            _health_publisher()(dispatch_health(app))  # the helpers' errors with its own
         finally:
             db.session.remove()
-            claimed += sum(helper.join() for helper in beside)  # a failed task waits too
     if claimed:
         dispatch.delay()
     return claimed

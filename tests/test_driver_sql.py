@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Column, Integer, MetaData, Table, exc, make_url, select
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, exc, make_url, select
+from sqlalchemy.dialects import sqlite
 
 from newsletter.driver_sql import DriverInsert
 from newsletter.extensions import db
@@ -21,6 +22,7 @@ from newsletter.models import (
     Erasure,
     Status,
     Subscriber,
+    UTCDateTime,
 )
 from newsletter.subscriptions.erased import suppressed_among, suppressed_hashes
 from tests.conftest import is_postgresql
@@ -247,3 +249,46 @@ def test_a_misspelt_column_is_refused_not_stored_as_null(app: Flask) -> None:
         pytest.raises(exc.ArgumentError, match="emial"),
     ):
         DriverInsert(SUBSCRIBERS).run(connection, [{"emial": "x@example.com"}])
+
+
+def test_awkward_column_names_json_left_out_and_refused_values(app: Flask) -> None:
+    """A column name the driver sees escaped; a JSON column left out is SQL NULL, as Core's."""
+    scratch = Table(
+        "driver_sql_scratch",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("user id", String(20)),
+        Column("doc", JSON),
+        Column("at", UTCDateTime()),
+    )
+    insert = DriverInsert(scratch, returning=("id", "user id"))
+    with app.app_context():
+        scratch.create(db.engine)
+        try:
+            with db.engine.begin() as connection:
+                returned = insert.run(connection, [{"user id": "a"}, {"user id": "b", "doc": None}])
+            with db.engine.connect() as connection:
+                stored = connection.execute(
+                    select(scratch.c["user id"], scratch.c.doc.is_(None)).order_by(scratch.c.id)
+                ).all()
+            with (
+                pytest.raises(exc.StatementError, match="naive datetime"),
+                db.engine.begin() as connection,
+            ):
+                insert.run(connection, [{"user id": "c", "at": datetime(2026, 1, 1)}])
+        finally:
+            scratch.drop(db.engine)
+    assert [user for _, user in returned] == ["a", "b"]
+    # Left out: SQL NULL; given as None: JSON null, as Core stores each.
+    assert [tuple(row) for row in stored] == [("a", True), ("b", False)]
+
+
+def test_a_server_side_default_is_refused_rather_than_skipped() -> None:
+    table = Table(
+        "with_server_default",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("n", Integer, server_default="7"),
+    )
+    with pytest.raises(TypeError, match="server-side default"):
+        DriverInsert(table)._plan(sqlite.dialect())

@@ -103,3 +103,25 @@ def test_a_task_in_a_one_process_worker_sends_each_copy_once(
     assert claimed == RECIPIENTS
     expected = 2 if is_postgresql(database_uri) else 1
     assert len(threads) == expected, threads
+
+
+def test_a_failed_pass_beside_the_task_shows_in_its_health(make_app, monkeypatch) -> None:
+    """Logged, and the dispatcher's last error (``/healthz``), as a pass of its own would be."""
+    from newsletter.delivery import dispatcher
+    from newsletter.delivery.health import dispatch_health
+
+    app = make_app()
+    real_pass = dispatcher.dispatch_pass
+
+    def failing_beside(**kwargs: Any) -> Any:
+        if threading.current_thread().name == "newsletter-task-helper":
+            raise RuntimeError("the helper's pass broke")
+        return real_pass(**kwargs)
+
+    monkeypatch.setattr(dispatcher, "dispatch_pass", failing_beside)
+    monkeypatch.setattr(tasks, "flask_app", lambda: app)
+    monkeypatch.setitem(app.config, "DISPATCH_THREADS", 2)
+    monkeypatch.setattr(tasks.dispatch, "delay", lambda: None)
+
+    assert tasks.dispatch.run() == 0  # nothing due; the task itself does not fail
+    assert "the helper's pass broke" in (dispatch_health(app).last_error or "")

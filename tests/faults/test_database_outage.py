@@ -119,9 +119,7 @@ def test_dispatcher_waits_out_an_outage_and_resumes_by_itself(make_app, outage):
 
 
 @pytest.mark.slow
-def test_signup_cut_off_mid_transaction_leaves_nothing_half_written(
-    make_app, outage, monkeypatch
-):
+def test_signup_cut_off_mid_transaction_leaves_nothing_half_written(make_app, outage, monkeypatch):
     """The connection dies after the subscriber row is written, before its delivery."""
     if not outage.postgresql:
         pytest.skip("an open SQLite file cannot be cut mid-transaction; PostgreSQL can")

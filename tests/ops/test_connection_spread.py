@@ -111,7 +111,9 @@ def _held_once_accepted(
         port = urlsplit(base).port or 0
         clients = _open_all(port)
         try:
-            wait_for(lambda: sum(_held(master.pid, port)) == accepted, 10, "the accepts")
+            # 30 s: the fixture waits for one worker to answer; the other may still be
+            # importing the app on a loaded machine, and accepts only once it is up.
+            wait_for(lambda: sum(_held(master.pid, port)) == accepted, 30, "the accepts")
             time.sleep(0.5)  # a cap higher than expected would take more meanwhile
             return _held(master.pid, port)
         finally:
