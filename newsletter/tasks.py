@@ -78,9 +78,9 @@ def task_threads(config: Mapping[str, Any], postgresql: bool, one_process: bool)
 
     Unset: 2 on PostgreSQL when the worker runs its tasks in one process, else
     1. One solo worker at 100,000 subscribers sent at 0.27-0.28 of the bare
-    client's rate with one, 0.36-0.37 with two (``bench/RESULTS.md``); two
-    solo workers on two CPUs gained nothing from a second thread each, as two
-    dispatcher processes did not.
+    client's rate with one, 0.36-0.37 with two (``bench/RESULTS.md``). A
+    worker cannot see the others: two solo workers run two each too, though on
+    two CPUs they gained nothing from it (0.46x against 0.49x, one run).
     """
     if config["DISPATCH_THREADS"] is not None:
         return config["DISPATCH_THREADS"]
