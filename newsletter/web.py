@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import IO, Any
 
@@ -128,6 +129,20 @@ def text_field(
             field=name,
         )
     return value or None
+
+
+def header_text(name: str, max_length: int) -> str | None:
+    """A request header as text to keep (a consent record's): cut, no control characters.
+
+    Headers reach the app as latin-1 (WSGI); one a client sent as UTF-8 is
+    read back as UTF-8. A NUL or other control character is dropped: the
+    servers in front of us do not all refuse one (gunicorn does, Flask's
+    does not), and PostgreSQL cannot store a NUL.
+    """
+    value = request.headers.get(name, "")
+    with contextlib.suppress(UnicodeError):  # not UTF-8 bytes, or not latin-1: kept as read
+        value = value.encode("latin-1").decode("utf-8")
+    return _CONTROL.sub("", value)[:max_length].strip() or None
 
 
 MAX_PER_PAGE = 500

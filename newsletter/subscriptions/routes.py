@@ -13,7 +13,7 @@ from ..group_commit import GroupCommit
 from ..models import Status
 from ..security import page_csp
 from ..tokens import TokenError, current_tokens
-from ..web import answer, request_fields, text_field
+from ..web import answer, header_text, request_fields, text_field
 from . import service
 from .addresses import InvalidAddress, normalize_email
 from .captcha import MAX_TOKEN_LENGTH, CaptchaUnavailable, CaptchaVerifier
@@ -37,8 +37,8 @@ def _sign_up(email: str, name: str | None, client: service.ClientInfo) -> None:
 
 
 def _client(source: str | None = None) -> service.ClientInfo:
-    user_agent = request.headers.get("User-Agent", "")[:512] or None
-    referrer = request.headers.get("Referer", "")[:2048] or None
+    user_agent = header_text("User-Agent", 512)
+    referrer = header_text("Referer", 2048)
     return service.ClientInfo(
         ip=client_address(),
         user_agent=user_agent,
@@ -185,7 +185,7 @@ def _form_error(error: AppError, data: dict) -> Response:
     }
     # The page the form was on: the retry from our page sends no referrer of it (our pages
     # send none), so it travels in the form, as the proof of consent's source.
-    source = values.get("source") or request.headers.get("Referer", "")[:2048]
+    source = values.get("source") or header_text("Referer", 2048) or ""
     return _signup_page(error.status, error=error, values=values, source=source)
 
 

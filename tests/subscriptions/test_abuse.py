@@ -303,6 +303,28 @@ def test_signup_keeps_proof_of_consent(app, client):
         assert event.wording == app.config["CONSENT_WORDING"]
 
 
+def test_consent_headers_keep_text_only(app, client):
+    """A NUL or control byte in a header is dropped (PostgreSQL refused the NUL: a 500 for
+    the signup and every signup written with it); UTF-8 sent raw is read as UTF-8."""
+    as_wsgi_gives_it = "https://blog.exämple.org/ö".encode().decode("latin-1")
+    response = client.post(
+        "/subscribe",
+        json={"email": "ann@example.com"},
+        environ_base={
+            "HTTP_USER_AGENT": "Bad\x00Agent\x01/1.0\t",
+            "HTTP_REFERER": as_wsgi_gives_it,
+        },
+    )
+    assert response.status_code == 202
+    with app.app_context():
+        from newsletter.extensions import db
+        from newsletter.models import Subscriber
+
+        event = db.session.get(Subscriber, find(app, "ann@example.com").id).events[0]
+        assert event.user_agent == "BadAgent/1.0"
+        assert event.source == "https://blog.exämple.org/ö"
+
+
 def _post_from(client, address: str, email: str) -> int:
     return client.post(
         "/subscribe", json={"email": email}, environ_base={"REMOTE_ADDR": address}
