@@ -11,7 +11,13 @@ table's metadata, and every row's values go through the columns' own
 defaults and bind processors, so what is stored is what Core would store.
 Only the per-execution machinery is skipped; driver errors come out as
 SQLAlchemy's (``OperationalError`` and the rest), as the error handlers
-expect, and a lost connection is invalidated as Core would.
+expect, and a lost connection is invalidated.
+
+What Core does and this does not: SQLAlchemy's cursor events and echo do
+not see these statements; a lost connection invalidates only itself, not
+the whole pool (``pool_pre_ping``, on by default, tests each connection
+before use anyway); a Python default must take no argument (no execution
+context is handed to it), and a server-side default is refused.
 """
 
 from __future__ import annotations
