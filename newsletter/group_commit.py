@@ -7,6 +7,10 @@ waits for more than the batch in flight and its own; there is no extra
 thread to start or stop, and a caller alone writes at once, as it would
 without the group.
 
+A batch that fails fails every caller in it, unless ``retry_alone`` says the
+error was about what was written (not, say, a database out of reach): then
+each item is written again on its own, and only the one refused fails.
+
 Used for signups (``subscriptions.service.admit_new``): under a burst, one
 transaction of three statements replaces three statements and a commit per
 signup, which is what the database's single writer (SQLite) or its round
@@ -38,10 +42,16 @@ class GroupCommit(Generic[Item, Result]):
     """Writes items in batches through ``write``, one result per item, in order."""
 
     def __init__(
-        self, write: Callable[[Sequence[Item]], Sequence[Result]], max_batch: int = 500
+        self,
+        write: Callable[[Sequence[Item]], Sequence[Result]],
+        max_batch: int = 500,
+        retry_alone: Callable[[BaseException], bool] = lambda _error: False,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
+        # A batch that fails with such an error is written again one item at a time:
+        # one item the database refuses then fails its own caller only.
+        self._retry_alone = retry_alone
         self._lock = threading.Lock()
         self._waiting: list[_Slot[Item, Result]] = []
         self._leading = False
@@ -73,8 +83,11 @@ class GroupCommit(Generic[Item, Result]):
             for slot, result in zip(batch, results, strict=True):
                 slot.result = result
         except BaseException as exc:  # every caller of the batch learns it failed
-            for slot in batch:
-                slot.error = exc
+            if len(batch) > 1 and isinstance(exc, Exception) and self._retry_alone(exc):
+                self._write_each(batch)
+            else:
+                for slot in batch:
+                    slot.error = exc
         with self._lock:
             successor = self._waiting[0] if self._waiting else None
             if successor is None:
@@ -86,3 +99,11 @@ class GroupCommit(Generic[Item, Result]):
             slot.ready.set()
         if successor is not None:
             successor.ready.set()
+
+    def _write_each(self, batch: list[_Slot[Item, Result]]) -> None:
+        """Write a failed batch again, one item a call: each caller gets its own outcome."""
+        for slot in batch:
+            try:
+                (slot.result,) = self._write([slot.item])
+            except BaseException as exc:
+                slot.error = exc

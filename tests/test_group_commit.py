@@ -100,3 +100,35 @@ def test_no_batch_exceeds_max_batch_and_every_caller_is_served(max_batch):
     assert all(len(batch) <= max_batch for batch in recorder.batches)
     assert sorted(item for batch in recorder.batches for item in batch) == list("abcdef")
     assert {**first, **rest} == {item: item.upper() for item in "abcdef"}
+
+
+def test_a_batch_refused_for_one_item_is_written_again_item_by_item():
+    """One signup the database refuses fails its own caller only, when the error allows it."""
+    recorder = Recorder(fail_on="c")
+    group = GroupCommit(recorder.write, retry_alone=lambda error: "cannot write" in str(error))
+    first, rest = behind_a_write(group, recorder, ["b", "c", "d"])
+    assert first == {"a": "A"}
+    assert rest["b"] == "B" and rest["d"] == "D"
+    assert isinstance(rest["c"], RuntimeError)
+    assert sorted(recorder.batches[1]) == ["b", "c", "d"]
+    assert sorted(recorder.batches[2:]) == [["b"], ["c"], ["d"]]  # then one a call
+
+
+def test_an_error_not_to_retry_fails_the_whole_batch_once():
+    """A database out of reach: no caller waits out the outage once more per item."""
+    recorder = Recorder(fail_on="c")
+    group = GroupCommit(recorder.write, retry_alone=lambda error: False)
+    _, rest = behind_a_write(group, recorder, ["b", "c"])
+    assert isinstance(rest["b"], RuntimeError) and isinstance(rest["c"], RuntimeError)
+    assert len(recorder.batches) == 2
+
+
+def test_signups_retry_alone_unless_the_database_is_out_of_reach(app):
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+    from newsletter.subscriptions.routes import SIGNUPS
+
+    retry_alone = app.extensions[SIGNUPS]._retry_alone
+    assert retry_alone(DataError("INSERT", {}, ValueError("NUL")))
+    assert retry_alone(IntegrityError("INSERT", {}, ValueError("fk")))
+    assert not retry_alone(OperationalError("INSERT", {}, ValueError("gone")))

@@ -6,6 +6,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from flask.blueprints import BlueprintSetupState
+from sqlalchemy.exc import OperationalError
 
 from ..errors import AppError, wants_json
 from ..extensions import client_address, client_network, db, limiter
@@ -26,7 +27,12 @@ SIGNUPS = "newsletter.signups"
 @bp.record_once
 def _group_signups(state: BlueprintSetupState) -> None:
     """Concurrent signups of new addresses share one transaction (see group_commit.py)."""
-    state.app.extensions[SIGNUPS] = GroupCommit(lambda batch: service.admit_new(db.engine, batch))
+    state.app.extensions[SIGNUPS] = GroupCommit(
+        lambda batch: service.admit_new(db.engine, batch),
+        # A database that refused one signup's write: the others are written without it.
+        # Not when it is unreachable: each would wait out the same outage in turn.
+        retry_alone=lambda error: not isinstance(error, OperationalError),
+    )
 
 
 def _sign_up(email: str, name: str | None, client: service.ClientInfo) -> None:
