@@ -63,6 +63,10 @@ def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     # own events keep theirs): two batches about the same readers never wait in turn.
     addressed = [(lookup_form(event.email), number, event) for number, event in enumerate(events)]
     addressed.sort(key=lambda item: (address_lock_key(item[0]) if item[0] else -1, item[1]))
+    # Every address's lock at once, in one statement, before any event is acted on: a
+    # signup of one of them waits, or is waited for; an event about a subscriber being
+    # erased waits for the erasure, then finds nobody and keeps nothing.
+    hold_addresses(session, [email for email, _, _ in addressed if email])
     for email, _, event in addressed:
         stored = session.execute(
             insert_ignoring_conflicts(session, ProviderEvent, ["provider", "event_id"])
@@ -128,10 +132,6 @@ def _about_no_subscriber(
 def _act(
     session: Session, provider: str, event: WebhookEvent, email: str | None, stored: int
 ) -> None:
-    # Locked, whatever the event: one about a subscriber being erased waits for the
-    # erasure, then finds nobody and keeps nothing (the erasure could not see it).
-    if email:
-        hold_addresses(session, [email])  # a signup of this address waits, or is waited for
     subscriber = _subscriber(session, event, email)
     if subscriber is None:
         _about_no_subscriber(session, event, email, stored)
