@@ -67,7 +67,8 @@ def add_posts(digest_number: int) -> None:
         )
 
 
-def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
+def seed(url: str, size: int) -> None:
+    """Insert ``size`` confirmed subscribers and a digest's three posts."""
     app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
     now = utcnow()
     with app.app_context():
@@ -90,6 +91,13 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
             )
         add_posts(0)
         db.session.commit()
+        db.engine.dispose()
+
+
+def trigger(url: str) -> tuple[float, dict, int]:
+    """Trigger the digest: its seconds, one copy's Postmark payload (the bare client's), its id."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
         started = time.perf_counter()
         digest = create_digest(db.session)
         trigger_seconds = time.perf_counter() - started
@@ -113,6 +121,12 @@ def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
         digest_id = digest.id
         db.engine.dispose()
     return trigger_seconds, sample, digest_id
+
+
+def seed_and_trigger(url: str, size: int) -> tuple[float, dict, int]:
+    """``seed`` then ``trigger`` (bench/phases.py, whose process polls nothing before)."""
+    seed(url, size)
+    return trigger(url)
 
 
 def sender_env(url: str, fake: str) -> dict[str, str]:
@@ -161,96 +175,116 @@ def digest_senders(env: dict[str, str]) -> int:
     return digest_processes(from_env(env), postgresql=True)
 
 
-def run_senders(
-    url: str, fake: str, processes: int, fake_pid: int, profile: Path | None = None
-) -> dict:
-    """Run the dispatchers gunicorn would at once; messages sent, span, CPU split, peak RSS.
+class InProcessSenders:
+    """The dispatcher processes gunicorn would run, started before the digest is queued.
 
     ``processes`` is ``DISPATCH_PROCESSES``; the ``DISPATCH_DIGEST_PROCESSES``
     (unset: one beside a single process) start too, as gunicorn starts them.
-    ``profile``: each sender's py-spy stacks go to ``{profile}-{pid}.txt``.
+    Each boots, polls the empty queue (``bench/idle_polls.py``) and says
+    ``ready``; ``send`` then starts them all at once. ``profile``: each
+    sender's py-spy stacks go to ``{profile}-{pid}.txt``.
     """
-    # Each sender then runs the threads its default gives and, past the first
-    # DISPATCH_PROCESSES, claims digest copies only (the bench's environment wins).
-    env = sending_env(url, fake, processes)
-    if profile is not None:
-        profile.parent.mkdir(parents=True, exist_ok=True)
-        env["BENCH_PROFILE"] = str(profile)
-    digests = digest_senders(env)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "sender.py")],
-            env={**env, "BENCH_SENDER_INDEX": str(index)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        for index in range(processes + digests)
-    ]
-    for proc in procs:  # every sender imported and built its app: start them together
-        if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError("a sender did not start")
-    cpu = CpuSplit(fake_pid)
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write(b"go\n")
-        proc.stdin.flush()
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        assert proc.returncode == 0, "a sender failed"
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    sent = sum(r["sent"] for r in results)
-    collector = sum(r["gc_seconds"] for r in results) * 1e6 / max(sent, 1)
-    print(f"garbage collector: {collector:.1f} µs a message", file=sys.stderr)
-    return {
-        "sent": sent,
-        "digest_processes": digests,
-        "cpu_us": cpu.per_message_us(sum(r["cpu_seconds"] for r in results), sent),
-        "seconds": max(r["finished"] for r in results) - min(r["started"] for r in results),
-        "rss_peak_kib": max(r["rss_peak_kib"] for r in results),
-        "rss_start_kib": max(r["rss_start_kib"] for r in results),
-    }
+
+    def __init__(self, url: str, fake: str, processes: int, profile: Path | None = None) -> None:
+        # Each sender then runs the threads its default gives and, past the first
+        # DISPATCH_PROCESSES, claims digest copies only (the bench's environment wins).
+        env = sending_env(url, fake, processes)
+        if profile is not None:
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            env["BENCH_PROFILE"] = str(profile)
+        self.digest_processes = digest_senders(env)
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(HERE / "sender.py")],
+                env={**env, "BENCH_SENDER_INDEX": str(index)},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            for index in range(processes + self.digest_processes)
+        ]
+        for proc in self.procs:  # every sender imported, built its app and polled
+            if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
+                self.close()
+                raise RuntimeError("a sender did not start")
+
+    def send(self, fake_pid: int) -> dict:
+        """Start every sender at once; messages sent, span, CPU split, peak RSS."""
+        cpu = CpuSplit(fake_pid)
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in self.procs:
+            out, _ = proc.communicate()
+            assert proc.returncode == 0, "a sender failed"
+            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+        sent = sum(r["sent"] for r in results)
+        collector = sum(r["gc_seconds"] for r in results) * 1e6 / max(sent, 1)
+        print(f"garbage collector: {collector:.1f} µs a message", file=sys.stderr)
+        return {
+            "sent": sent,
+            "digest_processes": self.digest_processes,
+            "cpu_us": cpu.per_message_us(sum(r["cpu_seconds"] for r in results), sent),
+            "seconds": max(r["finished"] for r in results) - min(r["started"] for r in results),
+            "rss_peak_kib": max(r["rss_peak_kib"] for r in results),
+            "rss_start_kib": max(r["rss_start_kib"] for r in results),
+        }
+
+    def close(self) -> None:
+        """Stop any sender still running (a run that failed before or during ``send``)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
 
 
-def run_celery(
-    url: str, fake: str, workers: int, broker: str, digest_id: int, pool: int = 1
-) -> dict:
-    """Send through ``workers`` Celery workers, woken as the web app wakes them.
+class CelerySenders:
+    """``workers`` Celery workers, started before the digest is queued; ``send`` wakes them.
 
     ``pool`` 1: each a solo worker (the task runs in the worker's own
     process); more: each a prefork worker with that many pool processes, as
-    docker-compose.yml runs one, and the peak memory is its processes' highest.
-
-    The clock runs from queueing the dispatch tasks (``tasks.enqueuer``, the
-    web process's waker, ``DISPATCH_FANOUT`` of them) to the digest's status
-    turning ``sent`` (polled every 5 ms); every copy must have gone out.
+    docker-compose.yml runs one, and the peak memory is its processes'
+    highest. Each process that runs tasks polls the empty queue once its app
+    is built (``bench/celery_worker.py``), as beat's dispatch tasks have it do.
     """
-    from celery import Celery
 
-    env = {**sender_env(url, fake), "CELERY_BROKER_URL": broker}
-    Celery(broker=broker).connection_for_write().default_channel.client.flushdb()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "celery_worker.py"), f"bench{n}", str(pool)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        for n in range(workers)
-    ]
-    try:
-        for proc in procs:
-            wait_for_ready(proc, pool)
-        rss_start = max(peak_rss_kib(pid) for pid in _worker_processes(procs))
-        seconds = _timed_celery_send(url, broker, digest_id)
-        rss_peak = max(peak_rss_kib(pid) for pid in _worker_processes(procs))
-    finally:
-        for proc in procs:
+    def __init__(self, url: str, fake: str, workers: int, broker: str, pool: int = 1) -> None:
+        from celery import Celery
+
+        self.url, self.broker = url, broker
+        env = {**sender_env(url, fake), "CELERY_BROKER_URL": broker}
+        Celery(broker=broker).connection_for_write().default_channel.client.flushdb()
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(HERE / "celery_worker.py"), f"bench{n}", str(pool)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            for n in range(workers)
+        ]
+        try:
+            for proc in self.procs:
+                wait_for_ready(proc, pool)
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, digest_id: int) -> dict:
+        """Queue the dispatch tasks as the web app does; seconds until the digest is sent, RSS."""
+        rss_start = max(peak_rss_kib(pid) for pid in _worker_processes(self.procs))
+        seconds = _timed_celery_send(self.url, self.broker, digest_id)
+        rss_peak = max(peak_rss_kib(pid) for pid in _worker_processes(self.procs))
+        return {"seconds": seconds, "rss_peak_kib": rss_peak, "rss_start_kib": rss_start}
+
+    def close(self) -> None:
+        """Stop the workers (a warm shutdown), and wait for them."""
+        for proc in self.procs:
             proc.terminate()
-        for proc in procs:
+        for proc in self.procs:
             proc.wait(30)
-    return {"seconds": seconds, "rss_peak_kib": rss_peak, "rss_start_kib": rss_start}
 
 
 def _worker_processes(procs: list[subprocess.Popen]) -> list[int]:
@@ -455,20 +489,31 @@ def one_run(
 ) -> tuple[dict, str]:
     """One size sent one way, the bare client just before and just after: figure and row.
 
-    The machine's speed drifts within a minute: the ratio is to the mean of
-    the two bare runs that bracket ours, each printed too.
+    The senders start and poll the empty queue first, then the digest is
+    queued, as an admin triggers one while the dispatchers idle. The
+    machine's speed drifts within a minute: the ratio is to the mean of the
+    two bare runs that bracket ours, each printed too.
     """
     fresh_schema(args.database_url)
-    trigger_seconds, sample, digest_id = seed_and_trigger(args.database_url, size)
-    bare_before, _ = bare_client(base, sample, size, fake_pid)
+    seed(args.database_url, size)
+    senders: InProcessSenders | CelerySenders
     if mode == "celery":
-        sent = run_celery(args.database_url, base, count, args.celery_broker, digest_id)
+        senders = CelerySenders(args.database_url, base, count, args.celery_broker)
     elif mode == "celery-prefork":
-        sent = run_celery(args.database_url, base, 1, args.celery_broker, digest_id, count)
+        senders = CelerySenders(args.database_url, base, 1, args.celery_broker, count)
     else:
         profile = args.profile / f"sender-{size}-{count}" if args.profile else None
-        sent = run_senders(args.database_url, base, count, fake_pid, profile)
-        assert sent["sent"] == size, sent
+        senders = InProcessSenders(args.database_url, base, count, profile)
+    try:
+        trigger_seconds, sample, digest_id = trigger(args.database_url)
+        bare_before, _ = bare_client(base, sample, size, fake_pid)
+        if isinstance(senders, CelerySenders):
+            sent = senders.send(digest_id)
+        else:
+            sent = senders.send(fake_pid)
+            assert sent["sent"] == size, sent
+    finally:
+        senders.close()
     dispatcher_rate = size / sent["seconds"]
     bare_after, bare_cpu = bare_client(base, sample, size, fake_pid)
     bare_rate = (bare_before + bare_after) / 2
