@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Exists, exists, func, select, update
+from sqlalchemy import Exists, and_, case, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, Post, utcnow
@@ -32,13 +32,20 @@ def digest_counts(session: Session, digest_id: int) -> dict[str, int]:
 
 
 def mark_sending(session: Session, digest_ids: Iterable[int]) -> None:
-    """Mark the queued ones of these digests sending (a batch of their copies went); commit."""
-    session.execute(
-        update(_DIGESTS)
-        .where(_DIGESTS.c.id.in_(set(digest_ids)), _DIGESTS.c.status == DigestStatus.QUEUED)
-        .values(status=DigestStatus.SENDING, started_at=utcnow())
-    )
-    session.commit()
+    """Mark the queued ones of these digests sending (a batch of their copies went).
+
+    In the caller's transaction: the dispatcher commits it with the batch's
+    answers (one commit a batch, not two), after writing them, so the digest's
+    row stays locked only for that commit, not while the answers are written
+    (another sender marking the same digest would wait that long).
+    """
+    ids = set(digest_ids)
+    if ids:
+        session.execute(
+            update(_DIGESTS)
+            .where(_DIGESTS.c.id.in_(ids), _DIGESTS.c.status == DigestStatus.QUEUED)
+            .values(status=DigestStatus.SENDING, started_at=utcnow())
+        )
 
 
 def settle(session: Session, digest_ids: Iterable[int]) -> set[int]:
@@ -52,12 +59,7 @@ def settle(session: Session, digest_ids: Iterable[int]) -> set[int]:
     sent before it (6.7-7.7 µs a message at 100,000, ``bench/phases.py``).
     """
     now = utcnow()
-    finished: set[int] = set()
-    for digest_id in set(digest_ids):
-        still_pending = session.scalar(select(_pending_copy(digest_id)))
-        if not still_pending:
-            _finish(session, digest_id, now)
-            finished.add(digest_id)
+    finished = {digest_id for digest_id in set(digest_ids) if _finish(session, digest_id, now)}
     session.commit()
     return finished
 
@@ -79,36 +81,61 @@ def settle_stalled(session: Session) -> int:
         )
     ).all()
     now = utcnow()
-    for digest_id in stalled:
-        _finish(session, digest_id, now)
+    finished = sum(_finish(session, digest_id, now) for digest_id in stalled)
     session.commit()
-    return len(stalled)
+    return finished
 
 
-def _pending_copy(digest_id) -> Exists:
-    """Whether a copy of the digest (a test copy aside) is still queued or being sent."""
+def _copy_in(digest_id, *statuses: DeliveryStatus) -> Exists:
+    """Whether a copy of the digest (a test copy aside) is in one of ``statuses``."""
     return exists().where(
         _DELIVERIES.c.digest_id == digest_id,
-        _DELIVERIES.c.status.in_(_PENDING),
+        _DELIVERIES.c.status.in_(statuses),
         _DELIVERIES.c.kind == DeliveryKind.DIGEST,
     )
 
 
-def _finish(session: Session, digest_id: int, now: datetime) -> None:
-    """Mark a digest with no pending copy sent, or failed if none went out (posts back)."""
-    counts = digest_counts(session, digest_id)
-    final = (
-        DigestStatus.FAILED if counts["sent"] == 0 and counts["failed"] > 0 else DigestStatus.SENT
-    )
-    ended = session.execute(
+def _pending_copy(digest_id) -> Exists:
+    """Whether a copy of the digest (a test copy aside) is still queued or being sent."""
+    return _copy_in(digest_id, *_PENDING)
+
+
+# Sent, unless no copy went out and one failed for good: then failed.
+_FINAL_STATUS = case(
+    (
+        and_(
+            ~_copy_in(_DIGESTS.c.id, DeliveryStatus.SENT),
+            _copy_in(_DIGESTS.c.id, DeliveryStatus.FAILED),
+        ),
+        literal(DigestStatus.FAILED, _DIGESTS.c.status.type),
+    ),
+    else_=literal(DigestStatus.SENT, _DIGESTS.c.status.type),
+)
+
+
+def _finish(session: Session, digest_id: int, now: datetime) -> bool:
+    """Mark the digest sent (or failed, its posts given back) if no copy is pending; done?
+
+    One statement, whose subqueries read the digest index: it used to be a
+    pending check, a count of every copy by status, then the update.
+    """
+    final = session.execute(
         update(_DIGESTS)
-        .where(_DIGESTS.c.id == digest_id, _DIGESTS.c.status.in_(_UNFINISHED))
+        .where(
+            _DIGESTS.c.id == digest_id,
+            _DIGESTS.c.status.in_(_UNFINISHED),
+            ~_pending_copy(_DIGESTS.c.id),
+        )
         .values(
-            status=final,
+            status=_FINAL_STATUS,
             started_at=func.coalesce(_DIGESTS.c.started_at, now),
             finished_at=now,
         )
-    )
-    if final is DigestStatus.FAILED and ended.rowcount:
+        .returning(_DIGESTS.c.status)
+    ).scalar()
+    if final is None:
+        return False
+    if final is DigestStatus.FAILED:
         # No reader got these posts: the next digest offers them again.
         session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
+    return True

@@ -206,23 +206,26 @@ def send_claimed(
     would only meet the same answer (and, with no back-off configured, claim the
     same deliveries again at once).
     """
-    session = db.session
     digest_ids = {d.digest_id for d in deliveries if d.kind is DeliveryKind.DIGEST and d.digest_id}
+    first_batch_of = digest_ids - sending
     IN_FLIGHT.inc(len(deliveries))
     try:
         with DISPATCH_SECONDS.labels(provider.name).time():
-            stop = _send_rendered(deliveries, provider, stats)
+            stop = _send_rendered(deliveries, provider, stats, first_batch_of)
     finally:
         IN_FLIGHT.dec(len(deliveries))
-    first_batch_of = digest_ids - sending
-    if first_batch_of:
-        mark_sending(session, first_batch_of)
-        sending |= first_batch_of
+    sending |= first_batch_of
     return stop
 
 
-def _send_rendered(deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats) -> bool:
-    """Render and send; record each answer. True when the provider asked us to stop."""
+def _send_rendered(
+    deliveries: list[ledger.Claimed], provider: Provider, stats: PassStats, first_batch_of: set[int]
+) -> bool:
+    """Render and send; record each answer. True when the provider asked us to stop.
+
+    ``first_batch_of``: the digests this batch is the pass's first of, marked
+    sending in the transaction that records the answers.
+    """
     session = db.session
     messages = render_batch(deliveries)
     skipped = [d.id for d, m in zip(deliveries, messages, strict=True) if m is None]
@@ -230,10 +233,13 @@ def _send_rendered(deliveries: list[ledger.Claimed], provider: Provider, stats: 
     stats.count("skipped", len(skipped))
     to_send = [(d, m) for d, m in zip(deliveries, messages, strict=True) if m is not None]
     if not to_send:
+        mark_sending(session, first_batch_of)
         session.commit()
         return False
     results = _send(provider, [m for _, m in to_send])
-    ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
+    ledger.write_answers(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
+    mark_sending(session, first_batch_of)
+    session.commit()  # the batch's answers and its digests' mark at once
     for outcome, count in Counter(result.outcome.value for result in results).items():
         stats.count(outcome, count)
         PROVIDER_ANSWERS.labels(provider.name, outcome).inc(count)  # once an outcome, not a copy

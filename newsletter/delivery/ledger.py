@@ -307,7 +307,21 @@ def record(
     policy: RetryPolicy,
     provider: str,
 ) -> None:
+    """``write_answers``, then commit: the batch's claim ends."""
+    write_answers(session, deliveries, results, policy, provider)
+    session.commit()
+
+
+def write_answers(
+    session: Session,
+    deliveries: Sequence[Claimed],
+    results: Sequence[SendResult],
+    policy: RetryPolicy,
+    provider: str,
+) -> None:
     """Write what the provider said for each claimed delivery, in one round trip per shape.
+
+    In the caller's transaction, which ends the claim when it commits.
 
     The rows are gathered as columns, one list per value that varies: a sent
     message (nearly all of them) adds its id, attempt count and the
@@ -341,7 +355,6 @@ def record(
                 _update_from_arrays(session, answers)
             else:
                 _update_each(session, answers)
-    session.commit()
 
 
 class _Answers:

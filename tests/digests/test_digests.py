@@ -437,14 +437,24 @@ def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
     emails = add_confirmed(app, 5)
     add_post(client, admin_headers, 1)
     digest = trigger(client, admin_headers).get_json()
-    seen: list[str] = []
+    marked: list[set[int]] = []
     mark_sending = dispatcher.mark_sending
 
-    def mark_and_look(session, digest_ids) -> None:
+    def mark_and_note(session, digest_ids) -> None:
+        if digest_ids:
+            marked.append(set(digest_ids))
         mark_sending(session, digest_ids)
-        seen.append(_status(client, admin_headers, digest["id"]))
 
-    monkeypatch.setattr(dispatcher, "mark_sending", mark_and_look)
+    seen: list[str] = []
+    send_claimed = dispatcher.send_claimed
+
+    def send_and_look(*args):
+        stop = send_claimed(*args)
+        seen.append(_status(client, admin_headers, digest["id"]))  # once the batch committed
+        return stop
+
+    monkeypatch.setattr(dispatcher, "mark_sending", mark_and_note)
+    monkeypatch.setattr(dispatcher, "send_claimed", send_and_look)
     pending_checks: list[str] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -459,7 +469,8 @@ def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
     finally:
         event.remove(engine, "before_cursor_execute", keep)
     assert stats.outcomes["sent"] == 5
-    assert seen == ["sending"]  # by its first batch; the next two had nothing to mark
+    assert marked == [{digest["id"]}]  # by its first batch; the next two had nothing to mark
+    assert seen == ["sending"] * 3  # committed with the first batch's answers
     assert len(pending_checks) == 1
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["status"], report["sent"], report["pending"]) == ("sent", 5, 0)
