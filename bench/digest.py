@@ -5,8 +5,9 @@
         [--database-url URL] [--profile DIR] [--rounds N] [--json FILE]
 
 For each size it resets the database, inserts N confirmed subscribers and three
-posts, triggers the digest (one INSERT ... SELECT), then has it sent by the
-real dispatcher, in-process (``--processes``: that many ``dispatch_pass``
+posts, starts the senders (each polls the empty queue, as running dispatchers
+have: ``idle_polls.py``), triggers the digest (one INSERT ... SELECT), then has
+it sent by the real dispatcher, in-process (``--processes``: that many ``dispatch_pass``
 processes) or through Celery (``--celery-workers``: that many solo workers
 on Redis; ``--celery-prefork``: one worker with that many pool processes),
 against the fake and, just before and just after, a bare client posting the
