@@ -12,7 +12,7 @@ from email.header import decode_header, make_header
 import pytest
 
 from newsletter.providers import Message, Stream
-from newsletter.providers.mime import MAX_LINE, build_mime, phrase_header
+from newsletter.providers.mime import MAX_LINE, ascii_address, build_mime, phrase_header
 
 UNSUBSCRIBE = "<https://news.example.org/unsubscribe/" + "t" * 120 + ">"
 
@@ -140,3 +140,18 @@ def test_encoded_words_stay_within_rfc_2047s_75_characters():
     assert _parse(raw)["Subject"] == f"Please confirm your subscription to {name}"
     assert _decoded(raw, "From") == f"{name} <news@clinic.example>"
     assert _decoded(raw, "List-Id") == f"{name} <digest.clinic.example>"
+
+
+@pytest.mark.parametrize(
+    ("address", "written"),
+    [
+        ("anna@straße.de", "anna@xn--strae-oqa.de"),  # IDNA 2003 made it strasse.de
+        ("nikos@λέξεις.gr", "nikos@xn--ixaqmfq0a.gr"),  # and this one xn--ixaqmfq6a.gr
+        ("ann@bücher.example", "ann@xn--bcher-kva.example"),
+        ("ann@example.com", "ann@example.com"),
+    ],
+)
+def test_a_domain_is_written_in_idna_2008(address: str, written: str) -> None:
+    """The address the mail goes to is the one stored: no domain mapped to another's."""
+    assert ascii_address(address) == written
+    assert _parse(build_mime(_message(to=address)).as_bytes())["To"] == written

@@ -80,6 +80,17 @@ def test_sends_multipart_with_headers_on_an_open_relay(relay: tuple[Relay, int])
     assert results[0].provider_id == sent["Message-ID"]
 
 
+def test_an_idn_domain_goes_to_the_envelope_in_idna_2008(relay: tuple[Relay, int]) -> None:
+    """``straße.de`` is not ``strasse.de``: the relay is told the stored reader's domain."""
+    handler, port = relay
+    provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 5)
+    results = provider.send_batch([digest(1, to="anna@straße.de")])
+    assert [r.outcome for r in results] == [Outcome.SENT]
+    ((rcpts, sent),) = handler.received
+    assert rcpts == ["anna@xn--strae-oqa.de"]
+    assert sent["To"] == "anna@xn--strae-oqa.de"
+
+
 def test_refused_recipient_fails_only_its_message(relay: tuple[Relay, int]) -> None:
     handler, port = relay
     handler.refuse = {"reader2@example.com"}
