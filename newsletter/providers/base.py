@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import idna
+
 # Anything a mail system, a provider or a parser might take for a line break
 # (CR, LF, NEL, Unicode line and paragraph separators) and every other control.
 _HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
@@ -22,6 +24,25 @@ def header_safe(value: str) -> str:
     if value.isprintable():  # every character the pattern takes is unprintable
         return value.strip()
     return _HEADER_BREAKS.sub(" ", value).strip()
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in IDNA 2008 form, as every provider and header needs it.
+
+    Not Python's own ``idna`` codec: it is IDNA 2003, which maps ``ß`` to
+    ``ss`` and final sigma to sigma, so ``anna@straße.de`` went to
+    ``strasse.de``, someone else's domain. The ``idna`` package (as
+    email-validator, which checked the address at signup) keeps them. A
+    domain it refuses is left as it is, for the provider to refuse that
+    message alone (the SMTP provider refuses any address not in ASCII).
+    """
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address
 
 
 class Stream(enum.StrEnum):
@@ -48,9 +69,12 @@ class Message:
     action_url: str | None = None
 
     def __post_init__(self) -> None:
-        """Every value that becomes a header is forced onto one line."""
+        """Every value that becomes a header is forced onto one line; ``to``'s domain in IDNA."""
         for name in ("to", "sender", "subject"):
             object.__setattr__(self, name, header_safe(getattr(self, name)))
+        # The HTTP providers take the address as given: SendGrid refused a Unicode
+        # domain for good, and the others leave it to whatever relays it on.
+        object.__setattr__(self, "to", ascii_address(self.to))
         safe = {header_safe(k): header_safe(v) for k, v in self.headers.items()}
         object.__setattr__(self, "headers", safe)
 

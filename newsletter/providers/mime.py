@@ -21,9 +21,7 @@ from email.policy import Compat32
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 
-import idna
-
-from .base import Message
+from .base import Message, ascii_address
 
 
 class _PreparedHeaders(Compat32):
@@ -45,24 +43,6 @@ MAX_LINE = 998  # RFC 5322's hard limit on a line, without its CRLF
 
 
 _POLICY = _PreparedHeaders()
-
-
-def ascii_address(address: str) -> str:
-    """The address with its domain in IDNA 2008 form, as SMTP and MIME headers need it.
-
-    Not Python's own ``idna`` codec: it is IDNA 2003, which maps ``ß`` to
-    ``ss`` and final sigma to sigma, so ``anna@straße.de`` went to ``strasse.de``,
-    someone else's domain. The ``idna`` package (as email-validator, which
-    checked the address at signup) keeps them. A domain it refuses raises
-    ``ValueError`` rather than going anywhere else.
-    """
-    local, _, domain = address.rpartition("@")
-    if not domain.isascii():
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except idna.IDNAError as exc:
-            raise ValueError(f"cannot write the domain of {address!r} in IDNA: {exc}") from None
-    return f"{local}@{domain}"
 
 
 def build_mime(message: Message, eight_bit: bool = True) -> MIMEMultipart:

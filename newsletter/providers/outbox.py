@@ -9,8 +9,8 @@ from email.parser import BytesHeaderParser
 from email.policy import default
 from pathlib import Path
 
-from .base import Message, Outcome, ProviderConfigError, SendResult
-from .mime import ascii_address, build_mime
+from .base import Message, Outcome, ProviderConfigError, SendResult, ascii_address
+from .mime import build_mime
 
 log = logging.getLogger(__name__)
 

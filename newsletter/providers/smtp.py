@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .base import Message, Outcome, ProviderConfigError, SendResult, same_result
-from .mime import ascii_address, build_mime, is_eight_bit
+from .base import Message, Outcome, ProviderConfigError, SendResult, ascii_address, same_result
+from .mime import build_mime, is_eight_bit
 
 
 @dataclass(frozen=True)

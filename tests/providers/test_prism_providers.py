@@ -22,6 +22,15 @@ def test_sendgrid_batch_passes_the_published_schema(sendgrid_url: str) -> None:
     assert [r.outcome for r in results] == [Outcome.SENT] * 4
 
 
+def test_sendgrid_takes_a_reader_at_an_idn_domain(sendgrid_url: str) -> None:
+    """Its document's ``email`` format refused ``u2@bücher.example``: the reader got nothing."""
+    provider = SendGridProvider("SG.test-key", sendgrid_url, 10)
+    messages = [digest(1), digest(2, to="u2@bücher.example")]
+    assert messages[1].to == "u2@xn--bcher-kva.example"
+    results = provider.send_batch(messages)
+    assert [r.outcome for r in results] == [Outcome.SENT] * 2
+
+
 def test_sendgrid_request_keeps_each_recipients_own_links() -> None:
     provider = SendGridProvider("SG.test-key", "http://127.0.0.1:9", 10)
     messages = [digest(n) for n in range(3)]
