@@ -37,10 +37,13 @@ FIRST_UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"  # the serializer's tokens,
 class TokenError(Exception):
     """A token that cannot be used; ``expired`` tells a stale one from a bad one."""
 
-    def __init__(self, expired: bool = False, public_id: str | None = None) -> None:
+    def __init__(
+        self, expired: bool = False, public_id: str | None = None, round: int | None = None
+    ) -> None:
         super().__init__("expired" if expired else "invalid")
         self.expired = expired
         self.public_id = public_id
+        self.round = round  # an expired confirm link's: dead once the reader left since
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ class Tokens:
                 claim = _confirm_payload(self._confirm.load_payload(exc.payload or b""))
             except BadData:
                 claim = None
-            raise TokenError(expired=True, public_id=claim[0] if claim else None) from None
+            public_id, round = claim if claim else (None, None)
+            raise TokenError(expired=True, public_id=public_id, round=round) from None
         except BadData:
             raise TokenError() from None
         claim = _confirm_payload(payload)

@@ -253,9 +253,11 @@ def _confirmed_by_expired_link(session: Session, exc: TokenError) -> Subscriber:
         raise exc
     subscriber = session.scalars(_by_public_id(exc.public_id)).one_or_none()
     session.rollback()  # read only
-    if subscriber is not None and subscriber.status is Status.CONFIRMED:
+    if subscriber is None or subscriber.round != exc.round:
+        raise TokenError() from None  # erased, or unsubscribed since it was issued
+    if subscriber.status is Status.CONFIRMED:
         return subscriber  # already done: an old link clicked again is harmless
-    if subscriber is None or subscriber.status is not Status.PENDING:
+    if subscriber.status is not Status.PENDING:
         raise TokenError() from None
     raise exc
 
@@ -287,10 +289,11 @@ def renew_confirmation(session: Session, token: str) -> None:
     except TokenError as exc:
         if not (exc.expired and exc.public_id):
             raise
-        public_id = exc.public_id
+        public_id, round = exc.public_id, exc.round
     subscriber = _locked_by_public_id(session, public_id)
     if (
         subscriber is not None
+        and subscriber.round == round  # not a link from before the reader left
         and subscriber.status is Status.PENDING
         and may_send_confirmation(session, subscriber)
     ):

@@ -164,3 +164,24 @@ def test_each_page_answers_json_when_asked_the_same_in_every_state(app, client, 
     for path in (confirm, leave, "/subscribe", "/confirm/not-a-token"):
         assert "Accept" in client.get(path).headers.get("Vary", ""), path
         assert "Accept" in client.get(path, headers=asks).headers.get("Vary", ""), path
+
+
+def test_an_expired_link_from_before_the_reader_left_stays_dead_after_a_new_signup(make_app):
+    """Round 0's link, once expired, offered a new link (and sent one) to round 1's reader."""
+    app = make_app(CONFIRM_RESEND_INTERVAL=0)
+    client, outbox = app.test_client(), Outbox(app)
+    reader = confirmed(client, outbox, "ann@example.com")
+    old_link = path_of(outbox.confirm_link("ann@example.com"))
+    assert client.post(unsubscribe_link(app, reader)).status_code == 200
+    client.post("/subscribe", data={"email": "ann@example.com"})  # pending again, round 1
+    outbox.dispatch()
+    sent = len(outbox.messages())
+    soon = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=0).test_client()
+    time.sleep(2.1)
+    for answer in (soon.get(old_link, headers=JSON), soon.post(old_link, headers=JSON)):
+        assert answer.status_code == 400
+        assert answer.get_json()["error"]["code"] == "invalid_token"  # no renew_url
+    assert soon.post(f"{old_link}/renew", headers=JSON).status_code == 202  # as any renewal
+    Outbox(app).dispatch()
+    assert len(outbox.messages()) == sent  # and sent nothing
+    assert find(app, "ann@example.com").status is Status.PENDING
