@@ -7,6 +7,7 @@ import re
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_PART_OCTETS = 64
 
 # The plainest addresses, which ``email_validator`` accepts and only lower-cases:
 # a dot-atom local part of common characters, LDH labels (no "--", so no IDNA),
@@ -63,6 +64,10 @@ def normalize_email(raw: str, international: bool = False) -> str:
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=international)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"That is not a valid email address: {exc}") from None
+    if not international and len(result.local_part.encode()) > MAX_LOCAL_PART_OCTETS:
+        # RFC 5321's limit, which email-validator checks in its strict mode only: a
+        # relay may refuse such a mailbox. A lookup still finds one stored before.
+        raise InvalidAddress("That email address is too long before the @ (64 at most).")
     return result.normalized.lower()
 
 

@@ -7,7 +7,12 @@ import random
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.subscriptions.addresses import normalize_email, plain_address
+from newsletter.subscriptions.addresses import (
+    InvalidAddress,
+    lookup_form,
+    normalize_email,
+    plain_address,
+)
 
 PIECES = [
     "a", "Z", "0", "9", "_", "+", "-", ".", "..", "@", "xn--", "--", "é", " ", "\"",
@@ -69,3 +74,14 @@ def test_unusual_addresses_take_the_full_validation(address):
 def test_normalize_is_unchanged_for_plain_and_unusual_addresses():
     assert normalize_email("  Ann.Lee+news@Example.ORG ") == "ann.lee+news@example.org"
     assert normalize_email("ann@ExÄmple.com") == "ann@exämple.com"
+
+
+def test_a_mailbox_name_over_64_octets_is_refused_for_new_addresses_only():
+    """RFC 5321's limit: email-validator checks it in strict mode only, so we do."""
+    long_name = f"{'a' * 65}@example.com"
+    with pytest.raises(InvalidAddress, match="before the @"):
+        normalize_email(long_name)
+    with pytest.raises(InvalidAddress, match="before the @"):
+        normalize_email(f"{'a' * 32}.{'b' * 32}@example.com")  # 65, dots and all
+    assert normalize_email(f"{'a' * 64}@example.com") == f"{'a' * 64}@example.com"
+    assert lookup_form(long_name) == long_name  # one stored before the rule is still found
