@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,19 +51,67 @@ class WebhookPayloadError(Exception):
 KEY_NAME = "newsletter_key"  # the name our message key travels under at every provider
 MAX_NESTING = 64  # providers send a handful of levels; a JSON column cannot store a thousand
 
+# No encoding holds a lone surrogate (JSON may escape one, "\ud800"), and PostgreSQL's text
+# cannot hold NUL. Each becomes U+FFFD rather than dropped: dropped, one event id or
+# address could become another's. Other control characters store as sent (a bounce's
+# diagnostic text has lines).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def load_json(body: bytes) -> Any:
+    """The JSON body as sent, or ``WebhookPayloadError``: what a signature is read from."""
+    try:
+        try:
+            return _loads(body)
+        except UnicodeDecodeError:
+            # A string that is not UTF-8 is one odd string, not a body to refuse whole.
+            return _loads(body.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):  # too deep is not ours to read
+        raise WebhookPayloadError("the body is not JSON") from None
+
 
 def parse_json(body: bytes) -> Any:
-    """The JSON body, or ``WebhookPayloadError``; nothing a database column cannot hold."""
-    try:
-        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # too deep is not ours to read
-        raise WebhookPayloadError("the body is not JSON") from None
-    problem = unstorable(data, max_depth=MAX_NESTING)
-    if problem == "text":
-        raise WebhookPayloadError("the body holds text no column can store")
-    if problem == "nesting":
-        raise WebhookPayloadError(f"the body is nested more than {MAX_NESTING} levels deep")
+    """The JSON body made storable (``storable``), or ``WebhookPayloadError`` if not JSON."""
+    return storable(load_json(body))
+
+
+def storable(data: Any) -> Any:
+    """Parsed JSON every column can store: odd text replaced, nesting past the limit cut.
+
+    Made so rather than refused: a provider re-sends a refused body unchanged,
+    so one odd string would lose every other event of its batch for good.
+    """
+    if unstorable(data, max_depth=MAX_NESTING) is None:
+        return data  # as nearly every body is: no copy
+    return _storable(data, 0)
+
+
+def _storable(data: Any, level: int) -> Any:
+    if isinstance(data, str):
+        return storable_text(data)
+    if isinstance(data, dict | list) and level >= MAX_NESTING:
+        return None  # the stack this walk takes stays MAX_NESTING frames deep
+    if isinstance(data, dict):
+        return {storable_text(key): _storable(value, level + 1) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_storable(value, level + 1) for value in data]
     return data
+
+
+def storable_text(value: str) -> str:
+    """``value`` with each NUL and lone surrogate replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def not_an_event(item: Any) -> WebhookEvent:
+    """An item of a batch that is no event object: stored as unknown, the rest acted on."""
+    return WebhookEvent(
+        event_id=fallback_id(item), kind=EventKind.UNKNOWN, raw_type="", payload={"item": item}
+    )
+
+
+def _loads(body: bytes | str) -> Any:
+    return json.loads(body, parse_constant=_no_constant, parse_float=_float)
 
 
 def _no_constant(name: str) -> Any:
@@ -70,12 +119,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _finite_float(text: str) -> float:
-    """A JSON number; one past a float's range (``1e400``) would be stored as Infinity."""
+def _float(text: str) -> float | str:
+    """A JSON number; one past a float's range (``1e400``) is kept as its text, not Infinity."""
     value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
+    return value if math.isfinite(value) else text
 
 
 def fallback_id(item: Any) -> str:

@@ -19,6 +19,7 @@ from .events import (
     from_iso,
     parse_json,
     same,
+    storable_text,
     text,
 )
 
@@ -85,7 +86,7 @@ def parse(body: bytes, event_id: str) -> list[WebhookEvent]:
     event_type = str(item.get("type", ""))
     return [
         WebhookEvent(
-            event_id=event_id,
+            event_id=storable_text(event_id),  # a header: a NUL may reach us in one
             kind=_kind(event_type, data),
             raw_type=event_type,
             email=text(email),

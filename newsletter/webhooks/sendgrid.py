@@ -21,6 +21,7 @@ from .events import (
     check_fresh,
     fallback_id,
     from_epoch,
+    not_an_event,
     parse_json,
     text,
 )
@@ -77,18 +78,21 @@ def _kind(item: dict[str, Any]) -> EventKind:
 def parse(body: bytes) -> list[WebhookEvent]:
     """A SendGrid event batch (a JSON array) as normalised events."""
     items = parse_json(body)
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+    if not isinstance(items, list):
         raise WebhookPayloadError("a SendGrid webhook is a JSON array of event objects")
-    return [
-        WebhookEvent(
-            event_id=text(item.get("sg_event_id")) or fallback_id(item),
-            kind=_kind(item),
-            raw_type=str(item.get("event", "")),
-            email=text(item.get("email")),
-            message_key=text(item.get(KEY_NAME)),
-            provider_message_id=text(item.get("sg_message_id")),
-            occurred_at=from_epoch(item.get("timestamp")),
-            payload=item,
-        )
-        for item in items
-    ]
+    # One item that is no object is stored as unknown: refused, the batch's others
+    # would be lost with it (SendGrid re-sends the same body).
+    return [_event(item) if isinstance(item, dict) else not_an_event(item) for item in items]
+
+
+def _event(item: dict[str, Any]) -> WebhookEvent:
+    return WebhookEvent(
+        event_id=text(item.get("sg_event_id")) or fallback_id(item),
+        kind=_kind(item),
+        raw_type=str(item.get("event", "")),
+        email=text(item.get("email")),
+        message_key=text(item.get(KEY_NAME)),
+        provider_message_id=text(item.get("sg_message_id")),
+        occurred_at=from_epoch(item.get("timestamp")),
+        payload=item,
+    )
