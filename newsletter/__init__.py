@@ -15,6 +15,7 @@ import click
 from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import ConfigError, database_url, from_env, sends_elsewhere
@@ -94,6 +95,7 @@ def _configure_database(app: Flask) -> None:
     url = database_url(app.config["DATABASE_URL"], app.instance_path)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    _check_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         _check_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"], app.instance_path)
         options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
@@ -101,6 +103,37 @@ def _configure_database(app: Flask) -> None:
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse, at start, a database URL SQLAlchemy cannot read, or whose driver is missing.
+
+    Either ended ``flask`` (then "No such command", a driver missing) and
+    every gunicorn worker in a traceback. The URL itself is never repeated:
+    it may hold a password.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
+        raise ConfigError(
+            "DATABASE_URL is not a URL SQLAlchemy can read: write it like "
+            "postgresql://user:password@host/newsletter (special characters %-encoded) "
+            "or sqlite:////srv/newsletter.db"
+        ) from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"DATABASE_URL names {parsed.drivername}://, a database SQLAlchemy does not know: "
+            "use postgresql:// or sqlite:///"
+        ) from None
+    try:
+        dialect.import_dbapi()  # what creating the engine imports
+    except ImportError as exc:
+        raise ConfigError(
+            f"DATABASE_URL needs the {dialect.name}+{dialect.driver} driver, which is not "
+            f"installed ({exc}): use postgresql:// (psycopg 3) or sqlite:///"
+        ) from None
 
 
 def _check_sqlite_folder(url: str, instance_path: str) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import MAX_RETENTION_DAYS
 
 from .delivery.dispatcher import dispatch_pass
-from .extensions import db
+from .extensions import db, migrate
 from .meta.probes import schema_present
 
 
@@ -27,10 +27,36 @@ class DatabaseCommands(AppGroup):
         try:
             return super().invoke(ctx)
         except SQLAlchemyError as exc:
-            # The command's app context has ended with it: look again in a new one.
-            with ctx.ensure_object(ScriptInfo).load_app().app_context():
-                problem = _database_problem(exc)
-            raise click.ClickException(problem) from None
+            raise click.ClickException(self.problem(ctx, exc)) from None
+
+    def problem(self, ctx: click.Context, exc: SQLAlchemyError) -> str:
+        """What to tell the operator: run the migrations, or what the database said."""
+        # The command's app context has ended with it: look again in a new one.
+        with ctx.ensure_object(ScriptInfo).load_app().app_context():
+            return _database_problem(exc)
+
+
+class MigrationCommands(DatabaseCommands):
+    """Flask-Migrate's ``db`` commands, their database failures told in one line as ours are."""
+
+    @classmethod
+    def of(cls, group: click.Group) -> MigrationCommands:
+        """The same commands, options and callback as ``group``: only the failures change."""
+        return cls(
+            group.name,
+            commands=dict(group.commands),
+            params=group.params,
+            callback=group.callback,
+            help=group.help,
+        )
+
+    def problem(self, ctx: click.Context, exc: SQLAlchemyError) -> str:
+        """What the database said; never "run db upgrade first", the advice of our commands.
+
+        A migration that fails on a fresh database leaves no tables: that
+        advice would send the operator back to the command that just failed.
+        """
+        return _database_said(exc)
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
@@ -44,6 +70,11 @@ def _database_problem(exc: SQLAlchemyError) -> str:
         db.session.remove()
     if not present:
         return "The database has no tables yet: run `flask --app wsgi db upgrade` first."
+    return _database_said(exc)
+
+
+def _database_said(exc: SQLAlchemyError) -> str:
+    """The first line of what the database (or its driver) said, with the error's name."""
     cause = getattr(exc, "orig", None) or exc
     said = (str(cause).strip().splitlines() or [""])[0]
     return f"The database failed: {type(cause).__name__}: {said}"
@@ -135,9 +166,14 @@ def subscribers_purge_pending(days: float | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    """Add the command groups to ``flask``."""
+    """Add the command groups to ``flask``, and tell Flask-Migrate's failures as ours."""
     from .digests.cli import digest_cli, posts_cli
 
+    # Flask-Migrate registered its own ``db`` group (Migrate.init_app): a database that
+    # did not answer ended `db upgrade` in a traceback of 150 lines.
+    migrations = app.cli.commands[migrate.command]
+    if isinstance(migrations, click.Group):
+        app.cli.add_command(MigrationCommands.of(migrations), migrate.command)
     app.cli.add_command(digest_cli)
     app.cli.add_command(posts_cli)
     app.cli.add_command(outbox_cli)
