@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask, Response
+from flask import Flask, Response, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -200,6 +200,18 @@ def _retry_after_only_when_told_to_wait(response: Response) -> Response:
     return response
 
 
+def _vary_on_origin(response: Response) -> Response:
+    """``/subscribe``'s CORS headers depend on the ``Origin``: say so on every answer.
+
+    flask-cors says it only with several origins, and never on an answer to
+    an origin it refuses: a shared cache could hand that answer, without
+    ``Access-Control-Allow-Origin``, to the publisher's own page.
+    """
+    if request.path == "/subscribe":
+        response.vary.add("Origin")
+    return response
+
+
 def _configure_web(app: Flask) -> None:
     app.url_map.converters["email"] = EmailConverter
     app.session_interface = NoSessions()
@@ -222,6 +234,7 @@ def _configure_web(app: Flask) -> None:
             expose_headers=["Retry-After"],  # the widget's script may read a 429's wait
             max_age=86400,
         )
+        app.after_request(_vary_on_origin)
 
     try:
         app.extensions["newsletter.captcha"] = build_verifier(app.config)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
-from newsletter.models import Status
+from newsletter.extensions import db
+from newsletter.models import Status, Subscriber
 from tests.conftest import Outbox
 from tests.servers import serve
 from tests.subscriptions.helpers import confirmed, find, set_status, unsubscribe_link
@@ -139,6 +141,11 @@ def test_cors_only_for_configured_origins(make_app):
     )
     # A browser shows the widget's script only the headers it is told to: a 429's wait.
     assert "Retry-After" in posted.headers.get("Access-Control-Expose-Headers", "")
+    # Each answer depends on the Origin, the refusal and the page without one too: a
+    # cache in front must not hand one origin's answer to another.
+    page = client.get("/subscribe")
+    for answer in (allowed, other, posted, page):
+        assert "Origin" in answer.vary, answer.headers
 
 
 def test_an_ipv6_origin_is_matched_as_written_not_as_a_pattern(make_app):
@@ -486,3 +493,44 @@ def test_a_form_holding_a_byte_that_is_not_utf8_is_named_as_such_not_as_a_missin
         headers={"Accept": "application/json"},
     )
     assert good.status_code == 202 and find(app, "l3@example.com").name == "Jos\u00e9"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # A Latin-1 page's form, percent-encoded as browsers send it: josé@ stayed jos%e9@.
+        (b"email=jos%E9@example.com", "application/x-www-form-urlencoded"),
+        (b"email=l4@example.com&name=Zo%EB", "application/x-www-form-urlencoded"),
+        (
+            b"--b\r\nContent-Disposition: form-data; name=email\r\n\r\nl5@example.com\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=name\r\n\r\nZo\xeb\r\n--b--\r\n",
+            "multipart/form-data; boundary=b",
+        ),
+    ],
+    ids=["percent-encoded-address", "percent-encoded-name", "multipart-no-charset"],
+)
+def test_a_form_whose_bytes_are_not_utf8_stores_nothing(app, client, body, content_type):
+    answer = client.post(
+        "/subscribe", data=body, content_type=content_type, headers={"Accept": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.get_json()["error"]
+    assert error["code"] == "invalid_form" and "accept-charset" in error["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_a_multipart_field_that_names_its_charset_is_read_in_it(app, client):
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name=email\r\n\r\nl6@example.com\r\n"
+        b"--b\r\nContent-Disposition: form-data; name=name\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\nZo\xeb\r\n--b--\r\n"
+    )
+    answer = client.post(
+        "/subscribe",
+        data=body,
+        content_type="multipart/form-data; boundary=b",
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 202, answer.text
+    assert find(app, "l6@example.com").name == "Zo\u00eb"
