@@ -120,9 +120,8 @@ def error_response(
 ) -> Response:
     """The error as JSON or as the HTML error page, whichever the client wants."""
     if wants_json():
-        body: dict[str, Any] = {"code": code, "message": message}
-        if field:
-            body["field"] = field
+        # "field" always, null when no one field is at fault: the contract's shape.
+        body: dict[str, Any] = {"code": code, "message": message, "field": field or None}
         body.update(extra)
         response = jsonify(error=body)
     else:
