@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import OperationalError
 
@@ -74,7 +74,7 @@ def subscribe_page() -> Response:
         verifier = _captcha()
         captcha = [verifier.field] if verifier is not None else []
         return jsonify(
-            subscribe_url="/subscribe",
+            subscribe_url=url_for("subscriptions.subscribe"),
             fields=["email", "name", "source", *captcha],
             required=["email", *captcha],
             captcha=verifier is not None,
@@ -201,7 +201,7 @@ def _token_error(exc: TokenError, token: str) -> AppError:
             "token_expired",
             "This confirmation link has expired. We can send you a new one.",
             410,
-            renew_url=f"/confirm/{token}/renew",
+            renew_url=url_for("subscriptions.renew", token=token),
         )
     return AppError("invalid_token", "This link is not valid. It may be incomplete or outdated.")
 
@@ -223,7 +223,9 @@ def confirm_page(token: str) -> Response:
     if state is Status.CONFIRMED:
         return answer("pages/confirmed.html", {"status": "confirmed"})
     return answer(
-        "pages/confirm.html", {"status": "pending", "confirm_url": f"/confirm/{token}"}, token=token
+        "pages/confirm.html",
+        {"status": "pending", "confirm_url": url_for("subscriptions.confirm", token=token)},
+        token=token,
     )
 
 
@@ -255,7 +257,9 @@ def unsubscribe_page(token: str) -> Response:
     except TokenError:
         raise _token_error(TokenError(), token) from None
     return answer(
-        "pages/unsubscribe.html", {"unsubscribe_url": f"/unsubscribe/{token}"}, token=token
+        "pages/unsubscribe.html",
+        {"unsubscribe_url": url_for("subscriptions.unsubscribe", token=token)},
+        token=token,
     )
 
 

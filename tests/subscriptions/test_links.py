@@ -185,3 +185,23 @@ def test_an_expired_link_from_before_the_reader_left_stays_dead_after_a_new_sign
     Outbox(app).dispatch()
     assert len(outbox.messages()) == sent  # and sent nothing
     assert find(app, "ann@example.com").status is Status.PENDING
+
+
+def test_links_in_answers_keep_the_path_the_service_is_mounted_under(make_app):
+    """Behind a proxy at /news (SCRIPT_NAME), a renew link without it reached nothing."""
+    app = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=0)
+    client, outbox = app.test_client(), Outbox(app)
+    mounted = {"base_url": "http://localhost/news"}
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    token = path_of(outbox.confirm_link("ann@example.com")).rsplit("/", 1)[1]
+    page = client.get(f"/confirm/{token}", headers=JSON, **mounted).get_json()
+    assert page["confirm_url"] == f"/news/confirm/{token}"
+    assert client.get("/subscribe", headers=JSON, **mounted).get_json()["subscribe_url"] == (
+        "/news/subscribe"
+    )
+    time.sleep(2.1)
+    expired = client.post(f"/confirm/{token}", headers=JSON, **mounted)
+    assert expired.get_json()["error"]["renew_url"] == f"/news/confirm/{token}/renew"
+    html = client.get(f"/confirm/{token}", **mounted).get_data(as_text=True)
+    assert f'action="/news/confirm/{token}/renew"' in html
