@@ -72,9 +72,12 @@ def import_feed() -> Response:
     return jsonify(report.to_dict())
 
 
+NO_RECIPIENTS = "No subscriber has confirmed yet: the posts wait for the next digest."
+
+
 @bp.post("/digests")
 def trigger_digest() -> tuple[Response, int]:
-    """Send every untaken post to every confirmed subscriber: 202, or 409 no_new_posts."""
+    """Send every untaken post to every confirmed subscriber: 202, or 409 (no posts, no readers)."""
     subject = _json_object().get("subject")
     if subject is not None and not isinstance(subject, str):
         raise AppError("invalid_subject", "subject must be a string.", 422, field="subject")
@@ -82,6 +85,8 @@ def trigger_digest() -> tuple[Response, int]:
         digest = service.create_digest(db.session, service.clean_subject(subject))
     except service.NoNewPosts:
         raise AppError("no_new_posts", "Every post has gone out already.", 409) from None
+    except service.NoRecipients:
+        raise AppError("no_recipients", NO_RECIPIENTS, 409) from None
     return jsonify(service.report(db.session, digest).to_dict()), 202
 
 

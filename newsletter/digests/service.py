@@ -45,6 +45,10 @@ class NoNewPosts(Exception):
     """Every post has gone out already."""
 
 
+class NoRecipients(Exception):
+    """No subscriber is confirmed: the posts wait for a digest someone will get."""
+
+
 class DigestNotFound(Exception):
     """No digest has that id."""
 
@@ -89,7 +93,11 @@ def clean_subject(raw: str | None) -> str | None:
 
 
 def create_digest(session: Session, subject: str | None = None) -> Digest:
-    """Trigger a digest of every untaken post to every confirmed subscriber, or ``NoNewPosts``."""
+    """Queue a digest of every untaken post to every confirmed reader (or raise: see below).
+
+    ``NoNewPosts`` when every post has gone out; ``NoRecipients`` when nobody
+    is confirmed, the posts left for a later digest.
+    """
     for _ in range(_TRIES):
         try:
             return _create_once(session, subject)
@@ -150,17 +158,18 @@ def _create_once(session: Session, subject: str | None) -> Digest:
         ),
         execution_options={"preserve_rowcount": True},
     ).rowcount
-    if recipients and is_postgresql(session):
+    if not recipients:
+        # Taken by a digest to nobody, the posts would never reach the first readers.
+        session.rollback()
+        raise NoRecipients()
+    if is_postgresql(session):
         # Fresh statistics, so the claims of this digest read the due index in order
         # rather than sort every copy (the planner would think the table near empty).
         session.execute(text("ANALYZE deliveries"))
     digest = session.get_one(Digest, digest_id)
     digest.subject = subject or default_subject(current_app.config["NEWSLETTER_NAME"], posts)
     digest.recipients = recipients
-    if recipients == 0:
-        digest.status, digest.finished_at = DigestStatus.SENT, now
-    else:
-        ledger.mark_work_queued(session)
+    ledger.mark_work_queued(session)
     session.commit()
     return digest
 

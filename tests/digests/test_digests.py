@@ -342,10 +342,21 @@ def test_preview_shows_the_next_digest(app, client, admin_headers):
     assert client.get("/admin/digests/preview", headers=admin_headers).status_code == 409
 
 
-def test_digest_with_no_confirmed_subscriber_is_sent_at_once(client, admin_headers):
+def test_a_digest_to_nobody_is_refused_and_its_posts_wait_for_the_first_readers(
+    app, client, admin_headers, outbox
+):
+    """A digest to no one used to take the posts: the first readers never got them."""
     add_post(client, admin_headers, 1)
+    refused = client.post("/admin/digests", json={}, headers=admin_headers)
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "no_recipients"
+    assert client.get("/admin/digests", headers=admin_headers).get_json()["items"] == []
+    add_confirmed(app, 2)
     digest = trigger(client, admin_headers).get_json()
-    assert (digest["recipients"], digest["status"]) == (0, "sent")
+    assert digest["recipients"] == 2
+    assert [p["title"] for p in digest["posts"]] == ["Post 1"]
+    outbox.dispatch()
+    assert len(outbox.messages()) == 2
 
 
 def test_shared_body_is_rendered_once_per_digest(app, client, admin_headers, outbox, monkeypatch):
@@ -508,5 +519,6 @@ def test_a_long_pass_settles_a_finished_digest_before_it_ends(make_app, admin_he
 def test_a_digest_subject_keeps_no_control_character(app, client, admin_headers):
     # PostgreSQL's text cannot hold NUL: it was stored as given (a 500 there).
     add_post(client, admin_headers, 1)
+    add_confirmed(app, 1)
     digest = trigger(client, admin_headers, subject="Spring\x00 news\x07 \t here")
     assert digest.status_code == 202 and digest.get_json()["subject"] == "Spring news here"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.digests.helpers import add_post
+from tests.digests.helpers import add_confirmed, add_post
 
 
 def test_same_url_twice_is_one_post(client, admin_headers):
@@ -175,10 +175,12 @@ def test_control_characters_never_reach_a_stored_post(client, admin_headers):
     ],
 )
 def test_every_admin_json_endpoint_answers_a_bad_body_alike(
-    client, admin_headers, path, body, content_type, status, code
+    app, client, admin_headers, path, body, content_type, status, code
 ):
     add_post(client, admin_headers, 1)
-    client.post("/admin/digests", json={}, headers=admin_headers)  # digest 1, for its test copy
+    add_confirmed(app, 1)
+    digest = client.post("/admin/digests", json={}, headers=admin_headers)
+    assert digest.status_code == 202  # digest 1, for its test copy
     response = client.post(path, data=body, content_type=content_type, headers=admin_headers)
     assert response.status_code == status
     assert response.get_json()["error"]["code"] == code
