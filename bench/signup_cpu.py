@@ -9,9 +9,10 @@ printed for:
 
 - ``ours``: the service's ``POST /subscribe`` (rate limits off, no dispatch);
 - ``floor``: ``bench/floor_app.py``, one insert;
-- ``admit_new``: the service function that writes a new signup (three
-  inserts, a lookup and a commit; since the fifteenth session on the
-  driver's cursor, ``newsletter/driver_sql.py``), called directly;
+- ``admit``: the service function that writes a signup of a new address
+  (three inserts, a lookup and a commit; since the fifteenth session on the
+  driver's cursor, ``newsletter/driver_sql.py``), called directly (``admit_new``
+  before 2026-12-07, when it took known addresses into its transaction);
 - ``one insert, Core``: one ``INSERT`` and a commit through SQLAlchemy Core;
 - ``one insert, driver``: the same on the driver's cursor.
 
@@ -81,7 +82,7 @@ def measure(count: int) -> dict[str, float]:
     from sqlalchemy import text
 
     from newsletter.extensions import db
-    from newsletter.subscriptions.service import ClientInfo, Signup, admit_new
+    from newsletter.subscriptions.service import ClientInfo, Signup, admit
 
     figures = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -98,8 +99,8 @@ def measure(count: int) -> dict[str, float]:
         client = ClientInfo(ip="127.0.0.1", user_agent="bench", wording="Subscribe")
         with app.app_context():
             engine = db.engine
-            figures["admit_new"] = cpu_per_call(
-                lambda n: admit_new(engine, [Signup(f"a{n}@example.com", None, client)]), count
+            figures["admit"] = cpu_per_call(
+                lambda n: admit(engine, [Signup(f"a{n}@example.com", None, client)]), count
             )
             insert = text("INSERT INTO posts (title, url, created_at) VALUES (:t, :u, :c)")
 

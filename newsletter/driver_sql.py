@@ -1,7 +1,7 @@
 """Statements on the signup path, compiled once and run on the database driver's own cursor.
 
 A new signup writes three tables and reads one in a single transaction
-(``subscriptions.service.admit_new``). Through SQLAlchemy Core each of those
+(``subscriptions.service.admit``). Through SQLAlchemy Core each of those
 statements cost two to three times the driver's own work, in building an
 execution context, its parameters, the Python-side defaults and a result
 (``bench/signup_cpu.py``): on SQLite most of a signup's database time.

@@ -11,7 +11,7 @@ A batch that fails fails every caller in it, unless ``retry_alone`` says the
 error was about what was written (not, say, a database out of reach): then
 each item is written again on its own, and only the one refused fails.
 
-Used for signups (``subscriptions.service.admit_new``): under a burst, one
+Used for signups (``subscriptions.service.admit``): under a burst, one
 transaction of three statements replaces three statements and a commit per
 signup, which is what the database's single writer (SQLite) or its round
 trips and WAL flushes (PostgreSQL) made slow.

@@ -83,6 +83,11 @@ class ConsentKind(enum.StrEnum):
     """One step in a subscriber's consent history."""
 
     SIGNUP = "signup"
+    # A signup of an address whose state sends nothing (confirmed, bounced or
+    # complained, or pending with a link sent within the resend interval): who
+    # asked, kept as a signup is; and every signup then writes, so how long it
+    # takes tells nobody which state the address is in.
+    SIGNED_UP_AGAIN = "signed_up_again"
     RESUBSCRIBED = "resubscribed"
     CONFIRMATION_QUEUED = "confirmation_queued"
     CONFIRMED = "confirmed"

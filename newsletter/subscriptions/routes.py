@@ -26,9 +26,9 @@ SIGNUPS = "newsletter.signups"
 
 @bp.record_once
 def _group_signups(state: BlueprintSetupState) -> None:
-    """Concurrent signups of new addresses share one transaction (see group_commit.py)."""
+    """Concurrent signups share one transaction, new and known addresses alike (group_commit.py)."""
     state.app.extensions[SIGNUPS] = GroupCommit(
-        lambda batch: service.admit_new(db.engine, batch),
+        lambda batch: service.admit(db.engine, batch),
         # A database that refused one signup's write: the others are written without it.
         # Not when it is unreachable: each would wait out the same outage in turn.
         retry_alone=lambda error: not isinstance(error, OperationalError),
@@ -36,10 +36,9 @@ def _group_signups(state: BlueprintSetupState) -> None:
 
 
 def _sign_up(email: str, name: str | None, client: service.ClientInfo) -> None:
-    """A new address joins the signups being written; a known one takes the full path."""
+    """The signup joins those being written: one path, whatever state its address is in."""
     signups: GroupCommit[service.Signup, bool] = current_app.extensions[SIGNUPS]
-    if not signups.submit(service.Signup(email, name, client)):
-        service.sign_up_known(db.session, email, name, client)
+    signups.submit(service.Signup(email, name, client))
 
 
 def _client(source: str | None = None) -> service.ClientInfo:

@@ -1,4 +1,4 @@
-"""``admit_new``: a batch of signups in one transaction, new addresses only, each once."""
+"""``admit``: a batch of signups in one transaction, each address once, new or known."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from newsletter.extensions import db
 from newsletter.models import ConsentEvent, ConsentKind, Delivery, Status, Subscriber
-from newsletter.subscriptions.service import ClientInfo, Signup, admit_new
+from newsletter.subscriptions.service import ClientInfo, Signup, admit
 
 CLIENT = ClientInfo(ip="192.0.2.7", user_agent="test", source="https://blog.example", wording="w")
 
@@ -17,14 +17,14 @@ def _count(model) -> int:
 
 def test_a_batch_admits_each_new_address_once_with_its_proof_and_email(app):
     with app.app_context():
-        assert admit_new(db.engine, [Signup("known@example.com", None, CLIENT)]) == [True]
+        assert admit(db.engine, [Signup("known@example.com", None, CLIENT)]) == [True]
         batch = [
             Signup("ann@example.com", "Ann", CLIENT),
             Signup("known@example.com", None, CLIENT),
             Signup("bob@example.com", None, CLIENT),
             Signup("ann@example.com", "Ann again", CLIENT),
         ]
-        assert admit_new(db.engine, batch) == [True, False, True, False]
+        assert admit(db.engine, batch) == [True, False, True, False]
         subscribers = {s.email: s for s in db.session.scalars(select(Subscriber))}
         assert set(subscribers) == {"known@example.com", "ann@example.com", "bob@example.com"}
         ann = subscribers["ann@example.com"]
@@ -35,7 +35,16 @@ def test_a_batch_admits_each_new_address_once_with_its_proof_and_email(app):
             select(ConsentEvent.kind, ConsentEvent.ip).where(ConsentEvent.subscriber_id == ann.id)
         ).all()
         assert sorted(kinds) == sorted(
-            [(ConsentKind.SIGNUP, "192.0.2.7"), (ConsentKind.CONFIRMATION_QUEUED, None)]
+            [
+                (ConsentKind.SIGNUP, "192.0.2.7"),
+                (ConsentKind.CONFIRMATION_QUEUED, None),
+                (ConsentKind.SIGNED_UP_AGAIN, "192.0.2.7"),  # its second copy: nothing sent
+            ]
         )
+        known = subscribers["known@example.com"]
+        again = db.session.scalars(
+            select(ConsentEvent.kind).where(ConsentEvent.subscriber_id == known.id)
+        ).all()
+        assert again.count(ConsentKind.SIGNED_UP_AGAIN) == 1  # a link went within the gap
         deliveries = db.session.scalars(select(Delivery.subscriber_id)).all()
         assert sorted(deliveries) == sorted(s.id for s in subscribers.values())
