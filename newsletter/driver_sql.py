@@ -66,6 +66,16 @@ def fetch_all(connection: Connection, sql: str, parameters: Sequence[Any]) -> li
         cursor.close()
 
 
+def execute_many(connection: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run one statement in the dialect's paramstyle on the driver's cursor, once per row."""
+    cursor = connection.connection.cursor()
+    try:
+        with _as_sqlalchemy_errors(connection, sql, rows):
+            cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
 def _python_default(column: Column[Any]) -> Callable[[], Any] | None:
     """What Core would put in ``column`` when a row leaves it out (None: SQL NULL).
 
@@ -94,6 +104,14 @@ class _Plan:
     keys: tuple[str, ...] | None  # the driver's parameter names (named paramstyles)
     defaults: dict[str, Callable[[], Any] | None]
     processors: dict[str, Callable[[Any], Any] | None]
+    readers: tuple[Callable[[Any], Any] | None, ...]  # each RETURNING column's, as Core reads it
+
+    def read(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """A returned row's values as Core would hand them back (an enum, an aware datetime)."""
+        return tuple(
+            reader(value) if reader is not None else value
+            for reader, value in zip(self.readers, row, strict=True)
+        )
 
     def parameters(self, row: Mapping[str, Any]) -> Any:
         """The driver's parameters for ``row``: defaults filled, values as the columns bind them."""
@@ -116,10 +134,24 @@ class DriverInsert:
     """One table's ``INSERT``, optionally ``ON CONFLICT DO NOTHING`` and ``RETURNING``."""
 
     def __init__(
-        self, table: Table, *, skip_conflicts_on: str | None = None, returning: Sequence[str] = ()
+        self,
+        table: Table,
+        *,
+        skip_conflicts_on: str | None = None,
+        touch_conflicts_on: str | None = None,
+        returning: Sequence[str] = (),
     ) -> None:
+        """An INSERT of ``table``, run on the driver; on a conflict, the row skipped or touched.
+
+        ``skip_conflicts_on``: a column whose conflict skips the row (``DO
+        NOTHING``). ``touch_conflicts_on``: one whose conflict sets it to itself
+        instead (``DO UPDATE``), which locks the stored row and returns it.
+        """
+        if skip_conflicts_on and touch_conflicts_on:
+            raise ValueError("a conflict is either skipped or touched")
         self.table = table
         self.skip_conflicts_on = skip_conflicts_on
+        self.touch_conflicts_on = touch_conflicts_on
         self.returning = tuple(returning)
         # Every column but the generated key: one statement for every row.
         generated = table.autoincrement_column
@@ -134,6 +166,11 @@ class DriverInsert:
             if self.skip_conflicts_on is not None:
                 statement = statement.on_conflict_do_nothing(
                     index_elements=[self.skip_conflicts_on]
+                )
+            if self.touch_conflicts_on is not None:
+                name = self.touch_conflicts_on
+                statement = statement.on_conflict_do_update(
+                    index_elements=[name], set_={name: statement.excluded[name]}
                 )
             if self.returning:
                 statement = statement.returning(*(self.table.c[name] for name in self.returning))
@@ -157,6 +194,10 @@ class DriverInsert:
                     name: by_key[name].type.dialect_impl(dialect).bind_processor(dialect)
                     for name in names
                 },
+                readers=tuple(
+                    self.table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+                    for name in self.returning
+                ),
             )
         return plan
 
@@ -165,7 +206,7 @@ class DriverInsert:
     ) -> list[tuple[Any, ...]]:
         """Insert ``rows`` in the connection's transaction; each written row's ``returning`` values.
 
-        A row skipped as a conflict returns nothing.
+        A row skipped as a conflict returns nothing; a touched one returns the row stored.
         """
         if not rows:
             return []
@@ -180,9 +221,10 @@ class DriverInsert:
         cursor = connection.connection.cursor()
         try:
             with _as_sqlalchemy_errors(connection, plan.sql, parameters):
-                return self._execute(cursor, plan.sql, parameters, connection.dialect.name)
+                returned = self._execute(cursor, plan.sql, parameters, connection.dialect.name)
         finally:
             cursor.close()
+        return [plan.read(row) for row in returned] if any(plan.readers) else returned
 
     def _execute(self, cursor: Any, sql: str, parameters: list[Any], dialect: str) -> list[tuple]:
         if not self.returning:

@@ -142,6 +142,43 @@ def test_conflicts_are_skipped_and_return_nothing(app: Flask) -> None:
     }
 
 
+def test_a_touched_conflict_returns_the_stored_row_as_core_reads_it(app: Flask) -> None:
+    """The signup path's insert: a known address's row comes back as stored, unchanged."""
+    insert = DriverInsert(
+        SUBSCRIBERS,
+        touch_conflicts_on="email",
+        returning=("email", "public_id", "status", "last_confirmation_at"),
+    )
+    with app.app_context():
+        with db.engine.begin() as connection:
+            first = insert.run(
+                connection,
+                [{"email": "a@example.com", "public_id": "p-1", "status": Status.CONFIRMED,
+                  "last_confirmation_at": WHEN}],
+            )  # fmt: skip
+        with db.engine.begin() as connection:
+            again = insert.run(
+                connection,
+                [
+                    {"email": "a@example.com", "public_id": "p-2", "status": Status.PENDING},
+                    {"email": "b@example.com", "public_id": "p-3", "status": Status.PENDING},
+                ],
+            )
+        stored = _rows(SUBSCRIBERS)
+    assert first == [("a@example.com", "p-1", Status.CONFIRMED, WHEN)]
+    # Every row answers: the known one as it was (an enum, an aware time), the new one new.
+    assert again == [
+        ("a@example.com", "p-1", Status.CONFIRMED, WHEN),
+        ("b@example.com", "p-3", Status.PENDING, None),
+    ]
+    assert [(r["email"], r["public_id"], r["status"]) for r in stored] == [
+        ("a@example.com", "p-1", Status.CONFIRMED),  # the conflict changed nothing
+        ("b@example.com", "p-3", Status.PENDING),
+    ]
+    with pytest.raises(ValueError, match="skipped or touched"):
+        DriverInsert(SUBSCRIBERS, skip_conflicts_on="email", touch_conflicts_on="email")
+
+
 def test_a_driver_error_is_sqlalchemys_and_nothing_is_kept(app: Flask) -> None:
     with app.app_context():
         owner = _subscriber("owner@example.com")

@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -34,8 +35,8 @@ from ..models import (
     utcnow,
 )
 from ..tokens import TokenError, current_tokens
-from .address_states import AddressState, address_states
 from .erased import email_hasher, suppressed_among
+from .known_signups import confirmations_since, resend, resubscribe
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,24 @@ class Signup:
 
 
 # On the driver's cursor (driver_sql.py): through Core, these statements cost
-# a new signup more CPU than everything else it does.
-_CREATE_PENDING = DriverInsert(
-    Subscriber.__table__, skip_conflicts_on="email", returning=("email", "id")
+# a new signup more CPU than everything else it does. A known address's row is
+# touched (its email set to itself): the insert then locks and returns it, as
+# stored, so one statement tells every signup of a batch where it stands.
+_ADMIT = DriverInsert(
+    Subscriber.__table__,
+    touch_conflicts_on="email",
+    returning=("email", "id", "public_id", "status", "name", "last_confirmation_at"),
 )
 _INSERT_EVENTS = DriverInsert(ConsentEvent.__table__)
+
+
+class _Stored(NamedTuple):
+    """A known address's subscriber, as the batch's insert found it (and locked it)."""
+
+    id: int
+    status: Status
+    name: str | None
+    last_confirmation_at: datetime | None
 
 
 def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
@@ -99,18 +113,19 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     A new address becomes ``pending``, with its proof and confirmation email.
     An address erased after it bounced or complained (its hash kept) gets
     nothing stored or sent, and counts as new: it is not ours to know. A
-    known one is handled by ``_sign_up_known``, in the same transaction.
-    Commits, on a connection of its own (no ORM session). One statement per
-    table whatever the number of signups, so concurrent signups can share
-    one transaction (see ``group_commit.py``). The unique index decides who
-    is first, never a read-then-write: the same address twice, in one batch
-    or in two concurrent ones, makes one row and one email.
+    known one gets what its state calls for (``_sign_up_known``), in the same
+    transaction. Commits, on a connection of its own (no ORM session). One
+    statement per table whatever the number of signups, so concurrent
+    signups can share one transaction (see ``group_commit.py``). The unique
+    index decides who is first, never a read-then-write: the same address
+    twice, in one batch or in two concurrent ones, makes one row and one email.
 
     Known addresses used to take a transaction of their own through the ORM
     after this one: a signup that mailed a known address (one that had left,
-    or a pending one due a new link) then took about 3.5 ms longer than a
-    new one, which told a stranger, in one request, that the address had
-    been on the list (a black-box pass, 2026-12-07).
+    or a pending one due a new link) then took 3.3-3.5 ms longer than a new
+    one, which told a stranger, in one request, that the address had been
+    on the list (a black-box pass, 2026-12-07). Now every signup takes the
+    same statements but the few a state adds, and writes.
     """
     now = utcnow()
     hasher = email_hasher()
@@ -128,8 +143,9 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
         }
         for signup, public_id in zip(signups, new_public_ids(len(signups)), strict=True)
     ]
-    # In address order: two concurrent batches sharing addresses then wait on each
-    # other's rows in the same order and cannot deadlock.
+    # In address order (a stable sort: copies of one address keep the batch's order):
+    # two concurrent batches sharing addresses then wait on each other's rows in the
+    # same order and cannot deadlock.
     rows.sort(key=lambda row: row["email"])
     new: list[bool] = []
     steps = _Steps()
@@ -137,7 +153,15 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
     # of the session's bookkeeping, which cost as much as the inserts themselves.
     with engine.begin() as connection:
         hold_addresses(connection, hashes)  # a webhook stopping one of them waits, or is waited for
-        ids = dict(_CREATE_PENDING.run(connection, rows))
+        ids: dict[str, int] = {}
+        stored: dict[str, _Stored] = {}
+        for row, (email, subscriber_id, public_id, *state) in zip(
+            rows, _ADMIT.run(connection, rows), strict=True
+        ):
+            if public_id == row["public_id"]:  # ours: the row is new
+                ids[email] = subscriber_id
+            else:  # as stored (a second copy of a new one: as its first copy left it)
+                stored.setdefault(email, _Stored(subscriber_id, *state))
         # Erasure kept their hash so that they stay stopped: not admitted again (import
         # and test copies skip them too). Read after the insert, not before: an insert
         # that waited on an erasure deleting the row sees that erasure's hash here.
@@ -145,7 +169,7 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
         unwanted = [ids.pop(email) for email in list(ids) if hashes[email] in suppressed]
         if unwanted:
             connection.execute(delete(Subscriber).where(Subscriber.id.in_(unwanted)))
-        known: dict[str, Signup] = {}
+        known: list[tuple[Signup, _Stored]] = []
         for signup in signups:
             subscriber_id = ids.pop(signup.email, None)  # popped: a second copy is not new
             new.append(subscriber_id is not None or hashes[signup.email] in suppressed)
@@ -153,9 +177,10 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
                 steps.add(subscriber_id, ConsentKind.SIGNUP, signup.client)
                 steps.add(subscriber_id, ConsentKind.CONFIRMATION_QUEUED)
                 steps.queued.append(subscriber_id)
-            elif not new[-1]:
-                known.setdefault(signup.email, signup)  # the first copy speaks for the rest
-        vanished = _sign_up_known(connection, signups, list(known.values()), now, steps)
+            elif not new[-1] and signup.email in stored:  # its first copy speaks for the rest
+                known.append((signup, stored.pop(signup.email)))
+        if known:
+            _sign_up_known(connection, known, now, steps)
         if steps.events:
             _INSERT_EVENTS.run(connection, steps.events)
         if steps.queued:
@@ -164,8 +189,6 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
         count_committed(kind, count)
     if steps.queued:
         wake_dispatcher()
-    if vanished:  # erased between the insert and the lock: new again
-        admit(engine, vanished)
     return new
 
 
@@ -183,81 +206,57 @@ class _Steps:
         self.kinds[kind] += 1
 
 
-_S = Subscriber.__table__
-_RESEND = (
-    update(_S).where(_S.c.id == bindparam("b_id")).values(last_confirmation_at=bindparam("b_at"))
-)
-_RESUBSCRIBE = (
-    update(_S)
-    .where(_S.c.id == bindparam("b_id"))
-    .values(
-        status=Status.PENDING,
-        name=bindparam("b_name"),
-        source=bindparam("b_source"),
-        confirmed_at=None,
-        last_confirmation_at=bindparam("b_at"),
-    )
-)
-
-
 def _sign_up_known(
     connection: Connection,
-    signups: Sequence[Signup],
-    known: Sequence[Signup],
+    known: Sequence[tuple[Signup, _Stored]],
     now: datetime,
     steps: _Steps,
-) -> list[Signup]:
-    """What each known address's state calls for, added to ``steps``; the signups that vanished.
+) -> None:
+    """What each known address's state calls for, written now, its steps added to ``steps``.
 
     ``pending``: a new link, unless one went within ``CONFIRM_RESEND_INTERVAL``
     or ``CONFIRM_MAX_PER_DAY`` went today; ``unsubscribed``: ``pending`` again,
     with a link (the gap waived, not the cap); ``confirmed``, ``bounced``,
-    ``complained``: nothing. The state is read for every signup of the batch
-    (``signups``), new addresses too, so that each pays the same read. Returns
-    the ``known`` whose row an erasure deleted after the insert found it (they
-    are new again).
+    ``complained``: nothing. Every one records a consent step with who asked,
+    ``SIGNED_UP_AGAIN`` when nothing is sent.
     """
     config = current_app.config
-    rows = address_states(connection, [s.email for s in signups], now - timedelta(days=1))
     gap = timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"])
-    by_email = {signup.email: signup for signup in known}
-    resent: list[dict] = []
-    resubscribed: list[dict] = []
-    for row in rows:
-        signup = by_email.get(row.email)
-        if signup is None:  # new: admitted already
-            continue
-        mail = row.sent_since < config["CONFIRM_MAX_PER_DAY"]
+    due = {
+        row.id
+        for _, row in known
+        if row.status is Status.UNSUBSCRIBED
+        or (row.status is Status.PENDING and not _sent_within(row, gap, now))
+    }
+    sent_today = (
+        confirmations_since(connection, sorted(due), now - timedelta(days=1)) if due else {}
+    )
+    resent: list[int] = []
+    resubscribed: list[tuple[int, str | None, str | None, datetime | None]] = []
+    for signup, row in known:
+        mail = row.id in due and sent_today.get(row.id, 0) < config["CONFIRM_MAX_PER_DAY"]
         if row.status is Status.UNSUBSCRIBED:
             steps.add(row.id, ConsentKind.RESUBSCRIBED, signup.client)
-            resubscribed.append(
-                {
-                    "b_id": row.id,
-                    "b_name": signup.name or row.name,
-                    "b_source": signup.client.source,
-                    "b_at": now if mail else row.last_confirmation_at,
-                }
-            )
-        elif row.status is Status.PENDING and mail and not _sent_within(row, gap, now):
+            last = now if mail else row.last_confirmation_at
+            resubscribed.append((row.id, signup.name or row.name, signup.client.source, last))
+        elif mail:  # pending, due a new link
             steps.add(row.id, ConsentKind.SIGNUP, signup.client)
-            resent.append({"b_id": row.id, "b_at": now})
+            resent.append(row.id)
         else:
             # Confirmed: already in; bounced, complained: never mailed again; pending:
-            # a link went lately. Recorded all the same (ConsentKind.SIGNED_UP_AGAIN).
+            # a link went lately, or enough today. Recorded all the same.
             steps.add(row.id, ConsentKind.SIGNED_UP_AGAIN, signup.client)
             continue
         if mail:
             steps.add(row.id, ConsentKind.CONFIRMATION_QUEUED)
             steps.queued.append(row.id)
     if resent:
-        connection.execute(_RESEND, resent)
+        resend(connection, resent, now)
     if resubscribed:
-        connection.execute(_RESUBSCRIBE, resubscribed)
-    found = {row.email for row in rows}
-    return [signup for signup in known if signup.email not in found]
+        resubscribe(connection, resubscribed, now)
 
 
-def _sent_within(row: AddressState, gap: timedelta, now: datetime) -> bool:
+def _sent_within(row: _Stored, gap: timedelta, now: datetime) -> bool:
     """Whether the subscriber's last confirmation link went less than ``gap`` ago."""
     return row.last_confirmation_at is not None and now - row.last_confirmation_at < gap
 
