@@ -46,6 +46,10 @@ def posts_import_feed(url: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
     """Send every new post to every confirmed subscriber, and follow it until it is sent."""
+    try:
+        cleaned = service.clean_subject(subject)
+    except service.SubjectTooLong as exc:
+        raise click.BadParameter(str(exc), param_hint="--subject") from None
     upcoming = service.next_posts(db.session)
     if not upcoming:
         raise click.ClickException("no new posts: every post has gone out already")
@@ -60,7 +64,7 @@ def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
     if not yes and sys.stdin.isatty() and not click.confirm("Send it now?", default=False):
         raise click.Abort()
     try:
-        digest = service.create_digest(db.session, service.clean_subject(subject))
+        digest = service.create_digest(db.session, cleaned)
     except service.NoNewPosts:
         raise click.ClickException("no new posts: another trigger took them") from None
     except service.NoRecipients:

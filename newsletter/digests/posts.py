@@ -18,6 +18,7 @@ TITLE_MAX = 500
 URL_MAX = 2048
 AUTHOR_MAX = 200
 CATEGORIES_MAX = 20
+CATEGORY_MAX = 100  # characters of one category
 
 
 class InvalidPost(ValueError):
@@ -53,6 +54,17 @@ def _text(data: dict[str, Any], name: str, required: bool = False) -> str | None
     return value.strip()
 
 
+def _line(data: dict[str, Any], name: str, limit: int, required: bool = False) -> str | None:
+    """An admin's one-line text field, cleaned, and refused (not cut) past ``limit`` characters.
+
+    Cut, as a feed's fields are, the admin's own title lost its end unseen.
+    """
+    line = text_line(_text(data, name, required), limit + 1)
+    if line is not None and len(line) > limit:
+        raise InvalidPost(f"invalid_{name}", f"{name} must be at most {limit} characters.", name)
+    return line
+
+
 def parse_url(value: str | None) -> str:
     """An http(s) link of reasonable length, or ``InvalidPost``."""
     if not value:
@@ -86,12 +98,18 @@ def parse_categories(value: Any) -> tuple[str, ...]:
         raise InvalidPost(
             "invalid_categories", "categories must be a list of strings.", "categories"
         )
+    if any(len(one_line(v, CATEGORY_MAX + 1) or "") > CATEGORY_MAX for v in value):
+        raise InvalidPost(
+            "invalid_categories",
+            f"each category must be at most {CATEGORY_MAX} characters.",
+            "categories",
+        )
     return clean_categories(value)
 
 
 def clean_categories(values: Iterable[str | None]) -> tuple[str, ...]:
     """Categories as a post keeps them: plain text, each once, at most ``CATEGORIES_MAX``."""
-    cleaned = (c for c in (one_line(v, 100) for v in values) if c)
+    cleaned = (c for c in (one_line(v, CATEGORY_MAX) for v in values) if c)
     return tuple(dict.fromkeys(cleaned))[:CATEGORIES_MAX]
 
 
@@ -101,14 +119,14 @@ def validate(data: Any) -> NewPost:
         raise InvalidPost("invalid_body", "Send a JSON object.", "body")
     # Plain text, kept as the admin wrote it ("The <details> element", "AT&amp;T"):
     # every page and email escapes it.
-    title = text_line(_text(data, "title", required=True), TITLE_MAX)
+    title = _line(data, "title", TITLE_MAX, required=True)
     if not title:
         raise InvalidPost("missing_title", "title is required.", "title")
     return NewPost(
         title=title,
         url=parse_url(_text(data, "url", required=True)),
         summary=plain_summary(_text(data, "summary")),
-        author=text_line(_text(data, "author"), AUTHOR_MAX),
+        author=_line(data, "author", AUTHOR_MAX),
         published_at=parse_time(data.get("published_at")),
         categories=parse_categories(data.get("categories")),
     )

@@ -82,7 +82,11 @@ def trigger_digest() -> tuple[Response, int]:
     if subject is not None and not isinstance(subject, str):
         raise AppError("invalid_subject", "subject must be a string.", 422, field="subject")
     try:
-        digest = service.create_digest(db.session, service.clean_subject(subject))
+        cleaned = service.clean_subject(subject)
+    except service.SubjectTooLong as exc:
+        raise AppError("invalid_subject", str(exc), 422, field="subject") from None
+    try:
+        digest = service.create_digest(db.session, cleaned)
     except service.NoNewPosts:
         raise AppError("no_new_posts", "Every post has gone out already.", 409) from None
     except service.NoRecipients:

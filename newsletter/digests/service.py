@@ -87,9 +87,16 @@ def default_subject(newsletter: str, posts: list[Post]) -> str:
     return subject
 
 
+class SubjectTooLong(ValueError):
+    """A subject given for a digest is longer than ``SUBJECT_MAX`` characters."""
+
+
 def clean_subject(raw: str | None) -> str | None:
-    """A subject on one line, or None to use the default."""
-    return text_line(raw, SUBJECT_MAX)
+    """A subject on one line, or None to use the default; ``SubjectTooLong`` rather than cut."""
+    subject = text_line(raw, SUBJECT_MAX + 1)
+    if subject is not None and len(subject) > SUBJECT_MAX:
+        raise SubjectTooLong(f"The subject must be at most {SUBJECT_MAX} characters.")
+    return subject
 
 
 def create_digest(session: Session, subject: str | None = None) -> Digest:

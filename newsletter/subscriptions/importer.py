@@ -55,6 +55,7 @@ from .service import ClientInfo, event_row
 
 CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 1000
+NAME_MAX = 200  # characters, as a signup form's name
 IMPORT = ClientInfo(source="import")  # who 'asked', in the consent ledger
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # what surrogateescape makes of a stray byte
@@ -160,9 +161,12 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
             report.error(line, str(exc))
             continue
         raw_name = cells[name_at] if name_at is not None and name_at < len(cells) else ""
-        name = unescape_formula(raw_name.strip())[:200]
+        name = unescape_formula(raw_name.strip())
         if _CONTROL_CHARACTER.search(name):
             report.error(line, "the name must be a single line of text")
+            continue
+        if len(name) > NAME_MAX:  # as a signup's: refused, not cut unseen
+            report.error(line, f"the name is longer than {NAME_MAX} characters")
             continue
         yield Row(line, email, name or None)
 

@@ -67,3 +67,18 @@ def test_a_relative_sqlite_path_is_checked_under_the_instance_folder(make_app, t
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///newsletter-relative.db"
     with pytest.raises(ConfigError, match="instance"):
         make_app(SQLALCHEMY_DATABASE_URI="sqlite:///no-such-sub/x.db")
+
+
+def test_a_subject_past_its_limit_is_refused_and_nothing_goes(app, client, admin_headers):
+    add_confirmed(app, 1)
+    add_post(client, admin_headers, 1)
+    result = app.test_cli_runner().invoke(args=["digest", "send", "--subject", "S" * 201])
+    assert result.exit_code == 2 and "--subject" in result.output, result.output
+    assert "at most 200 characters" in result.output
+    assert client.get("/admin/digests", headers=admin_headers).get_json()["items"] == []
+
+
+def test_a_digest_to_nobody_is_refused_on_the_command_line_too(app, client, admin_headers):
+    add_post(client, admin_headers, 1)
+    result = app.test_cli_runner().invoke(args=["digest", "send", "--yes"])
+    assert result.exit_code == 1 and "no subscriber has confirmed yet" in result.output

@@ -190,3 +190,31 @@ def test_a_feed_url_that_is_not_text_is_named_as_such(client, admin_headers):
     response = client.post("/admin/posts/import-feed", json={"url": 5}, headers=admin_headers)
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "invalid_url"
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"title": "T" * 501}, "invalid_title"),
+        ({"author": "A" * 201}, "invalid_author"),
+        ({"categories": ["c" * 101]}, "invalid_categories"),
+    ],
+)
+def test_an_admins_field_past_its_limit_is_refused_not_cut(client, admin_headers, fields, code):
+    """The admin's own post lost the end of its title unseen: now a 422 says which field."""
+    body = {"title": "Fine", "url": "https://blog.example/long", **fields}
+    answer = client.post("/admin/posts", json=body, headers=admin_headers)
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["code"] == code
+    assert client.get("/admin/posts", headers=admin_headers).get_json()["total"] == 0
+    at_limit = {"title": "T" * 500, "url": "https://blog.example/ok", "author": "A" * 200}
+    assert client.post("/admin/posts", json=at_limit, headers=admin_headers).status_code == 201
+
+
+def test_a_digest_subject_past_its_limit_is_refused_not_cut(app, client, admin_headers):
+    add_post(client, admin_headers, 1)
+    add_confirmed(app, 1)
+    answer = client.post("/admin/digests", json={"subject": "S" * 201}, headers=admin_headers)
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["field"] == "subject"
+    assert client.get("/admin/digests", headers=admin_headers).get_json()["items"] == []

@@ -217,3 +217,13 @@ def test_a_quote_left_open_fails_its_own_line_only(app):
 def test_a_header_with_a_quote_left_open_refuses_the_file(app):
     with app.app_context(), pytest.raises(importer.ImportFormatError, match="not closed"):
         importer.import_csv(db.session, io.BytesIO(b'"email,name\nann@example.com,x\n'), False)
+
+
+def test_a_name_over_200_characters_fails_its_line_not_cut_unseen(app):
+    """Signup refuses such a name (422); the import used to store its first 200 characters."""
+    long_name = "N" * 201
+    report = run_import(app, f"email,name\nlong@example.com,{long_name}\nok@example.com,Ok\n")
+    assert report["created"] == 1
+    assert report["errors"] == [{"line": 2, "message": "the name is longer than 200 characters"}]
+    assert find(app, "long@example.com") is None
+    assert find(app, "ok@example.com").name == "Ok"
