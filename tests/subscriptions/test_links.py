@@ -35,7 +35,12 @@ def test_unsubscribe_token_used_as_a_confirm_link_is_refused(app, client, outbox
 def test_forged_unsubscribe_is_refused(client):
     response = client.post("/unsubscribe/abc.def", headers=JSON)
     assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "invalid_token"
+    # The contract's shape, {code, message, field}: field null when no field is at fault.
+    assert response.get_json()["error"] == {
+        "code": "invalid_token",
+        "message": "This link is not valid. It may be incomplete or outdated.",
+        "field": None,
+    }
     assert client.get("/unsubscribe/abc.def").status_code == 400
 
 
