@@ -35,11 +35,15 @@ _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @contextmanager
-def _as_sqlalchemy_errors(connection: Connection, sql: str, parameters: Any) -> Iterator[None]:
-    """Raise the driver's errors as SQLAlchemy's, invalidating a connection that is gone."""
+def _driver_cursor(connection: Connection, sql: str, parameters: Any) -> Iterator[Any]:
+    """The driver's cursor for one statement, closed after; its errors raised as SQLAlchemy's.
+
+    A connection the error shows is gone is invalidated, as Core would.
+    """
     dialect = connection.dialect
+    cursor = connection.connection.cursor()
     try:
-        yield
+        yield cursor
     except dialect.loaded_dbapi.Error as error:
         lost = dialect.is_disconnect(error, connection.connection, None)
         if lost:
@@ -53,27 +57,21 @@ def _as_sqlalchemy_errors(connection: Connection, sql: str, parameters: Any) -> 
             connection_invalidated=lost,
             dialect=dialect,
         ) from error
+    finally:
+        cursor.close()
 
 
 def fetch_all(connection: Connection, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Run one query in the dialect's paramstyle on the driver's cursor; its rows."""
-    cursor = connection.connection.cursor()
-    try:
-        with _as_sqlalchemy_errors(connection, sql, parameters):
-            cursor.execute(sql, parameters)
-            return [tuple(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
+    with _driver_cursor(connection, sql, parameters) as cursor:
+        cursor.execute(sql, parameters)
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 def execute_many(connection: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run one statement in the dialect's paramstyle on the driver's cursor, once per row."""
-    cursor = connection.connection.cursor()
-    try:
-        with _as_sqlalchemy_errors(connection, sql, rows):
-            cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
+    with _driver_cursor(connection, sql, rows) as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _python_default(column: Column[Any]) -> Callable[[], Any] | None:
@@ -218,12 +216,8 @@ class DriverInsert:
             parameters = [plan.parameters(row) for row in rows]
         except (TypeError, ValueError, LookupError) as error:  # a column's type refused a value
             raise exc.StatementError(str(error), plan.sql, None, error) from error
-        cursor = connection.connection.cursor()
-        try:
-            with _as_sqlalchemy_errors(connection, plan.sql, parameters):
-                returned = self._execute(cursor, plan.sql, parameters, connection.dialect.name)
-        finally:
-            cursor.close()
+        with _driver_cursor(connection, plan.sql, parameters) as cursor:
+            returned = self._execute(cursor, plan.sql, parameters, connection.dialect.name)
         return [plan.read(row) for row in returned] if any(plan.readers) else returned
 
     def _execute(self, cursor: Any, sql: str, parameters: list[Any], dialect: str) -> list[tuple]:
