@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -256,34 +256,25 @@ def _sign_up_known(
         resubscribe(connection, resubscribed, now)
 
 
-def _sent_within(row: _Stored, gap: timedelta, now: datetime) -> bool:
+def _sent_within(row: _Stored | Subscriber, gap: timedelta, now: datetime) -> bool:
     """Whether the subscriber's last confirmation link went less than ``gap`` ago."""
     return row.last_confirmation_at is not None and now - row.last_confirmation_at < gap
 
 
-def may_send_confirmation(
-    session: Session, subscriber: Subscriber, new_round: bool = False
-) -> bool:
+def may_send_confirmation(session: Session, subscriber: Subscriber) -> bool:
     """The per-address throttle: a gap between confirmation emails and a daily cap.
 
-    A new round (signing up again after leaving) skips the gap, not the cap.
+    The same rule ``_sign_up_known`` applies to a batch (which waives the gap
+    for an address that left and signs up again, a new round).
     """
     config = current_app.config
     now = utcnow()
-    last = subscriber.last_confirmation_at
     gap = timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"])
-    if not new_round and last is not None and now - last < gap:
+    if _sent_within(subscriber, gap, now):
         return False
-    sent_today = session.scalar(
-        select(func.count())
-        .select_from(ConsentEvent)
-        .where(
-            ConsentEvent.subscriber_id == subscriber.id,
-            ConsentEvent.kind == ConsentKind.CONFIRMATION_QUEUED,
-            ConsentEvent.at > now - timedelta(days=1),
-        )
-    )
-    return sent_today < config["CONFIRM_MAX_PER_DAY"]
+    since = now - timedelta(days=1)
+    sent_today = confirmations_since(session.connection(), [subscriber.id], since)
+    return sent_today.get(subscriber.id, 0) < config["CONFIRM_MAX_PER_DAY"]
 
 
 def queue_confirmation(session: Session, subscriber: Subscriber) -> None:
