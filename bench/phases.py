@@ -51,14 +51,13 @@ ROOT = HERE.parent
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_digest"
 # (label, module under newsletter.delivery, functions): what dispatch_pass calls, each
 # batch (settle: as the pass ends; before 2026-12-06, after each batch, marking included).
-# Of several functions, the first the checkout has: since 2026-12-07 the dispatcher writes
-# the answers (write_answers) and marks the digest, then commits both, untimed; before,
-# record and mark_sending each committed.
+# Of several functions, the first the checkout has. Since 2026-12-07 record and
+# mark_sending write, and the dispatcher commits both, untimed; before, each committed.
 PHASES = (
     ("claim", "ledger", ("claim",)),
     ("render", "dispatcher", ("render_batch",)),
     ("send", "dispatcher", ("_send",)),
-    ("record", "ledger", ("write_answers", "record")),
+    ("record", "ledger", ("record",)),
     ("mark sending", "dispatcher", ("mark_sending",)),
     ("settle", "dispatcher", ("settle",)),
 )

@@ -237,7 +237,7 @@ def _send_rendered(
         session.commit()
         return False
     results = _send(provider, [m for _, m in to_send])
-    ledger.write_answers(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
+    ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
     mark_sending(session, first_batch_of)
     session.commit()  # the batch's answers and its digests' mark at once
     for outcome, count in Counter(result.outcome.value for result in results).items():

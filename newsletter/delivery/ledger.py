@@ -4,7 +4,8 @@ Claimable rows are ``queued`` or ``sending`` with ``next_attempt_at`` passed.
 How a batch is claimed depends on the database:
 
 - PostgreSQL: by row lock (``FOR UPDATE SKIP LOCKED``), held by the
-  dispatcher's open transaction through the send until ``record`` commits.
+  dispatcher's open transaction through the send until the answers
+  ``record`` writes are committed.
   The claim writes nothing, so each message's row is written twice (queued,
   answered) instead of three times; a dispatcher that dies or loses its
   connection lets go of its batch at once, and the batch is sent again. The
@@ -85,8 +86,8 @@ def claim(
     """Claim up to ``limit`` due deliveries (of ``kind`` only, if given), oldest first, loaded.
 
     On PostgreSQL the claim is the open transaction's row locks: the caller
-    ends it with ``record`` (or a commit once every row is marked skipped, or
-    a rollback, which gives the batch back); the server ends it if it sits
+    ends it by committing what ``record`` wrote (or once every row is marked
+    skipped; a rollback gives the batch back); the server ends it if it sits
     idle for ``lease_seconds``. On SQLite the claim is a lease, committed here.
     Either way, an empty claim leaves no transaction open.
     """
@@ -307,21 +308,10 @@ def record(
     policy: RetryPolicy,
     provider: str,
 ) -> None:
-    """``write_answers``, then commit: the batch's claim ends."""
-    write_answers(session, deliveries, results, policy, provider)
-    session.commit()
-
-
-def write_answers(
-    session: Session,
-    deliveries: Sequence[Claimed],
-    results: Sequence[SendResult],
-    policy: RetryPolicy,
-    provider: str,
-) -> None:
     """Write what the provider said for each claimed delivery, in one round trip per shape.
 
-    In the caller's transaction, which ends the claim when it commits.
+    In the caller's transaction: its commit (the dispatcher's, with the batch's
+    digests marked sending) ends the claim.
 
     The rows are gathered as columns, one list per value that varies: a sent
     message (nearly all of them) adds its id, attempt count and the

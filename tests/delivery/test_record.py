@@ -48,6 +48,7 @@ def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
         claimed = ledger.claim(db.session, 10, 60)
         assert [c.attempts for c in claimed] == [a for a, _ in answers]
         ledger.record(db.session, claimed, [r for _, r in answers], POLICY, "postmark")
+        db.session.commit()
         db.session.expire_all()
         rows = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
         db.session.remove()

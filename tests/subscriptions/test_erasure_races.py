@@ -227,6 +227,7 @@ def test_sqlite_an_answer_to_an_erased_readers_copy_names_nobody(
         ]
         by_reader = sorted(claimed, key=lambda c: c.subscriber.email)
         ledger.record(db.session, by_reader, answers, retry_policy(), "outbox")
+        db.session.commit()
         rows = db.session.execute(
             select(Delivery.status, Delivery.provider_message_id, Delivery.last_error)
             .where(Delivery.kind == "digest")
