@@ -7,12 +7,11 @@ import hashlib
 import hmac
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..storable import unstorable
+from ..storable import storable
 
 
 class EventKind(enum.StrEnum):
@@ -51,12 +50,6 @@ class WebhookPayloadError(Exception):
 KEY_NAME = "newsletter_key"  # the name our message key travels under at every provider
 MAX_NESTING = 64  # providers send a handful of levels; a JSON column cannot store a thousand
 
-# No encoding holds a lone surrogate (JSON may escape one, "\ud800"), and PostgreSQL's text
-# cannot hold NUL. Each becomes U+FFFD rather than dropped: dropped, one event id or
-# address could become another's. Other control characters store as sent (a bounce's
-# diagnostic text has lines).
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-
 
 def load_json(body: bytes) -> Any:
     """The JSON body as sent, or ``WebhookPayloadError``: what a signature is read from."""
@@ -71,36 +64,12 @@ def load_json(body: bytes) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON body made storable (``storable``), or ``WebhookPayloadError`` if not JSON."""
-    return storable(load_json(body))
-
-
-def storable(data: Any) -> Any:
-    """Parsed JSON every column can store: odd text replaced, nesting past the limit cut.
+    """The JSON body made storable, or ``WebhookPayloadError`` if not JSON.
 
     Made so rather than refused: a provider re-sends a refused body unchanged,
     so one odd string would lose every other event of its batch for good.
     """
-    if unstorable(data, max_depth=MAX_NESTING) is None:
-        return data  # as nearly every body is: no copy
-    return _storable(data, 0)
-
-
-def _storable(data: Any, level: int) -> Any:
-    if isinstance(data, str):
-        return storable_text(data)
-    if isinstance(data, dict | list) and level >= MAX_NESTING:
-        return None  # the stack this walk takes stays MAX_NESTING frames deep
-    if isinstance(data, dict):
-        return {storable_text(key): _storable(value, level + 1) for key, value in data.items()}
-    if isinstance(data, list):
-        return [_storable(value, level + 1) for value in data]
-    return data
-
-
-def storable_text(value: str) -> str:
-    """``value`` with each NUL and lone surrogate replaced by U+FFFD."""
-    return _UNSTORABLE.sub("\ufffd", value)
+    return storable(load_json(body), MAX_NESTING)
 
 
 def not_an_event(item: Any) -> WebhookEvent:

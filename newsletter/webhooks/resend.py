@@ -9,6 +9,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from ..storable import storable_text
 from .events import (
     KEY_NAME,
     EventKind,
@@ -19,7 +20,6 @@ from .events import (
     from_iso,
     parse_json,
     same,
-    storable_text,
     text,
 )
 
