@@ -77,6 +77,7 @@ class Status(enum.StrEnum):
 
 # The statuses no mail goes to, ever: a hard bounce or a spam complaint.
 SUPPRESSED = (Status.BOUNCED, Status.COMPLAINED)
+NAME_MAX = 200  # characters of a subscriber's name: the signup form's limit, the import's
 
 
 class ConsentKind(enum.StrEnum):
@@ -149,7 +150,7 @@ class Subscriber(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    name: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(NAME_MAX))
     # No index: the queries by status read most of the table, or (the hourly
     # retention sweep) can afford to (migration 0007); without one, a
     # confirmation can be a HOT update.

@@ -13,6 +13,7 @@ from ..delivery.dispatcher import dispatch_pass
 from ..extensions import db
 from ..models import DigestStatus
 from . import feed, service
+from .text import TooLong
 
 digest_cli = DatabaseCommands("digest", help="Digests of new posts.")
 posts_cli = DatabaseCommands("posts", help="Blog posts.")
@@ -48,8 +49,8 @@ def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
     """Send every new post to every confirmed subscriber, and follow it until it is sent."""
     try:
         cleaned = service.clean_subject(subject)
-    except service.SubjectTooLong as exc:
-        raise click.BadParameter(str(exc), param_hint="--subject") from None
+    except TooLong as exc:
+        raise click.BadParameter(f"The subject must be {exc}.", param_hint="--subject") from None
     upcoming = service.next_posts(db.session)
     if not upcoming:
         raise click.ClickException("no new posts: every post has gone out already")

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
-from .text import one_line, plain_summary, text_line, web_url
+from .text import TooLong, one_line, plain_summary, text_line, web_url, whole
 
 TITLE_MAX = 500
 URL_MAX = 2048
@@ -59,10 +59,10 @@ def _line(data: dict[str, Any], name: str, limit: int, required: bool = False) -
 
     Cut, as a feed's fields are, the admin's own title lost its end unseen.
     """
-    line = text_line(_text(data, name, required), limit + 1)
-    if line is not None and len(line) > limit:
-        raise InvalidPost(f"invalid_{name}", f"{name} must be at most {limit} characters.", name)
-    return line
+    try:
+        return whole(text_line, _text(data, name, required), limit)
+    except TooLong as exc:
+        raise InvalidPost(f"invalid_{name}", f"{name} must be {exc}.", name) from None
 
 
 def parse_url(value: str | None) -> str:
@@ -98,12 +98,12 @@ def parse_categories(value: Any) -> tuple[str, ...]:
         raise InvalidPost(
             "invalid_categories", "categories must be a list of strings.", "categories"
         )
-    if any(len(one_line(v, CATEGORY_MAX + 1) or "") > CATEGORY_MAX for v in value):
-        raise InvalidPost(
-            "invalid_categories",
-            f"each category must be at most {CATEGORY_MAX} characters.",
-            "categories",
-        )
+    try:
+        for category in value:
+            whole(one_line, category, CATEGORY_MAX)
+    except TooLong as exc:
+        message = f"each category must be {exc}."
+        raise InvalidPost("invalid_categories", message, "categories") from None
     return clean_categories(value)
 
 

@@ -14,6 +14,7 @@ from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..web import json_object, page_args
 from . import feed, posts, service
+from .text import TooLong
 
 bp = Blueprint("digests", __name__, url_prefix="/admin")
 bp.before_request(require_admin)
@@ -83,8 +84,9 @@ def trigger_digest() -> tuple[Response, int]:
         raise AppError("invalid_subject", "subject must be a string.", 422, field="subject")
     try:
         cleaned = service.clean_subject(subject)
-    except service.SubjectTooLong as exc:
-        raise AppError("invalid_subject", str(exc), 422, field="subject") from None
+    except TooLong as exc:
+        message = f"The subject must be {exc}."
+        raise AppError("invalid_subject", message, 422, field="subject") from None
     try:
         digest = service.create_digest(db.session, cleaned)
     except service.NoNewPosts:

@@ -35,7 +35,7 @@ from ..models import (
 )
 from ..subscriptions.erasure import is_suppressed
 from .posts import newest_first
-from .text import text_line
+from .text import text_line, whole
 
 SUBJECT_MAX = 200
 _TRIES = 5
@@ -87,16 +87,9 @@ def default_subject(newsletter: str, posts: list[Post]) -> str:
     return subject
 
 
-class SubjectTooLong(ValueError):
-    """A subject given for a digest is longer than ``SUBJECT_MAX`` characters."""
-
-
 def clean_subject(raw: str | None) -> str | None:
-    """A subject on one line, or None to use the default; ``SubjectTooLong`` rather than cut."""
-    subject = text_line(raw, SUBJECT_MAX + 1)
-    if subject is not None and len(subject) > SUBJECT_MAX:
-        raise SubjectTooLong(f"The subject must be at most {SUBJECT_MAX} characters.")
-    return subject
+    """A subject on one line, or None to use the default; ``TooLong`` rather than cut."""
+    return whole(text_line, raw, SUBJECT_MAX)
 
 
 def create_digest(session: Session, subject: str | None = None) -> Digest:

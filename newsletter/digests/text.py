@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import re
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
@@ -55,6 +56,25 @@ def plain_summary(raw: str | None, limit: int = SUMMARY_MAX_CHARS) -> str | None
 def text_line(raw: str | None, limit: int) -> str | None:
     """A title, author or subject as written (no markup taken out), on one line, shortened."""
     return single_line(raw or "")[:limit] or None
+
+
+class TooLong(ValueError):
+    """A value past its field's limit, refused where a feed's would be cut."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} characters")
+        self.limit = limit
+
+
+Cleaner = Callable[[str | None, int], str | None]  # text_line, one_line: cleans and cuts
+
+
+def whole(clean: Cleaner, raw: str | None, limit: int) -> str | None:
+    """``clean(raw, limit)``, or ``TooLong`` where it would have cut: an admin's own value."""
+    line = clean(raw, limit + 1)
+    if line is not None and len(line) > limit:
+        raise TooLong(limit)
+    return line
 
 
 def one_line(raw: str | None, limit: int) -> str | None:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from ..db_helpers import insert_ignoring_conflicts, is_postgresql, locked
 from ..delivery import ledger
 from ..models import (
+    NAME_MAX,
     ConsentEvent,
     ConsentKind,
     Delivery,
@@ -55,7 +56,6 @@ from .service import ClientInfo, event_row
 
 CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 1000
-NAME_MAX = 200  # characters, as a signup form's name
 IMPORT = ClientInfo(source="import")  # who 'asked', in the consent ledger
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # what surrogateescape makes of a stray byte

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from ..errors import AppError, wants_json
 from ..extensions import client_address, client_network, db, limiter
 from ..group_commit import GroupCommit
-from ..models import Status
+from ..models import NAME_MAX, Status
 from ..security import page_csp
 from ..tokens import TokenError, current_tokens
 from ..web import answer, header_text, request_fields, text_field
@@ -137,7 +137,7 @@ def subscribe() -> Response:
     try:
         raw_email = text_field(data, "email", max_length=320, required=True)
         email = normalize_email(raw_email or "")
-        name = text_field(data, "name", max_length=200)
+        name = text_field(data, "name", max_length=NAME_MAX)
         source = text_field(data, "source", max_length=2048)
     except InvalidAddress as exc:
         return _form_error(AppError("invalid_email", str(exc), 422, field="email"), data)
