@@ -457,10 +457,14 @@ def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
         mark_sending(session, digest_ids)
 
     seen: list[str] = []
+    commits_per_batch: list[int] = []
+    commits: list[int] = []
     send_claimed = dispatcher.send_claimed
 
     def send_and_look(*args):
+        commits.clear()
         stop = send_claimed(*args)
+        commits_per_batch.append(len(commits))
         seen.append(_status(client, admin_headers, digest["id"]))  # once the batch committed
         return stop
 
@@ -472,16 +476,22 @@ def test_a_pass_marks_the_digest_sending_once_and_settles_it_as_it_ends(
         if "EXISTS" in statement and "deliveries" in statement:
             pending_checks.append(statement)
 
+    def count_commit(connection) -> None:
+        commits.append(1)
+
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", keep)
+    event.listen(engine, "commit", count_commit)
     try:
         stats = Outbox(app).dispatch()
     finally:
         event.remove(engine, "before_cursor_execute", keep)
+        event.remove(engine, "commit", count_commit)
     assert stats.outcomes["sent"] == 5
     assert marked == [{digest["id"]}]  # by its first batch; the next two had nothing to mark
     assert seen == ["sending"] * 3  # committed with the first batch's answers
+    assert commits_per_batch == [1, 1, 1]  # the mark rides on the answers' commit
     assert len(pending_checks) == 1
     report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
     assert (report["status"], report["sent"], report["pending"]) == ("sent", 5, 0)
