@@ -84,11 +84,14 @@ def test_callers_arriving_during_a_write_share_the_next_one():
 
 
 def test_a_failed_write_fails_its_batch_only():
+    """By default no error is retried item by item: a database out of reach would make
+    each caller wait out the outage once more."""
     recorder = Recorder(fail_on="c")
     group = GroupCommit(recorder.write)
     first, rest = behind_a_write(group, recorder, ["b", "c"])
     assert first == {"a": "A"}
     assert isinstance(rest["b"], RuntimeError) and isinstance(rest["c"], RuntimeError)
+    assert len(recorder.batches) == 2  # the failed batch was written once
     assert group.submit("f") == "F"  # the lead was given up, not lost
 
 
@@ -112,15 +115,6 @@ def test_a_batch_refused_for_one_item_is_written_again_item_by_item():
     assert isinstance(rest["c"], RuntimeError)
     assert sorted(recorder.batches[1]) == ["b", "c", "d"]
     assert sorted(recorder.batches[2:]) == [["b"], ["c"], ["d"]]  # then one a call
-
-
-def test_an_error_not_to_retry_fails_the_whole_batch_once():
-    """A database out of reach: no caller waits out the outage once more per item."""
-    recorder = Recorder(fail_on="c")
-    group = GroupCommit(recorder.write, retry_alone=lambda error: False)
-    _, rest = behind_a_write(group, recorder, ["b", "c"])
-    assert isinstance(rest["b"], RuntimeError) and isinstance(rest["c"], RuntimeError)
-    assert len(recorder.batches) == 2
 
 
 def test_signups_retry_alone_unless_the_database_is_out_of_reach(app):
