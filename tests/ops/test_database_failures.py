@@ -10,12 +10,13 @@ command: "No such command").
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pa55-not-to-be-shown"  # in the URLs given: the output must never show it
@@ -45,13 +46,6 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def _refused_port() -> int:
-    """A local port nothing listens on (just freed by the kernel)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def not_a_database(tmp_path: Path) -> str:
     """A SQLite URL whose file holds text, not a database."""
@@ -62,7 +56,7 @@ def not_a_database(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("command", [["upgrade"], ["downgrade"], ["current"], ["stamp", "head"]])
 def test_a_migration_command_on_a_database_that_refuses_ends_in_one_line(command, tmp_path):
-    url = f"postgresql://newsletter:{PASSWORD}@127.0.0.1:{_refused_port()}/newsletter"
+    url = f"postgresql://newsletter:{PASSWORD}@127.0.0.1:{free_port()}/newsletter"
     result = _flask("db", *command, database_url=url, tmp_path=tmp_path)
     assert result.returncode == 1
     line = _one_line(result)
