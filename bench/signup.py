@@ -80,10 +80,20 @@ def count_rows(url: str, table: str) -> int:
 
 
 class Server:
-    """One gunicorn, same settings for both apps; stopped with SIGTERM."""
+    """One gunicorn, same settings for both apps; stopped with SIGTERM.
+
+    ``code``: the checkout whose service and ``gunicorn.conf.py`` run (this one by
+    default; ``bench/signup_timing.py`` runs another's).
+    """
 
     def __init__(
-        self, app: str, url: str, tmp: Path, dispatch: str = "process", provider: str = ""
+        self,
+        app: str,
+        url: str,
+        tmp: Path,
+        dispatch: str = "process",
+        provider: str = "",
+        code: Path = ROOT,
     ) -> None:
         self.port = fake_provider.free_port()
         env = {
@@ -120,8 +130,8 @@ class Server:
             env |= {"FLOOR_DATABASE_URL": url, "DISPATCH_PROCESS": "false"}
         self.log = open(tmp / f"gunicorn-{app}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *target],
-            cwd=ROOT,
+            [str(BIN / "gunicorn"), "-c", str(code / "gunicorn.conf.py"), *target],
+            cwd=code,
             env=env,
             stdout=subprocess.DEVNULL,  # the access log: written, as in production, then dropped
             stderr=self.log,

@@ -44,60 +44,28 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from fake_provider import free_port  # noqa: E402
 from schema import empty_schema  # noqa: E402
+from signup import BIN, Server  # noqa: E402
 
-BIN = Path(sys.executable).parent
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_bench_timing"
 STATES = ("new", "left", "due", "confirmed")
 
 
-class Service:
-    """One checkout's service under gunicorn on a fresh, migrated database."""
+def start(code: Path, url: str, folder: Path) -> Server:
+    """``code``'s service under ``signup.py``'s gunicorn, on a fresh database it migrated.
 
-    def __init__(self, code: Path, url: str, folder: Path) -> None:
-        empty_schema(url)
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "SECRET_KEY": "bench",
-            "RATELIMIT_ENABLED": "false",
-            "EMAIL_PROVIDER": "outbox",
-            "OUTBOX_DIR": str(folder / f"outbox-{self.port}"),
-            "BIND": f"127.0.0.1:{self.port}",
-        }
-        subprocess.run(
-            [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-            cwd=code,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        self.log = open(folder / f"gunicorn-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=code,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the service did not answer /healthz; see {self.log.name}")
-
-    def stop(self) -> None:
-        """Stop gunicorn and wait for it."""
-        self.proc.terminate()
-        self.proc.wait(40)
-        self.log.close()
+    The schema is dropped and recreated, then migrated by that checkout's own
+    ``flask db upgrade``; the service sends through the outbox provider.
+    """
+    empty_schema(url)
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=code,
+        env={**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench"},
+        check=True,
+        capture_output=True,
+    )
+    return Server("ours", url, folder, code=code)
 
 
 def probe(base: str, url: str, per_state: int) -> dict[str, list[float]]:
@@ -160,11 +128,12 @@ def main() -> None:
         for round_number in range(1, args.rounds + 1):
             codes = args.code if round_number % 2 else list(reversed(args.code))
             for code in codes:
-                service = Service(code.resolve(), args.database_url, Path(folder))
+                server = start(code.resolve(), args.database_url, Path(folder))
                 try:
-                    times = probe(service.base, args.database_url, args.per_state)
+                    base = f"http://127.0.0.1:{server.port}"
+                    times = probe(base, args.database_url, args.per_state)
                 finally:
-                    service.stop()
+                    server.stop()
                 cells = []
                 for state in STATES:
                     spread = sorted(times[state])
