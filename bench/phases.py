@@ -99,7 +99,8 @@ def child(code: str, size: int, url: str, fake: str, digests: int) -> None:
     from newsletter.heap import freeze_startup_heap
 
     fresh_schema(url)
-    digest.seed_and_trigger(url, size)
+    digest.seed(url, size)
+    digest.trigger(url)
     os.environ.update(digest.sending_env(url, fake, 1))
     app = create_app()
     try:  # as the dispatcher process boots (a commit before the thirteenth session: no warm-up)
