@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -18,29 +18,11 @@ from sqlalchemy import func, select
 from newsletter.delivery import dispatch_process
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
-from newsletter.providers import Message, Outcome, SendResult
 from tests.conftest import is_postgresql
-from tests.digests.helpers import add_confirmed, add_post
+from tests.digests.helpers import ThreadNotingProvider, a_digest_to
 from tests.servers import wait_for
 
 BATCH = 5
-
-
-class SlowRecorder:
-    """A provider that takes 30 ms a batch and notes which thread sent whom."""
-
-    name = "slow-recorder"
-    max_batch = 100
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []  # (thread name, recipient)
-        self._lock = threading.Lock()
-
-    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
-        time.sleep(0.03)  # on the wire: the other thread claims and renders meanwhile
-        with self._lock:
-            self.sent += [(threading.current_thread().name, m.to) for m in messages]
-        return [SendResult(Outcome.SENT) for _ in messages]
 
 
 def _sent_by_the_dispatcher_process(
@@ -49,12 +31,15 @@ def _sent_by_the_dispatcher_process(
     queue: Callable[[Flask], int],
     index: int = 0,
     left_queued: int = 0,
+    side_by_side: int = 1,
     **settings: object,
 ) -> list[tuple[str, str]]:
     """Queue mail with ``queue``, let ``dispatch_process.run`` (process ``index``) send, stop it.
 
     ``queue`` answers how many messages this process should send; the
     ``left_queued`` others must still be queued, unsent, a second after.
+    ``side_by_side``: threads whose first batches the provider holds until all
+    have one (``ThreadNotingProvider``).
     """
     app: Flask = make_app(
         RATELIMIT_ENABLED=False,
@@ -64,7 +49,7 @@ def _sent_by_the_dispatcher_process(
         **settings,
     )
     expected = queue(app)
-    provider = SlowRecorder()
+    provider = ThreadNotingProvider(side_by_side=side_by_side)
     app.extensions["newsletter.provider"] = provider
     stop = threading.Event()
     process = threading.Thread(target=dispatch_process.run, args=(app, stop, index))
@@ -92,19 +77,6 @@ def _sent_by_the_dispatcher_process(
     return provider.sent
 
 
-def a_digest_to(count: int, admin: dict[str, str]) -> Callable[[Flask], int]:
-    """Queue one digest to ``count`` confirmed subscribers (``reader{i}@example.com``)."""
-
-    def queue(app: Flask) -> int:
-        add_confirmed(app, count)
-        client = app.test_client()
-        add_post(client, admin, 1)
-        assert client.post("/admin/digests", json={}, headers=admin).status_code == 202
-        return count
-
-    return queue
-
-
 def confirmations_for(count: int) -> Callable[[Flask], int]:
     """Queue ``count`` confirmation emails, one signup each."""
 
@@ -120,7 +92,9 @@ def confirmations_for(count: int) -> Callable[[Flask], int]:
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_every_thread_sends_a_share_of_a_digest_and_no_one_twice(make_app, admin_headers, threads):
-    sent = _sent_by_the_dispatcher_process(make_app, threads, a_digest_to(90, admin_headers))
+    sent = _sent_by_the_dispatcher_process(
+        make_app, threads, a_digest_to(90, admin_headers), side_by_side=threads
+    )
     recipients = [to for _, to in sent]
     assert sorted(recipients) == sorted(f"reader{n}@example.com" for n in range(90))  # once each
     helpers = {f"newsletter-dispatcher-{n}" for n in range(2, threads + 1)}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
-from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,29 +12,11 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.concurrency.solo import TaskPool as SoloPool
 
 from newsletter import tasks
-from newsletter.providers import REGISTRY, Message, Outcome, SendResult
+from newsletter.providers import REGISTRY
 from tests.conftest import is_postgresql
-from tests.digests.helpers import add_confirmed, add_post
+from tests.digests.helpers import ThreadNotingProvider, a_digest_to
 
 RECIPIENTS = 600
-
-
-class ThreadNotingProvider:
-    """Sends nothing; notes which thread sent each recipient, and takes a little while."""
-
-    name = "thread-noting"
-    max_batch = 50
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
-        """Note the batch, wait as a provider's round trip would, answer sent."""
-        with self._lock:
-            self.sent.extend((threading.current_thread().name, m.to) for m in messages)
-        time.sleep(0.02)
-        return [SendResult(Outcome.SENT, provider_id=m.key) for m in messages]
 
 
 @pytest.mark.parametrize(
@@ -76,14 +56,13 @@ def test_a_task_in_a_one_process_worker_sends_each_copy_once(
     make_app, admin_headers, database_uri, monkeypatch
 ) -> None:
     """The task body as a solo worker runs it: two passes side by side on PostgreSQL."""
-    provider = ThreadNotingProvider()
+    expected = 2 if is_postgresql(database_uri) else 1
+    # Each pass's first batch waits for the other's: both really send side by side.
+    provider = ThreadNotingProvider(delay=0.02, side_by_side=expected)
     monkeypatch.setitem(REGISTRY, "thread-noting", lambda _config: provider)
     app = make_app(EMAIL_PROVIDER="thread-noting", DISPATCH_BATCH_SIZE=50, SEND_RATE=0)
-    emails = add_confirmed(app, RECIPIENTS)
-    client = app.test_client()
-    add_post(client, admin_headers, 1)
-    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
-    assert digest["recipients"] == RECIPIENTS
+    assert a_digest_to(RECIPIENTS, admin_headers)(app) == RECIPIENTS
+    emails = [f"reader{i}@example.com" for i in range(RECIPIENTS)]
     monkeypatch.setattr(tasks, "flask_app", lambda: app)
     monkeypatch.setitem(tasks._ONE_PROCESS, "worker", True)
     requeued = []
@@ -101,7 +80,6 @@ def test_a_task_in_a_one_process_worker_sends_each_copy_once(
     assert set(counts) == set(emails)
     assert max(counts.values()) == 1
     assert claimed == RECIPIENTS
-    expected = 2 if is_postgresql(database_uri) else 1
     assert len(threads) == expected, threads
 
 
