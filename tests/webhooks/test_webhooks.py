@@ -524,6 +524,25 @@ def test_a_sendgrid_batch_keeps_its_events_past_items_that_are_not_events(hook_a
     assert deep is None and levels == MAX_NESTING  # cut where a column's limit is
 
 
+def test_a_postmark_bounce_past_a_floats_range_and_nested_too_deep_is_kept(hook_app, hook):
+    # Both were a 400 for Postmark's one event, re-sent unchanged: the bounce was lost.
+    body = (
+        b'{"RecordType": "Bounce", "ID": 1e400, "Type": "HardBounce",'
+        b' "Email": "ann@example.com", "Details": ' + b"[" * 100 + b"]" * 100 + b"}"
+    )
+    response = hook.post(
+        "/webhooks/postmark", data=body, content_type="application/json", headers=signing.basic()
+    )
+    assert response.status_code == 200, response.get_json()
+    assert find(hook_app, "ann@example.com").status is Status.BOUNCED
+    [event] = stored(hook_app).values()
+    assert event["payload"]["ID"] == "1e400"  # its text, not Infinity
+    deep, levels = event["payload"]["Details"], 1  # the body is level 0
+    while isinstance(deep, list):
+        deep, levels = deep[0], levels + 1
+    assert deep is None and levels == MAX_NESTING  # cut where a column's limit is
+
+
 @pytest.mark.parametrize("odd", [b"\xff", b"\xed\xa0\x80"])  # not UTF-8; half a UTF-16 pair
 def test_bytes_that_are_not_utf8_in_one_string_lose_no_event(hook_app, hook, signer, odd):
     body = (
