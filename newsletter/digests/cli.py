@@ -68,10 +68,8 @@ def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
         digest = service.create_digest(db.session, cleaned)
     except service.NoNewPosts:
         raise click.ClickException("no new posts: another trigger took them") from None
-    except service.NoRecipients:
-        raise click.ClickException(
-            "no subscriber has confirmed yet: the posts wait for the next digest"
-        ) from None
+    except service.NoRecipients as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"digest {digest.id} queued: {digest.subject!r} to {digest.recipients} recipient(s)")
     follow(digest.id, digest.recipients)
 

@@ -73,9 +73,6 @@ def import_feed() -> Response:
     return jsonify(report.to_dict())
 
 
-NO_RECIPIENTS = "No subscriber has confirmed yet: the posts wait for the next digest."
-
-
 @bp.post("/digests")
 def trigger_digest() -> tuple[Response, int]:
     """Send every untaken post to every confirmed subscriber: 202, or 409 (no posts, no readers)."""
@@ -91,8 +88,8 @@ def trigger_digest() -> tuple[Response, int]:
         digest = service.create_digest(db.session, cleaned)
     except service.NoNewPosts:
         raise AppError("no_new_posts", "Every post has gone out already.", 409) from None
-    except service.NoRecipients:
-        raise AppError("no_recipients", NO_RECIPIENTS, 409) from None
+    except service.NoRecipients as exc:
+        raise AppError("no_recipients", str(exc), 409) from None
     return jsonify(service.report(db.session, digest).to_dict()), 202
 
 

@@ -48,6 +48,9 @@ class NoNewPosts(Exception):
 class NoRecipients(Exception):
     """No subscriber is confirmed: the posts wait for a digest someone will get."""
 
+    def __init__(self) -> None:
+        super().__init__("No subscriber has confirmed yet: the posts wait for the next digest.")
+
 
 class DigestNotFound(Exception):
     """No digest has that id."""

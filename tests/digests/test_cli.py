@@ -81,4 +81,4 @@ def test_a_subject_past_its_limit_is_refused_and_nothing_goes(app, client, admin
 def test_a_digest_to_nobody_is_refused_on_the_command_line_too(app, client, admin_headers):
     add_post(client, admin_headers, 1)
     result = app.test_cli_runner().invoke(args=["digest", "send", "--yes"])
-    assert result.exit_code == 1 and "no subscriber has confirmed yet" in result.output
+    assert result.exit_code == 1 and "No subscriber has confirmed yet" in result.output
