@@ -3,12 +3,14 @@
 Run by the crash and Celery tests: ``python -m tests.digests.dispatch_script``.
 Settings come from the environment; ``SEND_LOG`` is the file each message's
 recipient is appended to *before* the provider answers, as a real provider
-would have accepted it.
+would have accepted it. With ``SEND_THREAD_LOG`` set, each batch also appends
+``PID THREAD-NAME`` to that file: which process and thread sent it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +27,7 @@ class LoggingProvider:
         self.path = os.environ["SEND_LOG"]
         self.delay = float(os.environ.get("SEND_DELAY", "0"))
         self.max_batch = int(os.environ.get("SEND_BATCH", "50"))
+        self.thread_log = os.environ.get("SEND_THREAD_LOG")
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """Log every message, wait, answer sent."""
@@ -32,6 +35,9 @@ class LoggingProvider:
             log.writelines(f"{m.to}\n" for m in messages)
             log.flush()
             os.fsync(log.fileno())
+        if self.thread_log:
+            with open(self.thread_log, "a") as threads:
+                threads.write(f"{os.getpid()} {threading.current_thread().name}\n")
         time.sleep(self.delay)
         return [SendResult(Outcome.SENT, provider_id=m.key) for m in messages]
 

@@ -14,7 +14,10 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from newsletter import tasks
 from newsletter.providers import REGISTRY
 from tests.conftest import is_postgresql
-from tests.digests.helpers import ThreadNotingProvider, a_digest_to
+from tests.digests.helpers import ThreadNotingProvider, a_digest_to, add_confirmed, add_post
+from tests.digests.processes import ENQUEUE_BROKER as BROKER
+from tests.digests.processes import outputs, sent, start_worker, stop, wait_for_digest
+from tests.servers import redis_or_fail
 
 RECIPIENTS = 600
 
@@ -103,3 +106,48 @@ def test_a_failed_pass_beside_the_task_shows_in_its_health(make_app, monkeypatch
 
     assert tasks.dispatch.run() == 0  # nothing due; the task itself does not fail
     assert "the helper's pass broke" in (dispatch_health(app).last_error or "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("processes", "threads_per_process"), [(1, 2), (2, 1)])
+def test_a_real_worker_sends_from_two_threads_only_when_solo(
+    make_app, admin_headers, database_uri, tmp_path, processes: int, threads_per_process: int
+) -> None:
+    """A real ``celery worker`` finds its own pool: solo sends from two threads, prefork from one.
+
+    The tests above give ``_note_the_pool`` a stand-in for the worker and
+    force the flag; here Celery itself starts the worker and the tasks.
+    """
+    if not is_postgresql(database_uri):
+        pytest.skip("two passes a task run on PostgreSQL only (set TEST_DATABASE_URL)")
+    redis_or_fail(BROKER)
+    app = make_app(CELERY_BROKER_URL=BROKER)
+    client = app.test_client()
+    emails = add_confirmed(app, RECIPIENTS)
+    add_post(client, admin_headers, 1)
+    log, thread_log = tmp_path / "sent.log", tmp_path / "threads.log"
+    worker = start_worker(
+        "threads",
+        database_uri,
+        BROKER,
+        log,
+        tmp_path / "worker.out",
+        processes=processes,
+        SEND_THREAD_LOG=str(thread_log),
+        SEND_DELAY="0.05",  # 12 batches of 50 take 0.6 s: both passes of a task claim some
+    )
+    try:
+        digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+        report = wait_for_digest(client, admin_headers, digest["id"], timeout=120)
+    finally:
+        stop([worker])
+    assert report.get("status") == "sent", (report, outputs(tmp_path))
+    counts = Counter(sent(log))
+    assert set(counts) == set(emails)
+    assert max(counts.values()) == 1
+    by_process: dict[str, set[str]] = {}
+    for line in thread_log.read_text().splitlines():
+        pid, thread = line.split(" ", 1)
+        by_process.setdefault(pid, set()).add(thread)
+    assert by_process, outputs(tmp_path)
+    assert all(len(threads) == threads_per_process for threads in by_process.values()), by_process
