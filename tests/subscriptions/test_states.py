@@ -125,6 +125,26 @@ def test_one_click_unsubscribe_works_without_cookies_or_csrf(app, outbox):
     assert len(unsubscribes) == 1 and unsubscribes[0].detail == {"method": "one-click"}
 
 
+def test_one_click_unsubscribe_as_multipart_form_data(app, outbox):
+    """RFC 8058 allows the one-click body as multipart/form-data too."""
+    client = app.test_client(use_cookies=False)
+    subscriber = confirmed(client, outbox, "ann@example.com")
+    response = client.post(
+        unsubscribe_link(app, subscriber),
+        data={"List-Unsubscribe": "One-Click"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    assert find(app, "ann@example.com").status is Status.UNSUBSCRIBED
+    with app.app_context():
+        from newsletter.extensions import db
+        from newsletter.models import ConsentKind, Subscriber
+
+        events = db.session.get(Subscriber, subscriber.id).events
+        details = [e.detail for e in events if e.kind is ConsentKind.UNSUBSCRIBED]
+    assert details == [{"method": "one-click"}]
+
+
 def test_unsubscribe_json_answer(app, client, outbox):
     subscriber = confirmed(client, outbox, "ann@example.com")
     response = client.post(
