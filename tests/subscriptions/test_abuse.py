@@ -119,6 +119,53 @@ def test_trusted_proxy_decides_the_client_address(make_app):
         assert subscriber.events[0].ip == "203.0.113.9"
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "stored"),
+    [
+        ("203.0.113.9:5678", "203.0.113.9"),  # Azure's gateway, IIS: the client's port too
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[2001:DB8:0::1]", "2001:db8::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        (" 203.0.113.9 ", "203.0.113.9"),
+        ("junk", "unknown"),
+        ("", "127.0.0.1"),  # none forwarded: ProxyFix keeps the peer's (the test client's)
+    ],
+)
+def test_a_forwarded_address_is_stored_in_one_spelling(make_app, forwarded, stored):
+    app = make_app(TRUSTED_PROXY_COUNT=1)
+    answer = app.test_client().post(
+        "/subscribe", json={"email": "a@example.com"}, headers={"X-Forwarded-For": forwarded}
+    )
+    assert answer.status_code == 202
+    with app.app_context():
+        from newsletter.extensions import db
+        from newsletter.models import Subscriber
+
+        assert db.session.get(Subscriber, find(app, "a@example.com").id).events[0].ip == stored
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        [f"203.0.113.9:{port}" for port in range(40000, 40004)],
+        ["203.0.113.9", "::ffff:203.0.113.9", "[::ffff:203.0.113.9]:80", "203.0.113.9:1"],
+        [f"junk{i}" for i in range(4)],
+    ],
+)
+def test_a_client_cannot_escape_its_limit_by_spelling_its_address_anew(make_app, spellings):
+    """Each spelling of one address, and every unreadable one, counts as the same client."""
+    app = make_app(RATELIMIT_SUBSCRIBE="3 per minute", TRUSTED_PROXY_COUNT=1)
+    client = app.test_client()
+    codes = [
+        client.post(
+            "/subscribe", json={"email": f"r{i}@example.com"}, headers={"X-Forwarded-For": f}
+        ).status_code
+        for i, f in enumerate(spellings)
+    ]
+    assert codes == [202, 202, 202, 429]
+
+
 def test_cors_only_for_configured_origins(make_app):
     client = make_app(CORS_ORIGINS=["https://blog.example.org"]).test_client()
     allowed = client.options(
