@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.datastructures import MIMEAccept
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,15 @@ def register_error_handlers(app: Flask) -> None:
         message = _HTTP_MESSAGES.get(status) or exc.description or exc.name
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return error_response(status, code, message, headers=headers)
+
+    @app.errorhandler(ClientDisconnected)
+    def _cut_short(exc: ClientDisconnected) -> Response:
+        return error_response(
+            400,
+            "incomplete_body",
+            "The request body ended before the length it announced; nothing was kept. "
+            "Please send it again.",
+        )
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response:

@@ -45,14 +45,24 @@ class _CappedStream(LimitedStream):
 
 
 class CappedRequest(Request):
-    """Flask's request, whose body sent without a length is never read cut short."""
+    """Flask's request, whose body is never read cut short, with or without a length."""
 
     @cached_property
     def stream(self) -> IO[bytes]:
-        """The body as Werkzeug guards it; a chunked one whole or a 413."""
-        limit = self.max_content_length
-        chunked = self.content_length is None and "wsgi.input_terminated" in self.environ
-        if self.shallow or limit is None or not chunked:
+        """The body as Werkzeug guards it; a chunked one whole or a 413; one cut short a 400."""
+        limit, length = self.max_content_length, self.content_length
+        terminated = "wsgi.input_terminated" in self.environ
+        if self.shallow or not terminated:
+            return Request.stream.fget(self)
+        if length is not None:
+            # gunicorn marks every body terminated, and ended one whose client stopped
+            # short of its Content-Length as if it were whole: an address cut at
+            # "...@example.co" was signed up. Read to the length, a body cut short is
+            # Werkzeug's ClientDisconnected, a 400.
+            if limit is not None and length > limit:
+                raise RequestEntityTooLarge()
+            return LimitedStream(self.environ["wsgi.input"], length)
+        if limit is None:
             return Request.stream.fget(self)
         return _CappedStream(self.environ["wsgi.input"], limit)
 
