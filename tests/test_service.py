@@ -201,6 +201,35 @@ def test_signup_while_the_database_is_gone_is_a_clear_503(app_losing_its_databas
     assert response.headers["Retry-After"]
 
 
+def test_every_503_of_a_lost_database_is_in_the_openapi_document(
+    app_losing_its_database, admin_headers
+):
+    app = app_losing_its_database
+    client = app.test_client()
+    with app.app_context():
+        from newsletter.tokens import current_tokens
+
+        confirm = current_tokens().confirm_token("some-public-id", 0)
+        leave = current_tokens().unsubscribe_token("some-public-id")
+    document = client.get("/openapi.json").get_json()
+    calls = [
+        ("post", "/subscribe", "/subscribe"),
+        ("get", "/confirm/{token}", f"/confirm/{confirm}"),
+        ("post", "/confirm/{token}", f"/confirm/{confirm}"),
+        ("post", "/unsubscribe/{token}", f"/unsubscribe/{leave}"),
+        ("get", "/admin/subscribers", "/admin/subscribers"),
+        ("get", "/admin/stats", "/admin/stats"),
+        ("get", "/admin/posts", "/admin/posts"),
+    ]
+    for method, template, path in calls:
+        body = {"email": "a@example.com"} if template == "/subscribe" else None
+        headers = {**admin_headers, "Accept": "application/json"}
+        answer = client.open(path, method=method, json=body, headers=headers)
+        assert answer.status_code == 503, (path, answer.status_code)
+        assert answer.get_json()["error"]["code"] == "unavailable"
+        assert "503" in document["paths"][template][method]["responses"], template
+
+
 def test_openapi_document_is_valid_and_lists_the_json_endpoints(client):
     document = client.get("/openapi.json").get_json()
     validate(document)
@@ -214,6 +243,26 @@ def test_openapi_document_is_valid_and_lists_the_json_endpoints(client):
         "/admin/subscribers/import",
     ):
         assert path in document["paths"], path
+
+
+def test_openapi_names_the_path_the_service_is_mounted_under(client):
+    assert client.get("/openapi.json").get_json()["servers"] == [{"url": "/"}]
+    mounted = client.get("/openapi.json", base_url="http://localhost/news").get_json()
+    assert mounted["servers"] == [{"url": "/news"}]
+    validate(mounted)
+
+
+def test_openapi_email_length_is_the_one_the_service_takes(client):
+    limit = client.get("/openapi.json").get_json()["components"]["schemas"]["Signup"]
+    longest = limit["properties"]["email"]["maxLength"]
+    local = "a" * 64
+    domain = ".".join(["b" * 60] * 4)[: longest - len(local) - 1 - 4] + ".com"
+    fits = f"{local}@{domain}"
+    assert len(fits) == longest
+    assert client.post("/subscribe", json={"email": fits}).status_code == 202
+    over = f"{local}@c{domain}"
+    answer = client.post("/subscribe", json={"email": over})
+    assert answer.status_code == 422 and answer.get_json()["error"]["code"] == "invalid_email"
 
 
 def test_openapi_source_has_no_key_twice(client):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..delivery.health import reported_dispatch_health
 from .probes import broker_answers, database_answers
@@ -52,5 +52,6 @@ def openapi_document() -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    """The OpenAPI 3 document of every JSON endpoint."""
-    return jsonify(openapi_document())
+    """The OpenAPI 3 document of every JSON endpoint, its server where the service is mounted."""
+    # Under a path prefix (SCRIPT_NAME=/news), "/" sent every tool to the host's root.
+    return jsonify({**openapi_document(), "servers": [{"url": request.script_root or "/"}]})
