@@ -200,6 +200,28 @@ def _retry_after_only_when_told_to_wait(response: Response) -> Response:
     return response
 
 
+def _rate_headers_name_the_nearest_limit(response: Response) -> Response:
+    """``X-RateLimit-*`` describe the limit with the least left, not Flask-Limiter's pick.
+
+    With the per-address and per-network limits both on ``POST /subscribe``,
+    Flask-Limiter described the first by window: ten signups from one address
+    said "30, 20 remaining", and the eleventh was refused. A refused request
+    already names the limit it broke.
+    """
+    limits = limiter.current_limits
+    if (
+        response.status_code == 429
+        or len(limits) < 2
+        or "X-RateLimit-Limit" not in response.headers
+    ):
+        return response
+    nearest = min(limits, key=lambda limit: (limit.remaining, limit.reset_at))
+    response.headers["X-RateLimit-Limit"] = str(nearest.limit.amount)
+    response.headers["X-RateLimit-Remaining"] = str(nearest.remaining)
+    response.headers["X-RateLimit-Reset"] = str(nearest.reset_at)
+    return response
+
+
 def _vary_on_origin(response: Response) -> Response:
     """``/subscribe``'s CORS headers depend on the ``Origin``: say so on every answer.
 
@@ -223,6 +245,7 @@ def _configure_web(app: Flask) -> None:
     # Registered before the limiter's: Flask runs them last to first, so this one sees
     # the headers the limiter added.
     app.after_request(_retry_after_only_when_told_to_wait)
+    app.after_request(_rate_headers_name_the_nearest_limit)
     app.after_request(vary_on_accept)
     limiter.init_app(app)
     if app.config["CORS_ORIGINS"]:

@@ -74,6 +74,29 @@ def test_rate_limit_answers_429_with_retry_after(make_app):
     assert find(app, "a3@example.com") is None
 
 
+def test_rate_headers_describe_the_limit_with_least_left(make_app):
+    """Per address 3 a minute, per network 30: the headers count down the 3."""
+    app = make_app(RATELIMIT_SUBSCRIBE="3 per minute", RATELIMIT_SUBSCRIBE_NETWORK="30 per minute")
+    client = app.test_client()
+    seen = []
+    for n in range(3):
+        answer = client.post("/subscribe", json={"email": f"a{n}@example.com"})
+        assert answer.status_code == 202
+        seen.append((answer.headers["X-RateLimit-Limit"], answer.headers["X-RateLimit-Remaining"]))
+    assert seen == [("3", "2"), ("3", "1"), ("3", "0")]
+    refused = client.post("/subscribe", json={"email": "a3@example.com"})
+    assert refused.status_code == 429
+    assert refused.headers["X-RateLimit-Limit"] == "3"
+    # Another address of the same network has its own 3, and the network far more left.
+    other = client.post(
+        "/subscribe", json={"email": "b@example.com"}, environ_base={"REMOTE_ADDR": "127.0.0.9"}
+    )
+    assert (other.headers["X-RateLimit-Limit"], other.headers["X-RateLimit-Remaining"]) == (
+        "3",
+        "2",
+    )
+
+
 def test_rate_limit_is_per_client_address(make_app):
     app = make_app(RATELIMIT_SUBSCRIBE="1 per minute")
     client = app.test_client()
