@@ -6,8 +6,9 @@
  * says "Processing..." and then what happened, in an aria-live region, and
  * keeps what was typed when something needs fixing. No inline script or style
  * (strict CSP), no framework, no cookies. Texts can be replaced per form with
- * data-msg-success, data-msg-invalid, data-msg-empty, data-msg-limited,
- * data-msg-captcha, data-msg-failed and data-msg-busy attributes. With a
+ * data-msg-success, data-msg-invalid, data-msg-empty, data-msg-name,
+ * data-msg-limited, data-msg-captcha, data-msg-failed and data-msg-busy
+ * attributes. With a
  * Turnstile or hCaptcha widget in the form, its token is posted with the rest
  * and the widget is reset after each answer (a token is good once).
  */
@@ -19,6 +20,7 @@
     success: "Thank you! Check your inbox to confirm.",
     empty: "Please enter your email address.",
     invalid: "That doesn't look like an email address. Please check it and try again.",
+    name: "Please check your name: one line of at most 200 characters.",
     limited: "Too many attempts, please try again later.",
     captcha: "Please complete the check that you are not a robot, then try again.",
     failed: "Something went wrong, please try again."
@@ -46,15 +48,15 @@
     return status;
   }
 
-  /* What the answer means: "success", "invalid", "limited", "captcha" or "failed". */
+  /* What the answer means: "success", "invalid", "name", "limited", "captcha" or "failed". */
   function outcome(response, body) {
     if (response.ok) return "success";
     if (response.status === 429) return "limited";
     var error = body && body.error;
     if (error && error.code === "captcha_failed") return "captcha";
-    if ((response.status === 400 || response.status === 422) && error &&
-        (error.field === "email" || error.code === "invalid_email")) {
-      return "invalid";
+    if ((response.status === 400 || response.status === 422) && error) {
+      if (error.field === "email" || error.code === "invalid_email") return "invalid";
+      if (error.field === "name") return "name";
     }
     return "failed";
   }
@@ -69,7 +71,8 @@
 
   function post(form) {
     var data = new URLSearchParams(new FormData(form));
-    if (!data.get("source")) data.set("source", location.origin + location.pathname);
+    // The service keeps 2,048 characters of it and refuses more: a long slug must not fail.
+    if (!data.get("source")) data.set("source", (location.origin + location.pathname).slice(0, 2048));
     var controller = window.AbortController ? new AbortController() : null;
     var timer = controller && setTimeout(function () { controller.abort(); }, TIMEOUT_MS);
     return fetch(form.action, {
@@ -105,30 +108,40 @@
       else button.textContent = value;
     }
     var idle = button.tagName === "INPUT" ? button.value : button.textContent;
-    // The page's own description of the field, kept: the error is added to it, then gone.
-    var describedBy = email.getAttribute("aria-describedby");
+    // Marks a field at fault for the live region's message; its own description is kept.
+    function marker(field) {
+      var own = field && field.getAttribute("aria-describedby");
+      return function (bad) {
+        if (!field) return;
+        if (bad) {
+          field.setAttribute("aria-invalid", "true");
+          field.setAttribute("aria-describedby", (own ? own + " " : "") + status.id);
+        } else {
+          field.removeAttribute("aria-invalid");
+          if (own) field.setAttribute("aria-describedby", own);
+          else field.removeAttribute("aria-describedby");
+        }
+      };
+    }
+    var nameField = form.querySelector("input[name=name]");
+    var markEmail = marker(email), markName = marker(nameField);
+    var FIELD_AT_FAULT = { invalid: email, empty: email, name: nameField };
 
-    function show(state, focusEmail) {
+    function show(state) {
+      var field = FIELD_AT_FAULT[state];
       form.setAttribute("data-state", state);
       status.textContent = text(form, state);
-      var bad = state === "invalid" || state === "empty";
-      if (bad) {
-        email.setAttribute("aria-invalid", "true");
-        email.setAttribute("aria-describedby", (describedBy ? describedBy + " " : "") + status.id);
-      } else {
-        email.removeAttribute("aria-invalid");
-        if (describedBy) email.setAttribute("aria-describedby", describedBy);
-        else email.removeAttribute("aria-describedby");
-      }
-      if (focusEmail) email.focus();
+      markEmail(field === email);
+      markName(field === nameField && !!field);
+      if (field) field.focus();
     }
 
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (busy) return;
       var value = email.value.trim();
-      if (!value) return show("empty", true);
-      if (email.validity && email.validity.typeMismatch) return show("invalid", true);
+      if (!value) return show("empty");
+      if (email.validity && email.validity.typeMismatch) return show("invalid");
       var hadFocus = document.activeElement;
       busy = true;
       button.disabled = true;
@@ -142,10 +155,11 @@
         form.removeAttribute("aria-busy");
         label(idle);
         var lost = document.activeElement === document.body || document.activeElement === button;
-        show(result, result === "invalid");
-        if (result !== "invalid") resetCaptcha(); // an invalid address spent no token
+        var fix = FIELD_AT_FAULT[result];
+        show(result);
+        if (!fix) resetCaptcha(); // a field at fault is found before the token is spent
         // A disabled button drops focus; give it back where the reader was.
-        if (result !== "invalid" && lost && hadFocus && hadFocus.focus) hadFocus.focus();
+        if (!fix && lost && hadFocus && hadFocus.focus) hadFocus.focus();
       });
     });
   }

@@ -18,6 +18,7 @@ SUCCESS = "Thank you! Check your inbox to confirm."
 INVALID = "That doesn't look like an email address. Please check it and try again."
 LIMITED = "Too many attempts, please try again later."
 FAILED = "Something went wrong, please try again."
+NAME = "Please check your name: one line of at most 200 characters."
 
 
 def open_blog(page: Page, site: Site) -> None:
@@ -195,3 +196,56 @@ def test_without_javascript_the_form_lands_on_the_hosted_page(site: Site, browse
         screenshots(page, "nojs-check-inbox")
     finally:
         context.close()
+
+
+def test_a_page_with_a_very_long_address_still_signs_up(site: Site, page: Page) -> None:
+    """The service refuses a source over 2,048 characters; the widget sends no more."""
+    open_blog(page, site)
+    long_path = "/" + "p" * 2100
+    page.evaluate("path => history.pushState(null, '', path)", long_path)
+    page.get_by_label("Email address").fill("ann@example.com")
+    page.get_by_role("button", name="Subscribe").click()
+
+    expect(status(page)).to_have_text(SUCCESS)
+    stored = site.subscriber("ann@example.com")
+    assert stored is not None
+    assert stored.source == (site.blog.url + long_path)[:2048]
+
+
+def test_a_name_the_service_refuses_is_said_and_marked(site: Site, page: Page) -> None:
+    """A publisher's optional name field: the answer names it, not "something went wrong"."""
+    # Added as the page is parsed, before widget.js looks at the form (a deferred script
+    # runs after "interactive"), as a publisher's own markup would have it.
+    page.add_init_script(
+        """document.addEventListener("readystatechange", function () {
+          if (document.readyState !== "interactive") return;
+          var label = document.createElement("label");
+          label.htmlFor = "nl-name";
+          label.textContent = "Name";
+          var input = document.createElement("input");
+          input.id = "nl-name";
+          input.name = "name";
+          var row = document.querySelector("form[data-newsletter] .nl-row");
+          row.parentNode.insertBefore(label, row);
+          row.parentNode.insertBefore(input, row);
+        });"""
+    )
+    open_blog(page, site)
+    name, email = page.get_by_label("Name", exact=True), page.get_by_label("Email address")
+    name.fill("N" * 201)
+    email.fill("ann@example.com")
+    email.press("Enter")
+
+    expect(status(page)).to_have_text(NAME)
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(name).to_have_attribute("aria-describedby", status(page).get_attribute("id") or "")
+    expect(name).to_be_focused()
+    expect(email).not_to_have_attribute("aria-invalid", "true")
+    assert site.subscriber("ann@example.com") is None
+
+    name.fill("Ann")
+    email.press("Enter")
+    expect(status(page)).to_have_text(SUCCESS)
+    expect(name).not_to_have_attribute("aria-invalid", "true")
+    stored = site.subscriber("ann@example.com")
+    assert stored is not None and stored.name == "Ann"
