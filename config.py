@@ -42,7 +42,9 @@ def _origins(env: Mapping[str, str], name: str) -> list[str]:
     ``Origin`` header: refused at start-up rather than failing every signup.
     """
     origins = []
-    for origin in _list(env, name):
+    for given in _list(env, name):
+        # A site's address as copied from the address bar: its lone "/" is no path.
+        origin = given[:-1] if given.endswith("/") and urlsplit(given).path == "/" else given
         parts = urlsplit(origin)
         if origin != "*" and (
             parts.scheme not in ("http", "https")
@@ -51,8 +53,7 @@ def _origins(env: Mapping[str, str], name: str) -> list[str]:
             or f"{parts.scheme}://{parts.netloc}".lower() != origin.lower()
         ):
             raise ConfigError(
-                f"{name} holds origins like https://blog.example.org (no path, no trailing "
-                f"slash), not {origin!r}"
+                f"{name} holds origins like https://blog.example.org (no path), not {given!r}"
             )
         # As a browser sends them: scheme and host in lower case (all there is, checked above).
         origins.append(origin if origin == "*" else origin.lower())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
@@ -154,7 +155,28 @@ def subscribe() -> Response:
         log.info("honeypot filled on /subscribe; signup ignored")
     else:
         _sign_up(email, name, _client(source))
-    return answer("pages/check_inbox.html", {"status": "pending"}, 202 if wants_json() else 200)
+    status = 202 if wants_json() else 200
+    return answer("pages/check_inbox.html", {"status": "pending"}, status, back=_way_back(source))
+
+
+def _way_back(source: str | None) -> tuple[str, str] | None:
+    """The page a form was posted from, and its host, when it is on a site of ``CORS_ORIGINS``.
+
+    A reader without JavaScript lands on our "check your inbox" page; this
+    is the link back to the blog. Only the publisher's listed sites: a
+    forged form could name any page, and our page would vouch for it.
+    """
+    page = source or header_text("Referer", 2048)
+    try:
+        parts = urlsplit(page or "")
+        parts.port  # noqa: B018 (raises on a port that is no number)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if f"{parts.scheme}://{parts.netloc}".lower() not in current_app.config["CORS_ORIGINS"]:
+        return None
+    return page, parts.hostname
 
 
 _WARNED_ORIGINS: set[str] = set()

@@ -189,6 +189,31 @@ def test_a_client_cannot_escape_its_limit_by_spelling_its_address_anew(make_app,
     assert codes == [202, 202, 202, 429]
 
 
+@pytest.mark.parametrize(
+    ("fields", "headers", "back"),
+    [
+        ({"source": "https://blog.example.org/post/1"}, {}, "https://blog.example.org/post/1"),
+        ({}, {"Referer": "https://blog.example.org/about"}, "https://blog.example.org/about"),
+        ({"source": "https://evil.example.net/x"}, {}, None),  # a site not listed
+        ({"source": "javascript:alert(1)"}, {}, None),
+        ({"source": "https://blog.example.org:x/"}, {}, None),
+    ],
+)
+def test_the_check_your_inbox_page_links_back_to_a_listed_site(make_app, fields, headers, back):
+    app = make_app(CORS_ORIGINS=["https://blog.example.org"])
+    client = app.test_client()
+    page = client.post(
+        "/subscribe", data={"email": "ann@example.com", **fields}, headers=headers
+    ).get_data(as_text=True)
+    assert "Check your inbox" in page
+    if back is None:
+        assert "Back to" not in page
+    else:
+        assert f'<a href="{back}">Back to blog.example.org</a>' in page
+    as_json = client.post("/subscribe", json={"email": "bob@example.com", **fields})
+    assert as_json.get_json() == {"status": "pending"}
+
+
 def test_cors_only_for_configured_origins(make_app):
     client = make_app(CORS_ORIGINS=["https://blog.example.org"]).test_client()
     allowed = client.options(
