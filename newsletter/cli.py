@@ -153,16 +153,24 @@ def _finite(days: float | None) -> float | None:
     type=click.FloatRange(min=0, max=MAX_RETENTION_DAYS),
     callback=lambda _ctx, _param, value: _finite(value),
     default=None,
-    help="Days since signup (default: PENDING_RETENTION_DAYS).",
+    help="Days since the last signup or confirmation link (default: PENDING_RETENTION_DAYS).",
 )
 def subscribers_purge_pending(days: float | None) -> None:
-    """Delete signups never confirmed after DAYS days."""
+    """Delete signups left unconfirmed DAYS days after their last link."""
     from flask import current_app
 
     from .subscriptions.retention import purge_pending
 
     days = current_app.config["PENDING_RETENTION_DAYS"] if days is None else days
-    click.echo(f"purged {purge_pending(db.session, days)} pending signups older than {days:g} days")
+    valid_for = current_app.config["CONFIRM_MAX_AGE"]
+    purged = purge_pending(db.session, days)
+    click.echo(f"purged {purged} pending signups older than {days:g} days")
+    if purged and days * 86400 < valid_for:
+        click.echo(
+            f"warning: their confirm links were valid for {valid_for / 86400:g} days "
+            "(CONFIRM_MAX_AGE); the purged readers' links no longer work",
+            err=True,
+        )
 
 
 def register_cli(app: Flask) -> None:

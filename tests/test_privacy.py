@@ -16,7 +16,7 @@ from newsletter.models import Status, Subscriber, utcnow
 from newsletter.security import MaskingFilter, mask
 from tests.conftest import path_of
 from tests.servers import wait_for
-from tests.subscriptions.helpers import confirmed, find
+from tests.subscriptions.helpers import confirmed, find, unsubscribe_link
 
 
 def test_pages_send_a_strict_csp_and_token_pages_no_referrer(client, outbox):
@@ -111,18 +111,22 @@ def test_subject_access_export_holds_everything(client, outbox, admin_headers):
     )
 
 
+def _last_touched(days: float, emails: list[str] | None = None) -> None:
+    """Date the subscribers' signup, last change and last link ``days`` back (in an app context)."""
+    then = utcnow() - timedelta(days=days)
+    chosen = update(Subscriber)
+    if emails is not None:
+        chosen = chosen.where(Subscriber.email.in_(emails))
+    db.session.execute(chosen.values(created_at=then, updated_at=then, last_confirmation_at=then))
+    db.session.commit()
+
+
 def test_purge_pending_deletes_only_old_unconfirmed_signups(app, client, outbox):
     confirmed(client, outbox, "kept@example.com")
     client.post("/subscribe", json={"email": "old@example.com"})
     client.post("/subscribe", json={"email": "new@example.com"})
     with app.app_context():
-        long_ago = utcnow() - timedelta(days=40)
-        db.session.execute(
-            update(Subscriber)
-            .where(Subscriber.email.in_(["old@example.com", "kept@example.com"]))
-            .values(created_at=long_ago)
-        )
-        db.session.commit()
+        _last_touched(40, ["old@example.com", "kept@example.com"])
     result = app.test_cli_runner().invoke(
         args=["subscribers", "purge-pending", "--older-than", "30"]
     )
@@ -130,6 +134,70 @@ def test_purge_pending_deletes_only_old_unconfirmed_signups(app, client, outbox)
     assert find(app, "old@example.com") is None
     assert find(app, "new@example.com").status is Status.PENDING
     assert find(app, "kept@example.com").status is Status.CONFIRMED
+
+
+def test_purge_counts_from_the_last_signup_not_the_first(app, client, outbox):
+    """A reader who signed up long ago and again today keeps the row, the history, the link."""
+    back = confirmed(client, outbox, "back@example.com")
+    assert client.post(unsubscribe_link(app, back)).status_code == 200
+    client.post("/subscribe", json={"email": "late@example.com"})  # never confirmed
+    outbox.dispatch()
+    with app.app_context():
+        _last_touched(40)
+    for email in ("back@example.com", "late@example.com"):  # both sign up again today
+        assert client.post("/subscribe", json={"email": email}).status_code == 202
+    outbox.dispatch()
+
+    result = app.test_cli_runner().invoke(
+        args=["subscribers", "purge-pending", "--older-than", "30"]
+    )
+    assert result.exit_code == 0 and "purged 0" in result.output
+    for email in ("back@example.com", "late@example.com"):
+        assert find(app, email).status is Status.PENDING
+        assert client.post(path_of(outbox.confirm_link(email))).status_code == 200
+    with app.app_context():
+        events = db.session.get(Subscriber, back.id).events
+        kinds = [event.kind.value for event in events]
+    assert kinds[:2] == ["signup", "confirmation_queued"] and "unsubscribed" in kinds
+
+
+def test_purge_keeps_a_reader_who_left_and_came_back_without_confirming(app, client, outbox):
+    """Pending again for long, a former reader keeps the proof of consent and unsubscribe."""
+    back = confirmed(client, outbox, "back@example.com")
+    client.post(unsubscribe_link(app, back))
+    client.post("/subscribe", json={"email": "back@example.com"})
+    with app.app_context():
+        _last_touched(40)
+    result = app.test_cli_runner().invoke(
+        args=["subscribers", "purge-pending", "--older-than", "30"]
+    )
+    assert "purged 0" in result.output
+    assert find(app, "back@example.com").status is Status.PENDING
+
+
+def test_purge_deletes_the_outbox_files_of_the_addresses_it_purges(app, client, outbox):
+    for email in ("gone@example.com", "stays@example.com"):
+        client.post("/subscribe", json={"email": email})
+    outbox.dispatch()
+    with app.app_context():
+        _last_touched(40, ["gone@example.com"])
+    result = app.test_cli_runner().invoke(
+        args=["subscribers", "purge-pending", "--older-than", "30"]
+    )
+    assert "purged 1" in result.output and "warning" not in result.output
+    assert outbox.messages("gone@example.com") == []
+    assert len(outbox.messages("stays@example.com")) == 1
+
+
+def test_a_purge_that_kills_links_still_valid_says_so(app, client):
+    client.post("/subscribe", json={"email": "gone@example.com"})
+    with app.app_context():
+        _last_touched(2)
+    result = app.test_cli_runner().invoke(
+        args=["subscribers", "purge-pending", "--older-than", "1"]
+    )
+    assert result.exit_code == 0 and "purged 1" in result.output
+    assert "warning: their confirm links were valid for 7 days" in result.stderr
 
 
 @pytest.mark.parametrize("days", ["nan", "inf", "1e9", "-1"])
@@ -148,8 +216,7 @@ def test_celery_beat_purges_old_pending_signups_hourly(app, client, monkeypatch)
     assert purge["schedule"] == 3600.0 and purge["task"] == tasks.housekeeping.name
     client.post("/subscribe", json={"email": "old@example.com"})
     with app.app_context():
-        db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
-        db.session.commit()
+        _last_touched(31)
     monkeypatch.setattr(tasks, "flask_app", lambda: app)
     assert tasks.housekeeping.run(*purge["args"]) == 1
     assert find(app, "old@example.com") is None
@@ -159,8 +226,7 @@ def test_cron_dispatch_also_runs_the_housekeeping(app, client):
     # Without a dispatcher thread or Celery beat, ``flask outbox dispatch`` from cron purges.
     client.post("/subscribe", json={"email": "old@example.com"})
     with app.app_context():
-        db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
-        db.session.commit()
+        _last_touched(31)
     result = app.test_cli_runner().invoke(args=["outbox", "dispatch"])
     assert result.exit_code == 0, result.output
     assert "purge-old-pending-signups: 1" in result.output
@@ -175,8 +241,7 @@ def test_only_the_first_dispatcher_process_runs_the_housekeeping(app, client, in
 
     client.post("/subscribe", json={"email": "old@example.com"})
     with app.app_context():
-        db.session.execute(update(Subscriber).values(created_at=utcnow() - timedelta(days=31)))
-        db.session.commit()
+        _last_touched(31)
     stop = threading.Event()
     process = threading.Thread(target=run, args=(app, stop, index))
     process.start()

@@ -30,15 +30,15 @@ class OutboxProvider:
                 f"OUTBOX_DIR {self.directory} cannot be used as a folder: {exc.strerror}"
             ) from None
 
-    def forget(self, address: str) -> int:
-        """Delete every message written to ``address`` (an erasure); how many went."""
-        wanted = ascii_address(address).lower()
+    def forget(self, *addresses: str) -> int:
+        """Delete every message written to any of ``addresses`` (an erasure); how many went."""
+        wanted = {ascii_address(address).lower() for address in addresses}
         forgotten = 0
         for path in self.directory.glob("*.eml"):
             try:
                 with path.open("rb") as file:
                     headers = BytesHeaderParser(policy=default).parse(file)
-                if (headers["To"] or "").strip().lower() == wanted:
+                if (headers["To"] or "").strip().lower() in wanted:
                     path.unlink()
                     forgotten += 1
             except (OSError, ValueError):  # gone meanwhile, or not ours to read

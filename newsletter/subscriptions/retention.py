@@ -4,22 +4,41 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
+from ..delivery.dispatcher import current_provider
 from ..models import Status, Subscriber, utcnow
 
 
 def purge_pending(session: Session, older_than_days: float) -> int:
-    """Delete pending subscribers created more than ``older_than_days`` ago; how many."""
+    """Delete signups left unconfirmed ``older_than_days`` since their last link; how many.
+
+    The clock is the row's last change (its last confirmation link, a signup
+    again), not its creation: a returning reader's first signup may be years
+    old, and the hourly purge deleted such a reader, with the consent history,
+    minutes after they signed up again. An address that left once and signed
+    up again is never purged: its row keeps the proof of its earlier consent
+    and of its unsubscribe, as an unsubscribed row does; pending, it is sent
+    nothing. The outbox provider's files to the purged addresses go too.
+    """
     cutoff = utcnow() - timedelta(days=older_than_days)
-    result = session.execute(
-        delete(Subscriber).where(
-            Subscriber.status == Status.PENDING, Subscriber.created_at < cutoff
+    last_link = Subscriber.last_confirmation_at
+    purged = session.scalars(
+        delete(Subscriber)
+        .where(
+            Subscriber.status == Status.PENDING,
+            Subscriber.unsubscribed_at.is_(None),
+            Subscriber.updated_at < cutoff,
+            or_(last_link.is_(None), last_link < cutoff),
         )
-    )
+        .returning(Subscriber.email)
+    ).all()
     session.commit()
-    return result.rowcount or 0
+    forget = getattr(current_provider(), "forget", None)
+    if purged and forget is not None:
+        forget(*purged)
+    return len(purged)
 
 
 PURGE_EVERY_SECONDS = 3600.0  # how often the housekeeping purges (``housekeeping.py``)
