@@ -16,6 +16,7 @@ from config import MAX_RETENTION_DAYS
 
 from .delivery.dispatcher import dispatch_pass
 from .extensions import db, migrate
+from .graceful import stop_between_batches
 from .meta.probes import schema_present
 
 
@@ -90,12 +91,16 @@ def outbox_dispatch() -> None:
     from .delivery.health import cron_run_health
     from .housekeeping import JOBS
 
-    with cron_run_health(db.session) as health:  # for the web's /healthz, and the next run
-        stats = dispatch_pass()
+    # Ctrl-C, or a timer's SIGTERM: the batch in flight is recorded, not sent again later.
+    with stop_between_batches() as stop, cron_run_health(db.session) as health:
+        stats = dispatch_pass(should_stop=stop.is_set)
         parts = ", ".join(f"{k}={v}" for k, v in sorted(stats.outcomes.items()))
         click.echo(f"claimed {stats.claimed}: {parts or 'nothing due'}")
         if health.paused:
             click.echo(f"sending paused: {health.last_error}")
+    if stop.is_set():
+        click.echo("stopped: what is still due goes out with the next run", err=True)
+        raise SystemExit(130)
     failed = False
     for job in JOBS:
         outcome = job.run_alone()

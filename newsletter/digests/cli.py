@@ -11,6 +11,7 @@ from flask import current_app
 from ..cli import DatabaseCommands
 from ..delivery.dispatcher import dispatch_pass
 from ..extensions import db
+from ..graceful import stop_between_batches
 from ..models import DigestStatus
 from . import feed, service
 from .text import TooLong
@@ -78,22 +79,29 @@ FOLLOW_SECONDS = 0.5  # how long follow dispatches between two looks at the dige
 
 
 def follow(digest_id: int, recipients: int) -> None:
-    """Show a progress bar until the digest is sent; dispatch here unless Celery does."""
+    """Show a progress bar until the digest is sent; dispatch here unless Celery does.
+
+    Ctrl-C (or SIGTERM) stops after the batch in flight is recorded: the
+    rest stays queued for the next dispatch, and nobody gets a copy twice.
+    """
     dispatch_here = not current_app.config["CELERY_BROKER_URL"]
     done = 0
-    with click.progressbar(length=recipients, label="sending", show_pos=True) as bar:
+    with (
+        stop_between_batches() as stop,
+        click.progressbar(length=recipients, label="sending", show_pos=True) as bar,
+    ):
         while True:
             if dispatch_here:
                 # Batches for half a second, then the bar moves: counting the digest's
                 # copies (and settling it) once a batch would read them all each time.
-                dispatch_pass(for_seconds=FOLLOW_SECONDS)
+                dispatch_pass(should_stop=stop.is_set, for_seconds=FOLLOW_SECONDS)
             digest = service.get_digest(db.session, digest_id)
             counts = service.report(db.session, digest).counts
             db.session.rollback()
             finished = recipients - counts["pending"]
             bar.update(finished - done)
             done = finished
-            if digest.status in _DONE:
+            if digest.status in _DONE or stop.is_set():
                 break
             if not dispatch_here or counts["pending"] == 0:
                 time.sleep(0.5)
@@ -101,3 +109,10 @@ def follow(digest_id: int, recipients: int) -> None:
         f"digest {digest_id} {digest.status.value}: sent {counts['sent']}, "
         f"failed {counts['failed']}, skipped {counts['skipped']}"
     )
+    if stop.is_set() and digest.status not in _DONE:
+        click.echo(
+            f"stopped: {counts['pending']} copies stay queued and go out with the next dispatch "
+            "(the dispatcher, a Celery worker, or flask outbox dispatch)",
+            err=True,
+        )
+        raise SystemExit(130)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
+from collections.abc import Sequence
 
 import pytest
 
 from config import ConfigError
+from newsletter.providers import REGISTRY, Message, Outcome, SendResult
 from tests.digests.helpers import add_confirmed, add_post
 
 
@@ -82,3 +87,53 @@ def test_a_digest_to_nobody_is_refused_on_the_command_line_too(app, client, admi
     add_post(client, admin_headers, 1)
     result = app.test_cli_runner().invoke(args=["digest", "send", "--yes"])
     assert result.exit_code == 1 and "No subscriber has confirmed yet" in result.output
+
+
+class _CtrlCDuringTheFirstBatch:
+    """A provider during whose first batch the operator presses Ctrl-C (or cron's SIGTERM)."""
+
+    name = "ctrl-c"
+    max_batch = 50
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.sent: list[str] = []
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Accept every message; the first batch's call is interrupted once it is made."""
+        self.sent += [m.to for m in messages]
+        if len(self.sent) == len(messages):
+            os.kill(os.getpid(), self.signum)
+        return [SendResult(Outcome.SENT, provider_id=m.key) for m in messages]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", [["digest", "send", "--yes"], ["outbox", "dispatch"]])
+def test_a_signal_mid_send_records_the_batch_in_flight_and_nobody_gets_two(
+    make_app, admin_headers, monkeypatch, command, signum
+):
+    """Stopped between the provider's answer and its record, a batch went out twice."""
+    provider = _CtrlCDuringTheFirstBatch(signum)
+    monkeypatch.setitem(REGISTRY, "ctrl-c", lambda _config: provider)
+    # A lease of a second: a batch left "sending" would be claimed again below.
+    app = make_app(EMAIL_PROVIDER="ctrl-c", DISPATCH_BATCH_SIZE=50, SEND_RATE=0, DISPATCH_LEASE=1)
+    emails = add_confirmed(app, 120)
+    client = app.test_client()
+    add_post(client, admin_headers, 1)
+    if command[0] == "outbox":
+        digest_id = client.post("/admin/digests", json={}, headers=admin_headers).get_json()["id"]
+    previous = signal.getsignal(signum)
+
+    stopped = app.test_cli_runner().invoke(args=command)
+    assert stopped.exit_code == 130, stopped.output
+    assert "stopped" in stopped.stderr
+    assert len(provider.sent) == 50  # the batch in flight, then no other
+    assert signal.getsignal(signum) is previous  # the command's handler is gone with it
+
+    time.sleep(1.1)  # past the lease
+    assert app.test_cli_runner().invoke(args=["outbox", "dispatch"]).exit_code == 0
+    assert sorted(provider.sent) == sorted(emails)  # each exactly once
+    if command[0] == "digest":
+        digest_id = int(re.search(r"digest (\d+) queued", stopped.output).group(1))
+    report = client.get(f"/admin/digests/{digest_id}", headers=admin_headers).get_json()
+    assert (report["status"], report["sent"]) == ("sent", 120)

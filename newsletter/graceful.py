@@ -1,0 +1,39 @@
+"""Ctrl-C and SIGTERM on a command that sends: finish the batch in flight, then stop.
+
+A batch's provider call and the record of its answers are one step: stopped
+between them, the provider has the messages while the ledger still says
+``sending``, and after the lease they go out again. ``dispatch_pass`` asks
+``should_stop`` before each claim, so a command passes it this event.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import click
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_between_batches() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT or SIGTERM; a second Ctrl-C quits at once."""
+    stop = threading.Event()
+
+    def first(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        click.echo(
+            "\nstopping once the batch in flight is recorded (Ctrl-C again to quit now)", err=True
+        )
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {signum: signal.signal(signum, first) for signum in _SIGNALS}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
