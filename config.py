@@ -11,6 +11,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from email.headerregistry import Address
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -29,6 +30,14 @@ class ConfigError(RuntimeError):
 
 def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return env.get(name, default).strip()
+
+
+def _default_sender(name: str) -> str:
+    """``Newsletter <newsletter@localhost>``, under the newsletter's own name when it has one."""
+    try:
+        return str(Address(display_name=name or "Newsletter", addr_spec="newsletter@localhost"))
+    except ValueError:  # a line break: NEWSLETTER_NAME itself is refused as the app starts
+        return "Newsletter <newsletter@localhost>"
 
 
 def _list(env: Mapping[str, str], name: str) -> list[str]:
@@ -280,7 +289,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # --- what subscribers see -------------------------------------------
         "PUBLIC_URL": _public_url(_str(env, "PUBLIC_URL", "http://localhost:5000").rstrip("/")),
         "NEWSLETTER_NAME": _str(env, "NEWSLETTER_NAME", "Newsletter"),
-        "MAIL_FROM": _str(env, "MAIL_FROM", "Newsletter <newsletter@localhost>"),
+        "MAIL_FROM": _str(env, "MAIL_FROM", _default_sender(_str(env, "NEWSLETTER_NAME"))),
         "MAIL_POSTAL_ADDRESS": _str(env, "MAIL_POSTAL_ADDRESS"),
         # ours: the consent wording shown next to the signup form, kept as proof.
         "CONSENT_WORDING": _str(

@@ -89,6 +89,15 @@ def _check_mail_identity(app: Flask) -> None:
             f"MAIL_FROM must be an address such as 'Newsletter <news@example.org>', "
             f"not {app.config['MAIL_FROM']!r}"
         )
+    domain = address.rpartition("@")[2].lower()
+    if app.config["EMAIL_PROVIDER"] != "outbox" and "." not in domain.strip("."):
+        # Providers refuse a sender at localhost (SendGrid for every message), or send
+        # mail that no inbox takes; fine for a local relay that catches everything.
+        log.warning(
+            "MAIL_FROM is %s, a sender no real inbox accepts mail from: set MAIL_FROM to "
+            "an address on your sending domain",
+            address,
+        )
 
 
 def _configure_database(app: Flask) -> None:

@@ -51,6 +51,29 @@ def test_unknown_provider_stops_start_up():
         create_app({"TESTING": True, "EMAIL_PROVIDER": "carrier-pigeon"})
 
 
+@pytest.mark.parametrize(
+    ("name", "sender"),
+    [
+        (None, "Newsletter <newsletter@localhost>"),  # the contract's default
+        ("Example Clinic", "Example Clinic <newsletter@localhost>"),
+        ("B\u00e4ckerei, K\u00f6ln", '"B\u00e4ckerei, K\u00f6ln" <newsletter@localhost>'),
+    ],
+)
+def test_the_default_sender_goes_by_the_newsletter_name(name, sender):
+    assert from_env({} if name is None else {"NEWSLETTER_NAME": name})["MAIL_FROM"] == sender
+
+
+def test_a_sender_at_localhost_is_warned_about_with_a_real_provider(make_app, caplog):
+    local = "Newsletter <newsletter@localhost>"
+    with caplog.at_level("WARNING", logger="newsletter"):
+        make_app(MAIL_FROM=local, EMAIL_PROVIDER="outbox")
+        make_app(EMAIL_PROVIDER="postmark", POSTMARK_SERVER_TOKEN="t")  # a real domain
+    assert "MAIL_FROM" not in caplog.text
+    with caplog.at_level("WARNING", logger="newsletter"):
+        make_app(MAIL_FROM=local, EMAIL_PROVIDER="postmark", POSTMARK_SERVER_TOKEN="t")
+    assert "MAIL_FROM is newsletter@localhost" in caplog.text
+
+
 def test_cors_origins_are_taken_as_a_browser_sends_them():
     given = {"CORS_ORIGINS": "HTTPS://Blog.Example.org, http://localhost:3000/"}
     assert from_env(given)["CORS_ORIGINS"] == ["https://blog.example.org", "http://localhost:3000"]
