@@ -11,6 +11,7 @@ from .http import HttpApi, common_result, error_text, json_body, require, send_i
 
 # Postmark's per-message ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
 _REJECTED = {300, 406, 422}  # invalid address, inactive (bounced/complained) recipient, bad data
+_INACTIVE = 406  # Postmark keeps the address from all mail: it hard-bounced or complained
 # Bad token, sender signature missing or unconfirmed, sending not allowed, account
 # pending, message stream missing: every later message would fail the same way.
 _CONFIG = {10, 400, 401, 405, 412, 1235}
@@ -99,7 +100,7 @@ def message_result(item: Mapping[str, Any]) -> SendResult:
         return SendResult(Outcome.TRANSIENT, error=text)
     if code == 429:
         return SendResult(Outcome.RATE_LIMITED, error=text)
-    return SendResult(Outcome.REJECTED, error=text)
+    return SendResult(Outcome.REJECTED, error=text, suppressed=code == _INACTIVE)
 
 
 def build(config: Mapping[str, Any]) -> PostmarkProvider:

@@ -18,7 +18,14 @@ from config import ConfigError
 from newsletter.delivery.dispatcher import BackgroundDispatcher, PassStats, dispatch_pass
 from newsletter.delivery.health import DispatchHealth, dispatch_health, health_file
 from newsletter.extensions import db
-from newsletter.models import Delivery, DeliveryStatus
+from newsletter.models import (
+    ConsentKind,
+    Delivery,
+    DeliveryStatus,
+    ProviderEvent,
+    Status,
+    Subscriber,
+)
 from newsletter.providers import Outcome
 from newsletter.providers.postmark import PostmarkProvider
 from tests.conftest import ADMIN_TOKEN
@@ -199,6 +206,30 @@ def test_rejected_recipient_fails_alone(make_app: Callable[..., Flask], postmark
     }
     assert dispatch(app).claimed == 0  # a rejection is final: never retried
     assert_each_delivered_once(fake, ["ann@example.com", "cy@example.com"])
+    assert fake.to("bob@example.com") == []
+
+
+def test_an_address_postmark_keeps_inactive_stops_as_a_hard_bounce(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    """406: Postmark will never send to it (a bounce or complaint there); neither will we."""
+    fake, _ = postmark
+    fake.inactive = {"bob@example.com"}
+    app = postmark_app(make_app, postmark)
+    sign_up(app, *READERS)
+    assert counts(dispatch(app)) == {"sent": 2, "rejected": 1}
+    with app.app_context():
+        bob = db.session.scalars(select(Subscriber).where(Subscriber.email == "bob@example.com"))
+        bob = bob.one()
+        assert bob.status is Status.BOUNCED
+        [bounced] = [e for e in bob.events if e.kind is ConsentKind.BOUNCED]
+        assert bounced.detail["provider"] == "postmark"
+        assert bounced.detail["type"] == "SendRefused"
+        stored = db.session.scalars(select(ProviderEvent)).all()
+        assert [(e.kind, e.email) for e in stored] == [("hard_bounce", "bob@example.com")]
+        db.session.remove()
+    sign_up(app, "bob@example.com")  # bounced: nothing more goes to it
+    assert dispatch(app).claimed == 0
     assert fake.to("bob@example.com") == []
 
 
