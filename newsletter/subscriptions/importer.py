@@ -49,6 +49,7 @@ from ..models import (
     utcnow,
 )
 from .addresses import InvalidAddress, normalize_email
+from .csv_layout import WORKBOOK, LayoutError, layout_of
 from .erased import email_hasher, suppressed_hashes
 from .export import unescape_formula
 from .import_lanes import write_in_lanes
@@ -124,20 +125,23 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
     """
     # surrogateescape: an undecodable byte becomes a lone surrogate, found per line below.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    at = [0]  # the line the reader's last record came from: each record is one line
-    reader = csv.reader(_closed_lines(text, report, at))
-    try:
-        header = [cell.strip().lower() for cell in next(reader, [])]
-    except csv.Error as exc:
-        raise ImportFormatError(f"The file is not a readable UTF-8 CSV: {exc}") from None
-    if at[0] > 1:  # the header line itself left a quote open
-        raise ImportFormatError("The CSV's header line has a quoted field that is not closed.")
-    if any(_NOT_UTF8.search(cell) for cell in header):
+    first = text.readline()
+    if first.startswith(WORKBOOK.decode()):
+        raise ImportFormatError(
+            "This is a spreadsheet workbook (.xlsx or .ods), not CSV: "
+            "save it as 'CSV UTF-8' and import that file."
+        )
+    if _NOT_UTF8.search(first):
         raise ImportFormatError("The file is not UTF-8: save it as UTF-8 CSV and import it again.")
-    if "email" not in header:
-        raise ImportFormatError("The CSV needs a header line with an 'email' column.")
-    email_at = header.index("email")
-    name_at = header.index("name") if "name" in header else None
+    if _opens_a_quote(first):
+        raise ImportFormatError("The CSV's header line has a quoted field that is not closed.")
+    try:
+        layout = layout_of(first)
+    except (LayoutError, csv.Error) as exc:
+        raise ImportFormatError(str(exc)) from None
+    email_at, separator = layout.email, layout.separator
+    at = [1]  # the line the reader's last record came from: each record is one line
+    reader = csv.reader(_closed_lines(text, report, at, separator), delimiter=separator)
     while True:
         try:
             cells = next(reader)
@@ -160,8 +164,7 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
         except InvalidAddress as exc:
             report.error(line, str(exc))
             continue
-        raw_name = cells[name_at] if name_at is not None and name_at < len(cells) else ""
-        name = unescape_formula(raw_name.strip())
+        name = unescape_formula(layout.name_of(cells).strip())
         if _CONTROL_CHARACTER.search(name):
             report.error(line, "the name must be a single line of text")
             continue
@@ -171,7 +174,9 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
         yield Row(line, email, name or None)
 
 
-def _closed_lines(lines: Iterable[str], report: ImportReport, at: list[int]) -> Iterator[str]:
+def _closed_lines(
+    lines: Iterable[str], report: ImportReport, at: list[int], separator: str
+) -> Iterator[str]:
     """The file's lines for the CSV reader, less those that leave a quoted field open.
 
     A CSV field may hold line breaks inside quotes, so one stray quote made
@@ -180,22 +185,23 @@ def _closed_lines(lines: Iterable[str], report: ImportReport, at: list[int]) -> 
     error on the wrong line. No field we import spans lines (an address or
     a one-line name), so such a line fails alone, even when the field that
     spans lines is one we would not import (its next lines then fail as
-    what they are). ``at[0]`` is set to the number of each line handed on.
+    what they are). ``lines`` follow the header line; ``at[0]`` is set to the
+    number of each line handed on.
     """
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=2):
         # Counting quotes would not do: one inside an unquoted field is a plain character
         # (5" tall), so a line with two can still leave one open.
-        if '"' in line and _opens_a_quote(line):
+        if '"' in line and _opens_a_quote(line, separator):
             report.error(number, "a quoted field is not closed on this line")
             continue
         at[0] = number
         yield line
 
 
-def _opens_a_quote(line: str) -> bool:
+def _opens_a_quote(line: str, separator: str = ",") -> bool:
     """True when reading ``line`` alone ends inside a quoted field (its break kept in it)."""
     try:
-        cells = next(csv.reader([line]), [])
+        cells = next(csv.reader([line], delimiter=separator), [])
     except csv.Error:
         return True
     return any("\n" in cell or "\r" in cell for cell in cells)

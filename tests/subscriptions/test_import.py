@@ -227,3 +227,36 @@ def test_a_name_over_200_characters_fails_its_line_not_cut_unseen(app):
     assert report["errors"] == [{"line": 2, "message": "the name is longer than 200 characters"}]
     assert find(app, "long@example.com") is None
     assert find(app, "ok@example.com").name == "Ok"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Mailchimp's export: its own titles, the name in two columns.
+        '"Email Address","First Name","Last Name","Phone Number"\n'
+        'ann@example.com,Ann,Lee,555\n"bob@example.com","Bob","",\n',
+        # Excel in much of Europe: semicolons, and a title spelled its way.
+        "Name;E-Mail\nAnn Lee;ann@example.com\nBob;bob@example.com\n",
+        "email\tname\nann@example.com\tAnn Lee\nbob@example.com\tBob\n",  # tab-separated
+    ],
+)
+def test_lists_from_other_tools_import_as_they_come(app, body):
+    report = run_import(app, body, confirmed=True)
+    assert (report["created"], report["errors"]) == (2, [])
+    assert find(app, "ann@example.com").name == "Ann Lee"
+    assert find(app, "bob@example.com").name == "Bob"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"email,E-mail\nann@example.com,bob@example.com\n", "more than one email column"),
+        (b"PK\x03\x04\x14\x00\x06\x00rest of a zip", "spreadsheet workbook"),
+        (b"Name,Phone\nAnn,555\n", "its first line reads 'Name,Phone'"),
+        (b"", "its first line is empty"),
+    ],
+)
+def test_a_file_we_cannot_read_says_what_it_found(app, body, message):
+    with app.app_context(), pytest.raises(importer.ImportFormatError, match=message):
+        importer.import_csv(db.session, io.BytesIO(body), False)
+    assert find(app, "ann@example.com") is None

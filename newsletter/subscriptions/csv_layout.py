@@ -1,0 +1,83 @@
+"""Which columns of an imported CSV hold the address and the name, and what separates them.
+
+Lists come from other services and from spreadsheets: Mailchimp exports
+``Email Address``, ``First Name`` and ``Last Name``; Excel in much of Europe
+saves with semicolons; some tools save tab-separated text. The header line
+decides: the first separator that gives it an address column wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+
+SEPARATORS = (",", ";", "\t")
+_EMAIL = {"email", "e mail", "email address", "e mail address", "mail", "emailaddress"}
+_NAME = {"name", "full name", "display name"}
+_FIRST = {"first name", "firstname", "fname", "given name"}
+_LAST = {"last name", "lastname", "lname", "surname", "family name"}
+_NOT_WORD = re.compile(r"[^0-9a-z]+")
+# The start of a zip archive: an .xlsx or .ods workbook, not text.
+WORKBOOK = b"PK\x03\x04"
+
+
+class LayoutError(ValueError):
+    """The header line names no address column, or two."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The separator, and the index of each column we read (None: not in the file)."""
+
+    separator: str
+    email: int
+    name: int | None = None
+    first_name: int | None = None
+    last_name: int | None = None
+
+    def name_of(self, cells: list[str]) -> str:
+        """The row's name: its name column, else its first and last names joined."""
+        if self.name is not None:
+            return _cell(cells, self.name)
+        parts = (_cell(cells, self.first_name), _cell(cells, self.last_name))
+        return " ".join(part.strip() for part in parts if part.strip())
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    return cells[index] if index is not None and index < len(cells) else ""
+
+
+def plain(title: str) -> str:
+    """A column title as compared: lower case, words only (``E-Mail`` is ``e mail``)."""
+    return _NOT_WORD.sub(" ", title.lower()).strip()
+
+
+def layout_of(header_line: str) -> Layout:
+    """The layout the header line gives, or ``LayoutError`` saying what it found."""
+    for separator in SEPARATORS:
+        titles = [plain(cell) for cell in next(csv.reader([header_line], delimiter=separator), [])]
+        emails = [i for i, title in enumerate(titles) if title in _EMAIL]
+        if len(emails) > 1:
+            raise LayoutError(
+                "The CSV has more than one email column "
+                f"(columns {', '.join(str(i + 1) for i in emails)}): keep one."
+            )
+        if emails:
+            return Layout(
+                separator,
+                emails[0],
+                name=_first(titles, _NAME),
+                first_name=_first(titles, _FIRST),
+                last_name=_first(titles, _LAST),
+            )
+    first = header_line.strip()
+    shown = f"reads {first[:100]!r}" if first else "is empty"
+    raise LayoutError(
+        "The CSV needs a header line with an 'email' column (or 'Email Address'), "
+        f"separated by commas, semicolons or tabs; its first line {shown}."
+    )
+
+
+def _first(titles: list[str], names: set[str]) -> int | None:
+    return next((i for i, title in enumerate(titles) if title in names), None)
