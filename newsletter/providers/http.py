@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -114,6 +115,37 @@ def common_result(response: requests.Response) -> SendResult | None:
     if not 400 <= status < 500:  # 1xx/3xx: not an answer a send API gives
         return SendResult(Outcome.TRANSIENT, error=error_text(response))
     return None
+
+
+# The fields every message of ours fills from the settings (MAIL_FROM), the same in each:
+# the sender and the reply-to, however a provider names them (SendGrid ``from.email``,
+# ``reply_to_list``; Mailgun ``from``, ``h:Reply-To``; Resend ``from``, ``reply_to``).
+_SENDER_FIELD = re.compile(r"(?:h:)?(?:from|sender|reply[-_]?to(?:_list)?)(?:$|[.\[])", re.I)
+# A field an error message names: quoted (Resend's "Invalid `from` field", Mailgun's
+# "'from' parameter is not a valid address"), or its first word before "parameter" or
+# "field" (Mailgun's "from parameter is missing").
+_NAMED = re.compile(r"""[`'"]([\w.:\[\]-]+)[`'"]|^\W*([\w.:-]+)\W*\s+(?:parameter|field)\b""")
+
+
+def named_fields(message: object) -> list[str]:
+    """The field names a provider's error message names, for ``refused``."""
+    if not isinstance(message, str):
+        return []
+    return [quoted or leading for quoted, leading in _NAMED.findall(message)]
+
+
+def refused(response: requests.Response, fields: Iterable[str]) -> SendResult:
+    """What a 4xx that ``common_result`` left means, by the fields the provider names.
+
+    A refused sender (or reply-to) is our setting, the same in every message: each
+    later message would be refused alike, so sending pauses (a configuration error,
+    nothing spent), as for a 404 (an unknown domain or endpoint). Any other field, or
+    none named, refuses the messages of this request for good.
+    """
+    ours = response.status_code == 404 or any(_SENDER_FIELD.match(f) for f in fields)
+    return SendResult(
+        Outcome.CONFIG_ERROR if ours else Outcome.REJECTED, error=error_text(response)
+    )
 
 
 def json_body(response: requests.Response) -> Any:

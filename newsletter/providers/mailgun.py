@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .base import Message, Outcome, SendResult
-from .http import HttpApi, common_result, error_text, json_body, require, send_in_groups
+from .http import HttpApi, common_result, json_body, named_fields, refused, require, send_in_groups
 
 Fields = list[tuple[str, tuple[None, str]]]
 
@@ -55,14 +55,17 @@ class MailgunProvider:
             return [answer]
         failed = common_result(answer)
         if failed is None and answer.status_code >= 400:
-            # 404: the domain is unknown to Mailgun; 400: this message was refused.
-            outcome = Outcome.CONFIG_ERROR if answer.status_code == 404 else Outcome.REJECTED
-            failed = SendResult(outcome, error=error_text(answer))
+            # 404: the domain is unknown to Mailgun; 400: the parameter its message names
+            # ("'from' parameter is not a valid address") was refused.
+            body = json_body(answer)
+            failed = refused(answer, named_fields(_get(body, "message")))
         if failed is not None:
             return [failed]
-        body = json_body(answer)
-        provider_id = body.get("id") if isinstance(body, Mapping) else None
-        return [SendResult(Outcome.SENT, provider_id=provider_id)]
+        return [SendResult(Outcome.SENT, provider_id=_get(json_body(answer), "id"))]
+
+
+def _get(body: Any, name: str) -> Any:
+    return body.get(name) if isinstance(body, Mapping) else None
 
 
 def build(config: Mapping[str, Any]) -> MailgunProvider:

@@ -10,7 +10,16 @@ from functools import partial
 from typing import Any
 
 from .base import Message, Outcome, SendResult, same_result
-from .http import HttpApi, common_result, error_text, json_body, require, send_in_groups
+from .http import (
+    HttpApi,
+    common_result,
+    error_text,
+    json_body,
+    named_fields,
+    refused,
+    require,
+    send_in_groups,
+)
 
 log = logging.getLogger(__name__)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -80,7 +89,8 @@ def _id(item: Any) -> str | None:
 def four_xx_result(response: Any) -> SendResult:
     """What Resend's other 4xx mean for the messages of the request."""
     body = json_body(response)
-    name = body.get("name") if isinstance(body, Mapping) else None
+    body = body if isinstance(body, Mapping) else {}
+    name = body.get("name")
     if name == "invalid_idempotent_request":
         # Our key names exactly these messages, and it was used before: an earlier
         # attempt was accepted and we crashed before recording it. Sending again would
@@ -88,9 +98,10 @@ def four_xx_result(response: Any) -> SendResult:
         return SendResult(Outcome.SENT, error="accepted by an earlier attempt (idempotency key)")
     if response.status_code == 409:  # the same key is in flight right now
         return SendResult(Outcome.RATE_LIMITED, error=error_text(response), retry_after=1.0)
-    if response.status_code == 404 or name in ("invalid_api_key", "restricted_api_key"):
+    if name in ("invalid_api_key", "restricted_api_key", "invalid_from_address"):
         return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
-    return SendResult(Outcome.REJECTED, error=error_text(response))
+    # "Invalid `from` field": our sender, a configuration error; "Invalid `to` field": the reader.
+    return refused(response, named_fields(body.get("message")))
 
 
 def idempotency_key(messages: Sequence[Message]) -> str:

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from .base import Message, Outcome, SendResult, same_result
-from .http import HttpApi, common_result, error_text, require, send_in_groups
+from .http import HttpApi, common_result, json_body, refused, require, send_in_groups
 from .merge import Group, group
 
 
@@ -81,12 +81,21 @@ class SendGridProvider:
             return same_result(messages, answer)
         failed = common_result(answer)
         if failed is None and answer.status_code >= 400:
-            outcome = Outcome.CONFIG_ERROR if answer.status_code == 404 else Outcome.REJECTED
-            failed = SendResult(outcome, error=error_text(answer))
+            failed = refused(answer, error_fields(json_body(answer)))
         if failed is not None:
             return same_result(messages, failed)
         # One X-Message-Id per request; SendGrid's event sg_message_id starts with it.
         return same_result(messages, SendResult(Outcome.SENT, answer.headers.get("X-Message-Id")))
+
+
+def error_fields(body: Any) -> list[str]:
+    """The fields SendGrid's error answer names: ``{"errors": [{"field": "from.email"}]}``."""
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    if not isinstance(errors, list):
+        return []
+    return [
+        e["field"] for e in errors if isinstance(e, Mapping) and isinstance(e.get("field"), str)
+    ]
 
 
 def _alone(message: Message, grouped: Group, position: int) -> Group:

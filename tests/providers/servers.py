@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 
 import requests
@@ -123,3 +124,129 @@ class FakePostmark:
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body), status, headers, content_type="application/json")
+
+
+@dataclass
+class SendGridErrors:
+    """Prism serving SendGrid's document, answering a refusal with SendGrid's own error body.
+
+    Prism refuses a request its document does not allow (``from.email`` must be an
+    address with a dotted domain: ``newsletter@localhost`` is not), but answers the
+    document's example body (``"field": "field_name"``) and names the broken field only
+    in its ``sl-violations`` header. SendGrid names it in the body, as
+    ``{"errors": [{"field": "from.email", "message": ...}]}``: so does this proxy.
+    """
+
+    prism: str
+    calls: int = 0
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __call__(self, environ: dict, start_response: Callable) -> object:
+        request = Request(environ)
+        self.calls += 1
+        query = f"?{request.query_string.decode()}" if request.query_string else ""
+        answer = self.session.request(
+            request.method,
+            f"{self.prism}{request.path}{query}",
+            data=request.get_data(),
+            headers={
+                k: v for k, v in request.headers if k.lower() not in ("host", "content-length")
+            },
+            timeout=30,
+        )
+        body: object = answer.content
+        violations = json.loads(answer.headers.get("sl-violations") or "[]")
+        if answer.status_code >= 400 and violations:
+            errors = [
+                {"field": ".".join(map(str, v["location"][2:])), "message": v["message"]}
+                for v in violations
+                if v["location"][:2] == ["request", "body"]
+            ]
+            body = json.dumps({"errors": errors})
+        headers = {"Content-Type": answer.headers.get("Content-Type") or "application/json"}
+        if "X-Message-Id" in answer.headers:
+            headers["X-Message-Id"] = answer.headers["X-Message-Id"]
+        return Response(body, answer.status_code, headers)(environ, start_response)
+
+
+def deliverable(address: str) -> bool:
+    """What the providers take for an address: a local part, ``@``, a dotted domain."""
+    local, _, domain = parseaddr(address)[1].rpartition("@")
+    return bool(local) and "." in domain.strip(".")
+
+
+@dataclass
+class FakeMailgun:
+    """Mailgun's ``POST /v3/{domain}/messages``, refusing addresses as its API does.
+
+    Its answers, from Mailgun's document and what it sends: ``400 {"message": "'from'
+    parameter is not a valid address. please check documentation"}`` (so for
+    ``root@localhost``), the same for ``'to'``.
+    """
+
+    domain: str = "mg.example.org"
+    key: str = "key-test"
+    delivered: list[dict] = field(default_factory=list)
+    calls: int = 0
+
+    def __call__(self, environ: dict, start_response: Callable) -> object:
+        request = Request(environ)
+        self.calls += 1
+        if request.path != f"/v3/{self.domain}/messages":
+            return _json(404, {"message": "Domain not found"})(environ, start_response)
+        auth = request.authorization
+        if auth is None or (auth.username, auth.password) != ("api", self.key):
+            return Response("Forbidden", 401)(environ, start_response)
+        form = request.form
+        for name in ("from", "to"):
+            if not form.get(name) or not all(deliverable(a) for a in form.getlist(name)):
+                message = f"'{name}' parameter is not a valid address. please check documentation"
+                return _json(400, {"message": message})(environ, start_response)
+        self.delivered.append(form.to_dict())
+        answer = {"id": f"<{len(self.delivered)}@{self.domain}>", "message": "Queued. Thank you."}
+        return _json(200, answer)(environ, start_response)
+
+
+_RESEND_ADDRESS = (
+    "The email address needs to follow the `email@example.com` or "
+    "`Name <email@example.com>` format."
+)
+
+
+@dataclass
+class FakeResend:
+    """Resend's ``POST /emails`` and ``/emails/batch`` (strict: one bad email refuses the batch).
+
+    Its refusal, as Resend sends it: ``422 {"statusCode": 422, "name": "validation_error",
+    "message": "Invalid `from` field. The email address needs to follow ..."}``, or
+    "Invalid `to` field" for the recipient.
+    """
+
+    key: str = "re_test"
+    delivered: list[dict] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    def __call__(self, environ: dict, start_response: Callable) -> object:
+        request = Request(environ)
+        self.paths.append(request.path)
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
+            answer = _json(
+                403, {"statusCode": 403, "name": "invalid_api_key", "message": "API key is invalid"}
+            )
+            return answer(environ, start_response)
+        body = request.get_json()
+        emails = body if request.path == "/emails/batch" else [body]
+        for email in emails:
+            for name in ("from", "to"):
+                value = email.get(name)
+                addresses = [value] if isinstance(value, str) else value or []
+                if not addresses or not all(deliverable(a) for a in addresses):
+                    message = f"Invalid `{name}` field. {_RESEND_ADDRESS}"
+                    refusal = {"statusCode": 422, "name": "validation_error", "message": message}
+                    return _json(422, refusal)(environ, start_response)
+        ids = []
+        for email in emails:
+            self.delivered.append(email)
+            ids.append({"id": f"re-{len(self.delivered)}"})
+        answer = {"data": ids} if request.path == "/emails/batch" else ids[0]
+        return _json(200, answer)(environ, start_response)
