@@ -134,6 +134,11 @@ def named_fields(message: object) -> list[str]:
     return [quoted or leading for quoted, leading in _NAMED.findall(message)]
 
 
+def names_the_sender(fields: Iterable[str]) -> bool:
+    """Whether any field named is the sender or reply-to (an address quoted is never one)."""
+    return any(_SENDER_FIELD.match(name) and "@" not in name for name in fields)
+
+
 def refused(response: requests.Response, fields: Iterable[str]) -> SendResult:
     """What a 4xx that ``common_result`` left means, by the fields the provider names.
 
@@ -142,7 +147,7 @@ def refused(response: requests.Response, fields: Iterable[str]) -> SendResult:
     nothing spent), as for a 404 (an unknown domain or endpoint). Any other field, or
     none named, refuses the messages of this request for good.
     """
-    ours = response.status_code == 404 or any(_SENDER_FIELD.match(f) for f in fields)
+    ours = response.status_code == 404 or names_the_sender(fields)
     return SendResult(
         Outcome.CONFIG_ERROR if ours else Outcome.REJECTED, error=error_text(response)
     )

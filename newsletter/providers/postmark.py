@@ -7,7 +7,16 @@ from functools import partial
 from typing import Any
 
 from .base import Message, Outcome, SendResult, Stream, same_result
-from .http import HttpApi, common_result, error_text, json_body, require, send_in_groups
+from .http import (
+    HttpApi,
+    common_result,
+    error_text,
+    json_body,
+    named_fields,
+    names_the_sender,
+    require,
+    send_in_groups,
+)
 
 # Postmark's per-message ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
 _REJECTED = {300, 406, 422}  # invalid address, inactive (bounced/complained) recipient, bad data
@@ -94,7 +103,9 @@ def message_result(item: Mapping[str, Any]) -> SendResult:
     if code == 0:
         return SendResult(Outcome.SENT, provider_id=item.get("MessageID"))
     text = f"Postmark {code}: {item.get('Message', '')}"
-    if code in _CONFIG:
+    # 300 "Invalid 'From' address: '...'": our MAIL_FROM, refused in every message alike.
+    # Only the first name quoted is the field: the rest may be a reader's address.
+    if code in _CONFIG or (code == 300 and names_the_sender(named_fields(item.get("Message"))[:1])):
         return SendResult(Outcome.CONFIG_ERROR, error=text)
     if code in _TRANSIENT:
         return SendResult(Outcome.TRANSIENT, error=text)

@@ -112,8 +112,10 @@ class FakePostmark:
         missing = [name for name in _REQUIRED if not message.get(name)]
         if missing or not (message.get("TextBody") or message.get("HtmlBody")):
             return {"ErrorCode": 300, "Message": f"Invalid email request: missing {missing}"}
-        if "@" not in message["To"]:
-            return {"ErrorCode": 300, "Message": "Invalid 'To' address"}
+        if not deliverable(message["From"]):  # Postmark's wording: the field, then the value
+            return {"ErrorCode": 300, "Message": f"Invalid 'From' address: '{message['From']}'."}
+        if "@" not in message["To"] or message["To"].startswith("from."):
+            return {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{message['To']}'."}
         if message["To"] in self.inactive:
             return {"ErrorCode": 406, "Message": "You tried to send to an inactive recipient."}
         with self.lock:

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from config import ConfigError
 from newsletter.delivery.dispatcher import BackgroundDispatcher, PassStats, dispatch_pass
@@ -25,6 +25,7 @@ from newsletter.models import (
     ProviderEvent,
     Status,
     Subscriber,
+    utcnow,
 )
 from newsletter.providers import Outcome
 from newsletter.providers.postmark import PostmarkProvider
@@ -231,6 +232,28 @@ def test_an_address_postmark_keeps_inactive_stops_as_a_hard_bounce(
     sign_up(app, "bob@example.com")  # bounced: nothing more goes to it
     assert dispatch(app).claimed == 0
     assert fake.to("bob@example.com") == []
+
+
+def test_an_invalid_sender_pauses_and_an_invalid_reader_fails_alone(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    """ErrorCode 300 names the field first: ours (From) pauses; a reader's fails that one."""
+    local = postmark_app(make_app, postmark, MAIL_FROM="Newsletter <newsletter@localhost>")
+    sign_up(local, "ann@example.com")
+    assert counts(dispatch(local)) == {"config_error": 1}
+    assert statuses(local) == {"ann@example.com": DeliveryStatus.QUEUED}
+
+    fixed = postmark_app(make_app, postmark)
+    with fixed.app_context():  # fixed, restarted, and the retry falls due
+        db.session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+        db.session.commit()
+        db.session.remove()
+    sign_up(fixed, "from.me@example.com")  # an address the fake refuses, quoted after 'To'
+    assert counts(dispatch(fixed)) == {"sent": 1, "rejected": 1}
+    assert statuses(fixed) == {
+        "ann@example.com": DeliveryStatus.SENT,
+        "from.me@example.com": DeliveryStatus.FAILED,
+    }
 
 
 def test_bad_key_pauses_sending_then_resumes_once_fixed(
