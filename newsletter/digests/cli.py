@@ -54,7 +54,7 @@ def digest_send(dry_run: bool, subject: str | None, yes: bool) -> None:
         raise click.BadParameter(f"The subject must be {exc}.", param_hint="--subject") from None
     upcoming = service.next_posts(db.session)
     if not upcoming:
-        raise click.ClickException("no new posts: every post has gone out already")
+        raise click.ClickException(f"no new posts: {service.nothing_to_send(db.session)}")
     recipients = service.confirmed_count(db.session)
     click.echo(f"{len(upcoming)} new post(s) to {recipients} confirmed subscriber(s):")
     for post in upcoming:

@@ -70,8 +70,15 @@ def parse_url(value: str | None) -> str:
     if not value:
         raise InvalidPost("missing_url", "url is required.", "url")
     url = web_url(value)
-    if url is None or len(url) > URL_MAX:
+    if url is None:
         raise InvalidPost("invalid_url", "url must be an absolute http(s) link.", "url")
+    if len(url) > URL_MAX:
+        raise InvalidPost(
+            "invalid_url",
+            f"url must be at most {URL_MAX:,} characters once percent-encoded "
+            f"(this one is {len(url):,}).",
+            "url",
+        )
     return url
 
 

@@ -87,7 +87,7 @@ def trigger_digest() -> tuple[Response, int]:
     try:
         digest = service.create_digest(db.session, cleaned)
     except service.NoNewPosts:
-        raise AppError("no_new_posts", "Every post has gone out already.", 409) from None
+        raise AppError("no_new_posts", service.nothing_to_send(db.session), 409) from None
     except service.NoRecipients as exc:
         raise AppError("no_recipients", str(exc), 409) from None
     return jsonify(service.report(db.session, digest).to_dict()), 202
@@ -104,7 +104,7 @@ def preview() -> Response:
     """The next digest as its readers would see it (with a sample unsubscribe link)."""
     upcoming = service.next_posts(db.session)
     if not upcoming:
-        raise AppError("no_new_posts", "Every post has gone out already.", 409)
+        raise AppError("no_new_posts", service.nothing_to_send(db.session), 409)
     subject = service.default_subject(current_app.config["NEWSLETTER_NAME"], upcoming)
     shared = render_shared(subject, upcoming)
     _, html = shared.for_reader(f"{current_app.config['PUBLIC_URL']}/unsubscribe/preview")

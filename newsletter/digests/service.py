@@ -70,6 +70,21 @@ def next_posts(session: Session) -> list[Post]:
     )
 
 
+def nothing_to_send(session: Session) -> str:
+    """Why no digest can go now: every post went out, or the rest are scheduled for later."""
+    scheduled = session.execute(
+        select(func.count(), func.min(Post.published_at)).where(
+            Post.digest_id.is_(None), Post.published_at > utcnow()
+        )
+    ).one()
+    if not scheduled[0]:
+        return "Every post has gone out already."
+    return (
+        f"Every post has gone out already, but for {scheduled[0]} scheduled for later: "
+        f"the first can go from {scheduled[1]:%Y-%m-%d %H:%M} UTC."
+    )
+
+
 def confirmed_count(session: Session) -> int:
     """How many subscribers a digest triggered now would go to."""
     return (

@@ -218,3 +218,26 @@ def test_a_digest_subject_past_its_limit_is_refused_not_cut(app, client, admin_h
     assert answer.status_code == 422
     assert answer.get_json()["error"]["field"] == "subject"
     assert client.get("/admin/digests", headers=admin_headers).get_json()["items"] == []
+
+
+def test_a_link_too_long_once_encoded_says_so(client, admin_headers):
+    url = "https://blog.example.org/" + "\u00fc" * 721  # 746 characters, 4,351 encoded
+    response = client.post("/admin/posts", json={"title": "T", "url": url}, headers=admin_headers)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_url" and error["field"] == "url"
+    assert "at most 2,048 characters once percent-encoded (this one is 4,351)" in error["message"]
+
+
+def test_a_trigger_with_only_scheduled_posts_says_when_they_can_go(client, admin_headers):
+    post = {"title": "Later", "url": "https://blog.example.org/later"}
+    post["published_at"] = "2099-01-02T03:04:00Z"
+    assert client.post("/admin/posts", json=post, headers=admin_headers).status_code == 201
+    answer = client.post("/admin/digests", json={}, headers=admin_headers)
+    assert answer.status_code == 409
+    error = answer.get_json()["error"]
+    assert error["code"] == "no_new_posts"
+    assert error["message"] == (
+        "Every post has gone out already, but for 1 scheduled for later: "
+        "the first can go from 2099-01-02 03:04 UTC."
+    )
