@@ -18,7 +18,7 @@ from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Status, Subscriber
 from ..subscriptions.addresses import lookup_form
 from ..subscriptions.erasure import erase
-from ..subscriptions.export import export_csv
+from ..subscriptions.export import streamed_export
 from ..subscriptions.importer import ImportFormatError, import_csv
 from ..subscriptions.personal_data import personal_data
 from ..web import bool_query_arg, page_args, query_arg
@@ -86,9 +86,14 @@ def _find(email: str) -> Subscriber:
 
 @bp.get("/subscribers/export.csv")
 def export_subscribers() -> Response:
-    """Every subscriber as CSV, streamed."""
+    """Every subscriber as CSV, streamed.
+
+    Its first rows are read before the response starts, so a database that
+    does not answer is the usual 503; one that fails later drops the
+    connection, and the client sees an incomplete file (``streamed_export``).
+    """
     return Response(
-        stream_with_context(export_csv(db.session)),
+        stream_with_context(streamed_export(db.session.session_factory)),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=subscribers.csv"},
     )
