@@ -138,8 +138,12 @@ def subscribers_export() -> None:
     """Write every subscriber as CSV to standard output."""
     from .subscriptions.export import export_csv
 
-    for chunk in export_csv(db.session):
-        sys.stdout.write(chunk)
+    try:
+        for chunk in export_csv(db.session):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+    except OSError as exc:  # a full disk, a closed pipe: say so, no traceback
+        raise click.ClickException(f"could not write the export: {exc.strerror or exc}") from None
 
 
 def _finite(days: float | None) -> float | None:

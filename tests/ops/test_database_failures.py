@@ -129,3 +129,23 @@ def test_a_database_url_that_cannot_be_used_is_one_logged_line_in_a_celery_worke
     assert result.returncode == 0  # the worker lives on; each task raises the same error
     line = _one_line(result)
     assert "this worker cannot build its app: DATABASE_URL needs the mysql+mysqldb driver" in line
+
+
+def test_an_export_to_a_full_disk_ends_in_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert _flask("db", "upgrade", database_url=url, tmp_path=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "FLASK_DEBUG"}
+    env.update(DATABASE_URL=url, SECRET_KEY="test-secret-key", OUTBOX_DIR=str(tmp_path))
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "subscribers", "export"],
+            cwd=ROOT,
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: could not write the export: No space left on device"
