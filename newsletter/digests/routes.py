@@ -130,6 +130,13 @@ def get_digest(digest_id: int) -> Response:
 def send_test(digest_id: int) -> tuple[Response, int]:
     """Queue a test copy of the digest to one address."""
     digest = _digest(digest_id)
+    if not digest.posts:  # a digest that failed gave its posts back to the next one
+        raise AppError(
+            "no_posts",
+            "This digest holds no posts any more: it failed, and its posts wait for the next "
+            "digest. Send a test copy of that one.",
+            409,
+        )
     raw = _json_object().get("email")
     try:
         address = normalize_email(raw if isinstance(raw, str) else "")

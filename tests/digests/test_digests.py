@@ -240,6 +240,10 @@ def test_digest_where_nothing_could_be_delivered_is_failed(make_app, admin_heade
 
     # No reader got its post: the post is offered again, by the next digest.
     assert digest["posts"][0]["title"] == "Post 1" and report["posts"] == []
+    # A test copy of it would hold no post at all.
+    test_copy = f"/admin/digests/{digest['id']}/test"
+    answer = client.post(test_copy, json={"email": "me@example.com"}, headers=admin_headers)
+    assert answer.status_code == 409 and answer.get_json()["error"]["code"] == "no_posts"
     again = trigger(client, admin_headers)
     assert again.status_code == 202
     assert [p["title"] for p in again.get_json()["posts"]] == ["Post 1"]
