@@ -60,3 +60,13 @@ def test_a_process_boots_with_its_mappers_configured_and_templates_compiled(
     # Configured, nothing left to compile on first use, and the heap frozen after both.
     assert out.split(maxsplit=1)[0] == "True"
     assert out.endswith("[] True"), out
+
+
+def test_the_celery_entry_point_imports_no_metrics_before_the_worker_starts() -> None:
+    """The worker picks its metrics folder as it starts; a counter made before is lost.
+
+    The image rehearsal's worker refused to start ("prometheus_client was
+    imported too early") once the purge imported the dispatcher at module level.
+    """
+    program = "import sys, newsletter.tasks; print('prometheus_client' in sys.modules)"
+    assert printed(program, env={"SECRET_KEY": "x"}) == "False"

@@ -10,14 +10,13 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from sqlalchemy import func, or_, select
 
 from ..delivery import ledger
-from ..delivery.dispatcher import current_provider
 from ..delivery.health import reported_dispatch_health
 from ..digests.service import digests_sent
 from ..errors import AppError
 from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Status, Subscriber
 from ..subscriptions.addresses import lookup_form
-from ..subscriptions.erasure import erase
+from ..subscriptions.erasure import erase, forget_mail_to
 from ..subscriptions.export import streamed_export
 from ..subscriptions.importer import ImportFormatError, import_csv
 from ..subscriptions.personal_data import personal_data
@@ -176,9 +175,7 @@ def erase_subscriber(email: str) -> Response:
     normalized = lookup_form(email)
     if normalized is None or not erase(db.session, normalized):
         raise AppError("not_found", _NOTHING_HELD, 404)
-    forget = getattr(current_provider(), "forget", None)
-    if forget is not None:  # the outbox: the files it wrote to the address
-        forget(normalized)
+    forget_mail_to(normalized)  # the outbox: the files it wrote to the address
     erased = Response(status=204)
     del erased.headers["Content-Type"]  # no body, so no type (Flask gives every answer one)
     return erased

@@ -74,3 +74,12 @@ def is_suppressed(session: Session, email: str) -> bool:
         session.scalar(suppressed_hashes().where(Erasure.email_hash == email_hash(email)))
         is not None
     )
+
+
+def forget_mail_to(*addresses: str) -> None:
+    """Delete what the provider kept of the mail it sent to ``addresses`` (the outbox's files)."""
+    from flask import current_app
+
+    forget = getattr(current_app.extensions["newsletter.provider"], "forget", None)
+    if forget is not None and addresses:
+        forget(*addresses)

@@ -7,7 +7,6 @@ from datetime import timedelta
 from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
-from ..delivery.dispatcher import current_provider
 from ..models import Status, Subscriber, utcnow
 
 
@@ -35,9 +34,11 @@ def purge_pending(session: Session, older_than_days: float) -> int:
         .returning(Subscriber.email)
     ).all()
     session.commit()
-    forget = getattr(current_provider(), "forget", None)
-    if purged and forget is not None:
-        forget(*purged)
+    # Imported here: the erasure module brings the metrics, which a Celery worker must
+    # not import before it knows its metrics folder (tasks -> housekeeping -> here).
+    from .erasure import forget_mail_to
+
+    forget_mail_to(*purged)
     return len(purged)
 
 
