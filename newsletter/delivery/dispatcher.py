@@ -240,34 +240,37 @@ def _send_rendered(
     ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
     mark_sending(session, first_batch_of)
     session.commit()  # the batch's answers and its digests' mark at once
-    if any(result.suppressed for result in results):
-        _stop_suppressed(provider.name, [d for d, _ in to_send], results)
     for outcome, count in Counter(result.outcome.value for result in results).items():
         stats.count(outcome, count)
         PROVIDER_ANSWERS.labels(provider.name, outcome).inc(count)  # once an outcome, not a copy
     _watch_for_config_errors(results)
     _watch_for_rate_limits(results)
+    if any(result.suppressed for result in results):
+        _stop_suppressed(provider.name, [d for d, _ in to_send], results)
     return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
 
 
 def _stop_suppressed(
     provider: str, deliveries: list[ledger.Claimed], results: list[SendResult]
 ) -> None:
-    """Stop all mail to the addresses the provider refused for good, as a hard bounce does.
+    """Stop all mail to the addresses the provider keeps from all mail, as its webhook would.
 
-    Postmark answers 406 for an address it keeps inactive (it hard-bounced or
-    complained there, maybe before its webhook was set up): every digest
-    failed on it again. The refusal goes through the webhooks' own path, as
-    an event keyed by the message, so it is stored once and recorded in the
-    consent ledger; a later complaint still outranks it.
+    Postmark answers 406 for an address it keeps inactive (a hard bounce, a
+    complaint, or the reader's own unsubscribe, maybe from before its
+    webhook was set up): every digest failed on it again. The refusal goes
+    through the webhooks' own path, as the event the provider gave as its
+    reason, keyed by the message: stored once, in the consent ledger, and
+    outranked as a webhook's would be. The copies are recorded already: a
+    failure here is logged, and the next refusal tries again.
     """
+    from ..errors import describe
     from ..webhooks.events import EventKind, WebhookEvent
     from ..webhooks.service import handle
 
     events = [
         WebhookEvent(
             event_id=f"send-refused:{delivery.message_key}",
-            kind=EventKind.HARD_BOUNCE,
+            kind=EventKind(result.suppressed),
             raw_type="SendRefused",
             email=delivery.subscriber.email,
             message_key=delivery.message_key,
@@ -276,8 +279,13 @@ def _stop_suppressed(
         for delivery, result in zip(deliveries, results, strict=True)
         if result.suppressed and delivery.subscriber is not None
     ]
-    stopped = handle(db.session, provider, events)
-    log.warning("%s refused %d address(es) for good: their mail stops", provider, stopped)
+    try:
+        stopped = handle(db.session, provider, events)
+    except Exception as exc:
+        db.session.rollback()
+        log.error("could not stop mail to %d suppressed addresses: %s", len(events), describe(exc))
+        return
+    log.warning("%s keeps %d address(es) from all mail: ours to them stops", provider, stopped)
 
 
 def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:

@@ -97,9 +97,9 @@ class SendResult:
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
-    # The provider refused this address for good (it bounced or complained there
-    # before): mail to it stops, as a hard bounce's webhook would stop it.
-    suppressed: bool = False
+    # The provider keeps this address from all mail, and why, as the event that stops
+    # ours ("hard_bounce", "complaint" or "unsubscribe": webhooks.events.EventKind).
+    suppressed: str | None = None
 
 
 class Provider(Protocol):

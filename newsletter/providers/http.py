@@ -54,6 +54,14 @@ class HttpApi:
             headers={"Content-Type": "application/json", **(headers or {})},
         )
 
+    def get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        """GET a JSON answer under the base URL; None when it fails or is not JSON."""
+        try:
+            answer = self.session.get(f"{self.base_url}{path}", params=params, timeout=self.timeout)
+        except requests.RequestException:
+            return None
+        return json_body(answer) if answer.ok else None
+
     def post(self, path: str, **kwargs: Any) -> requests.Response | SendResult:
         """POST under the base URL; a network failure comes back as a transient result."""
         url = f"{self.base_url}{path}"

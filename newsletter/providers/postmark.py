@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from .base import Message, Outcome, SendResult, Stream, same_result
 from .http import (
@@ -20,7 +22,13 @@ from .http import (
 
 # Postmark's per-message ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
 _REJECTED = {300, 406, 422}  # invalid address, inactive (bounced/complained) recipient, bad data
-_INACTIVE = 406  # Postmark keeps the address from all mail: it hard-bounced or complained
+_INACTIVE = 406  # Postmark keeps the address from the stream (see why_inactive)
+# Why Postmark suppressed an address, as the event that stops our mail to it.
+_SUPPRESSION_EVENTS = {
+    "HardBounce": "hard_bounce",
+    "SpamComplaint": "complaint",
+    "ManualSuppression": "unsubscribe",  # the reader's click on Postmark's own link, or ours
+}
 # Bad token, sender signature missing or unconfirmed, sending not allowed, account
 # pending, message stream missing: every later message would fail the same way.
 _CONFIG = {10, 400, 401, 405, 412, 1235}
@@ -69,7 +77,32 @@ class PostmarkProvider:
         if not isinstance(body, list) or len(body) != len(messages):
             error = f"unexpected batch answer: {error_text(answer)}"
             return same_result(messages, SendResult(Outcome.TRANSIENT, error=error))
-        return [message_result(item) for item in body]
+        results = [message_result(item) for item in body]
+        return [
+            self.why_inactive(message, result) if _code(item) == _INACTIVE else result
+            for message, item, result in zip(messages, body, results, strict=True)
+        ]
+
+    def why_inactive(self, message: Message, result: SendResult) -> SendResult:
+        """The 406's result, with why Postmark keeps the address inactive on this stream.
+
+        A hard bounce, a spam complaint, or a manual suppression (the reader
+        left through Postmark's unsubscribe link): each stops our mail as its
+        webhook would. Not known (the lookup failed): only this copy fails.
+        """
+        stream = quote(self.streams[message.stream], safe="")
+        answer = self.api.get_json(
+            f"/message-streams/{stream}/suppressions/dump", {"EmailAddress": message.to}
+        )
+        listed = answer.get("Suppressions") if isinstance(answer, Mapping) else None
+        reasons = [
+            entry.get("SuppressionReason")
+            for entry in listed or []
+            if isinstance(entry, Mapping)
+            and str(entry.get("EmailAddress", "")).lower() == message.to.lower()
+        ]
+        event = next((_SUPPRESSION_EVENTS[r] for r in reasons if r in _SUPPRESSION_EVENTS), None)
+        return replace(result, suppressed=event)
 
     def _in_halves(self, messages: Sequence[Message], answer: Any) -> list[SendResult]:
         """A batch over Postmark's size limit (50 MB) goes again as two; one message alone fails.
@@ -97,6 +130,10 @@ def whole_request_result(status: int, body: Any, response: Any) -> SendResult:
     return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
 
 
+def _code(item: Any) -> Any:
+    return item.get("ErrorCode", 0) if isinstance(item, Mapping) else None
+
+
 def message_result(item: Mapping[str, Any]) -> SendResult:
     """One entry of the batch answer as a result."""
     code = item.get("ErrorCode", 0)
@@ -111,7 +148,7 @@ def message_result(item: Mapping[str, Any]) -> SendResult:
         return SendResult(Outcome.TRANSIENT, error=text)
     if code == 429:
         return SendResult(Outcome.RATE_LIMITED, error=text)
-    return SendResult(Outcome.REJECTED, error=text, suppressed=code == _INACTIVE)
+    return SendResult(Outcome.REJECTED, error=text)
 
 
 def build(config: Mapping[str, Any]) -> PostmarkProvider:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -68,7 +69,10 @@ class FakePostmark:
     """Postmark's /email/batch as its documentation describes it, with scripted failures."""
 
     token: str = "postmark-test-token"
-    inactive: set[str] = field(default_factory=set)  # recipients Postmark answers 406 for
+    # Recipients Postmark answers 406 for, with the reason its suppressions dump gives
+    # (a set: each a HardBounce; None: not in the dump, as if lifted meanwhile).
+    inactive: set[str] | dict[str, str | None] = field(default_factory=set)
+    suppressions_asked: list[tuple[str, str]] = field(default_factory=list)
     script: list[Script] = field(default_factory=list)  # answers for the next calls
     delay: float = 0.0  # how long a scripted "timeout" hangs before failing
     max_bytes: int = 50 * 1024 * 1024  # a batch request's largest body (Postmark: 50 MB)
@@ -95,10 +99,13 @@ class FakePostmark:
         if scripted is not None:
             status, headers, body = scripted
             return _json(status, body, headers)
-        if request.method != "POST" or request.path != "/email/batch":
-            return _json(404, {"ErrorCode": 404, "Message": "not found"})
         if request.headers.get("X-Postmark-Server-Token") != self.token:
             return _json(401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
+        dump = re.fullmatch(r"/message-streams/([^/]+)/suppressions/dump", request.path)
+        if request.method == "GET" and dump:
+            return self._suppressions(dump.group(1), request.args.get("EmailAddress", ""))
+        if request.method != "POST" or request.path != "/email/batch":
+            return _json(404, {"ErrorCode": 404, "Message": "not found"})
         if not request.is_json or request.headers.get("Accept") != "application/json":
             return _json(415, {"ErrorCode": 415, "Message": "JSON in, JSON out"})
         if (request.content_length or 0) > self.max_bytes:
@@ -107,6 +114,19 @@ class FakePostmark:
         if not isinstance(batch, list) or not 1 <= len(batch) <= 500:
             return _json(422, {"ErrorCode": 0, "Message": "a batch holds 1 to 500 messages"})
         return _json(200, [self._one(message) for message in batch])
+
+    def _suppressions(self, stream: str, address: str) -> Response:
+        """``GET /message-streams/{stream}/suppressions/dump?EmailAddress=``, as documented."""
+        self.suppressions_asked.append((stream, address))
+        reasons = self.inactive if isinstance(self.inactive, dict) else {}
+        reason = reasons.get(address, "HardBounce") if address in self.inactive else None
+        listed = {
+            "EmailAddress": address,
+            "SuppressionReason": reason,
+            "Origin": "Recipient",
+            "CreatedAt": "2026-11-30T10:00:00-05:00",
+        }
+        return _json(200, {"Suppressions": [listed] if reason else []})
 
     def _one(self, message: dict) -> dict:
         missing = [name for name in _REQUIRED if not message.get(name)]

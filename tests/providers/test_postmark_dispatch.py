@@ -210,28 +210,53 @@ def test_rejected_recipient_fails_alone(make_app: Callable[..., Flask], postmark
     assert fake.to("bob@example.com") == []
 
 
-def test_an_address_postmark_keeps_inactive_stops_as_a_hard_bounce(
-    make_app: Callable[..., Flask], postmark: Postmark
+@pytest.mark.parametrize(
+    ("reason", "status", "consent", "kind"),
+    [
+        ("HardBounce", Status.BOUNCED, ConsentKind.BOUNCED, "hard_bounce"),
+        ("SpamComplaint", Status.COMPLAINED, ConsentKind.COMPLAINED, "complaint"),
+        ("ManualSuppression", Status.UNSUBSCRIBED, ConsentKind.UNSUBSCRIBED, "unsubscribe"),
+    ],
+)
+def test_an_address_postmark_keeps_inactive_stops_for_the_reason_postmark_gives(
+    make_app: Callable[..., Flask], postmark: Postmark, reason, status, consent, kind
 ) -> None:
-    """406: Postmark will never send to it (a bounce or complaint there); neither will we."""
+    """406: Postmark sends it nothing (a bounce, a complaint, the reader's own unsubscribe)."""
     fake, _ = postmark
-    fake.inactive = {"bob@example.com"}
+    fake.inactive = {"bob@example.com": reason}
     app = postmark_app(make_app, postmark)
     sign_up(app, *READERS)
     assert counts(dispatch(app)) == {"sent": 2, "rejected": 1}
+    assert fake.suppressions_asked == [("outbound", "bob@example.com")]  # bob's alone
     with app.app_context():
         bob = db.session.scalars(select(Subscriber).where(Subscriber.email == "bob@example.com"))
         bob = bob.one()
-        assert bob.status is Status.BOUNCED
-        [bounced] = [e for e in bob.events if e.kind is ConsentKind.BOUNCED]
-        assert bounced.detail["provider"] == "postmark"
-        assert bounced.detail["type"] == "SendRefused"
+        assert bob.status is status
+        [stopped] = [e for e in bob.events if e.kind is consent]
+        assert "postmark" in str(stopped.detail)  # {"provider": ...}, or an unsubscribe's method
         stored = db.session.scalars(select(ProviderEvent)).all()
-        assert [(e.kind, e.email) for e in stored] == [("hard_bounce", "bob@example.com")]
+        assert [(e.kind, e.email, e.raw_type) for e in stored] == [
+            (kind, "bob@example.com", "SendRefused")
+        ]
         db.session.remove()
-    sign_up(app, "bob@example.com")  # bounced: nothing more goes to it
-    assert dispatch(app).claimed == 0
     assert fake.to("bob@example.com") == []
+
+
+def test_a_406_whose_reason_cannot_be_read_fails_that_copy_only(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    """Not in the suppressions dump (lifted meanwhile, or a lookup that failed)."""
+    fake, _ = postmark
+    fake.inactive = {"bob@example.com": None}
+    app = postmark_app(make_app, postmark)
+    sign_up(app, "bob@example.com")
+    assert counts(dispatch(app)) == {"rejected": 1}
+    assert fake.suppressions_asked == [("outbound", "bob@example.com")]
+    assert statuses(app) == {"bob@example.com": DeliveryStatus.FAILED}
+    with app.app_context():
+        assert db.session.scalars(select(Subscriber.status)).all() == [Status.PENDING]
+        assert db.session.scalars(select(ProviderEvent)).all() == []
+        db.session.remove()
 
 
 def test_an_invalid_sender_pauses_and_an_invalid_reader_fails_alone(
