@@ -136,14 +136,19 @@ _NAMED = re.compile(r"""[`'"]([\w.:\[\]-]+)[`'"]|^\W*([\w.:-]+)\W*\s+(?:paramete
 
 
 def named_fields(message: object) -> list[str]:
-    """The field names a provider's error message names, for ``refused``."""
+    """The field a provider's error message names first (none, or one), for ``refused``.
+
+    Only the first: what a message quotes after its field may be the reader's
+    own value ("Invalid 'To' address: 'from.me'"), which must never read as
+    our sender and pause all sending.
+    """
     if not isinstance(message, str):
         return []
-    return [quoted or leading for quoted, leading in _NAMED.findall(message)]
+    return [quoted or leading for quoted, leading in _NAMED.findall(message)][:1]
 
 
 def names_the_sender(fields: Iterable[str]) -> bool:
-    """Whether any field named is the sender or reply-to (an address quoted is never one)."""
+    """Whether any field named is the sender or reply-to (an address is never one)."""
     return any(_SENDER_FIELD.match(name) and "@" not in name for name in fields)
 
 

@@ -141,8 +141,7 @@ def message_result(item: Mapping[str, Any]) -> SendResult:
         return SendResult(Outcome.SENT, provider_id=item.get("MessageID"))
     text = f"Postmark {code}: {item.get('Message', '')}"
     # 300 "Invalid 'From' address: '...'": our MAIL_FROM, refused in every message alike.
-    # Only the first name quoted is the field: the rest may be a reader's address.
-    if code in _CONFIG or (code == 300 and names_the_sender(named_fields(item.get("Message"))[:1])):
+    if code in _CONFIG or (code == 300 and names_the_sender(named_fields(item.get("Message")))):
         return SendResult(Outcome.CONFIG_ERROR, error=text)
     if code in _TRANSIENT:
         return SendResult(Outcome.TRANSIENT, error=text)

@@ -145,6 +145,9 @@ THEIRS = [
     ("mailgun", 400, "Bad Request"),
     ("resend", 422, {"name": "validation_error", "message": RE_FROM.replace("from", "to", 1)}),
     ("resend", 422, {"name": "missing_required_field", "message": "The `to` field is missing."}),
+    # A reader's own value quoted after the field: never taken for our sender.
+    ("mailgun", 400, {"message": "'to' parameter is not a valid address: 'from.me'"}),
+    ("resend", 422, {"name": "validation_error", "message": "Invalid `to` field: `from.x`."}),
     (
         "resend",
         422,
