@@ -133,12 +133,13 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
         )
     if _NOT_UTF8.search(first):
         raise ImportFormatError("The file is not UTF-8: save it as UTF-8 CSV and import it again.")
-    if _opens_a_quote(first):
-        raise ImportFormatError("The CSV's header line has a quoted field that is not closed.")
+    open_quote = "The CSV's header line has a quoted field that is not closed."
     try:
         layout = layout_of(first)
     except (LayoutError, csv.Error) as exc:
-        raise ImportFormatError(str(exc)) from None
+        raise ImportFormatError(open_quote if _opens_a_quote(first) else str(exc)) from None
+    if _opens_a_quote(first, layout.separator):
+        raise ImportFormatError(open_quote)
     email_at, separator = layout.email, layout.separator
     at = [1]  # the line the reader's last record came from: each record is one line
     reader = csv.reader(_closed_lines(text, report, at, separator), delimiter=separator)

@@ -214,9 +214,13 @@ def test_a_quote_left_open_fails_its_own_line_only(app):
     assert find(app, "quoted@example.com").name == "Lee, Ann"
 
 
-def test_a_header_with_a_quote_left_open_refuses_the_file(app):
+@pytest.mark.parametrize(
+    "header", [b'"email,name', b'email,"name', b'email;"name', b'email\t"name']
+)
+def test_a_header_with_a_quote_left_open_refuses_the_file(app, header):
+    body = header + b"\nann@example.com,x\n"
     with app.app_context(), pytest.raises(importer.ImportFormatError, match="not closed"):
-        importer.import_csv(db.session, io.BytesIO(b'"email,name\nann@example.com,x\n'), False)
+        importer.import_csv(db.session, io.BytesIO(body), False)
 
 
 def test_a_name_over_200_characters_fails_its_line_not_cut_unseen(app):
