@@ -110,9 +110,12 @@ def follow(digest_id: int, recipients: int) -> None:
         f"failed {counts['failed']}, skipped {counts['skipped']}"
     )
     if stop.is_set() and digest.status not in _DONE:
-        click.echo(
-            f"stopped: {counts['pending']} copies stay queued and go out with the next dispatch "
-            "(the dispatcher, a Celery worker, or flask outbox dispatch)",
-            err=True,
-        )
+        if dispatch_here:
+            said = (
+                f"stopped: {counts['pending']} copies stay queued and go out with the next "
+                "dispatch (the dispatcher process, or flask outbox dispatch)"
+            )
+        else:
+            said = f"stopped watching: the Celery workers go on sending digest {digest_id}"
+        click.echo(said, err=True)
         raise SystemExit(130)

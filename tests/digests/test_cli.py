@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Sequence
 
@@ -137,3 +138,17 @@ def test_a_signal_mid_send_records_the_batch_in_flight_and_nobody_gets_two(
         digest_id = int(re.search(r"digest (\d+) queued", stopped.output).group(1))
     report = client.get(f"/admin/digests/{digest_id}", headers=admin_headers).get_json()
     assert (report["status"], report["sent"]) == ("sent", 120)
+
+
+def test_ctrl_c_while_celery_sends_only_stops_the_watching(make_app, admin_headers):
+    from tests.digests.processes import ENQUEUE_BROKER
+    from tests.servers import redis_or_fail
+
+    redis_or_fail(ENQUEUE_BROKER)
+    app = make_app(CELERY_BROKER_URL=ENQUEUE_BROKER)
+    add_confirmed(app, 3)
+    add_post(app.test_client(), admin_headers, 1)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # no worker runs
+    stopped = app.test_cli_runner().invoke(args=["digest", "send", "--yes"])
+    assert stopped.exit_code == 130, stopped.output
+    assert "stopped watching: the Celery workers go on sending digest" in stopped.stderr
