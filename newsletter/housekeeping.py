@@ -45,7 +45,7 @@ class Job:
 
 
 def _purge_pending() -> int:
-    """Delete signups never confirmed within ``PENDING_RETENTION_DAYS``."""
+    """Delete signups left unconfirmed ``PENDING_RETENTION_DAYS`` after their last link."""
     purged = purge_pending(db.session, current_app.config["PENDING_RETENTION_DAYS"])
     if purged:
         log.info("purged %d pending signups past retention", purged)

@@ -176,7 +176,7 @@ def _way_back(source: str | None) -> tuple[str, str] | None:
         return None
     if f"{parts.scheme}://{parts.netloc}".lower() not in current_app.config["CORS_ORIGINS"]:
         return None
-    return page, parts.hostname
+    return parts.geturl(), parts.hostname
 
 
 _WARNED_ORIGINS: set[str] = set()

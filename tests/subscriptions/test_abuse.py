@@ -197,6 +197,10 @@ def test_a_client_cannot_escape_its_limit_by_spelling_its_address_anew(make_app,
         ({"source": "https://evil.example.net/x"}, {}, None),  # a site not listed
         ({"source": "javascript:alert(1)"}, {}, None),
         ({"source": "https://blog.example.org:x/"}, {}, None),
+        ({"source": "https://blog.example.org@evil.example/"}, {}, None),  # a user name
+        ({"source": "https://evil.example\\@blog.example.org/"}, {}, None),
+        ({"source": "https:\\\\blog.example.org/"}, {}, None),
+        ({"source": "https://blog.example.org:443/x"}, {}, None),  # not the origin listed
     ],
 )
 def test_the_check_your_inbox_page_links_back_to_a_listed_site(make_app, fields, headers, back):
