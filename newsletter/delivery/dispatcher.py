@@ -25,7 +25,7 @@ from ..errors import describe
 from ..extensions import db
 from ..metrics import DISPATCH_SECONDS, IN_FLIGHT, PROVIDER_ANSWERS
 from ..models import DeliveryKind, utcnow
-from ..providers import Outcome, Provider, SendResult
+from ..providers import Message, Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import mark_sending, settle
 from .health import FILE_EVERY, HealthPublisher, dispatch_health, save_to_file
@@ -246,46 +246,57 @@ def _send_rendered(
     _watch_for_config_errors(results)
     _watch_for_rate_limits(results)
     if any(result.suppressed for result in results):
-        _stop_suppressed(provider.name, [d for d, _ in to_send], results)
+        _stop_suppressed(provider, to_send, results)
     return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
 
 
 def _stop_suppressed(
-    provider: str, deliveries: list[ledger.Claimed], results: list[SendResult]
+    provider: Provider, sent: list[tuple[ledger.Claimed, Message]], results: list[SendResult]
 ) -> None:
     """Stop all mail to the addresses the provider keeps from all mail, as its webhook would.
 
     Postmark answers 406 for an address it keeps inactive (a hard bounce, a
     complaint, or the reader's own unsubscribe, maybe from before its
-    webhook was set up): every digest failed on it again. The refusal goes
-    through the webhooks' own path, as the event the provider gave as its
-    reason, keyed by the message: stored once, in the consent ledger, and
-    outranked as a webhook's would be. The copies are recorded already: a
-    failure here is logged, and the next refusal tries again.
+    webhook was set up): every digest failed on it again. The provider is
+    asked why (``why_suppressed``) only now, the batch recorded: slow
+    answers inside the send outlasted its claim, and it went out twice. The
+    event goes through the webhooks' own path, keyed by the message: stored
+    once, in the consent ledger, outranked as a webhook's would be. A failure
+    here is logged; the next refusal tries again.
     """
     from ..errors import describe
     from ..webhooks.events import EventKind, WebhookEvent
     from ..webhooks.service import handle
 
-    events = [
-        WebhookEvent(
-            event_id=f"send-refused:{delivery.message_key}",
-            kind=EventKind(result.suppressed),
-            raw_type="SendRefused",
-            email=delivery.subscriber.email,
-            message_key=delivery.message_key,
-            payload={"error": result.error},
+    why = getattr(provider, "why_suppressed", None)
+    if why is None:
+        return
+    events = []
+    for (delivery, message), result in zip(sent, results, strict=True):
+        if not result.suppressed or delivery.subscriber is None:
+            continue
+        reason = why(message)
+        if reason is None:
+            continue  # not known: this copy failed, the reader stays as they were
+        events.append(
+            WebhookEvent(
+                event_id=f"send-refused:{delivery.message_key}",
+                kind=EventKind(reason),
+                raw_type="SendRefused",
+                email=delivery.subscriber.email,
+                message_key=delivery.message_key,
+                payload={"error": result.error},
+                via="send refusal",
+            )
         )
-        for delivery, result in zip(deliveries, results, strict=True)
-        if result.suppressed and delivery.subscriber is not None
-    ]
     try:
-        stopped = handle(db.session, provider, events)
+        stopped = handle(db.session, provider.name, events)
     except Exception as exc:
         db.session.rollback()
         log.error("could not stop mail to %d suppressed addresses: %s", len(events), describe(exc))
         return
-    log.warning("%s keeps %d address(es) from all mail: ours to them stops", provider, stopped)
+    if stopped:
+        log.warning("%s keeps %d address(es) from all mail: ours stops", provider.name, stopped)
 
 
 def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:

@@ -97,9 +97,9 @@ class SendResult:
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
-    # The provider keeps this address from all mail, and why, as the event that stops
-    # ours ("hard_bounce", "complaint" or "unsubscribe": webhooks.events.EventKind).
-    suppressed: str | None = None
+    # The provider keeps this address from all mail; the dispatcher asks it why
+    # (``why_suppressed``) once the batch is recorded, and stops ours to match.
+    suppressed: bool = False
 
 
 class Provider(Protocol):

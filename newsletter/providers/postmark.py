@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +21,7 @@ from .http import (
 
 # Postmark's per-message ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
 _REJECTED = {300, 406, 422}  # invalid address, inactive (bounced/complained) recipient, bad data
-_INACTIVE = 406  # Postmark keeps the address from the stream (see why_inactive)
+_INACTIVE = 406  # Postmark keeps the address from the stream (see why_suppressed)
 # Why Postmark suppressed an address, as the event that stops our mail to it.
 _SUPPRESSION_EVENTS = {
     "HardBounce": "hard_bounce",
@@ -77,18 +76,16 @@ class PostmarkProvider:
         if not isinstance(body, list) or len(body) != len(messages):
             error = f"unexpected batch answer: {error_text(answer)}"
             return same_result(messages, SendResult(Outcome.TRANSIENT, error=error))
-        results = [message_result(item) for item in body]
-        return [
-            self.why_inactive(message, result) if _code(item) == _INACTIVE else result
-            for message, item, result in zip(messages, body, results, strict=True)
-        ]
+        return [message_result(item) for item in body]
 
-    def why_inactive(self, message: Message, result: SendResult) -> SendResult:
-        """The 406's result, with why Postmark keeps the address inactive on this stream.
+    def why_suppressed(self, message: Message) -> str | None:
+        """Why Postmark keeps ``message``'s address inactive on its stream, as an event kind.
 
         A hard bounce, a spam complaint, or a manual suppression (the reader
         left through Postmark's unsubscribe link): each stops our mail as its
-        webhook would. Not known (the lookup failed): only this copy fails.
+        webhook would. None when the lookup fails or lists no reason. Asked
+        after the batch is recorded: a slow answer here cannot outlast the
+        batch's claim and have it sent again.
         """
         stream = quote(self.streams[message.stream], safe="")
         answer = self.api.get_json(
@@ -101,8 +98,7 @@ class PostmarkProvider:
             if isinstance(entry, Mapping)
             and str(entry.get("EmailAddress", "")).lower() == message.to.lower()
         ]
-        event = next((_SUPPRESSION_EVENTS[r] for r in reasons if r in _SUPPRESSION_EVENTS), None)
-        return replace(result, suppressed=event)
+        return next((_SUPPRESSION_EVENTS[r] for r in reasons if r in _SUPPRESSION_EVENTS), None)
 
     def _in_halves(self, messages: Sequence[Message], answer: Any) -> list[SendResult]:
         """A batch over Postmark's size limit (50 MB) goes again as two; one message alone fails.
@@ -130,10 +126,6 @@ def whole_request_result(status: int, body: Any, response: Any) -> SendResult:
     return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
 
 
-def _code(item: Any) -> Any:
-    return item.get("ErrorCode", 0) if isinstance(item, Mapping) else None
-
-
 def message_result(item: Mapping[str, Any]) -> SendResult:
     """One entry of the batch answer as a result."""
     code = item.get("ErrorCode", 0)
@@ -147,7 +139,7 @@ def message_result(item: Mapping[str, Any]) -> SendResult:
         return SendResult(Outcome.TRANSIENT, error=text)
     if code == 429:
         return SendResult(Outcome.RATE_LIMITED, error=text)
-    return SendResult(Outcome.REJECTED, error=text)
+    return SendResult(Outcome.REJECTED, error=text, suppressed=code == _INACTIVE)
 
 
 def build(config: Mapping[str, Any]) -> PostmarkProvider:

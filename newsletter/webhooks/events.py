@@ -37,6 +37,8 @@ class WebhookEvent:
     provider_message_id: str | None = None
     occurred_at: datetime | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    # How it reached us: a provider's webhook, or its answer to a send ("send refusal").
+    via: str = "webhook"
 
 
 class WebhookAuthError(Exception):

@@ -151,4 +151,4 @@ def _act(
     elif event.kind is EventKind.SOFT_BOUNCE:
         subscriber.soft_bounces += 1
     elif event.kind is EventKind.UNSUBSCRIBE:
-        leave(session, subscriber, None, method=f"{provider} webhook")
+        leave(session, subscriber, None, method=f"{provider} {event.via}")

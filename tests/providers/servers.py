@@ -73,6 +73,7 @@ class FakePostmark:
     # (a set: each a HardBounce; None: not in the dump, as if lifted meanwhile).
     inactive: set[str] | dict[str, str | None] = field(default_factory=set)
     suppressions_asked: list[tuple[str, str]] = field(default_factory=list)
+    on_suppressions_asked: Callable[[], None] | None = None  # called as each lookup comes
     script: list[Script] = field(default_factory=list)  # answers for the next calls
     delay: float = 0.0  # how long a scripted "timeout" hangs before failing
     max_bytes: int = 50 * 1024 * 1024  # a batch request's largest body (Postmark: 50 MB)
@@ -118,6 +119,8 @@ class FakePostmark:
     def _suppressions(self, stream: str, address: str) -> Response:
         """``GET /message-streams/{stream}/suppressions/dump?EmailAddress=``, as documented."""
         self.suppressions_asked.append((stream, address))
+        if self.on_suppressions_asked is not None:
+            self.on_suppressions_asked()
         reasons = self.inactive if isinstance(self.inactive, dict) else {}
         reason = reasons.get(address, "HardBounce") if address in self.inactive else None
         listed = {

@@ -226,14 +226,30 @@ def test_an_address_postmark_keeps_inactive_stops_for_the_reason_postmark_gives(
     fake.inactive = {"bob@example.com": reason}
     app = postmark_app(make_app, postmark)
     sign_up(app, *READERS)
+    # Asked only once the batch is recorded: a slow answer cannot outlast its claim.
+    seen_while_asked: list[dict] = []
+    fake.on_suppressions_asked = lambda: seen_while_asked.append(statuses(app))
     assert counts(dispatch(app)) == {"sent": 2, "rejected": 1}
     assert fake.suppressions_asked == [("outbound", "bob@example.com")]  # bob's alone
+    assert seen_while_asked == [
+        {
+            "ann@example.com": DeliveryStatus.SENT,
+            "bob@example.com": DeliveryStatus.FAILED,
+            "cy@example.com": DeliveryStatus.SENT,
+        }
+    ]
     with app.app_context():
         bob = db.session.scalars(select(Subscriber).where(Subscriber.email == "bob@example.com"))
         bob = bob.one()
         assert bob.status is status
         [stopped] = [e for e in bob.events if e.kind is consent]
-        assert "postmark" in str(stopped.detail)  # {"provider": ...}, or an unsubscribe's method
+        if consent is ConsentKind.UNSUBSCRIBED:  # no webhook came: the send was refused
+            assert stopped.detail == {"method": "postmark send refusal"}
+        else:
+            assert (stopped.detail["provider"], stopped.detail["type"]) == (
+                "postmark",
+                "SendRefused",
+            )
         stored = db.session.scalars(select(ProviderEvent)).all()
         assert [(e.kind, e.email, e.raw_type) for e in stored] == [
             (kind, "bob@example.com", "SendRefused")
