@@ -117,7 +117,7 @@ def outbox_dispatch() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--confirmed", is_flag=True, help="Consent was collected elsewhere: no email.")
 def subscribers_import(file: Path, confirmed: bool) -> None:
-    """Import a CSV with an email column (and optional name)."""
+    """Import a CSV with an email column (and optional name); exit 1 if a line failed."""
     from .subscriptions.importer import ImportFormatError, import_csv
 
     with file.open("rb") as stream:
@@ -131,6 +131,8 @@ def subscribers_import(file: Path, confirmed: bool) -> None:
     )
     for error in report.errors:
         click.echo(f"line {error['line']}: {error['message']}", err=True)
+    if report.error_count:  # the good lines are in; a cron job still learns of the bad ones
+        raise SystemExit(1)
 
 
 @subscribers_cli.command("export")

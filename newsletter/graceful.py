@@ -19,16 +19,21 @@ import click
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+# Said at the first signal, where this process sends; a second Ctrl-C may send twice.
+WHILE_SENDING = (
+    "stopping once the batch in flight is recorded (Ctrl-C again quits now, and its "
+    "readers may then get it twice)"
+)
+
+
 @contextmanager
-def stop_between_batches() -> Iterator[threading.Event]:
-    """An event set by the first SIGINT or SIGTERM; a second Ctrl-C quits at once."""
+def stop_between_batches(notice: str = WHILE_SENDING) -> Iterator[threading.Event]:
+    """An event the first SIGINT or SIGTERM sets, saying ``notice``; a second Ctrl-C quits."""
     stop = threading.Event()
 
     def first(signum: int, _frame: FrameType | None) -> None:
         stop.set()
-        click.echo(
-            "\nstopping once the batch in flight is recorded (Ctrl-C again to quit now)", err=True
-        )
+        click.echo(f"\n{notice}", err=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = {signum: signal.signal(signum, first) for signum in _SIGNALS}

@@ -11,7 +11,7 @@ from flask import current_app
 from ..cli import DatabaseCommands
 from ..delivery.dispatcher import dispatch_pass
 from ..extensions import db
-from ..graceful import stop_between_batches
+from ..graceful import WHILE_SENDING, stop_between_batches
 from ..models import DigestStatus
 from . import feed, service
 from .text import TooLong
@@ -86,8 +86,9 @@ def follow(digest_id: int, recipients: int) -> None:
     """
     dispatch_here = not current_app.config["CELERY_BROKER_URL"]
     done = 0
+    notice = WHILE_SENDING if dispatch_here else "stopping: the Celery workers go on sending"
     with (
-        stop_between_batches() as stop,
+        stop_between_batches(notice) as stop,
         click.progressbar(length=recipients, label="sending", show_pos=True) as bar,
     ):
         while True:

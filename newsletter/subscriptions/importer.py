@@ -125,6 +125,14 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
     """
     # surrogateescape: an undecodable byte becomes a lone surrogate, found per line below.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        yield from _rows(text, report)
+    finally:
+        if not text.closed:  # the stream stays its caller's to close: the wrapper must not
+            text.detach()
+
+
+def _rows(text: io.TextIOWrapper, report: ImportReport) -> Iterator[Row]:
     first = text.readline()
     if first.startswith(WORKBOOK.decode()):
         raise ImportFormatError(

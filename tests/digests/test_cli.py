@@ -127,6 +127,7 @@ def test_a_signal_mid_send_records_the_batch_in_flight_and_nobody_gets_two(
 
     stopped = app.test_cli_runner().invoke(args=command)
     assert stopped.exit_code == 130, stopped.output
+    assert "readers may then get it twice" in stopped.stderr  # what a second Ctrl-C costs
     assert "stopped" in stopped.stderr
     assert len(provider.sent) == 50  # the batch in flight, then no other
     assert signal.getsignal(signum) is previous  # the command's handler is gone with it
@@ -152,3 +153,4 @@ def test_ctrl_c_while_celery_sends_only_stops_the_watching(make_app, admin_heade
     stopped = app.test_cli_runner().invoke(args=["digest", "send", "--yes"])
     assert stopped.exit_code == 130, stopped.output
     assert "stopped watching: the Celery workers go on sending digest" in stopped.stderr
+    assert "twice" not in stopped.stderr  # nothing is sent here

@@ -14,10 +14,13 @@ from .servers import PRISM, SPECS, FakePostmark, prism
 
 def _prism_or_skip(spec: str) -> Iterator[str]:
     if not PRISM.exists() or not (SPECS / spec).exists():
-        what = f"Prism ({PRISM})" if not PRISM.exists() else f"the document {SPECS / spec}"
+        if not PRISM.exists():
+            what = f"Prism ({PRISM}) is missing: run scripts/setup-tests"
+        else:  # the providers' documents come with the workspace, beside the checkout
+            what = f"the document {SPECS / spec} is missing: clone next to ../shared"
         if os.environ.get("CI"):
-            pytest.fail(f"{what} is missing: run scripts/setup-tests", pytrace=False)
-        pytest.skip(f"{what} is missing (run scripts/setup-tests)")
+            pytest.fail(what, pytrace=False)
+        pytest.skip(what)
     with prism(spec) as base:
         yield base
 

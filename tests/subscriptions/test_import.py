@@ -264,3 +264,17 @@ def test_a_file_we_cannot_read_says_what_it_found(app, body, message):
     with app.app_context(), pytest.raises(importer.ImportFormatError, match=message):
         importer.import_csv(db.session, io.BytesIO(body), False)
     assert find(app, "ann@example.com") is None
+
+
+def test_the_import_command_exits_1_when_a_line_failed_and_keeps_the_rest(app, tmp_path):
+    good, mixed = tmp_path / "good.csv", tmp_path / "mixed.csv"
+    good.write_text("email\nann@example.com\n")
+    mixed.write_text("email\nbob@example.com\nnot-an-address\n")
+    runner = app.test_cli_runner()
+    clean = runner.invoke(args=["subscribers", "import", str(good)])
+    assert clean.exit_code == 0 and "created 1, updated 0, skipped 0, errors 0" in clean.output
+    partial = runner.invoke(args=["subscribers", "import", str(mixed)])
+    assert partial.exit_code == 1
+    assert "created 1, updated 0, skipped 0, errors 1" in partial.stdout
+    assert partial.stderr.startswith("line 3: ")
+    assert find(app, "bob@example.com").status is Status.PENDING
