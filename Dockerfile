@@ -25,7 +25,7 @@ EXPOSE 8000
 VOLUME ["/app/instance"]
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+  CMD ["python", "-c", "import os,urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000' + os.environ.get('SCRIPT_NAME', '') + '/healthz', timeout=4).status == 200 else 1)"]
 
 # gunicorn.conf.py: port 8000, shared metrics across workers, one dispatcher
 # process; on SIGTERM the workers finish their requests, then the dispatcher its

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from email.headerregistry import Address
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import idna
 from limits import parse_many
@@ -64,9 +64,32 @@ def _origins(env: Mapping[str, str], name: str) -> list[str]:
             raise ConfigError(
                 f"{name} holds origins like https://blog.example.org (no path), not {given!r}"
             )
-        # As a browser sends them: scheme and host in lower case (all there is, checked above).
-        origins.append(origin if origin == "*" else origin.lower())
+        origins.append(origin if origin == "*" else _as_browsers_send_it(parts, name, given))
     return origins
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _as_browsers_send_it(parts: SplitResult, name: str, given: str) -> str:
+    """An origin as a browser's ``Origin`` header has it: lower case, IDNA, no default port.
+
+    Chromium sends ``http://xn--bckerei-5wa.example`` for a page on
+    ``bäckerei.example``, and never ``:443`` after ``https``: listed as
+    typed, such origins matched no request, and every reader's signup
+    failed in the widget.
+    """
+    try:
+        port = parts.port
+        host = parts.hostname or ""
+        if not host.isascii():
+            host = idna.encode(host, uts46=True).decode("ascii")
+    except (UnicodeError, ValueError):  # idna.IDNAError is both; a bad port a ValueError
+        raise ConfigError(f"{name} holds an origin that is not a valid URL: {given!r}") from None
+    if ":" in host:
+        host = f"[{host}]"
+    shown_port = f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{shown_port}"
 
 
 def yes_or_no(raw: str) -> bool | None:

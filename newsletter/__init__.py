@@ -249,7 +249,9 @@ def _configure_web(app: Flask) -> None:
     app.request_class = CappedRequest
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
+        )
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     # Registered before the limiter's: Flask runs them last to first, so this one sees
     # the headers the limiter added.

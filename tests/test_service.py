@@ -77,6 +77,17 @@ def test_a_sender_at_localhost_is_warned_about_with_a_real_provider(make_app, ca
 def test_cors_origins_are_taken_as_a_browser_sends_them():
     given = {"CORS_ORIGINS": "HTTPS://Blog.Example.org, http://localhost:3000/"}
     assert from_env(given)["CORS_ORIGINS"] == ["https://blog.example.org", "http://localhost:3000"]
+    # Chromium's Origin for a page on a Unicode host, and never a default port.
+    given = {
+        "CORS_ORIGINS": "http://b\u00e4ckerei.example:8080, https://www.example.org:443, "
+        "http://[::1]:80, http://[2001:DB8::1]:8000"
+    }
+    assert from_env(given)["CORS_ORIGINS"] == [
+        "http://xn--bckerei-5wa.example:8080",
+        "https://www.example.org",
+        "http://[::1]",
+        "http://[2001:db8::1]:8000",
+    ]
 
 
 def test_a_public_url_with_a_unicode_host_is_kept_in_idna_form():
@@ -273,6 +284,18 @@ def test_openapi_names_the_path_the_service_is_mounted_under(client):
     mounted = client.get("/openapi.json", base_url="http://localhost/news").get_json()
     assert mounted["servers"] == [{"url": "/news"}]
     validate(mounted)
+
+
+def test_a_trusted_proxy_that_strips_the_mount_path_may_name_it(make_app):
+    """X-Forwarded-Prefix, from a proxy counted in TRUSTED_PROXY_COUNT: links keep /news."""
+    headers = {"X-Forwarded-Prefix": "/news", "Accept": "application/json"}
+    trusted = make_app(TRUSTED_PROXY_COUNT=1).test_client()
+    assert trusted.get("/openapi.json", headers=headers).get_json()["servers"] == [{"url": "/news"}]
+    assert trusted.get("/subscribe", headers=headers).get_json()["subscribe_url"] == (
+        "/news/subscribe"
+    )
+    untrusted = make_app().test_client()  # no proxy counted: a client's header is ignored
+    assert untrusted.get("/openapi.json", headers=headers).get_json()["servers"] == [{"url": "/"}]
 
 
 def test_openapi_email_length_is_the_one_the_service_takes(client):

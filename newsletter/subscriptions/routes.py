@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
+import idna
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import OperationalError
@@ -176,7 +177,15 @@ def _way_back(source: str | None) -> tuple[str, str] | None:
         return None
     if f"{parts.scheme}://{parts.netloc}".lower() not in current_app.config["CORS_ORIGINS"]:
         return None
-    return parts.geturl(), parts.hostname
+    return parts.geturl(), shown_host(parts.hostname)
+
+
+def shown_host(host: str) -> str:
+    """A host as a reader types it: ``xn--bckerei-5wa.example`` is ``bäckerei.example``."""
+    try:
+        return idna.decode(host)
+    except idna.IDNAError:
+        return host
 
 
 _WARNED_ORIGINS: set[str] = set()

@@ -189,6 +189,18 @@ def test_a_client_cannot_escape_its_limit_by_spelling_its_address_anew(make_app,
     assert codes == [202, 202, 202, 429]
 
 
+def test_the_way_back_to_a_unicode_site_names_it_as_its_readers_do(make_app):
+    app = make_app(CORS_ORIGINS=["http://xn--bckerei-5wa.example"])  # as config makes it
+    page = app.test_client().post(
+        "/subscribe",
+        data={"email": "ann@example.com", "source": "http://xn--bckerei-5wa.example/brot"},
+    )
+    assert (
+        '<a href="http://xn--bckerei-5wa.example/brot">Back to b\u00e4ckerei.example</a>'
+        in page.get_data(as_text=True)
+    )
+
+
 @pytest.mark.parametrize(
     ("fields", "headers", "back"),
     [
