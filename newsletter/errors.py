@@ -157,7 +157,7 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(
             400,
             "incomplete_body",
-            "The request body ended before the length it announced; nothing was kept. "
+            "The request body was cut short before its end; nothing was kept. "
             "Please send it again.",
         )
 

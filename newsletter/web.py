@@ -19,7 +19,9 @@ from config import yes_or_no
 from .errors import AppError, wants_json
 from .storable import unstorable
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What makes text more than one line, or hides in it: ASCII and C1 controls (NEL, U+0085,
+# among them) and Unicode's line and paragraph separators.
+NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class _CappedStream(LimitedStream):
@@ -150,7 +152,7 @@ def text_field(
             422,
             field=name,
         )
-    if _CONTROL.search(value):
+    if NOT_ONE_LINE.search(value):
         raise AppError(
             f"invalid_{name}",
             f"The field {name!r} must be a single line of text.",
@@ -171,7 +173,7 @@ def header_text(name: str, max_length: int) -> str | None:
     value = request.headers.get(name, "")
     with contextlib.suppress(UnicodeError):  # not UTF-8 bytes, or not latin-1: kept as read
         value = value.encode("latin-1").decode("utf-8")
-    return _CONTROL.sub("", value)[:max_length].strip() or None
+    return NOT_ONE_LINE.sub("", value)[:max_length].strip() or None
 
 
 MAX_PER_PAGE = 500

@@ -48,6 +48,7 @@ from ..models import (
     new_public_ids,
     utcnow,
 )
+from ..web import NOT_ONE_LINE
 from .addresses import InvalidAddress, normalize_email
 from .csv_layout import WORKBOOK, LayoutError, layout_of
 from .erased import email_hasher, suppressed_hashes
@@ -58,7 +59,6 @@ from .service import ClientInfo, event_row
 CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 1000
 IMPORT = ClientInfo(source="import")  # who 'asked', in the consent ledger
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # what surrogateescape makes of a stray byte
 
 # A chunk's valid, first-seen rows (the suppressed ones then removed), with the public id (and
@@ -174,7 +174,7 @@ def _rows(text: io.TextIOWrapper, report: ImportReport) -> Iterator[Row]:
             report.error(line, str(exc))
             continue
         name = unescape_formula(layout.name_of(cells).strip())
-        if _CONTROL_CHARACTER.search(name):
+        if NOT_ONE_LINE.search(name):
             report.error(line, "the name must be a single line of text")
             continue
         if len(name) > NAME_MAX:  # as a signup's: refused, not cut unseen

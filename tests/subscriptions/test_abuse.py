@@ -303,6 +303,15 @@ def test_no_cors_at_all_by_default(client):
             "name",
         ),
         ({"email": "a@example.com", "name": "n" * 201}, 422, "invalid_name", "name"),
+        # Unicode's own line breaks: NEL, the line and the paragraph separators.
+        ({"email": "a@example.com", "name": "Ann\u0085Lee"}, 422, "invalid_name", "name"),
+        ({"email": "a@example.com", "name": "Ann\u2028Lee"}, 422, "invalid_name", "name"),
+        (
+            {"email": "a@example.com", "source": "https://a.example/\u2029x"},
+            422,
+            "invalid_source",
+            "source",
+        ),
         ({"email": "a@example.com", "name": {"first": "Ann"}}, 422, "invalid_name", "name"),
         ({"email": "a@example.com", "source": "s" * 3000}, 422, "invalid_source", "source"),
     ],

@@ -278,3 +278,9 @@ def test_the_import_command_exits_1_when_a_line_failed_and_keeps_the_rest(app, t
     assert "created 1, updated 0, skipped 0, errors 1" in partial.stdout
     assert partial.stderr.startswith("line 3: ")
     assert find(app, "bob@example.com").status is Status.PENDING
+
+
+def test_a_name_broken_by_a_unicode_line_separator_fails_its_line(app):
+    report = run_import(app, "email,name\nann@example.com,Ann\u2028Lee\nbob@example.com,Bob\n")
+    assert report["created"] == 1
+    assert report["errors"] == [{"line": 2, "message": "the name must be a single line of text"}]
