@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import unicodedata
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
@@ -134,9 +135,18 @@ def _is_utf8_form(data: bytes) -> bool:
 
 
 def text_field(
-    data: dict[str, Any], name: str, *, max_length: int, required: bool = False
+    data: dict[str, Any],
+    name: str,
+    *,
+    max_length: int,
+    required: bool = False,
+    composed: bool = False,
 ) -> str | None:
-    """One optional single-line text field: a string, not too long, no control characters."""
+    """One optional single-line text field: a string, not too long, no control characters.
+
+    ``composed``: Unicode's composed form (NFC) first, so a name typed as
+    letters and combining accents counts as the letters a reader sees.
+    """
     value = data.get(name)
     if value is None or value == "":
         if required:
@@ -144,7 +154,7 @@ def text_field(
         return None
     if not isinstance(value, str):
         raise AppError(f"invalid_{name}", f"The field {name!r} must be text.", 422, field=name)
-    value = value.strip()
+    value = unicodedata.normalize("NFC", value.strip()) if composed else value.strip()
     if len(value) > max_length:
         raise AppError(
             f"invalid_{name}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -173,7 +174,7 @@ def _rows(text: io.TextIOWrapper, report: ImportReport) -> Iterator[Row]:
         except InvalidAddress as exc:
             report.error(line, str(exc))
             continue
-        name = unescape_formula(layout.name_of(cells).strip())
+        name = unicodedata.normalize("NFC", unescape_formula(layout.name_of(cells).strip()))
         if NOT_ONE_LINE.search(name):
             report.error(line, "the name must be a single line of text")
             continue

@@ -284,6 +284,15 @@ def test_no_cors_at_all_by_default(client):
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
+def test_a_name_is_counted_in_the_letters_a_reader_sees(app, client):
+    decomposed = "e\u0301" * 150  # 150 letters é, as e and a combining accent: 300 code points
+    assert (
+        client.post("/subscribe", json={"email": "a@example.com", "name": decomposed}).status_code
+        == 202
+    )
+    assert find(app, "a@example.com").name == "\u00e9" * 150
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "field"),
     [

@@ -284,3 +284,9 @@ def test_a_name_broken_by_a_unicode_line_separator_fails_its_line(app):
     report = run_import(app, "email,name\nann@example.com,Ann\u2028Lee\nbob@example.com,Bob\n")
     assert report["created"] == 1
     assert report["errors"] == [{"line": 2, "message": "the name must be a single line of text"}]
+
+
+def test_an_imported_name_is_kept_composed(app):
+    report = run_import(app, "email,name\nann@example.com,Zoe\u0308\n", confirmed=True)
+    assert report["created"] == 1
+    assert find(app, "ann@example.com").name == "Zo\u00eb"
