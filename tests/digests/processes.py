@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +107,41 @@ def wait_for_digest(
 def outputs(folder: Path) -> str:
     """The tail of every process's output in ``folder``, for a failure message."""
     return "\n".join(f"{p.name}: {p.read_text()[-2000:]}" for p in sorted(folder.glob("*.out")))
+
+
+def a_digest_for_workers(
+    make_app: Callable[..., Flask], headers: Mapping[str, str], database_uri: str, recipients: int
+) -> tuple[FlaskClient, list[str]]:
+    """PostgreSQL and Redis (else skip, or fail under CI): ``recipients`` confirmed, one post.
+
+    The app enqueues on ``ENQUEUE_BROKER``; its test client and the addresses.
+    """
+    from tests.conftest import is_postgresql
+    from tests.digests.helpers import add_confirmed, add_post
+    from tests.servers import redis_or_fail
+
+    if not is_postgresql(database_uri):
+        pytest.skip("Celery workers share a digest on PostgreSQL only (set TEST_DATABASE_URL)")
+    redis_or_fail(ENQUEUE_BROKER)
+    app = make_app(CELERY_BROKER_URL=ENQUEUE_BROKER)
+    client = app.test_client()
+    emails = add_confirmed(app, recipients)
+    add_post(client, headers, 1)
+    return client, emails
+
+
+def sent_by_workers(
+    client: FlaskClient,
+    headers: Mapping[str, str],
+    workers: Iterable[subprocess.Popen],
+    timeout: float,
+) -> tuple[dict, dict]:
+    """Trigger the digest and wait for it to end; the workers stopped whatever happens.
+
+    The trigger's answer and the digest's last report.
+    """
+    try:
+        digest = client.post("/admin/digests", json={}, headers=headers).get_json()
+        return digest, wait_for_digest(client, headers, digest["id"], timeout=timeout)
+    finally:
+        stop(workers)

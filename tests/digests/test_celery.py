@@ -6,17 +6,14 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import is_postgresql
-from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.processes import ENQUEUE_BROKER as BROKER
 from tests.digests.processes import (
+    a_digest_for_workers,
     outputs,
     sent,
+    sent_by_workers,
     start_worker,
-    stop,
-    wait_for_digest,
 )
-from tests.servers import redis_or_fail
 
 RECIPIENTS = 3000
 
@@ -25,24 +22,14 @@ RECIPIENTS = 3000
 def test_two_workers_share_a_digest_of_thousands_without_duplicates(
     make_app, admin_headers, database_uri, tmp_path
 ):
-    if not is_postgresql(database_uri):
-        pytest.skip("the scale-out runs on PostgreSQL (set TEST_DATABASE_URL)")
-    redis_or_fail(BROKER)
-    app = make_app(CELERY_BROKER_URL=BROKER)
-    client = app.test_client()
-    emails = add_confirmed(app, RECIPIENTS)
-    add_post(client, admin_headers, 1)
+    client, emails = a_digest_for_workers(make_app, admin_headers, database_uri, RECIPIENTS)
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     workers = [
         start_worker(f"w{i + 1}", database_uri, BROKER, log, tmp_path / f"w{i + 1}.out")
         for i, log in enumerate(logs)
     ]
-    try:
-        digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
-        assert digest["recipients"] == RECIPIENTS
-        report = wait_for_digest(client, admin_headers, digest["id"], timeout=180)
-    finally:
-        stop(workers)
+    digest, report = sent_by_workers(client, admin_headers, workers, timeout=180)
+    assert digest["recipients"] == RECIPIENTS
     assert report.get("status") == "sent", (report, outputs(tmp_path))
     per_worker = [sent(log) for log in logs]
     counts = Counter(per_worker[0] + per_worker[1])

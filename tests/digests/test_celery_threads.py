@@ -14,10 +14,15 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from newsletter import tasks
 from newsletter.providers import REGISTRY
 from tests.conftest import is_postgresql
-from tests.digests.helpers import ThreadNotingProvider, a_digest_to, add_confirmed, add_post
+from tests.digests.helpers import ThreadNotingProvider, a_digest_to
 from tests.digests.processes import ENQUEUE_BROKER as BROKER
-from tests.digests.processes import outputs, sent, start_worker, stop, wait_for_digest
-from tests.servers import redis_or_fail
+from tests.digests.processes import (
+    a_digest_for_workers,
+    outputs,
+    sent,
+    sent_by_workers,
+    start_worker,
+)
 
 RECIPIENTS = 600
 
@@ -118,13 +123,7 @@ def test_a_real_worker_sends_from_two_threads_only_when_solo(
     The tests above give ``_note_the_pool`` a stand-in for the worker and
     force the flag; here Celery itself starts the worker and the tasks.
     """
-    if not is_postgresql(database_uri):
-        pytest.skip("two passes a task run on PostgreSQL only (set TEST_DATABASE_URL)")
-    redis_or_fail(BROKER)
-    app = make_app(CELERY_BROKER_URL=BROKER)
-    client = app.test_client()
-    emails = add_confirmed(app, RECIPIENTS)
-    add_post(client, admin_headers, 1)
+    client, emails = a_digest_for_workers(make_app, admin_headers, database_uri, RECIPIENTS)
     log, thread_log = tmp_path / "sent.log", tmp_path / "threads.log"
     worker = start_worker(
         "threads",
@@ -136,11 +135,7 @@ def test_a_real_worker_sends_from_two_threads_only_when_solo(
         SEND_THREAD_LOG=str(thread_log),
         SEND_DELAY="0.05",  # 12 batches of 50 take 0.6 s: both passes of a task claim some
     )
-    try:
-        digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
-        report = wait_for_digest(client, admin_headers, digest["id"], timeout=120)
-    finally:
-        stop([worker])
+    _, report = sent_by_workers(client, admin_headers, [worker], timeout=120)
     assert report.get("status") == "sent", (report, outputs(tmp_path))
     counts = Counter(sent(log))
     assert set(counts) == set(emails)
