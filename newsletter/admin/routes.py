@@ -17,11 +17,11 @@ from ..extensions import db
 from ..models import Delivery, DeliveryStatus, Status, Subscriber
 from ..subscriptions.addresses import lookup_form
 from ..subscriptions.erasure import erase, forget_mail_to
-from ..subscriptions.export import streamed_export
 from ..subscriptions.importer import ImportFormatError, import_csv
 from ..subscriptions.personal_data import personal_data
 from ..web import bool_query_arg, page_args, query_arg
 from .auth import require_admin
+from .export_stream import streamed_export
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin)
