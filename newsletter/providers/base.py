@@ -103,7 +103,11 @@ class SendResult:
 
 
 class Provider(Protocol):
-    """What the dispatcher needs of an email provider."""
+    """What the dispatcher needs of an email provider.
+
+    One may also offer ``why_suppressed(message) -> str | None``: asked, once
+    the batch is recorded, for each result marked ``suppressed`` (Postmark).
+    """
 
     name: str
     max_batch: int  # the most messages one ``send_batch`` call may carry
