@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import unicodedata
 from typing import IO, Any
 from urllib.parse import parse_qsl
@@ -18,11 +17,8 @@ from werkzeug.wsgi import LimitedStream
 from config import yes_or_no
 
 from .errors import AppError, wants_json
+from .one_line import NOT_ONE_LINE
 from .storable import unstorable
-
-# What makes text more than one line, or hides in it: ASCII and C1 controls (NEL, U+0085,
-# among them) and Unicode's line and paragraph separators.
-NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class _CappedStream(LimitedStream):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import idna
 
-# Anything a mail system, a provider or a parser might take for a line break
-# (CR, LF, NEL, Unicode line and paragraph separators) and every other control.
-_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+from ..one_line import LINE_BREAKING_RUNS
 
 
 def header_safe(value: str) -> str:
@@ -23,7 +20,7 @@ def header_safe(value: str) -> str:
     """
     if value.isprintable():  # every character the pattern takes is unprintable
         return value.strip()
-    return _HEADER_BREAKS.sub(" ", value).strip()
+    return LINE_BREAKING_RUNS.sub(" ", value).strip()
 
 
 def ascii_address(address: str) -> str:

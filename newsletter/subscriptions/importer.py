@@ -49,7 +49,7 @@ from ..models import (
     new_public_ids,
     utcnow,
 )
-from ..web import NOT_ONE_LINE
+from ..one_line import NOT_ONE_LINE
 from .addresses import InvalidAddress, normalize_email
 from .csv_layout import WORKBOOK, LayoutError, layout_of
 from .erased import email_hasher, suppressed_hashes
