@@ -89,12 +89,16 @@ def one_line(raw: str | None, limit: int) -> str | None:
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def web_url(raw: str, *, user_allowed: bool = False) -> str | None:
     """The link as a post keeps it, or None unless it is an absolute http(s) URL to a host.
 
     Scheme and host in lower case (``HTTP://A.EXAMPLE/x`` is the post at
-    ``http://a.example/x``), an international host as its ``xn--`` form, the
-    rest percent-encoded where needed. Refused: a host that is no host name or
+    ``http://a.example/x``), an international host as its ``xn--`` form, no
+    default port (``https://a.example:443/x`` is ``https://a.example/x``), an
+    empty path as ``/``, the rest percent-encoded where needed. Refused: a host that is no host name or
     IP address (``exa mple.com``, ``a..b``, ``%00a``, ``256.1.1.1``), a port
     out of range, and a user name before the host
     (``https://bank.example@evil.example``) unless ``user_allowed`` (a private
@@ -111,11 +115,12 @@ def web_url(raw: str, *, user_allowed: bool = False) -> str | None:
     if scheme not in ("http", "https") or host is None or port == 0 or (user and not user_allowed):
         return None
     netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc = f"{netloc}:{port}"
     if user:
         netloc = f"{user}@{netloc}"
-    url = quote(urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment)), _URL_SAFE)
+    path = parts.path or "/"
+    url = quote(urlunsplit((scheme, netloc, path, parts.query, parts.fragment)), _URL_SAFE)
     return None if _SPACES.search(url) else url
 
 

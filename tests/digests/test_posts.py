@@ -101,6 +101,36 @@ def test_scheme_and_host_case_make_no_second_post_and_a_foreign_host_is_kept_as_
     assert foreign.get_json()["url"] == "https://xn--bcher-kva.example/%C3%BC"
 
 
+@pytest.mark.parametrize(
+    ("spelling", "kept"),
+    [
+        ("https://a.example:443/x", "https://a.example/x"),
+        ("http://a.example:80/x", "http://a.example/x"),
+        ("https://a.example", "https://a.example/"),
+        ("https://a.example:443?p=1", "https://a.example/?p=1"),
+    ],
+)
+def test_a_default_port_or_an_empty_path_makes_no_second_post(
+    client, admin_headers, spelling, kept
+):
+    first = client.post("/admin/posts", json={"title": "T", "url": kept}, headers=admin_headers)
+    again = client.post("/admin/posts", json={"title": "T", "url": spelling}, headers=admin_headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.get_json()["url"] == kept
+
+
+def test_a_port_other_than_the_default_stays_part_of_the_link(client, admin_headers):
+    response = client.post(
+        "/admin/posts", json={"title": "T", "url": "https://a.example:8443/x"}, headers=admin_headers
+    )
+    assert response.get_json()["url"] == "https://a.example:8443/x"
+    plain = client.post(
+        "/admin/posts", json={"title": "T", "url": "http://a.example:443/x"}, headers=admin_headers
+    )
+    assert plain.get_json()["url"] == "http://a.example:443/x"  # 443 is no default for http
+
+
 def test_summary_is_cleaned_of_markup_and_shortened(client, admin_headers):
     post = add_post(
         client,
