@@ -98,11 +98,11 @@ def web_url(raw: str, *, user_allowed: bool = False) -> str | None:
     Scheme and host in lower case (``HTTP://A.EXAMPLE/x`` is the post at
     ``http://a.example/x``), an international host as its ``xn--`` form, no
     default port (``https://a.example:443/x`` is ``https://a.example/x``), an
-    empty path as ``/``, the rest percent-encoded where needed. Refused: a host that is no host name or
-    IP address (``exa mple.com``, ``a..b``, ``%00a``, ``256.1.1.1``), a port
-    out of range, and a user name before the host
-    (``https://bank.example@evil.example``) unless ``user_allowed`` (a private
-    feed's address, never shown to a reader).
+    empty path as ``/``, the rest percent-encoded where needed. Refused: a
+    host that is no host name or IP address (``exa mple.com``, ``a..b``,
+    ``%00a``, ``256.1.1.1``), a port out of range, and a user name before the
+    host (``https://bank.example@evil.example``) unless ``user_allowed`` (a
+    private feed's address, never shown to a reader).
     """
     try:
         parts = urlsplit(raw.strip())

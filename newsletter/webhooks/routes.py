@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -39,16 +39,29 @@ def receive(provider: str) -> Response:
     body = request.get_data(cache=True)
     try:
         nonce = verify(current_app.config, request.headers, body)
-        if nonce is not None and not service.claim_nonce(
+        replayed = nonce is not None and not service.claim_nonce(
             db.session, provider, nonce, current_app.config["WEBHOOK_TOLERANCE"]
-        ):
-            raise WebhookAuthError("this signature was already used")
+        )
     except WebhookAuthError as exc:
-        log.warning("%s webhook refused: %s", provider, exc)
-        raise AppError("invalid_signature", f"The webhook did not verify: {exc}.", 401) from None
+        _refuse(provider, str(exc))
     try:
         events = parse(body, request.headers)
     except WebhookPayloadError as exc:
+        if replayed:
+            _refuse(provider, "this signature was already used")
         raise AppError("invalid_payload", f"The webhook body cannot be read: {exc}.", 400) from None
+    if replayed:
+        # The provider's retry of a request whose answer it lost carries the same
+        # signature and the same events, all stored by then: a 200 stops its retries.
+        # Any other event under a used signature may be a captured signature's forgery.
+        if not service.all_stored(db.session, provider, events):
+            _refuse(provider, "this signature was already used")
+        db.session.rollback()
+        return jsonify(received=len(events), new=0)
     new = service.handle(db.session, provider, events)
     return jsonify(received=len(events), new=new)
+
+
+def _refuse(provider: str, why: str) -> NoReturn:
+    log.warning("%s webhook refused: %s", provider, why)
+    raise AppError("invalid_signature", f"The webhook did not verify: {why}.", 401)

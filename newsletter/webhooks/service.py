@@ -55,6 +55,19 @@ def claim_nonce(session: Session, provider: str, nonce: str, tolerance: float) -
     return claimed is not None
 
 
+def all_stored(session: Session, provider: str, events: list[WebhookEvent]) -> bool:
+    """True if every one of these events is stored already (so handling them would do nothing)."""
+    ids = {event.event_id[:255] for event in events}
+    if not ids:
+        return False
+    found = session.scalars(
+        select(ProviderEvent.event_id).where(
+            ProviderEvent.provider == provider, ProviderEvent.event_id.in_(ids)
+        )
+    )
+    return len(set(found)) == len(ids)
+
+
 def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     """Store and act on each event not seen before; how many were new."""
     email_hasher()  # the erasure key read (or first kept) before this transaction writes

@@ -122,7 +122,9 @@ def test_a_default_port_or_an_empty_path_makes_no_second_post(
 
 def test_a_port_other_than_the_default_stays_part_of_the_link(client, admin_headers):
     response = client.post(
-        "/admin/posts", json={"title": "T", "url": "https://a.example:8443/x"}, headers=admin_headers
+        "/admin/posts",
+        json={"title": "T", "url": "https://a.example:8443/x"},
+        headers=admin_headers,
     )
     assert response.get_json()["url"] == "https://a.example:8443/x"
     plain = client.post(

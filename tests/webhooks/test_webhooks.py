@@ -627,6 +627,27 @@ def test_mailgun_token_is_accepted_once_even_with_another_event(hook_app, hook):
     assert stored_events(hook_app) == 1
 
 
+@pytest.mark.parametrize("with_id", [True, False])
+def test_mailguns_retry_of_a_request_whose_answer_it_lost_is_a_200(hook_app, hook, with_id):
+    # Mailgun retries anything but a 2xx (a 401 too) for hours, with the same body.
+    data = {"event": "complained", "recipient": "ann@example.com", "timestamp": time.time()}
+    if with_id:
+        data["id"] = "mg-lost"
+    body = signing.mailgun_body(data, token="retried-after-a-timeout")
+    first = hook.post("/webhooks/mailgun", data=body, content_type="application/json")
+    retry = hook.post("/webhooks/mailgun", data=body, content_type="application/json")
+    assert (first.status_code, retry.status_code) == (200, 200)
+    assert (first.get_json()["new"], retry.get_json()["new"]) == (1, 0)
+    assert stored_events(hook_app) == 1
+    assert consent_kinds(hook_app, "ann@example.com").count(ConsentKind.COMPLAINED) == 1
+
+
+def test_a_used_mailgun_signature_on_an_unreadable_body_is_refused(hook_app, hook):
+    assert mailgun(hook, {"event": "delivered", "id": "mg-a"}, token="used").status_code == 200
+    replay = mailgun(hook, "not an object", token="used")  # type: ignore[arg-type]
+    assert replay.status_code == 401
+
+
 def test_a_mailgun_request_that_fails_does_not_use_up_its_token(hook_app, hook):
     unreadable = mailgun(hook, "not an object", token="retried-token")  # type: ignore[arg-type]
     assert unreadable.status_code == 400
