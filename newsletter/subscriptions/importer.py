@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +51,7 @@ from ..models import (
 from ..one_line import NOT_ONE_LINE
 from .addresses import InvalidAddress, normalize_email
 from .csv_layout import WORKBOOK, LayoutError, layout_of
+from .csv_text import UNREADABLE, csv_text
 from .erased import email_hasher, suppressed_hashes
 from .export import unescape_formula
 from .import_lanes import write_in_lanes
@@ -60,7 +60,6 @@ from .service import ClientInfo, event_row
 CHUNK_ROWS = 5000
 MAX_REPORTED_ERRORS = 1000
 IMPORT = ClientInfo(source="import")  # who 'asked', in the consent ledger
-_NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # what surrogateescape makes of a stray byte
 
 # A chunk's valid, first-seen rows (the suppressed ones then removed), with the public id (and
 # confirmation message key) each would get: what the set-based statements read.
@@ -80,7 +79,7 @@ _STAGING_DDL = (
 
 
 class ImportFormatError(ValueError):
-    """The file as a whole cannot be read (no ``email`` column, not UTF-8 text)."""
+    """The file as a whole cannot be read (no ``email`` column, not UTF-8 or UTF-16 text)."""
 
 
 @dataclass
@@ -119,29 +118,29 @@ class Row(NamedTuple):
 
 
 def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
-    """Valid rows of a UTF-8 CSV with an ``email`` column; bad lines go to the report.
+    """Valid rows of a UTF-8 (or UTF-16) CSV with an ``email`` column; bad lines go to the report.
 
-    Bytes that are not UTF-8 fail their own line only. (Decoding strictly
+    Bytes that are not text fail their own line only. (Decoding strictly
     lost the whole block of text around one: about 300 good lines, unreported.)
     """
-    # surrogateescape: an undecodable byte becomes a lone surrogate, found per line below.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    text, encoding = csv_text(stream)
     try:
-        yield from _rows(text, report)
+        yield from _rows(text, encoding, report)
     finally:
-        if not text.closed:  # the stream stays its caller's to close: the wrapper must not
-            text.detach()
+        text.close()  # the caller's stream stays open: it is the caller's to close
 
 
-def _rows(text: io.TextIOWrapper, report: ImportReport) -> Iterator[Row]:
+def _rows(text: io.TextIOWrapper, encoding: str, report: ImportReport) -> Iterator[Row]:
     first = text.readline()
     if first.startswith(WORKBOOK.decode()):
         raise ImportFormatError(
             "This is a spreadsheet workbook (.xlsx or .ods), not CSV: "
             "save it as 'CSV UTF-8' and import that file."
         )
-    if _NOT_UTF8.search(first):
-        raise ImportFormatError("The file is not UTF-8: save it as UTF-8 CSV and import it again.")
+    if UNREADABLE.search(first):
+        raise ImportFormatError(
+            f"The file is not {encoding}: save it as 'CSV UTF-8' and import it again."
+        )
     open_quote = "The CSV's header line has a quoted field that is not closed."
     try:
         layout = layout_of(first)
@@ -163,8 +162,8 @@ def _rows(text: io.TextIOWrapper, report: ImportReport) -> Iterator[Row]:
         line = at[0]
         if not any(cell.strip() for cell in cells):
             continue
-        if any(_NOT_UTF8.search(cell) for cell in cells):
-            report.error(line, "this line is not UTF-8 (save the file as UTF-8 CSV)")
+        if any(UNREADABLE.search(cell) for cell in cells):
+            report.error(line, f"this line is not {encoding} (save the file as 'CSV UTF-8')")
             continue
         if email_at >= len(cells):
             report.error(line, "no email on this line")

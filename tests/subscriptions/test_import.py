@@ -180,7 +180,7 @@ def test_a_line_that_is_not_utf8_fails_alone_wherever_it_falls(app):
         db.session.remove()
     assert report.created == 1999
     assert report.errors == [
-        {"line": 1002, "message": "this line is not UTF-8 (save the file as UTF-8 CSV)"}
+        {"line": 1002, "message": "this line is not UTF-8 (save the file as 'CSV UTF-8')"}
     ]
     assert find(app, "user999@example.com") and find(app, "user1001@example.com")
     assert find(app, "user1000@example.com") is None
@@ -189,6 +189,44 @@ def test_a_line_that_is_not_utf8_fails_alone_wherever_it_falls(app):
 def test_a_header_that_is_not_utf8_refuses_the_file(app):
     with app.app_context(), pytest.raises(importer.ImportFormatError, match="not UTF-8"):
         importer.import_csv(db.session, io.BytesIO(b"email,n\xe9m\nann@example.com,x\n"), False)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_excels_unicode_text_imports_its_names_whole(app, client, admin_headers, encoding):
+    # Excel's "Unicode Text" (*.txt): UTF-16 with a byte order mark, tab-separated.
+    text = "E-mail Address\tFirst Name\r\nzoe@example.com\tZoë\r\nli@example.com\t李\r\n"
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # Python's utf-16 writes its own
+    response = client.post(
+        "/admin/subscribers/import?confirmed=true",
+        data=(bom + text).encode(encoding),
+        headers={**admin_headers, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["created"] == 2 and response.get_json()["errors"] == []
+    assert find(app, "zoe@example.com").name == "Zoë"
+    assert find(app, "li@example.com").name == "李"
+
+
+def test_a_utf16_line_holding_a_broken_character_fails_alone(app):
+    body = "email,name\nann@example.com,Ann\n".encode("utf-16")
+    body += "bad@example.com,B".encode("utf-16-le") + b"\x00\xd8"  # a lone high surrogate
+    body += "\nbob@example.com,Bob\n".encode("utf-16-le")
+    with app.app_context():
+        report = importer.import_csv(db.session, io.BytesIO(body), confirmed=True, connections=1)
+        db.session.remove()
+    assert report.created == 2
+    assert report.errors == [
+        {"line": 3, "message": "this line is not UTF-16 (save the file as 'CSV UTF-8')"}
+    ]
+    assert find(app, "bad@example.com") is None
+
+
+def test_the_import_leaves_its_callers_stream_open(app):
+    stream = io.BytesIO(b"email\nann@example.com\n")
+    with app.app_context():
+        importer.import_csv(db.session, stream, confirmed=True, connections=1)
+        db.session.remove()
+    assert not stream.closed and stream.read() == b""
 
 
 @pytest.mark.usefixtures("small_chunks")
