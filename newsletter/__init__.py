@@ -253,6 +253,10 @@ def _configure_web(app: Flask) -> None:
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
         )
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    # Every limit is counted, so a 429's Retry-After is the latest of the broken limits'
+    # resets: stopped at the first (the shortest window), it said "1 minute" to a client
+    # whose hourly limit was also spent, and the retry was refused again.
+    app.config["RATELIMIT_FAIL_ON_FIRST_BREACH"] = False
     # Registered before the limiter's: Flask runs them last to first, so this one sees
     # the headers the limiter added.
     app.after_request(_retry_after_only_when_told_to_wait)

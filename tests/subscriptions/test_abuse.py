@@ -74,6 +74,17 @@ def test_rate_limit_answers_429_with_retry_after(make_app):
     assert find(app, "a3@example.com") is None
 
 
+def test_retry_after_waits_for_the_last_limit_that_is_spent(make_app):
+    app = make_app(RATELIMIT_SUBSCRIBE="2 per minute;2 per hour")
+    client = app.test_client()
+    for n in range(2):
+        assert client.post("/subscribe", json={"email": f"a{n}@example.com"}).status_code == 202
+    limited = client.post("/subscribe", json={"email": "a2@example.com"})
+    assert limited.status_code == 429
+    # Back after a minute, it would be refused again: the hour's two are spent too.
+    assert 60 < int(limited.headers["Retry-After"]) <= 3600
+
+
 def test_rate_headers_describe_the_limit_with_least_left(make_app):
     """Per address 3 a minute, per network 30: the headers count down the 3."""
     app = make_app(RATELIMIT_SUBSCRIBE="3 per minute", RATELIMIT_SUBSCRIBE_NETWORK="30 per minute")
