@@ -257,6 +257,14 @@ def _configure_web(app: Flask) -> None:
     # resets: stopped at the first (the shortest window), it said "1 minute" to a client
     # whose hourly limit was also spent, and the retry was refused again.
     app.config["RATELIMIT_FAIL_ON_FIRST_BREACH"] = False
+    # Redis down must not fail signups: the limits count in memory until it is back
+    # (Flask-Limiter checks now and then, and logs both changes), and any other
+    # limiter error lets the request through with a logged traceback.
+    app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    app.config["RATELIMIT_SWALLOW_ERRORS"] = True
+    if app.config["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss")):
+        # A Redis host that drops packets held every signup for the OS's TCP timeout.
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     # Registered before the limiter's: Flask runs them last to first, so this one sees
     # the headers the limiter added.
     app.after_request(_retry_after_only_when_told_to_wait)

@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -268,17 +269,38 @@ def run_worker(name: str, processes: int = 1) -> None:
     )
 
 
-def enqueuer(broker_url: str, fanout: int):
+# After the broker refused a task, the web stops trying for this long: each try held its
+# signup for 0.6 s (the Redis client's own retries), and beat's sweep sends the rows anyway.
+BROKER_BACKOFF_SECONDS = 10.0
+
+
+def enqueuer(broker_url: str, fanout: int, backoff: float = BROKER_BACKOFF_SECONDS):
     """A dispatch waker for the web process: queue ``fanout`` dispatch tasks, send nothing."""
     if celery.conf.broker_url != broker_url:
         celery.conf.broker_url = broker_url
+    # kombu's defaults retry the first connection for about 6 s, inside a signup's
+    # request; one quick try is enough here, since beat's sweep sends the rows anyway.
+    celery.conf.broker_transport_options = {
+        **celery.conf.broker_transport_options,
+        "max_retries": 1,
+        "interval_start": 0,
+        "socket_connect_timeout": 2,  # a broker host that drops packets, not only refuses
+    }
+    failed_at = [-backoff]  # monotonic time of the last refusal
 
     def wake() -> None:
+        if time.monotonic() - failed_at[0] < backoff:
+            return  # the broker was down a moment ago: beat's next sweep sends the rows
         try:
             for _ in range(max(1, fanout)):
                 dispatch.delay()
         except BrokerError as exc:
+            failed_at[0] = time.monotonic()
             # The rows are committed; beat's next sweep sends them.
-            log.warning("could not queue a dispatch task (%s); beat will sweep", exc)
+            log.warning(
+                "could not queue a dispatch task (%s); beat will sweep, next try in %gs",
+                exc,
+                backoff,
+            )
 
     return wake

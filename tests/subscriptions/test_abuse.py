@@ -6,10 +6,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from newsletter.extensions import db
+from newsletter.extensions import db, limiter
 from newsletter.models import Status, Subscriber
 from tests.conftest import Outbox
-from tests.servers import serve
+from tests.servers import free_port, serve
 from tests.subscriptions.helpers import confirmed, find, set_status, unsubscribe_link
 
 
@@ -83,6 +83,29 @@ def test_retry_after_waits_for_the_last_limit_that_is_spent(make_app):
     assert limited.status_code == 429
     # Back after a minute, it would be refused again: the hour's two are spent too.
     assert 60 < int(limited.headers["Retry-After"]) <= 3600
+
+
+@pytest.fixture
+def closed_port():
+    """A local port nothing listens on (a Redis that is down)."""
+    yield free_port()
+    limiter._storage_dead = False  # the limiter is one per process: the next app starts afresh
+
+
+def test_signups_go_on_and_stay_limited_while_the_rate_limit_store_is_down(
+    make_app, closed_port, caplog
+):
+    app = make_app(
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{closed_port}/1",
+        RATELIMIT_SUBSCRIBE="2 per minute",
+    )
+    client = app.test_client()
+    answers = [
+        client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code for n in range(3)
+    ]
+    assert answers == [202, 202, 429]  # counted in memory meanwhile
+    assert find(app, "r0@example.com") and find(app, "r1@example.com")
+    assert "falling back to in-memory storage" in caplog.text
 
 
 def test_rate_headers_describe_the_limit_with_least_left(make_app):
