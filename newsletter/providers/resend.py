@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -23,6 +24,7 @@ from .http import (
 
 log = logging.getLogger(__name__)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_IN_FLIGHT = "the same request is in flight: "
 
 
 class ResendProvider:
@@ -30,6 +32,12 @@ class ResendProvider:
 
     name = "resend"
     max_batch = 100
+    # Seconds to wait before making a request that may have reached Resend (a timeout,
+    # a dropped connection, a 5xx, the key still in flight) again, as it was, key and
+    # all. Left to the ledger, each copy was retried on its own back-off, in batches of
+    # other copies under other keys: a batch Resend had taken before our timeout went
+    # out twice.
+    repeat_waits: tuple[float, ...] = (1.0, 3.0)
 
     def __init__(self, api_key: str, base_url: str, timeout: float) -> None:
         self.api = HttpApi(base_url, timeout, headers={"Authorization": f"Bearer {api_key}"})
@@ -59,12 +67,19 @@ class ResendProvider:
         return results
 
     def _post(self, path: str, messages: Sequence[Message]) -> list[SendResult]:
+        """The request, made again with the same key while its answer leaves it unknown."""
         single = path == "/emails"
-        answer = self.api.post_json(
-            path,
-            self.payload(messages[0]) if single else [self.payload(m) for m in messages],
-            headers={"Idempotency-Key": idempotency_key(messages)},
-        )
+        payload = self.payload(messages[0]) if single else [self.payload(m) for m in messages]
+        headers = {"Idempotency-Key": idempotency_key(messages)}
+        for wait in (*self.repeat_waits, None):
+            results = self._results(single, messages, self.api.post_json(path, payload, headers))
+            if wait is None or not _unknown(results[0]):
+                return results
+            log.info("resend: %s; the same request again in %gs", results[0].error, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # the last wait is None
+
+    def _results(self, single: bool, messages: Sequence[Message], answer: Any) -> list[SendResult]:
         if isinstance(answer, SendResult):
             return same_result(messages, answer)
         # 409 is Resend's answer about the idempotency key, read before the generic one.
@@ -82,6 +97,13 @@ class ResendProvider:
         return [SendResult(Outcome.SENT, provider_id=_id(item)) for item in data]
 
 
+def _unknown(result: SendResult) -> bool:
+    """Whether Resend may have taken the request: no answer, a 5xx, or its key in flight."""
+    return result.outcome is Outcome.TRANSIENT or (
+        result.outcome is Outcome.RATE_LIMITED and (result.error or "").startswith(_IN_FLIGHT)
+    )
+
+
 def _id(item: Any) -> str | None:
     return item.get("id") if isinstance(item, Mapping) else None
 
@@ -97,7 +119,9 @@ def four_xx_result(response: Any) -> SendResult:
         # deliver twice (the rendered bodies differ only by freshly signed links).
         return SendResult(Outcome.SENT, error="accepted by an earlier attempt (idempotency key)")
     if response.status_code == 409:  # the same key is in flight right now
-        return SendResult(Outcome.RATE_LIMITED, error=error_text(response), retry_after=1.0)
+        return SendResult(
+            Outcome.RATE_LIMITED, error=f"{_IN_FLIGHT}{error_text(response)}", retry_after=1.0
+        )
     if name in ("invalid_api_key", "restricted_api_key", "invalid_from_address"):
         return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
     # "Invalid `from` field": our sender, a configuration error; "Invalid `to` field": the reader.
