@@ -17,6 +17,11 @@ _EMAIL = {"email", "e mail", "email address", "e mail address", "mail", "emailad
 _NAME = {"name", "full name", "display name"}
 _FIRST = {"first name", "firstname", "fname", "given name"}
 _LAST = {"last name", "lastname", "lname", "surname", "family name"}
+_STATUS = {"status", "subscription status"}
+# A status column's values (our export's, and Mailchimp's "cleaned" for a bounced address)
+# for readers an import must never bring back, and for one who never confirmed.
+LEFT = {"unsubscribed", "bounced", "complained", "cleaned"}
+NEVER_CONFIRMED = {"pending"}
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 # The start of a zip archive: an .xlsx or .ods workbook, not text.
 WORKBOOK = b"PK\x03\x04"
@@ -35,6 +40,7 @@ class Layout:
     name: int | None = None
     first_name: int | None = None
     last_name: int | None = None
+    status: int | None = None
 
     def name_of(self, cells: list[str]) -> str:
         """The row's name: its name column, else its first and last names joined."""
@@ -42,6 +48,10 @@ class Layout:
             return _cell(cells, self.name)
         parts = (_cell(cells, self.first_name), _cell(cells, self.last_name))
         return " ".join(part.strip() for part in parts if part.strip())
+
+    def status_of(self, cells: list[str]) -> str:
+        """The row's status column, as compared (lower case, words only); empty if none."""
+        return plain(_cell(cells, self.status))
 
 
 def _cell(cells: list[str], index: int | None) -> str:
@@ -70,6 +80,7 @@ def layout_of(header_line: str) -> Layout:
                 name=_first(titles, _NAME),
                 first_name=_first(titles, _FIRST),
                 last_name=_first(titles, _LAST),
+                status=_first(titles, _STATUS),
             )
     first = header_line.strip()
     shown = f"reads {first[:100]!r}" if first else "is empty"

@@ -33,6 +33,13 @@ def suppressed_hashes() -> Select[tuple[str]]:
     return select(Erasure.email_hash).where(Erasure.prior_status.in_(SUPPRESSED))
 
 
+def left_hashes() -> Select[tuple[str]]:
+    """The hashes of addresses erased after they left, bounced or complained: no import
+    brings them back (a signup of their own may, by double opt-in, if they only left)."""
+    left = (Status.UNSUBSCRIBED, *SUPPRESSED)
+    return select(Erasure.email_hash).where(Erasure.prior_status.in_(left))
+
+
 # ``suppressed_hashes()`` among a list given as one parameter: one statement
 # whatever the list's length, run on the driver (see driver_sql.py). The
 # statuses are our enum's own constants, never input.

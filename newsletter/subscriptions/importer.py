@@ -50,14 +50,18 @@ from ..models import (
 )
 from ..one_line import NOT_ONE_LINE
 from .addresses import InvalidAddress, normalize_email
-from .csv_layout import WORKBOOK, LayoutError, layout_of
+from .csv_layout import LEFT, NEVER_CONFIRMED, WORKBOOK, LayoutError, layout_of
 from .csv_text import UNREADABLE, csv_text
-from .erased import email_hasher, suppressed_hashes
+from .erased import email_hasher, left_hashes
 from .export import unescape_formula
 from .import_lanes import write_in_lanes
 from .service import ClientInfo, event_row
 
 CHUNK_ROWS = 5000
+_NEVER_CONFIRMED = (
+    "this reader never confirmed (status pending): import such lines without "
+    "?confirmed=true (--confirmed), and they are asked to confirm"
+)
 MAX_REPORTED_ERRORS = 1000
 IMPORT = ClientInfo(source="import")  # who 'asked', in the consent ledger
 
@@ -117,7 +121,7 @@ class Row(NamedTuple):
     name: str | None
 
 
-def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
+def read_rows(stream: IO[bytes], report: ImportReport, confirmed: bool = False) -> Iterator[Row]:
     """Valid rows of a UTF-8 (or UTF-16) CSV with an ``email`` column; bad lines go to the report.
 
     Bytes that are not text fail their own line only. (Decoding strictly
@@ -125,12 +129,14 @@ def read_rows(stream: IO[bytes], report: ImportReport) -> Iterator[Row]:
     """
     text, encoding = csv_text(stream)
     try:
-        yield from _rows(text, encoding, report)
+        yield from _rows(text, encoding, report, confirmed)
     finally:
         text.close()  # the caller's stream stays open: it is the caller's to close
 
 
-def _rows(text: io.TextIOWrapper, encoding: str, report: ImportReport) -> Iterator[Row]:
+def _rows(
+    text: io.TextIOWrapper, encoding: str, report: ImportReport, confirmed: bool
+) -> Iterator[Row]:
     first = text.readline()
     if first.startswith(WORKBOOK.decode()):
         raise ImportFormatError(
@@ -179,6 +185,13 @@ def _rows(text: io.TextIOWrapper, encoding: str, report: ImportReport) -> Iterat
             continue
         if len(name) > NAME_MAX:  # as a signup's: refused, not cut unseen
             report.error(line, f"the name is longer than {NAME_MAX} characters")
+            continue
+        status = layout.status_of(cells)
+        if status in LEFT:  # our own export (or Mailchimp's) names readers who left
+            report.skipped += 1
+            continue
+        if confirmed and status in NEVER_CONFIRMED:
+            report.error(line, _NEVER_CONFIRMED)
             continue
         yield Row(line, email, name or None)
 
@@ -241,7 +254,7 @@ def import_csv(
     report = ImportReport()
     detail = {"import_id": str(uuid.uuid4()), "confirmed": confirmed}
     hasher = email_hasher()
-    rows = read_rows(stream, report)
+    rows = read_rows(stream, report, confirmed)
     if connections is None:
         connections = current_app.config["IMPORT_CONNECTIONS"] or (
             2 if is_postgresql(session) else 1
@@ -316,10 +329,10 @@ def _first_of_each_address(chunk: list[Row], report: ImportReport) -> dict[str, 
 
 
 def _drop_suppressed(session: Session, unique: dict[str, Row], report: ImportReport) -> None:
-    """Unstage (and count as skipped) addresses erased while bounced or complained."""
+    """Unstage (and count as skipped) addresses erased after they left, bounced or complained."""
     blocked = session.connection().execute(
         delete(STAGING)
-        .where(STAGING.c.email_hash.in_(suppressed_hashes().scalar_subquery()))
+        .where(STAGING.c.email_hash.in_(left_hashes().scalar_subquery()))
         .returning(STAGING.c.email)
     )
     for email in blocked.scalars():

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from newsletter.extensions import db
 from newsletter.models import (
@@ -25,7 +25,7 @@ from newsletter.models import (
 )
 from newsletter.subscriptions import importer
 from newsletter.subscriptions.erased import email_hash
-from tests.subscriptions.helpers import find
+from tests.subscriptions.helpers import confirmed, find, set_status
 
 
 def run_import(app: Flask, body: str, confirmed: bool = False, connections: int = 1) -> dict:
@@ -328,3 +328,63 @@ def test_an_imported_name_is_kept_composed(app):
     report = run_import(app, "email,name\nann@example.com,Zoe\u0308\n", confirmed=True)
     assert report["created"] == 1
     assert find(app, "ann@example.com").name == "Zo\u00eb"
+
+
+def test_our_own_export_imported_elsewhere_brings_back_nobody_who_left(
+    app, client, admin_headers, outbox
+):
+    # Imported with ?confirmed=true, an export made everyone in it confirmed: readers who
+    # had unsubscribed, bounced or complained would have had the next digest.
+    confirmed(client, outbox, "stays@example.com")
+    for email, status in [
+        ("left@example.com", Status.UNSUBSCRIBED),
+        ("bounced@example.com", Status.BOUNCED),
+        ("complained@example.com", Status.COMPLAINED),
+    ]:
+        confirmed(client, outbox, email)
+        set_status(app, email, status)
+    client.post("/subscribe", data={"email": "pending@example.com"})
+    export = client.get("/admin/subscribers/export.csv", headers=admin_headers).get_data()
+    start_afresh(app)  # another instance, the export in hand
+
+    report = run_import(app, export.decode(), confirmed=True)
+    assert (report["created"], report["skipped"]) == (1, 3)
+    assert [error["line"] for error in report["errors"]] == [line_of(export, "pending@example.com")]
+    assert "never confirmed" in report["errors"][0]["message"]
+    assert find(app, "stays@example.com").status is Status.CONFIRMED
+    again = run_import(app, export.decode())  # asked to confirm, as any new address is
+    assert (again["created"], again["skipped"]) == (1, 4)  # the three, and stays@ known
+    assert find(app, "pending@example.com").status is Status.PENDING
+    assert all(find(app, f"{who}@example.com") is None for who in ("left", "bounced", "complained"))
+
+
+def start_afresh(app: Flask) -> None:
+    with app.app_context():
+        for model in (ConsentEvent, Delivery, Subscriber):
+            db.session.execute(delete(model))
+        db.session.commit()
+
+
+def line_of(csv_bytes: bytes, email: str) -> int:
+    return next(n for n, line in enumerate(csv_bytes.decode().splitlines(), 1) if email in line)
+
+
+@pytest.mark.parametrize("cell", ["unsubscribed", "Cleaned", " bounced "])
+def test_a_status_column_from_another_tool_keeps_its_leavers_out(app, cell):
+    report = run_import(app, f"Email Address,Status\nann@example.com,{cell}\n", confirmed=True)
+    assert (report["created"], report["skipped"]) == (0, 1)
+    assert find(app, "ann@example.com") is None
+
+
+def test_an_address_erased_after_it_unsubscribed_is_not_imported_again(
+    app, client, admin_headers, outbox
+):
+    confirmed(client, outbox, "gone@example.com")
+    set_status(app, "gone@example.com", Status.UNSUBSCRIBED)
+    assert client.delete("/admin/subscribers/gone@example.com", headers=admin_headers).status_code
+    report = run_import(app, "email\ngone@example.com\n", confirmed=True)
+    assert (report["created"], report["skipped"]) == (0, 1)
+    assert find(app, "gone@example.com") is None
+    # Their own signup, by double opt-in, is still theirs to make.
+    client.post("/subscribe", data={"email": "gone@example.com"})
+    assert find(app, "gone@example.com").status is Status.PENDING
