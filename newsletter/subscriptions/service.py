@@ -170,6 +170,7 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
         if unwanted:
             connection.execute(delete(Subscriber).where(Subscriber.id.in_(unwanted)))
         known: list[tuple[Signup, _Stored]] = []
+        subscriber_of = {**{email: row.id for email, row in stored.items()}, **ids}
         for signup in signups:
             subscriber_id = ids.pop(signup.email, None)  # popped: a second copy is not new
             new.append(subscriber_id is not None or hashes[signup.email] in suppressed)
@@ -177,8 +178,12 @@ def admit(engine: Engine, signups: Sequence[Signup]) -> list[bool]:
                 steps.add(subscriber_id, ConsentKind.SIGNUP, signup.client)
                 steps.add(subscriber_id, ConsentKind.CONFIRMATION_QUEUED)
                 steps.queued.append(subscriber_id)
-            elif not new[-1] and signup.email in stored:  # its first copy speaks for the rest
+            elif not new[-1] and signup.email in stored:  # its first copy acts for the rest
                 known.append((signup, stored.pop(signup.email)))
+            elif not new[-1] and signup.email in subscriber_of:
+                # A further copy in the same batch: nothing more to send, but who asked is
+                # kept, as for every signup (they were dropped, with their IP and agent).
+                steps.add(subscriber_of[signup.email], ConsentKind.SIGNED_UP_AGAIN, signup.client)
         if known:
             _sign_up_known(connection, known, now, steps)
         if steps.events:

@@ -48,3 +48,29 @@ def test_a_batch_admits_each_new_address_once_with_its_proof_and_email(app):
         assert again.count(ConsentKind.SIGNED_UP_AGAIN) == 1  # a link went within the gap
         deliveries = db.session.scalars(select(Delivery.subscriber_id)).all()
         assert sorted(deliveries) == sorted(s.id for s in subscribers.values())
+
+
+def test_every_copy_of_an_address_in_one_batch_keeps_who_asked(app):
+    # Thirty parallel signups of one address, each from another browser, kept 22 events:
+    # past its second copy an address's copies were dropped, agents and all.
+    with app.app_context():
+        admit(db.engine, [Signup("left@example.com", None, CLIENT)])
+        db.session.execute(
+            Subscriber.__table__.update()
+            .where(Subscriber.email == "left@example.com")
+            .values(status=Status.UNSUBSCRIBED)
+        )
+        db.session.commit()
+        batch = [
+            Signup(email, None, ClientInfo(ip="192.0.2.8", user_agent=f"{email} {n}"))
+            for email in ("new@example.com", "left@example.com")
+            for n in range(4)
+        ]
+        assert admit(db.engine, batch) == [True, False, False, False] + [False] * 4
+        agents = db.session.scalars(
+            select(ConsentEvent.user_agent).where(ConsentEvent.user_agent.is_not(None))
+        ).all()
+        assert sorted(a for a in agents if a != "test") == sorted(
+            s.client.user_agent for s in batch
+        )
+        assert _count(Delivery) == 3  # still one link each (and one when left@ first came)
