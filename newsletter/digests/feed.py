@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import calendar
-import time
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from xml.sax import SAXException
 
 import feedparser
 import requests
 import urllib3
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Post
+from .feed_http import Deadline, session_within
 from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post, clean_categories
-from .text import is_web_url, one_line, plain_summary, text_line, web_url
+from .text import one_line, plain_summary, text_line, web_url
 
 USER_AGENT = "newsletter-feed-import/1.0"
+# Posts stored per transaction: on SQLite, other writers wait while one is open.
+STORE_CHUNK = 500
 
 
 class FeedError(Exception):
@@ -62,46 +66,59 @@ class Fetched:
 def fetch(url: str, timeout: float, max_bytes: int) -> Fetched:
     """The feed, or ``FeedError`` (502 when the far side failed, or took over ``timeout`` s).
 
-    ``timeout`` bounds the whole fetch, not each read: a server sending a byte
-    at a time would otherwise hold the request (or the command) for minutes.
+    ``timeout`` bounds the whole fetch (connect, headers, every redirect, body), not
+    each read: a server sending a byte at a time would otherwise hold the request
+    (or the command) for minutes.
     """
-    if not is_web_url(url, user_allowed=True):  # a private feed may need its credentials
+    address = web_url(url, user_allowed=True)  # a private feed may need its credentials
+    if address is None:
         raise FeedError("invalid_url", "The feed URL must be an absolute http(s) link.", 422)
-    deadline = time.monotonic() + timeout
-    try:
-        with requests.get(
-            url, timeout=timeout, stream=True, headers={"User-Agent": USER_AGENT}
-        ) as response:
-            if response.status_code >= 400:
-                raise FeedError(
-                    "feed_unreachable",
-                    f"The feed answered HTTP {response.status_code}.",
-                    502,
-                )
-            body = bytearray()
-            # read1: what has arrived, decompressed (gzip), at most 64 KiB; a plain read
-            # (iter_content's) waits until it has the whole size asked for, or the end.
-            while chunk := response.raw.read1(64 * 1024, decode_content=True):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise FeedError("feed_too_large", f"The feed is over {max_bytes} bytes.", 502)
-                if time.monotonic() > deadline:
-                    raise FeedError(
-                        "feed_unreachable", f"The feed took over {timeout:g} s to arrive.", 502
-                    )
-            return Fetched(bytes(body), response.headers.get("Content-Type", ""), response.url)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # read1 is urllib3's
-        raise FeedError(
-            "feed_unreachable", f"The feed could not be fetched ({type(exc).__name__}).", 502
-        ) from None
+    deadline = Deadline(timeout)
+    # The watchdog stops before the session closes the sockets: it never shuts down
+    # a descriptor that, closed, may already be another connection's.
+    with session_within(deadline) as session, deadline:
+        try:
+            fetched = _download(session, address, max_bytes)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # read1's
+            if deadline.passed:
+                raise _too_slow(timeout) from None
+            raise FeedError(
+                "feed_unreachable", f"The feed could not be fetched ({type(exc).__name__}).", 502
+            ) from None
+        # Cut by the watchdog, a fetch may also end as if complete: http.client takes
+        # the end of the stream amid the headers for their end, and no length, the body's.
+        if deadline.passed:
+            raise _too_slow(timeout)
+        return fetched
+
+
+def _too_slow(timeout: float) -> FeedError:
+    return FeedError("feed_unreachable", f"The feed took over {timeout:g} s to arrive.", 502)
+
+
+def _download(session: requests.Session, url: str, max_bytes: int) -> Fetched:
+    with session.get(url, stream=True, headers={"User-Agent": USER_AGENT}) as response:
+        if response.status_code >= 400:
+            raise FeedError(
+                "feed_unreachable", f"The feed answered HTTP {response.status_code}.", 502
+            )
+        body = bytearray()
+        # read1: what has arrived, decompressed (gzip), at most 64 KiB; a plain read
+        # (iter_content's) waits until it has the whole size asked for, or the end.
+        while chunk := response.raw.read1(64 * 1024, decode_content=True):
+            body += chunk
+            if len(body) > max_bytes:
+                raise FeedError("feed_too_large", f"The feed is over {max_bytes} bytes.", 502)
+        return Fetched(bytes(body), response.headers.get("Content-Type", ""), response.url)
 
 
 def parse(body: bytes, content_type: str, url: str) -> list[NewPost | None]:
     """The feed's entries as posts (None for an entry with no usable title or link).
 
-    ``url``, where the feed came from, resolves relative links (``/2024/01/post/``).
+    ``url``, where the feed came from, resolves relative links (``/2024/01/post/``),
+    without its credentials: a post's link carries none (``web_url`` refuses them).
     """
-    headers = {"content-type": content_type, "content-location": url}
+    headers = {"content-type": content_type, "content-location": _without_credentials(url)}
     parsed = feedparser.parse(body, response_headers=headers)
     problem = parsed.get("bozo_exception")
     if not parsed.get("version"):
@@ -111,6 +128,11 @@ def parse(body: bytes, content_type: str, url: str) -> list[NewPost | None]:
         # Truncated or malformed XML: importing whatever parsed would be a guess.
         raise FeedError("invalid_feed", f"The feed is not well-formed XML: {problem}.", 422)
     return [_entry_post(entry) for entry in parsed.entries]
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _entry_post(entry: Any) -> NewPost | None:
@@ -130,11 +152,30 @@ def _entry_post(entry: Any) -> NewPost | None:
         title=title,
         url=link,
         summary=plain_summary(summary),
-        author=one_line(entry.get("author"), AUTHOR_MAX),
+        author=author_name(entry.get("author")),
         published_at=_entry_time(entry),
         categories=clean_categories(tag.get("term") for tag in entry.get("tags", [])),
         guid=guid,
     )
+
+
+# An email address, as feeds write one (feedparser's author_detail splits some wrongly:
+# "jane@clinic.example (Jane Doe)" gave the address "jane@clinic.exam").
+_ADDRESS = r"(?:mailto:)?[^\s<>()\[\],;:\"'@]+@[^\s<>()\[\],;:\"'@]+"
+_ADDRESS_THEN_NAME = re.compile(rf"{_ADDRESS}\s*\(([^()]*)\)")  # RSS: addr (Name)
+_BRACKETED_ADDRESS = re.compile(rf"[(<\[]\s*{_ADDRESS}\s*[)>\]]")  # Name (addr), Name <addr>
+_BARE_ADDRESS = re.compile(_ADDRESS)
+_SPACE_BEFORE_COMMA = re.compile(r"\s+(?=[,;])")  # "Ann (addr), Bob": "Ann, Bob"
+
+
+def author_name(raw: str | None) -> str | None:
+    """The author's name alone: every copy of a digest shows it, never their address."""
+    if not raw:
+        return None
+    text = one_line(raw, len(raw)) or ""  # plain text first: "&lt;addr&gt;" becomes "<addr>"
+    text = _ADDRESS_THEN_NAME.sub(r" \1 ", text)
+    text = _BARE_ADDRESS.sub(" ", _BRACKETED_ADDRESS.sub(" ", text))
+    return text_line(_SPACE_BEFORE_COMMA.sub("", text).strip(" ,;:-\"'"), AUTHOR_MAX)
 
 
 def _entry_time(entry: Any) -> datetime | None:
@@ -143,29 +184,59 @@ def _entry_time(entry: Any) -> datetime | None:
 
 
 def store(session: Session, posts: list[NewPost | None]) -> FeedReport:
-    """Add the posts not known by guid, then by URL; commit once."""
-    report = FeedReport()
-    for post in posts:
-        if post is None:
-            report.invalid += 1
-            continue
-        known = session.scalar(
-            select(Post.id).where(
-                or_(Post.guid == post.guid, Post.url == post.url)
-                if post.guid
-                else Post.url == post.url
-            )
-        )
-        if known is not None:
-            report.duplicates += 1
-            continue
-        stored, created = add_post(session, post)
-        if created:
-            report.created.append(stored)
-        else:
-            report.duplicates += 1
-    session.commit()
+    """Add the posts not known by guid or URL, committing every ``STORE_CHUNK`` of them.
+
+    A feed lists its newest first: stored from its end, the first of posts with
+    one date (or none) gets the highest id, and ``newest_first`` shows it first.
+    The report keeps the feed's order.
+    """
+    valid = [post for post in posts if post is not None]
+    fresh = _unknown(session, valid)
+    report = FeedReport(duplicates=len(valid) - len(fresh), invalid=len(posts) - len(valid))
+    created: list[Post] = []
+    for chunk in _chunks(fresh[::-1]):
+        for post in chunk:
+            stored, is_new = add_post(session, post)  # stored meanwhile: a duplicate still
+            if is_new:
+                created.append(stored)
+            else:
+                report.duplicates += 1
+        # On SQLite the import is the one writer until it commits: a signup waits its turn.
+        session.commit()
+    report.created = created[::-1]
     return report
+
+
+def _chunks(posts: list[NewPost]) -> list[list[NewPost]]:
+    return [posts[start : start + STORE_CHUNK] for start in range(0, len(posts), STORE_CHUNK)]
+
+
+def _unknown(session: Session, posts: list[NewPost]) -> list[NewPost]:
+    """The posts whose guid and URL are neither stored nor an earlier post's, in order."""
+    guids: set[str] = set()
+    urls: set[str] = set()
+    fresh: list[NewPost] = []
+    for chunk in _chunks(posts):
+        stored_guids, stored_urls = _stored_keys(session, chunk)
+        guids |= stored_guids
+        urls |= stored_urls
+        for post in chunk:
+            if post.url in urls or post.guid in guids:
+                continue
+            fresh.append(post)
+            urls.add(post.url)
+            if post.guid:
+                guids.add(post.guid)
+    return fresh
+
+
+def _stored_keys(session: Session, posts: list[NewPost]) -> tuple[set[str], set[str]]:
+    """Which of the posts' guids and URLs are stored: one query for each, not one per post."""
+    guids = [post.guid for post in posts if post.guid]
+    urls = [post.url for post in posts]
+    stored_guids = session.scalars(select(Post.guid).where(Post.guid.in_(guids)))
+    stored_urls = session.scalars(select(Post.url).where(Post.url.in_(urls)))
+    return {guid for guid in stored_guids if guid}, set(stored_urls)
 
 
 def import_feed(session: Session, url: str, timeout: float, max_bytes: int) -> FeedReport:
