@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import idna
 from limits import parse_many
+from limits.storage import SCHEMES
 
 # Days a pending signup is kept at most: a century, a limit of policy (well short of
 # the calendar's end, past which the cutoff date could not be computed).
@@ -249,6 +250,7 @@ def _number(
     default: float | None,
     kind: type = int,
     maximum: float | None = None,
+    minimum: float | None = None,
 ) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
@@ -261,6 +263,8 @@ def _number(
         raise ConfigError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:
         raise ConfigError(f"{name} must not be negative")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be at most {maximum:g}")
     return value
@@ -283,6 +287,127 @@ def _rate_limits(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _more_than_zero(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds to wait, or between tries, where 0 means no wait at all: never right.
+
+    0 failed every provider call (``Invalid timeout (0.0, 0.0)``), every CAPTCHA
+    and readiness check, or spun a dispatcher on an empty queue. Small values
+    stay: the tests wait a tenth of a second on purpose.
+    """
+    value = _number(env, name, default, float)
+    if value == 0:
+        raise ConfigError(f"{name} must be more than 0")
+    return value
+
+
+def _refuse_placeholders(name: str, *values: str) -> None:
+    """Refuse a template's ``<placeholder>`` where a secret belongs.
+
+    ``SECRET_KEY=<python3 -c '...'>`` copied from the README as it is signed
+    every link with a key anyone reading the README knows.
+    """
+    if any(value.startswith("<") and value.endswith(">") for value in values):
+        raise ConfigError(
+            f"{name} looks like a placeholder (<...>) copied from a template: "
+            "set it to a long random string"
+        )
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = _str(env, name)
+    _refuse_placeholders(name, value)
+    return value
+
+
+def _secrets(env: Mapping[str, str], name: str) -> list[str]:
+    values = _list(env, name)
+    _refuse_placeholders(name, *values)
+    return values
+
+
+def _rate_limit_storage(env: Mapping[str, str], name: str) -> str:
+    """A storage URL the ``limits`` package knows (``memory://``, ``redis://...``).
+
+    Checked here: Flask-Limiter refused another at app creation with a
+    traceback. Its ``async+`` schemes are for asyncio, which Flask is not.
+    The URL is not repeated: it may hold a password.
+    """
+    value = _str(env, name, "memory://")
+    scheme, separator, _ = value.partition("://")
+    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ConfigError(
+            f"{name} must be a storage URL such as memory:// or redis://host:6379/1, "
+            "of a scheme the limits package knows"
+        )
+    return value
+
+
+def _broker_url(env: Mapping[str, str], name: str) -> str:
+    """A Celery broker URL (``redis://...``, ``amqp://...``), or empty: this host sends.
+
+    Celery reads anything else as a host name on AMQP (``garbage`` was
+    ``amqp://guest@garbage``), and every signup's wake-up then failed.
+    Several URLs, ``;``-separated, are kombu's fail-over. The URL is not
+    repeated: it may hold a password.
+    """
+    value = _str(env, name)
+    # Imported here: only a host that names a broker pays for kombu (gunicorn's master too).
+    from kombu.transport import TRANSPORT_ALIASES
+
+    for url in filter(None, value.split(";")):
+        # kombu's transport+driver (sqla+postgresql://) names the transport first.
+        transport, separator, _ = url.partition("://")
+        if not separator or transport.partition("+")[0].lower() not in TRANSPORT_ALIASES:
+            raise ConfigError(
+                f"{name} must be a broker URL such as redis://host:6379/0 or "
+                "amqp://host, of a transport Celery knows"
+            )
+    return value
+
+
+def _basic_auth(env: Mapping[str, str], name: str) -> str:
+    """``user:password``, both parts given, or empty: no basic-auth webhooks.
+
+    ``nocolon`` could never match a provider's credentials, and ``:`` let in
+    a request with none.
+    """
+    value = _str(env, name)
+    user, colon, password = value.partition(":")
+    if value and not (colon and user and password):
+        raise ConfigError(f"{name} must be user:password, both non-empty")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str = "") -> str:
+    """An absolute http(s) URL with a host and at most a path, or empty when it may be.
+
+    A provider's API base (``ftp://x``, ``notaurl``) was taken, and every
+    message then failed as transient until given up.
+    """
+    value = _str(env, name, default)
+    if value and not _is_http_url(value):
+        raise ConfigError(
+            f"{name} must be an http(s) URL such as https://api.example.com, not {value!r}"
+        )
+    return value
+
+
+def _is_http_url(value: str) -> bool:
+    """True for ``http(s)://host[:port][/path]``: the shape a base URL needs, a path appended."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (read for its ValueError)
+    except ValueError:
+        return False
+    return bool(
+        not _NOT_IN_A_LINK.search(value)
+        and parts.scheme in ("http", "https")
+        and parts.hostname
+        and not parts.query
+        and not parts.fragment
+    )
+
+
 def _at_least_one(env: Mapping[str, str], name: str) -> int:
     value = _number(env, name, 1)
     if value < 1:
@@ -301,11 +426,11 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         # --- secrets and identity -------------------------------------------
         # Signs every token. Required unless DEBUG or TESTING.
-        "SECRET_KEY": _str(env, "SECRET_KEY"),
+        "SECRET_KEY": _secret(env, "SECRET_KEY"),
         # Retired keys still accepted while links signed with them are alive.
-        "SECRET_KEY_FALLBACKS": _list(env, "SECRET_KEY_FALLBACKS"),
+        "SECRET_KEY_FALLBACKS": _secrets(env, "SECRET_KEY_FALLBACKS"),
         # Bearer token(s) for /admin/*; empty means the admin API is closed.
-        "ADMIN_TOKENS": _list(env, "ADMIN_TOKEN"),
+        "ADMIN_TOKENS": _secrets(env, "ADMIN_TOKEN"),
         # --- storage ---------------------------------------------------------
         # SQLAlchemy URL; empty means SQLite in the instance folder.
         "DATABASE_URL": _str(env, "DATABASE_URL"),
@@ -325,44 +450,47 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "OUTBOX_DIR": _str(env, "OUTBOX_DIR"),  # empty: <instance>/outbox
         "SMTP_URL": _str(env, "SMTP_URL"),
         "POSTMARK_SERVER_TOKEN": _str(env, "POSTMARK_SERVER_TOKEN"),
-        "POSTMARK_API_URL": _str(env, "POSTMARK_API_URL", "https://api.postmarkapp.com"),
+        "POSTMARK_API_URL": _http_url(env, "POSTMARK_API_URL", "https://api.postmarkapp.com"),
         "POSTMARK_BROADCAST_STREAM": _str(env, "POSTMARK_BROADCAST_STREAM", "broadcast"),
         "SENDGRID_API_KEY": _str(env, "SENDGRID_API_KEY"),
-        "SENDGRID_API_URL": _str(env, "SENDGRID_API_URL", "https://api.sendgrid.com"),
+        "SENDGRID_API_URL": _http_url(env, "SENDGRID_API_URL", "https://api.sendgrid.com"),
         "MAILGUN_API_KEY": _str(env, "MAILGUN_API_KEY"),
         "MAILGUN_DOMAIN": _str(env, "MAILGUN_DOMAIN"),
-        "MAILGUN_API_URL": _str(env, "MAILGUN_API_URL", "https://api.mailgun.net"),
+        "MAILGUN_API_URL": _http_url(env, "MAILGUN_API_URL", "https://api.mailgun.net"),
         "RESEND_API_KEY": _str(env, "RESEND_API_KEY"),
-        "RESEND_API_URL": _str(env, "RESEND_API_URL", "https://api.resend.com"),
+        "RESEND_API_URL": _http_url(env, "RESEND_API_URL", "https://api.resend.com"),
         # ours: seconds to wait for a provider's HTTP answer.
-        "PROVIDER_TIMEOUT": _number(env, "PROVIDER_TIMEOUT", 15.0, float),
+        "PROVIDER_TIMEOUT": _more_than_zero(env, "PROVIDER_TIMEOUT", 15.0),
         # --- provider webhooks -----------------------------------------------
         "MAILGUN_WEBHOOK_SIGNING_KEY": _str(env, "MAILGUN_WEBHOOK_SIGNING_KEY"),
         "SENDGRID_WEBHOOK_PUBLIC_KEY": _str(env, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
         "RESEND_WEBHOOK_SECRET": _str(env, "RESEND_WEBHOOK_SECRET"),
-        "WEBHOOK_BASIC_AUTH": _str(env, "WEBHOOK_BASIC_AUTH"),
-        # ours: seconds a signed webhook timestamp stays acceptable.
-        "WEBHOOK_TOLERANCE": _number(env, "WEBHOOK_TOLERANCE", 300),
+        "WEBHOOK_BASIC_AUTH": _basic_auth(env, "WEBHOOK_BASIC_AUTH"),
+        # ours: seconds a signed webhook timestamp stays acceptable. At least a minute:
+        # providers deliver (and retry) seconds late, and clocks drift; less refused
+        # genuine events (0: every one).
+        "WEBHOOK_TOLERANCE": _number(env, "WEBHOOK_TOLERANCE", 300, minimum=60),
         # --- dispatch --------------------------------------------------------
         # Redis URL: Celery workers send, the web only enqueues. Empty: this host
         # sends (gunicorn's dispatcher process, or a thread under `flask run`).
-        "CELERY_BROKER_URL": _str(env, "CELERY_BROKER_URL"),
+        "CELERY_BROKER_URL": _broker_url(env, "CELERY_BROKER_URL"),
         # ours: deliveries claimed per provider call (capped by the provider).
-        "DISPATCH_BATCH_SIZE": _number(env, "DISPATCH_BATCH_SIZE", 100),
+        "DISPATCH_BATCH_SIZE": _number(env, "DISPATCH_BATCH_SIZE", 100, minimum=1),
         # ours: seconds between sweeps for due retries when nothing wakes us.
-        "DISPATCH_INTERVAL": _number(env, "DISPATCH_INTERVAL", 5.0, float),
+        "DISPATCH_INTERVAL": _more_than_zero(env, "DISPATCH_INTERVAL", 5.0),
         # ours: seconds the in-process dispatcher waits after a wake-up so that a
         # burst of signups is sent as one batch rather than one pass per signup.
         "DISPATCH_COALESCE": _number(env, "DISPATCH_COALESCE", 0.2, float),
         # ours: seconds a claimed batch is held before another dispatcher may take
         # it back (covers a crash between claim and result). SQLite: a lease in the
         # ledger; PostgreSQL: a row lock, freed when the dispatcher's connection
-        # ends, or when its transaction sits idle (a frozen send) this long.
-        "DISPATCH_LEASE": _number(env, "DISPATCH_LEASE", 300),
+        # ends, or when its transaction sits idle (a frozen send) this long. 0 let a
+        # second dispatcher take back every batch at once: each message went twice.
+        "DISPATCH_LEASE": _number(env, "DISPATCH_LEASE", 300, minimum=1),
         # ours: retry back-off: first wait, cap, and attempts before giving up.
         "RETRY_BASE_SECONDS": _number(env, "RETRY_BASE_SECONDS", 30.0, float),
         "RETRY_MAX_SECONDS": _number(env, "RETRY_MAX_SECONDS", 3600.0, float),
-        "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 10),
+        "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 10, minimum=1),
         # ours: ...and seconds since it was queued before a delivery is given up,
         # so a provider outage longer than the attempts' back-off drops nothing.
         "RETRY_MAX_AGE": _number(env, "RETRY_MAX_AGE", 3 * 86400.0, float),
@@ -408,35 +536,40 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: the blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),
         # ours: seconds the whole fetch of the feed may take, and the largest accepted.
-        "FEED_TIMEOUT": _number(env, "FEED_TIMEOUT", 10.0, float),
-        "FEED_MAX_BYTES": _number(env, "FEED_MAX_BYTES", 5 * 1024 * 1024),
+        "FEED_TIMEOUT": _more_than_zero(env, "FEED_TIMEOUT", 10.0),
+        "FEED_MAX_BYTES": _number(env, "FEED_MAX_BYTES", 5 * 1024 * 1024, minimum=1),
         # ours: most messages per second one dispatching process sends (0: no limit),
         # to keep a digest inside the provider's quota.
         "SEND_RATE": _number(env, "SEND_RATE", 0.0, float),
         # ours: dispatch tasks queued per wake-up on Celery: how many workers
         # may share one digest at once.
-        "DISPATCH_FANOUT": _number(env, "DISPATCH_FANOUT", 4),
+        "DISPATCH_FANOUT": _number(env, "DISPATCH_FANOUT", 4, minimum=1),
         # --- signup policy ---------------------------------------------------
-        "CONFIRM_MAX_AGE": _number(env, "CONFIRM_MAX_AGE", 604800),
+        # 0: every confirmation link expired as it was sent.
+        "CONFIRM_MAX_AGE": _number(env, "CONFIRM_MAX_AGE", 604800, minimum=1),
         # ours: per-address throttle on confirmation emails: the least gap
         # between two, and the most in a day.
         "CONFIRM_RESEND_INTERVAL": _number(env, "CONFIRM_RESEND_INTERVAL", 300),
-        "CONFIRM_MAX_PER_DAY": _number(env, "CONFIRM_MAX_PER_DAY", 5),
-        # ours: pending signups never confirmed are deleted after this many days.
+        "CONFIRM_MAX_PER_DAY": _number(env, "CONFIRM_MAX_PER_DAY", 5, minimum=1),
+        # ours: pending signups never confirmed are deleted after this many days. At
+        # least one: the hourly purge deleted, at 0, a signup made a second before.
         "PENDING_RETENTION_DAYS": _number(
-            env, "PENDING_RETENTION_DAYS", 30.0, float, maximum=MAX_RETENTION_DAYS
+            env, "PENDING_RETENTION_DAYS", 30.0, float, maximum=MAX_RETENTION_DAYS, minimum=1
         ),
         "CORS_ORIGINS": _origins(env, "CORS_ORIGINS"),
-        # ours: the largest public request body, in bytes.
-        "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024),
-        # ours: the largest admin CSV import, in bytes.
-        "IMPORT_MAX_BYTES": _number(env, "IMPORT_MAX_BYTES", 64 * 1024 * 1024),
+        # ours: the largest public request body, in bytes; at least 1 KiB, a floor for
+        # plain signups (0 answered every one 413; a CAPTCHA token needs a few KiB more).
+        "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
+        # ours: the largest admin CSV import, in bytes (at least 1 KiB, likewise).
+        "IMPORT_MAX_BYTES": _number(env, "IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024),
         # ours: database connections a CSV import writes over at once, each
         # address always on the same one (subscriptions/import_lanes.py). Unset:
         # 2 on PostgreSQL, 1 on SQLite (one writer at a time: two were no faster).
         "IMPORT_CONNECTIONS": _at_least_one_or_unset(env, "IMPORT_CONNECTIONS"),
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        # Empty: no per-address limit (as RATELIMIT_SUBSCRIBE_NETWORK's empty: none);
+        # RATELIMIT_ENABLED=false turns both off.
         "RATELIMIT_SUBSCRIBE": _rate_limits(
             env, "RATELIMIT_SUBSCRIBE", "10 per minute;50 per hour"
         ),
@@ -446,9 +579,11 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_SUBSCRIBE_NETWORK": _rate_limits(
             env, "RATELIMIT_SUBSCRIBE_NETWORK", "30 per minute;200 per hour"
         ),
-        "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24, maximum=32),
-        "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64, maximum=128),
-        "RATELIMIT_STORAGE_URI": _str(env, "RATELIMIT_STORAGE_URL", "memory://"),
+        # Shorter than /8 and /16, one "network" holds whole registries' worth of
+        # providers (0: the whole internet shares the limit).
+        "RATELIMIT_NETWORK_V4": _number(env, "RATELIMIT_NETWORK_V4", 24, maximum=32, minimum=8),
+        "RATELIMIT_NETWORK_V6": _number(env, "RATELIMIT_NETWORK_V6", 64, maximum=128, minimum=16),
+        "RATELIMIT_STORAGE_URI": _rate_limit_storage(env, "RATELIMIT_STORAGE_URL"),
         # --- CAPTCHA on POST /subscribe ---------------------------------------
         # ours: `turnstile` (Cloudflare) or `hcaptcha`; empty: no CAPTCHA.
         "CAPTCHA_PROVIDER": _str(env, "CAPTCHA_PROVIDER").lower(),
@@ -457,9 +592,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: the provider's public site key, shown in the hosted signup page.
         "CAPTCHA_SITE_KEY": _str(env, "CAPTCHA_SITE_KEY"),
         # ours: siteverify URL; empty: the provider's own (tests use a local fake).
-        "CAPTCHA_VERIFY_URL": _str(env, "CAPTCHA_VERIFY_URL"),
+        "CAPTCHA_VERIFY_URL": _http_url(env, "CAPTCHA_VERIFY_URL"),
         # ours: seconds to wait for siteverify before answering 503.
-        "CAPTCHA_TIMEOUT": _number(env, "CAPTCHA_TIMEOUT", 5.0, float),
+        "CAPTCHA_TIMEOUT": _more_than_zero(env, "CAPTCHA_TIMEOUT", 5.0),
         "TRUSTED_PROXY_COUNT": _number(env, "TRUSTED_PROXY_COUNT", 0),
         # --- operations (ours) -------------------------------------------------
         # true: /metrics answers without the admin token (keep it off the
@@ -472,7 +607,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # to a private network, like METRICS_PUBLIC.
         "WORKER_METRICS_BIND": _bind(env, "WORKER_METRICS_BIND"),
         # Seconds /readyz waits for the broker's answer.
-        "READINESS_TIMEOUT": _number(env, "READINESS_TIMEOUT", 2.0, float),
+        "READINESS_TIMEOUT": _more_than_zero(env, "READINESS_TIMEOUT", 2.0),
         # PROMETHEUS_MULTIPROC_DIR, read by prometheus-client itself: the
         # folder gunicorn's workers share their metrics through
         # (gunicorn.conf.py makes a fresh one when it is not set).

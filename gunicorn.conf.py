@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gunicorn.util import parse_address
+
 # A reload (SIGHUP) runs this file again, but Python keeps the config module it
 # imported the first time: read config.py again too, or the master (and the
 # workers it forks) would count dispatchers by the old rules while the new
@@ -57,9 +59,48 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     # Made here, so removed at exit (on_exit); a folder the operator named stays.
     os.environ["NEWSLETTER_OWN_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
-bind = os.environ.get("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+
+# Gunicorn prints a traceback for any exception in this file; a SystemExit is one line,
+# said as wsgi.py says the app's settings are wrong.
+def _refuse(problem: str) -> SystemExit:
+    return SystemExit(f"newsletter: cannot start: {problem}")
+
+
+def _count(name: str, default: int, minimum: int) -> int:
+    """A whole number from the environment, at least ``minimum``; unset or empty, ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _refuse(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise _refuse(f"{name} must be at least {minimum}")
+    return value
+
+
+def _bind(name: str, default: str) -> str:
+    """``host:port`` (or gunicorn's ``unix:PATH``, ``fd://N``), read as gunicorn will read it.
+
+    A port past 65535 passed gunicorn's parser and ended in an OverflowError
+    as it bound the socket.
+    """
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        address = parse_address(raw)
+    except RuntimeError:  # a port or descriptor that is no number
+        address = None
+    if address is None or (isinstance(address, tuple) and not 0 <= address[1] <= 65535):
+        raise _refuse(f"{name} must look like 0.0.0.0:8000 (host:port) or unix:PATH, not {raw!r}")
+    return raw
+
+
+bind = _bind("BIND", "0.0.0.0:8000")  # in a container, behind a proxy
+# At least one each: no worker at all started a master that answered nothing, and
+# logged nothing either.
+workers = _count("WEB_CONCURRENCY", 2, minimum=1)
+threads = _count("WEB_THREADS", 4, minimum=1)
 # Connections a worker holds at most: past it, gthread stops accepting (another
 # worker takes the next), and it closes a connection after its answer while all
 # but `threads` of them wait, kept alive. Left at gunicorn's 1,000, clients that
@@ -69,9 +110,12 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # shares 16 between two workers of 4 threads and leaves room for 8 more (a
 # health probe, a scrape) before a new connection waits for one to close.
 CONNECTIONS_PER_THREAD = 3
-_connections_setting = os.environ.get("WEB_WORKER_CONNECTIONS", "")
-worker_connections = int(_connections_setting or CONNECTIONS_PER_THREAD * threads)
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+_connections_setting = os.environ.get("WEB_WORKER_CONNECTIONS", "").strip()
+# At least one: at 0 a worker accepts no connection, and every request waits.
+worker_connections = _count("WEB_WORKER_CONNECTIONS", CONNECTIONS_PER_THREAD * threads, 1)
+# At least one second: at 0 the master kills the workers and the dispatcher processes at
+# once, with their requests and batches in flight.
+graceful_timeout = _count("GRACEFUL_TIMEOUT", 30, minimum=1)
 # The control socket lives at one path per user ($HOME/.gunicorn): several
 # instances would fight over it, and a container has no use for it.
 control_socket_disable = True
