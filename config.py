@@ -538,6 +538,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: seconds the whole fetch of the feed may take, and the largest accepted.
         "FEED_TIMEOUT": _more_than_zero(env, "FEED_TIMEOUT", 10.0),
         "FEED_MAX_BYTES": _number(env, "FEED_MAX_BYTES", 5 * 1024 * 1024, minimum=1),
+        # ours: the most posts a digest email lists, newest first; the older ones it took
+        # are counted, with a link to the blog (a whole archive made each copy megabytes).
+        "DIGEST_MAX_POSTS": _number(env, "DIGEST_MAX_POSTS", 30, minimum=1),
         # ours: most messages per second one dispatching process sends (0: no limit),
         # to keep a digest inside the provider's quota.
         "SEND_RATE": _number(env, "SEND_RATE", 0.0, float),

@@ -34,6 +34,11 @@ UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v2"
 FIRST_UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"  # the serializer's tokens, read only
 
 
+# Whom a digest test copy's unsubscribe link names: no subscriber (public ids are 16
+# random characters), so following it unsubscribes nobody, and the page says so.
+TEST_COPY_READER = "test-copy"
+
+
 class TokenError(Exception):
     """A token that cannot be used; ``expired`` tells a stale one from a bad one."""
 

@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import SUPPRESSED, DeliveryKind, Digest, Post, Status, Subscriber
 from ..providers import Message, Stream
 from ..providers.mime import phrase_header
-from ..tokens import current_tokens
+from ..tokens import TEST_COPY_READER, current_tokens
 from .ledger import Claimed
 from .render import MarkedBody, for_subscribers_in, new_mark, public_link, renderer
 
@@ -48,17 +48,31 @@ def _safe_link(url: str) -> str | None:
     return url if urlsplit(url).scheme in ("http", "https") else None
 
 
+def _site_of(posts: Sequence[Post]) -> str | None:
+    """The home of the blog the newest post is on: where the posts a digest leaves out are."""
+    link = _safe_link(posts[0].url) if posts else None
+    if link is None:
+        return None
+    parts = urlsplit(link)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
 def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) -> SharedBody:
     """Render the parts of a digest that are the same for every reader (or every test copy).
 
     A test copy says so at the top and in its footer: its reader never subscribed.
+    Past ``DIGEST_MAX_POSTS`` the oldest posts are only counted, with a link to the
+    blog: a first digest of a whole archive was megabytes, clipped by Gmail at 102 KB.
     """
     config = current_app.config
     placeholder = new_mark("unsubscribe")
+    shown = posts[: config["DIGEST_MAX_POSTS"]]
     context = {
         "test_copy": test_copy,
         "newsletter": config["NEWSLETTER_NAME"],
         "subject": subject,
+        "more": len(posts) - len(shown),
+        "more_url": _site_of(shown),
         "posts": [
             {
                 "title": p.title,
@@ -68,7 +82,7 @@ def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) 
                 "date": p.shown_at.strftime("%B %-d, %Y"),
                 "iso_date": p.shown_at.date().isoformat(),
             }
-            for p in posts
+            for p in shown
         ],
         "unsubscribe_url": placeholder,
         "postal_address": config["MAIL_POSTAL_ADDRESS"],
@@ -132,7 +146,7 @@ class _Copies:
         """One reader's copy: the shared body with the reader's own unsubscribe link."""
         shared = self.shared(delivery.digest_id or 0)
         # A test copy's link names no subscriber: following it unsubscribes nobody.
-        unsubscribe_url = self.unsubscribe_base + self.sign(public_id or "test-copy")
+        unsubscribe_url = self.unsubscribe_base + self.sign(public_id or TEST_COPY_READER)
         text, html = shared.for_reader(unsubscribe_url)
         return Message(
             key=delivery.message_key,

@@ -51,7 +51,8 @@ def mark_sending(session: Session, digest_ids: Iterable[int]) -> None:
 def settle(session: Session, digest_ids: Iterable[int]) -> set[int]:
     """Mark digests sent or failed once no copy is pending; commit; the ones it finished.
 
-    A digest that ends failed (no copy went out) gives its posts back. A
+    A digest no copy of which went out (failed, or every copy skipped) gives its
+    posts back. A
     dispatch pass runs it as it ends, and every second of a longer one, for
     the digests it sent copies of, not after each batch: the pending check
     reads the digest's copies, and PostgreSQL's planner, while most of them
@@ -114,7 +115,7 @@ _FINAL_STATUS = case(
 
 
 def _finish(session: Session, digest_id: int, now: datetime) -> bool:
-    """Mark the digest sent (or failed, its posts given back) if no copy is pending; done?
+    """Mark the digest sent or failed if no copy is pending (none sent: posts back); done?
 
     One statement, whose subqueries read the digest index: it used to be a
     pending check, a count of every copy by status, then the update.
@@ -131,11 +132,12 @@ def _finish(session: Session, digest_id: int, now: datetime) -> bool:
             started_at=func.coalesce(_DIGESTS.c.started_at, now),
             finished_at=now,
         )
-        .returning(_DIGESTS.c.status)
-    ).scalar()
+        .returning(_DIGESTS.c.status, _copy_in(_DIGESTS.c.id, DeliveryStatus.SENT))
+    ).first()
     if final is None:
         return False
-    if final is DigestStatus.FAILED:
-        # No reader got these posts: the next digest offers them again.
+    if not final[1]:
+        # No reader got these posts (every copy failed, or every reader left or was
+        # erased before theirs): the next digest offers them again.
         session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
     return True

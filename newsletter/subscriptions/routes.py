@@ -15,7 +15,7 @@ from ..extensions import UNKNOWN_IP, client_address, client_network, db, limiter
 from ..group_commit import GroupCommit
 from ..models import NAME_MAX, Status
 from ..security import page_csp
-from ..tokens import TokenError, current_tokens
+from ..tokens import TEST_COPY_READER, TokenError, current_tokens
 from ..web import answer, header_text, request_fields, text_field
 from . import service
 from .addresses import InvalidAddress, normalize_email
@@ -284,13 +284,14 @@ def renew(token: str) -> Response:
 def unsubscribe_page(token: str) -> Response:
     """One button that POSTs the unsubscribe (JSON: the URL to POST)."""
     try:
-        current_tokens().read_unsubscribe(token)
+        reader = current_tokens().read_unsubscribe(token)
     except TokenError:
         raise _token_error(TokenError(), token) from None
     return answer(
         "pages/unsubscribe.html",
         {"unsubscribe_url": url_for("subscriptions.unsubscribe", token=token)},
         token=token,
+        test_copy=reader == TEST_COPY_READER,
     )
 
 
@@ -303,4 +304,12 @@ def unsubscribe(token: str) -> Response:
     except TokenError:
         raise _token_error(TokenError(), token) from None
     email = subscriber.email if subscriber is not None else None
-    return answer("pages/unsubscribed.html", {"status": "unsubscribed"}, email=email)
+    test_copy = subscriber is None and _names_a_test_copy(token)
+    return answer(
+        "pages/unsubscribed.html", {"status": "unsubscribed"}, email=email, test_copy=test_copy
+    )
+
+
+def _names_a_test_copy(token: str) -> bool:
+    """Whether an unsubscribe token came with a digest's test copy (it names nobody)."""
+    return current_tokens().read_unsubscribe(token) == TEST_COPY_READER

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from newsletter.extensions import db
 from newsletter.models import DeliveryStatus, Post, Status, Subscriber
 from newsletter.providers import REGISTRY, Outcome, SendResult
-from tests.conftest import path_of
+from tests.conftest import Outbox, path_of
 from tests.digests.helpers import add_confirmed, add_post, digest_deliveries
 
 
@@ -165,6 +165,27 @@ def test_subscriber_who_leaves_before_their_copy_is_skipped(app, client, admin_h
     assert (report["status"], report["sent"], report["skipped"]) == ("sent", 2, 1)
 
 
+def test_a_digest_every_reader_left_before_their_copy_gives_its_posts_back(
+    app, client, admin_headers, outbox
+):
+    emails = add_confirmed(app, 2)
+    add_post(client, admin_headers, 1)
+    digest = trigger(client, admin_headers).get_json()
+    with app.app_context():
+        for leaver in db.session.scalars(select(Subscriber).where(Subscriber.email.in_(emails))):
+            leaver.status = Status.UNSUBSCRIBED
+        db.session.commit()
+    outbox.dispatch()
+    assert outbox.messages() == []
+    report = client.get(f"/admin/digests/{digest['id']}", headers=admin_headers).get_json()
+    assert (report["status"], report["sent"], report["skipped"]) == ("sent", 0, 2)
+    # Nobody got the post: the first reader of the next digest does.
+    add_confirmed(app, 1, prefix="newcomer")
+    again = trigger(client, admin_headers)
+    assert again.status_code == 202
+    assert [p["title"] for p in again.get_json()["posts"]] == ["Post 1"]
+
+
 class FlakyProvider:
     """Fails every other call transiently: a provider falling over midway."""
 
@@ -281,6 +302,15 @@ def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_hea
     real = outbox.messages("reader0@example.com")[-1].get_body(("plain",)).get_content()
     assert "TEST COPY" not in real and "because you subscribed to Clinic News" in real
     assert "\n-- \n" in real  # the signature separator mail clients know
+    # Its unsubscribe link says it unsubscribes nobody, rather than "you are unsubscribed".
+    link = copy["List-Unsubscribe"].strip("<>").removeprefix("http://news.example.org")
+    assert b"unsubscribes nobody" in client.get(link).data
+    left = client.post(
+        link, data={"List-Unsubscribe": "One-Click"}, headers={"Accept": "text/html"}
+    )
+    assert b"Nobody was unsubscribed" in left.data and b"You are unsubscribed" not in left.data
+    own = outbox.links(outbox.messages("reader0@example.com")[-1], "/unsubscribe/")[0]
+    assert b"You are unsubscribed" in client.post(own.removeprefix("http://news.example.org")).data
 
 
 def _set_status(app, email: str, status: Status) -> None:
@@ -536,3 +566,38 @@ def test_a_digest_subject_keeps_no_control_character(app, client, admin_headers)
     add_confirmed(app, 1)
     digest = trigger(client, admin_headers, subject="Spring\x00 news\x07 \t here")
     assert digest.status_code == 202 and digest.get_json()["subject"] == "Spring news here"
+
+
+def test_a_digest_of_a_whole_archive_lists_the_newest_and_counts_the_rest(make_app, admin_headers):
+    # A first feed import of a whole archive made each copy megabytes (Gmail clips at 102 KB).
+    app = make_app(DIGEST_MAX_POSTS=3)
+    client, outbox = app.test_client(), Outbox(app)
+    add_confirmed(app, 1)
+    for n in range(1, 9):
+        add_post(client, admin_headers, n)
+    digest = trigger(client, admin_headers).get_json()
+    assert len(digest["posts"]) == 8  # every post goes out with this digest: none waits
+    outbox.dispatch()
+    (message,) = outbox.messages()
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert all(f"Post {n}" in body for n in (8, 7, 6))
+        assert not any(re.search(rf"Post {n}\b", body) for n in range(1, 6))
+    assert "And 5 older posts on https://blog.example.org/." in text
+    assert re.search(
+        r'And 5 older posts <a href="https://blog.example.org/"[^>]*>on the blog', html
+    )
+    preview = client.get("/admin/digests/preview", headers=admin_headers)
+    assert preview.status_code == 409  # all eight were taken
+
+
+def test_a_digest_within_the_limit_lists_every_post_and_no_count(
+    app, client, admin_headers, outbox
+):
+    add_confirmed(app, 1)
+    add_post(client, admin_headers, 1)
+    trigger(client, admin_headers)
+    outbox.dispatch()
+    (message,) = outbox.messages()
+    assert "older post" not in message.get_body(("plain",)).get_content()
