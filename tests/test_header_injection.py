@@ -110,6 +110,17 @@ def test_mail_from_without_an_address_stops_start_up(make_app):
         make_app(MAIL_FROM="Newsletter")
 
 
+@pytest.mark.parametrize("value", ["news@a.example, ops@a.example", "A <a@a.example>, b@b.example"])
+def test_mail_from_naming_two_addresses_stops_start_up(make_app, value):
+    # parseaddr kept the first and dropped the second without a word.
+    with pytest.raises(ConfigError, match="MAIL_FROM must be one address"):
+        make_app(MAIL_FROM=value)
+
+
+def test_a_sender_name_holding_a_quoted_comma_is_one_address(make_app):
+    assert make_app(MAIL_FROM='"Smith, Ann" <ann@a.example>').config["MAIL_FROM"]
+
+
 def _hostile_message(brk: str) -> Message:
     return Message(
         key="00000000-0000-0000-0000-000000000001",
