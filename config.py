@@ -15,6 +15,7 @@ from email.headerregistry import Address
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
 from limits import parse_many
@@ -39,6 +40,18 @@ def _default_sender(name: str) -> str:
         return str(Address(display_name=name or "Newsletter", addr_spec="newsletter@localhost"))
     except ValueError:  # a line break: NEWSLETTER_NAME itself is refused as the app starts
         return "Newsletter <newsletter@localhost>"
+
+
+def _timezone(env: Mapping[str, str], name: str) -> str:
+    """An IANA time zone name (``Europe/Berlin``), ``UTC`` when unset."""
+    value = _str(env, name, "UTC")
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"{name} must be an IANA time zone such as Europe/Berlin, not {value!r}"
+        ) from None
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> list[str]:
@@ -437,6 +450,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # --- what subscribers see -------------------------------------------
         "PUBLIC_URL": _public_url(_str(env, "PUBLIC_URL", "http://localhost:5000").rstrip("/")),
         "NEWSLETTER_NAME": _str(env, "NEWSLETTER_NAME", "Newsletter"),
+        # ours: the IANA time zone the digests' post dates are shown in (a post at
+        # 03:00+05:00 was dated the day before, in UTC).
+        "NEWSLETTER_TIMEZONE": _timezone(env, "NEWSLETTER_TIMEZONE"),
         "MAIL_FROM": _str(env, "MAIL_FROM", _default_sender(_str(env, "NEWSLETTER_NAME"))),
         "MAIL_POSTAL_ADDRESS": _str(env, "MAIL_POSTAL_ADDRESS"),
         # ours: the consent wording shown next to the signup form, kept as proof.

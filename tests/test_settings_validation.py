@@ -144,3 +144,16 @@ def test_a_refused_setting_is_one_line_at_start_up_with_no_traceback(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"newsletter: cannot start: {named} ")
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "UTC+5", "../etc/passwd"])
+def test_a_time_zone_that_is_no_iana_name_stops_start_up(zone):
+    with pytest.raises(ConfigError, match="NEWSLETTER_TIMEZONE must be an IANA time zone"):
+        from_env({"NEWSLETTER_TIMEZONE": zone})
+
+
+def test_the_time_zone_is_utc_unless_set():
+    assert from_env({})["NEWSLETTER_TIMEZONE"] == "UTC"
+    assert (
+        from_env({"NEWSLETTER_TIMEZONE": "Europe/Berlin"})["NEWSLETTER_TIMEZONE"] == "Europe/Berlin"
+    )

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import css_inline
 from flask import current_app, render_template
@@ -48,6 +50,11 @@ def _safe_link(url: str) -> str | None:
     return url if urlsplit(url).scheme in ("http", "https") else None
 
 
+def _local(moment: datetime, zone: ZoneInfo) -> datetime:
+    """A stored time (UTC) in the newsletter's time zone."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
+
+
 def _site_of(posts: Sequence[Post]) -> str | None:
     """The home of the blog the newest post is on: where the posts a digest leaves out are."""
     link = _safe_link(posts[0].url) if posts else None
@@ -67,6 +74,7 @@ def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) 
     config = current_app.config
     placeholder = new_mark("unsubscribe")
     shown = posts[: config["DIGEST_MAX_POSTS"]]
+    zone = ZoneInfo(config["NEWSLETTER_TIMEZONE"])
     context = {
         "test_copy": test_copy,
         "newsletter": config["NEWSLETTER_NAME"],
@@ -79,8 +87,8 @@ def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) 
                 "url": _safe_link(p.url),
                 "summary": p.summary,
                 "author": p.author,
-                "date": p.shown_at.strftime("%B %-d, %Y"),
-                "iso_date": p.shown_at.date().isoformat(),
+                "date": _local(p.shown_at, zone).strftime("%B %-d, %Y"),
+                "iso_date": _local(p.shown_at, zone).date().isoformat(),
             }
             for p in shown
         ],

@@ -601,3 +601,15 @@ def test_a_digest_within_the_limit_lists_every_post_and_no_count(
     outbox.dispatch()
     (message,) = outbox.messages()
     assert "older post" not in message.get_body(("plain",)).get_content()
+
+
+def test_post_dates_are_shown_in_the_newsletters_time_zone(make_app, admin_headers):
+    app = make_app(NEWSLETTER_TIMEZONE="Asia/Karachi")  # UTC+5: 22:30 UTC is the next day
+    client, outbox = app.test_client(), Outbox(app)
+    add_confirmed(app, 1)
+    add_post(client, admin_headers, 1, published_at="2026-01-01T22:30:00Z")
+    trigger(client, admin_headers)
+    outbox.dispatch()
+    (message,) = outbox.messages()
+    assert "January 2, 2026" in message.get_body(("plain",)).get_content()
+    assert '<time datetime="2026-01-02">' in message.get_body(("html",)).get_content()
