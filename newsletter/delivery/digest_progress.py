@@ -132,12 +132,17 @@ def _finish(session: Session, digest_id: int, now: datetime) -> bool:
             started_at=func.coalesce(_DIGESTS.c.started_at, now),
             finished_at=now,
         )
-        .returning(_DIGESTS.c.status, _copy_in(_DIGESTS.c.id, DeliveryStatus.SENT))
-    ).first()
+        .returning(_DIGESTS.c.status)
+    ).scalar()
     if final is None:
         return False
-    if not final[1]:
-        # No reader got these posts (every copy failed, or every reader left or was
-        # erased before theirs): the next digest offers them again.
-        session.execute(update(Post).where(Post.digest_id == digest_id).values(digest_id=None))
+    # No reader got these posts (every copy failed, or every reader left or was erased
+    # before theirs): the next digest offers them again. Asked once, as the digest
+    # ends. (Not in the RETURNING above: SQLAlchemy writes its columns there without
+    # their table, so a subquery's "digests.id" read the deliveries' own id.)
+    session.execute(
+        update(Post)
+        .where(Post.digest_id == digest_id, ~_copy_in(digest_id, DeliveryStatus.SENT))
+        .values(digest_id=None)
+    )
     return True

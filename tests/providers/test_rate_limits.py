@@ -98,17 +98,21 @@ def test_after_a_refused_batch_a_429_or_401_stops_the_one_by_one_sends(name, sto
     assert len(server.paths) == 3  # the batch, the first message, the one refused: no more
 
 
-def test_resend_409_for_a_key_used_before_is_sent_not_retried() -> None:
+def test_resend_409_for_a_key_used_before_is_sent_not_retried(monkeypatch) -> None:
     # Resend answers 409 invalid_idempotent_request when the key was used by an earlier
     # attempt it accepted: sending again would deliver twice.
+    monkeypatch.setattr(ResendProvider, "repeat_waits", (0.01, 0.01))
     used = (409, {}, {"name": "invalid_idempotent_request", "message": "key used"})
     busy = (409, {}, {"name": "concurrent_idempotent_requests", "message": "in flight"})
-    with serve(Scripted([used, busy])) as base:
+    server = Scripted([used, busy, busy, busy])
+    with serve(server) as base:
         provider = PROVIDERS["resend"](base)
         (earlier,) = provider.send_batch([digest(0)])
         (in_flight,) = provider.send_batch([digest(1)])
     assert earlier.outcome is Outcome.SENT
+    # Still in flight after the same request twice more: the queue waits a second.
     assert (in_flight.outcome, in_flight.retry_after) == (Outcome.RATE_LIMITED, 1.0)
+    assert len(server.paths) == 4
 
 
 @pytest.mark.parametrize("value", ["1e12", "inf", "nan", "-5"])
