@@ -18,10 +18,18 @@ _NAME = {"name", "full name", "display name"}
 _FIRST = {"first name", "firstname", "fname", "given name"}
 _LAST = {"last name", "lastname", "lname", "surname", "family name"}
 _STATUS = {"status", "subscription status"}
-# A status column's values (our export's, and Mailchimp's "cleaned" for a bounced address)
-# for readers an import must never bring back, and for one who never confirmed.
-LEFT = {"unsubscribed", "bounced", "complained", "cleaned"}
-NEVER_CONFIRMED = {"pending"}
+# A status column's values, as compared: readers in (ours, and other tools' words for
+# it), readers who never confirmed, and readers an import must never bring back (ours;
+# Mailchimp's "cleaned" and "archived", Brevo's "blocklisted", Sendy's "marked as spam",
+# MailerLite's "junk"...). Any other value fails its line: taken for "in", an
+# "unconfirmed" or "opted out" was confirmed.
+SUBSCRIBED = {"", "confirmed", "subscribed", "active", "opted in"}
+NEVER_CONFIRMED = {"pending", "unconfirmed", "not confirmed"}
+LEFT = {
+    "unsubscribed", "unsubscribe", "opted out", "bounced", "bounce", "hard bounce",
+    "hardbounced", "cleaned", "complained", "spam", "marked as spam", "junk",
+    "blocklisted", "blacklisted", "suppressed", "archived", "deleted", "inactive",
+}  # fmt: skip
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 # The start of a zip archive: an .xlsx or .ods workbook, not text.
 WORKBOOK = b"PK\x03\x04"
@@ -51,7 +59,11 @@ class Layout:
 
     def status_of(self, cells: list[str]) -> str:
         """The row's status column, as compared (lower case, words only); empty if none."""
-        return plain(_cell(cells, self.status))
+        return plain(self.raw_status(cells))
+
+    def raw_status(self, cells: list[str]) -> str:
+        """The row's status column as written (empty if none)."""
+        return _cell(cells, self.status).strip()
 
 
 def _cell(cells: list[str], index: int | None) -> str:

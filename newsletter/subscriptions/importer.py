@@ -50,7 +50,14 @@ from ..models import (
 )
 from ..one_line import NOT_ONE_LINE
 from .addresses import InvalidAddress, normalize_email
-from .csv_layout import LEFT, NEVER_CONFIRMED, WORKBOOK, LayoutError, layout_of
+from .csv_layout import (
+    LEFT,
+    NEVER_CONFIRMED,
+    SUBSCRIBED,
+    WORKBOOK,
+    LayoutError,
+    layout_of,
+)
 from .csv_text import UNREADABLE, csv_text
 from .erased import email_hasher, left_hashes
 from .export import unescape_formula
@@ -143,6 +150,11 @@ def _rows(
             "This is a spreadsheet workbook (.xlsx or .ods), not CSV: "
             "save it as 'CSV UTF-8' and import that file."
         )
+    if "\x00" in first:  # UTF-16 without its mark, or UTF-32 (whose mark starts as UTF-16's)
+        raise ImportFormatError(
+            "The file looks like UTF-16 or UTF-32 text without a byte order mark: "
+            "save it as 'CSV UTF-8' and import it again."
+        )
     if UNREADABLE.search(first):
         raise ImportFormatError(
             f"The file is not {encoding}: save it as 'CSV UTF-8' and import it again."
@@ -187,13 +199,25 @@ def _rows(
             report.error(line, f"the name is longer than {NAME_MAX} characters")
             continue
         status = layout.status_of(cells)
-        if status in LEFT:  # our own export (or Mailchimp's) names readers who left
+        if status in LEFT:  # our own export (or another tool's) names readers who left
             report.skipped += 1
             continue
-        if confirmed and status in NEVER_CONFIRMED:
-            report.error(line, _NEVER_CONFIRMED)
+        if status in NEVER_CONFIRMED:
+            if confirmed:
+                report.error(line, _NEVER_CONFIRMED)
+                continue
+        elif status not in SUBSCRIBED:
+            report.error(line, _unknown_status(layout.raw_status(cells)))
             continue
         yield Row(line, email, name or None)
+
+
+def _unknown_status(raw: str) -> str:
+    return (
+        f"the status {raw[:40]!r} is not one this import knows: 'subscribed' or "
+        "'confirmed' imports the line, 'pending' or 'unconfirmed' asks to confirm, "
+        "'unsubscribed', 'bounced' or 'complained' skips it"
+    )
 
 
 def _closed_lines(

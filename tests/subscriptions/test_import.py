@@ -388,3 +388,35 @@ def test_an_address_erased_after_it_unsubscribed_is_not_imported_again(
     # Their own signup, by double opt-in, is still theirs to make.
     client.post("/subscribe", data={"email": "gone@example.com"})
     assert find(app, "gone@example.com").status is Status.PENDING
+
+
+@pytest.mark.parametrize(
+    ("cell", "outcome"),
+    [
+        ("Subscribed", "created"),
+        ("active", "created"),
+        ("", "created"),
+        ("unconfirmed", "error"),  # under ?confirmed=true, as pending
+        ("Marked as spam", "skipped"),
+        ("archived", "skipped"),
+        ("VIP", "error"),  # a status this import does not know: never taken for "in"
+        ("Unsubscribed, 2024-01-01", "error"),
+    ],
+)
+def test_a_status_this_import_does_not_know_fails_its_line(app, cell, outcome):
+    report = run_import(app, f'email,status\nann@example.com,"{cell}"\n', confirmed=True)
+    counts = {
+        "created": report["created"],
+        "skipped": report["skipped"],
+        "error": report["error_count"],
+    }
+    assert counts == {key: int(key == outcome) for key in counts}, report
+    if outcome == "error" and cell == "VIP":
+        assert "'VIP' is not one this import knows" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32"])
+def test_wide_text_without_a_usable_mark_is_named_as_such(app, encoding):
+    body = "email\nann@example.com\n".encode(encoding)
+    with app.app_context(), pytest.raises(importer.ImportFormatError, match="UTF-16 or UTF-32"):
+        importer.import_csv(db.session, io.BytesIO(body), False)
