@@ -43,8 +43,8 @@ def _default_sender(name: str) -> str:
 
 
 def _timezone(env: Mapping[str, str], name: str) -> str:
-    """An IANA time zone name (``Europe/Berlin``), ``UTC`` when unset."""
-    value = _str(env, name, "UTC")
+    """An IANA time zone name (``Europe/Berlin``), ``UTC`` when unset or empty."""
+    value = _str(env, name) or "UTC"
     try:
         ZoneInfo(value)
     except (ValueError, ZoneInfoNotFoundError):
@@ -271,7 +271,8 @@ def _number(
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        whole = " whole" if kind is int and _is_float(raw) else ""
+        raise ConfigError(f"{name} must be a{whole} number, not {raw!r}") from None
     if not math.isfinite(value):  # "nan" and "inf" parse as floats
         raise ConfigError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:
@@ -281,6 +282,14 @@ def _number(
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be at most {maximum:g}")
     return value
+
+
+def _is_float(raw: str) -> bool:
+    try:
+        float(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _rate_limits(env: Mapping[str, str], name: str, default: str) -> str:
@@ -339,20 +348,27 @@ def _secrets(env: Mapping[str, str], name: str) -> list[str]:
 
 
 def _rate_limit_storage(env: Mapping[str, str], name: str) -> str:
-    """A storage URL the ``limits`` package knows (``memory://``, ``redis://...``).
+    """A storage URL whose driver is installed (``memory://``, ``redis://...``), or empty:
+    ``memory://``.
 
     Checked here: Flask-Limiter refused another at app creation with a
-    traceback. Its ``async+`` schemes are for asyncio, which Flask is not.
-    The URL is not repeated: it may hold a password.
+    traceback; memcached's and MongoDB's drivers are not among our
+    requirements. The URL is not repeated: it may hold a password.
     """
-    value = _str(env, name, "memory://")
+    value = _str(env, name) or "memory://"
     scheme, separator, _ = value.partition("://")
-    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+    if not separator or scheme not in _RATE_LIMIT_SCHEMES:
         raise ConfigError(
-            f"{name} must be a storage URL such as memory:// or redis://host:6379/1, "
-            "of a scheme the limits package knows"
+            f"{name} must be a storage URL such as memory:// or redis://host:6379/1 "
+            f"(schemes: {', '.join(sorted(_RATE_LIMIT_SCHEMES))})"
         )
     return value
+
+
+# The limits package's storages whose driver (redis) is in requirements.txt.
+_RATE_LIMIT_SCHEMES = {"memory", "redis", "rediss", "redis+sentinel", "redis+cluster"} & set(
+    SCHEMES
+)
 
 
 def _broker_url(env: Mapping[str, str], name: str) -> str:

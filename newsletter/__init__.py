@@ -273,7 +273,12 @@ def _configure_web(app: Flask) -> None:
     app.after_request(_retry_after_only_when_told_to_wait)
     app.after_request(_rate_headers_name_the_nearest_limit)
     app.after_request(vary_on_accept)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except Exception as exc:  # a Redis Cluster down at start: its client connects at once
+        raise ConfigError(
+            f"RATELIMIT_STORAGE_URL cannot be used ({type(exc).__name__}): is it reachable?"
+        ) from None
     if app.config["CORS_ORIGINS"]:
         cors.init_app(
             app,

@@ -65,7 +65,16 @@ def test_a_placeholder_copied_from_a_template_is_refused_as_a_secret(name: str, 
     assert from_env({"SECRET_KEY": "<a>b"})["SECRET_KEY"] == "<a>b"
 
 
-@pytest.mark.parametrize("url", ["garbage", "http://localhost:6379", "async+redis://localhost"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "garbage",
+        "http://localhost:6379",
+        "async+redis://localhost",
+        "memcached://127.0.0.1:11211",  # a traceback at start: its driver is not installed
+        "mongodb://127.0.0.1:27017",
+    ],
+)
 def test_a_rate_limit_storage_the_limits_package_cannot_use_stops_start_up(url: str) -> None:
     with pytest.raises(ConfigError, match=r"^RATELIMIT_STORAGE_URL must be a storage URL"):
         from_env({"RATELIMIT_STORAGE_URL": url})
@@ -157,3 +166,29 @@ def test_the_time_zone_is_utc_unless_set():
     assert (
         from_env({"NEWSLETTER_TIMEZONE": "Europe/Berlin"})["NEWSLETTER_TIMEZONE"] == "Europe/Berlin"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "default"),
+    [
+        ("RATELIMIT_STORAGE_URL", "RATELIMIT_STORAGE_URI", "memory://"),
+        ("NEWSLETTER_TIMEZONE", "NEWSLETTER_TIMEZONE", "UTC"),
+    ],
+)
+def test_an_empty_setting_means_its_default(name: str, key: str, default: str) -> None:
+    # Compose files pass ${X:-}: empty, as for every other setting, is the default.
+    assert from_env({name: ""})[key] == default
+
+
+def test_a_fraction_where_a_whole_number_belongs_is_named_as_such() -> None:
+    with pytest.raises(ConfigError, match="DISPATCH_LEASE must be a whole number, not '0.5'"):
+        from_env({"DISPATCH_LEASE": "0.5"})
+
+
+def test_a_rate_limit_store_that_must_answer_at_start_and_cannot_stops_start_up_in_one_line(
+    make_app,
+):
+    from tests.servers import free_port
+
+    with pytest.raises(ConfigError, match="^RATELIMIT_STORAGE_URL cannot be used"):
+        make_app(RATELIMIT_STORAGE_URI=f"redis+cluster://127.0.0.1:{free_port()}")
