@@ -181,7 +181,7 @@ def test_an_empty_setting_means_its_default(name: str, key: str, default: str) -
 
 
 def test_a_fraction_where_a_whole_number_belongs_is_named_as_such() -> None:
-    with pytest.raises(ConfigError, match="DISPATCH_LEASE must be a whole number, not '0.5'"):
+    with pytest.raises(ConfigError, match=r"DISPATCH_LEASE must be a whole number, not '0\.5'"):
         from_env({"DISPATCH_LEASE": "0.5"})
 
 
@@ -190,5 +190,5 @@ def test_a_rate_limit_store_that_must_answer_at_start_and_cannot_stops_start_up_
 ):
     from tests.servers import free_port
 
-    with pytest.raises(ConfigError, match="^RATELIMIT_STORAGE_URL cannot be used"):
+    with pytest.raises(ConfigError, match=r"^RATELIMIT_STORAGE_URL cannot be used"):
         make_app(RATELIMIT_STORAGE_URI=f"redis+cluster://127.0.0.1:{free_port()}")

@@ -161,11 +161,14 @@ def _entry_post(entry: Any) -> NewPost | None:
 
 # An email address, as feeds write one (feedparser's author_detail splits some wrongly:
 # "jane@clinic.example (Jane Doe)" gave the address "jane@clinic.exam").
-_ADDRESS = r"(?:mailto:)?[^\s<>()\[\],;:\"'@]+@[^\s<>()\[\],;:\"'@]+"
+# A fediverse handle (@jane@mastodon.social) is an address too: its "@" goes with it.
+_ADDRESS = r"(?:mailto:|@)?[^\s<>()\[\],;:\"'@]+@[^\s<>()\[\],;:\"'@]+"
 _ADDRESS_THEN_NAME = re.compile(rf"{_ADDRESS}\s*\(([^()]*)\)")  # RSS: addr (Name)
 _BRACKETED_ADDRESS = re.compile(rf"[(<\[]\s*{_ADDRESS}\s*[)>\]]")  # Name (addr), Name <addr>
 _BARE_ADDRESS = re.compile(_ADDRESS)
 _SPACE_BEFORE_COMMA = re.compile(r"\s+(?=[,;])")  # "Ann (addr), Bob": "Ann, Bob"
+# What an address leaves behind: "Jane (via )", "Jane ()".
+_EMPTIED_BRACKETS = re.compile(r"[(\[<]\s*(?:(?:via|by|from)\s*)?[)\]>]", re.IGNORECASE)
 
 
 def author_name(raw: str | None) -> str | None:
@@ -175,6 +178,7 @@ def author_name(raw: str | None) -> str | None:
     text = one_line(raw, len(raw)) or ""  # plain text first: "&lt;addr&gt;" becomes "<addr>"
     text = _ADDRESS_THEN_NAME.sub(r" \1 ", text)
     text = _BARE_ADDRESS.sub(" ", _BRACKETED_ADDRESS.sub(" ", text))
+    text = _EMPTIED_BRACKETS.sub(" ", text)
     return text_line(_SPACE_BEFORE_COMMA.sub("", text).strip(" ,;:-\"'"), AUTHOR_MAX)
 
 

@@ -101,7 +101,7 @@ def default_subject(newsletter: str, posts: list[Post]) -> str:
     """The newsletter's name and the newest post's title (and how many others)."""
     subject = f"{newsletter}: {posts[0].title}"
     if len(posts) > 1:
-        subject += f" (+{len(posts) - 1} more)"
+        subject += f" (+{len(posts) - 1:,} more)"
     return subject
 
 

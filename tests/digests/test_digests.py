@@ -586,7 +586,7 @@ def test_a_digest_of_a_whole_archive_lists_the_newest_and_counts_the_rest(make_a
     for body in (text, html):
         assert all(f"Post {n}" in body for n in (8, 7, 6))
         assert not any(re.search(rf"Post {n}\b", body) for n in range(1, 6))
-    assert "And 5 older posts on https://blog.example.org/." in text
+    assert "And 5 older posts on the blog: https://blog.example.org/\n" in text  # no "." after it
     assert re.search(
         r'And 5 older posts <a href="https://blog.example.org/"[^>]*>on the blog', html
     )

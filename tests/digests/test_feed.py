@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from newsletter.digests.feed import author_name
 from tests.digests.servers import serve_folder
 from tests.servers import free_port
 
@@ -392,3 +393,18 @@ def test_a_long_import_commits_as_it_goes_so_other_writers_get_their_turn(
     assert seen[:3] == [2, 4, 5]
     assert [(a["created"], a["duplicates"]) for a in answers] == [(5, 0), (0, 5)]
     assert [p["title"] for p in answers[0]["posts"]] == [f"Post {n}" for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("Jane Doe @jane@mastodon.social", "Jane Doe"),
+        ("@jane@mastodon.social", None),
+        ("Jane (@jane@mastodon.social)", "Jane"),
+        ("Jane Doe (via jane@x.example)", "Jane Doe"),
+        ("@jane", "@jane"),  # a handle without a host names nobody's inbox
+        ("Jane (Editor)", "Jane (Editor)"),
+    ],
+)
+def test_a_fediverse_handle_or_a_via_address_leaves_no_trace(raw, name):
+    assert author_name(raw) == name
