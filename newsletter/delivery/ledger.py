@@ -264,13 +264,19 @@ class RetryPolicy:
         age = (now - queued_at).total_seconds() if queued_at is not None else float("inf")
         return age >= self.max_age_seconds
 
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure (full jitter above half)."""
+    def delay(self, attempts: int, jitter: float | None = None) -> float:
+        """Seconds to wait after the ``attempts``-th failure (full jitter above half).
+
+        ``jitter`` (0.5 to 1) is drawn here unless given: ``record`` draws one per
+        batch, so a batch that failed comes due again as one.
+        """
         # The exponent is capped: past RETRY_MAX_ATTEMPTS a delivery may keep retrying
         # until RETRY_MAX_AGE, and 2**1024 no longer fits in a float.
         doublings = min(max(attempts - 1, 0), 62)
         ceiling = min(self.max_seconds, self.base_seconds * 2**doublings)
-        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+        if jitter is None:
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+        return ceiling * jitter
 
 
 def _values_for(
@@ -279,6 +285,7 @@ def _values_for(
     policy: RetryPolicy,
     now: datetime,
     queued_at: datetime | None = None,
+    jitter: float | None = None,
 ) -> dict:
     """The columns an answer other than "sent" sets on a claimed delivery (``record`` does sent).
 
@@ -290,7 +297,7 @@ def _values_for(
     ):
         return {"status": DeliveryStatus.FAILED, "attempts": attempts + 1}
     if transient:
-        wait = policy.delay(attempts + 1)
+        wait = policy.delay(attempts + 1, jitter)
         return {
             "status": DeliveryStatus.QUEUED,
             "attempts": attempts + 1,
@@ -328,13 +335,18 @@ def record(
         sent.column("provider_message_id"),
     )
     others: dict[tuple[str, ...], _Answers] = {}
+    # One jitter for the batch: its copies that failed alike come due together and are
+    # claimed together again, so a provider's idempotency key (Resend's, which names the
+    # batch) finds the same batch. Drawn per copy, a retried batch came back in pieces
+    # under new keys, and a batch the provider had taken went out twice.
+    jitter = random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
     for delivery, result in zip(deliveries, results, strict=True):
         if result.outcome is Outcome.SENT:
             sent_ids.append(delivery.id)
             sent_attempts.append(delivery.attempts + 1)
             sent_message_ids.append(result.provider_id)
             continue
-        values = _values_for(result, delivery.attempts, policy, now, delivery.created_at)
+        values = _values_for(result, delivery.attempts, policy, now, delivery.created_at, jitter)
         values["last_error"] = result.error
         answers = others.setdefault(tuple(sorted(values)), _Answers({"provider": provider}))
         answers.add(delivery.id, values)

@@ -74,3 +74,25 @@ def test_one_batch_of_every_outcome_and_attempt_count(app: Flask) -> None:
     assert 29 <= rate_limited_in <= 31  # the provider's Retry-After
     config_error_in = (rows[7].next_attempt_at - before).total_seconds()
     assert 59 <= config_error_in <= 61  # RETRY_BASE_SECONDS
+
+
+def test_a_batch_that_failed_alike_comes_due_again_as_one_batch(app: Flask) -> None:
+    # Drawn per copy, the jitter brought a timed-out batch back in pieces, each claimed
+    # with other copies under a new idempotency key: Resend sent the batch a second time.
+    with app.app_context():
+        for n in range(6):
+            ledger.queue(db.session, DeliveryKind.DIGEST_TEST, to_address=f"r{n}@example.com")
+        db.session.commit()
+        timeout = SendResult(Outcome.TRANSIENT, error="timed out")
+        batches = []
+        for _ in range(2):
+            batch = ledger.claim(db.session, 3, 60)
+            ledger.record(db.session, batch, [timeout] * 3, POLICY, "resend")
+            db.session.commit()
+            batches.append(batch)
+        first, second = batches
+        due = dict(db.session.execute(select(Delivery.id, Delivery.next_attempt_at)).all())
+        db.session.remove()
+    assert len({due[c.id] for c in first}) == 1 and len({due[c.id] for c in second}) == 1
+    # Two batches do not come due as one: each draws its own.
+    assert due[first[0].id] != due[second[0].id]
