@@ -47,7 +47,7 @@ def _timezone(env: Mapping[str, str], name: str) -> str:
     value = _str(env, name) or "UTC"
     try:
         ZoneInfo(value)
-    except (ValueError, ZoneInfoNotFoundError):
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # OSError: a folder (Europe)
         raise ConfigError(
             f"{name} must be an IANA time zone such as Europe/Berlin, not {value!r}"
         ) from None
@@ -366,9 +366,14 @@ def _rate_limit_storage(env: Mapping[str, str], name: str) -> str:
 
 
 # The limits package's storages whose driver (redis) is in requirements.txt.
-_RATE_LIMIT_SCHEMES = {"memory", "redis", "rediss", "redis+sentinel", "redis+cluster"} & set(
-    SCHEMES
-)
+_RATE_LIMIT_SCHEMES = {
+    "memory",
+    "redis",
+    "rediss",
+    "redis+unix",
+    "redis+sentinel",
+    "redis+cluster",
+} & set(SCHEMES)
 
 
 def _broker_url(env: Mapping[str, str], name: str) -> str:
@@ -415,8 +420,10 @@ def _http_url(env: Mapping[str, str], name: str, default: str = "") -> str:
     """
     value = _str(env, name, default)
     if value and not _is_http_url(value):
+        # Not repeated: a key may ride in its query or its user part.
         raise ConfigError(
-            f"{name} must be an http(s) URL such as https://api.example.com, not {value!r}"
+            f"{name} must be an http(s) URL such as https://api.example.com, with a host, "
+            "at most a path, and no user name, query or fragment"
         )
     return value
 
@@ -432,6 +439,7 @@ def _is_http_url(value: str) -> bool:
         not _NOT_IN_A_LINK.search(value)
         and parts.scheme in ("http", "https")
         and parts.hostname
+        and not parts.username
         and not parts.query
         and not parts.fragment
     )

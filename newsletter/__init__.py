@@ -83,7 +83,7 @@ def _check_mail_identity(app: Flask) -> None:
         value = app.config[name]
         if header_safe(value) != value.strip():
             raise ConfigError(f"{name} must be a single line with no control characters")
-    addresses = [found for _, found in getaddresses([app.config["MAIL_FROM"]]) if "@" in found]
+    addresses = {found for _, found in getaddresses([app.config["MAIL_FROM"]]) if "@" in found}
     if len(addresses) > 1:  # parseaddr kept the first and dropped the rest unsaid
         raise ConfigError("MAIL_FROM must be one address, not a list")
     _, address = parseaddr(app.config["MAIL_FROM"])

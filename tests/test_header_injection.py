@@ -117,6 +117,10 @@ def test_mail_from_naming_two_addresses_stops_start_up(make_app, value):
         make_app(MAIL_FROM=value)
 
 
+def test_a_sender_named_after_its_own_address_is_one_address(make_app):
+    assert make_app(MAIL_FROM="news@a.example <news@a.example>").config["MAIL_FROM"]
+
+
 def test_a_sender_name_holding_a_quoted_comma_is_one_address(make_app):
     assert make_app(MAIL_FROM='"Smith, Ann" <ann@a.example>').config["MAIL_FROM"]
 

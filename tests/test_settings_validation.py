@@ -155,7 +155,7 @@ def test_a_refused_setting_is_one_line_at_start_up_with_no_traceback(
     assert len(lines) == 1 and lines[0].startswith(f"newsletter: cannot start: {named} ")
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus", "UTC+5", "../etc/passwd"])
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "UTC+5", "../etc/passwd", "Europe"])
 def test_a_time_zone_that_is_no_iana_name_stops_start_up(zone):
     with pytest.raises(ConfigError, match="NEWSLETTER_TIMEZONE must be an IANA time zone"):
         from_env({"NEWSLETTER_TIMEZONE": zone})
@@ -192,3 +192,14 @@ def test_a_rate_limit_store_that_must_answer_at_start_and_cannot_stops_start_up_
 
     with pytest.raises(ConfigError, match=r"^RATELIMIT_STORAGE_URL cannot be used"):
         make_app(RATELIMIT_STORAGE_URI=f"redis+cluster://127.0.0.1:{free_port()}")
+
+
+def test_a_redis_socket_stays_a_rate_limit_store() -> None:
+    url = "redis+unix:///run/redis.sock"
+    assert from_env({"RATELIMIT_STORAGE_URL": url})["RATELIMIT_STORAGE_URI"] == url
+
+
+def test_an_api_url_holding_credentials_is_refused_and_not_repeated() -> None:
+    with pytest.raises(ConfigError, match="no user name") as refused:
+        from_env({"POSTMARK_API_URL": "https://user:s3cret@api.example.com"})
+    assert "s3cret" not in str(refused.value)

@@ -39,7 +39,7 @@ def posts_import_feed(url: str | None) -> None:
         f"{report.invalid} without a usable title or link"
     )
     for post in report.created:
-        click.echo(f"  + {post.title}  {post.url}")
+        click.echo(f"  + {post['title']}  {post['url']}")
 
 
 @digest_cli.command("send")

@@ -95,13 +95,15 @@ class _Watched:
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()  # type: ignore[misc]
         if self._deadline is not None:
-            self._deadline.watch(sock)  # from here a TLS handshake that trickles is cut too
+            self._deadline.watch(sock)  # a plain connection's reads; TLS replaces the socket
         return sock
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         if self._deadline is not None:
-            self._deadline.watch(self.sock)  # TLS: a new socket object on the same descriptor
+            # TLS: a new socket object on the same descriptor (its handshake is bounded
+            # by the connect timeout, the time left, not by the watchdog).
+            self._deadline.watch(self.sock)
 
 
 class _WatchedHTTPConnection(_Watched, HTTPConnection):
@@ -154,13 +156,14 @@ class _DeadlineAdapter(HTTPAdapter):
         proxies: Any = None,
     ) -> requests.Response:
         """The response, or ``requests.Timeout`` once the deadline has passed."""
-        if self.deadline.passed:
-            raise requests.Timeout("the fetch's time is up", request=request)
         # The caller's timeout gives way to the time left: a connect (no socket to
-        # watch yet) must not wait longer than that.
+        # watch yet) must not wait longer than that. Read once: 0 would be a ValueError.
+        left = self.deadline.remaining()
+        if self.deadline.passed or left <= 0:
+            raise requests.Timeout("the fetch's time is up", request=request)
         token = _CURRENT.set(self.deadline)
         try:
-            return super().send(request, stream, self.deadline.remaining(), verify, cert, proxies)
+            return super().send(request, stream, left, verify, cert, proxies)
         finally:
             _CURRENT.reset(token)
 

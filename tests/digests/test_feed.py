@@ -402,6 +402,7 @@ def test_a_long_import_commits_as_it_goes_so_other_writers_get_their_turn(
         ("@jane@mastodon.social", None),
         ("Jane (@jane@mastodon.social)", "Jane"),
         ("Jane Doe (via jane@x.example)", "Jane Doe"),
+        ("Jane Doe (contact: jane@x.example)", "Jane Doe"),
         ("@jane", "@jane"),  # a handle without a host names nobody's inbox
         ("Jane (Editor)", "Jane (Editor)"),
     ],
