@@ -30,12 +30,19 @@ from tests.subscriptions.helpers import confirmed, find, set_status
 
 def run_import(app: Flask, body: str, confirmed: bool = False, connections: int = 1) -> dict:
     """Import ``body`` over ``connections``; the report as the API answers it."""
+    return import_bytes(app, body.encode(), confirmed, connections).to_dict()
+
+
+def import_bytes(
+    app: Flask, body: bytes, confirmed: bool = True, connections: int = 1
+) -> importer.ImportReport:
+    """Import the file ``body`` as it is (any encoding); its report."""
     with app.app_context():
         report = importer.import_csv(
-            db.session, io.BytesIO(body.encode()), confirmed=confirmed, connections=connections
+            db.session, io.BytesIO(body), confirmed=confirmed, connections=connections
         )
         db.session.remove()
-    return report.to_dict()
+    return report
 
 
 def history(app: Flask) -> dict[str, list[str]]:
@@ -174,10 +181,7 @@ def test_a_line_that_is_not_utf8_fails_alone_wherever_it_falls(app):
     # 8 KB, about 300 good lines went missing, and no error named them.
     lines = [f"user{n}@example.com,User {n}".encode() for n in range(2000)]
     lines[1000] = "user1000@example.com,Jos\u00e9".encode("latin-1")  # é as one Latin-1 byte
-    body = b"email,name\n" + b"\n".join(lines) + b"\n"
-    with app.app_context():
-        report = importer.import_csv(db.session, io.BytesIO(body), confirmed=True, connections=1)
-        db.session.remove()
+    report = import_bytes(app, b"email,name\n" + b"\n".join(lines) + b"\n")
     assert report.created == 1999
     assert report.errors == [
         {"line": 1002, "message": "this line is not UTF-8 (save the file as 'CSV UTF-8')"}
@@ -211,9 +215,7 @@ def test_a_utf16_line_holding_a_broken_character_fails_alone(app):
     body = "email,name\nann@example.com,Ann\n".encode("utf-16")
     body += "bad@example.com,B".encode("utf-16-le") + b"\x00\xd8"  # a lone high surrogate
     body += "\nbob@example.com,Bob\n".encode("utf-16-le")
-    with app.app_context():
-        report = importer.import_csv(db.session, io.BytesIO(body), confirmed=True, connections=1)
-        db.session.remove()
+    report = import_bytes(app, body)
     assert report.created == 2
     assert report.errors == [
         {"line": 3, "message": "this line is not UTF-16 (save the file as 'CSV UTF-8')"}
