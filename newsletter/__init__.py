@@ -265,7 +265,7 @@ def _configure_web(app: Flask) -> None:
     # limiter error lets the request through with a logged traceback.
     app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
     app.config["RATELIMIT_SWALLOW_ERRORS"] = True
-    if app.config["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss")):
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("redis"):  # rediss, redis+unix too
         # A Redis host that drops packets held every signup for the OS's TCP timeout.
         app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     # Registered before the limiter's: Flask runs them last to first, so this one sees

@@ -83,7 +83,9 @@ def test_a_long_provider_outage_backs_off_drops_nothing_and_sends_once(
     monkeypatch.setattr(
         RetryPolicy,
         "delay",
-        lambda self, attempts: chosen.append(delay(self, attempts)) or chosen[-1],
+        lambda self, attempts, jitter=None: (
+            chosen.append(delay(self, attempts, jitter)) or chosen[-1]
+        ),
     )
     gaps = []  # each retry's wait as the ledger shows it, from its pass's start
     for _ in range(OUTAGE_ROUNDS):
