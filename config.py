@@ -231,14 +231,7 @@ def _public_url(raw: str) -> str:
         parts.port  # noqa: B018 (read for its ValueError)
     except ValueError:
         raise ConfigError(f"PUBLIC_URL is not a valid URL: {raw!r}") from None
-    if (
-        _NOT_IN_A_LINK.search(raw)
-        or parts.scheme not in ("http", "https")
-        or not host
-        or "@" in parts.netloc
-        or parts.query
-        or parts.fragment
-    ):
+    if not _is_http_url(raw):
         # It goes into every link and List-Unsubscribe header as it is: a space, a quote or
         # a line break there would cut a link short or add a second unsubscribe address.
         raise ConfigError(
@@ -439,22 +432,10 @@ def _is_http_url(value: str) -> bool:
         not _NOT_IN_A_LINK.search(value)
         and parts.scheme in ("http", "https")
         and parts.hostname
-        and not parts.username
+        and "@" not in parts.netloc  # a user name, even an empty one
         and not parts.query
         and not parts.fragment
     )
-
-
-def _at_least_one(env: Mapping[str, str], name: str) -> int:
-    value = _number(env, name, 1)
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1")
-    return value
-
-
-def _at_least_one_or_unset(env: Mapping[str, str], name: str) -> int | None:
-    """A count of at least 1, or None when unset: its default depends on the database."""
-    return _at_least_one(env, name) if _str(env, name) else None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -546,7 +527,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # turn on the database and the provider; two keep two CPUs busy with a large
         # digest (on PostgreSQL: each claims its own batches; on SQLite they only
         # take turns at the one writer's lock). SEND_RATE holds for each.
-        "DISPATCH_PROCESSES": _at_least_one(env, "DISPATCH_PROCESSES"),
+        "DISPATCH_PROCESSES": _number(env, "DISPATCH_PROCESSES", 1, minimum=1),
         # ours: more such processes, which send digest copies only: a large digest
         # goes out from two CPUs while confirmations (and the housekeeping) stay with
         # the first process, so a burst of signups shares its CPUs with no second
@@ -563,7 +544,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # a digest, not for confirmations. In a Celery task, the passes it runs side
         # by side: unset, 2 on PostgreSQL in a worker of one process (the solo pool,
         # or a pool of one), else 1 (tasks.task_threads).
-        "DISPATCH_THREADS": _at_least_one_or_unset(env, "DISPATCH_THREADS"),
+        "DISPATCH_THREADS": _number(env, "DISPATCH_THREADS", None, minimum=1),
         # internal, not a setting: gunicorn.conf.py sets it when it starts those
         # processes; the first publishes its health there (paused, last error, last
         # pass), the others beside it, for the workers' /healthz and /admin/stats;
@@ -571,7 +552,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DISPATCH_HEALTH_FILE": _str(env, "DISPATCH_HEALTH_FILE"),
         # internal too: how many processes gunicorn.conf.py started, so how many files
         # (running_dispatcher_processes).
-        "DISPATCH_HEALTH_FILES": _at_least_one_or_unset(env, "DISPATCH_HEALTH_FILES"),
+        "DISPATCH_HEALTH_FILES": _number(env, "DISPATCH_HEALTH_FILES", None, minimum=1),
         # --- posts and digests -------------------------------------------------
         # ours: the blog's RSS or Atom feed, imported by POST /admin/posts/import-feed.
         "FEED_URL": _str(env, "FEED_URL"),
@@ -608,7 +589,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # ours: database connections a CSV import writes over at once, each
         # address always on the same one (subscriptions/import_lanes.py). Unset:
         # 2 on PostgreSQL, 1 on SQLite (one writer at a time: two were no faster).
-        "IMPORT_CONNECTIONS": _at_least_one_or_unset(env, "IMPORT_CONNECTIONS"),
+        "IMPORT_CONNECTIONS": _number(env, "IMPORT_CONNECTIONS", None, minimum=1),
         # --- rate limits -----------------------------------------------------
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         # Empty: no per-address limit (as RATELIMIT_SUBSCRIBE_NETWORK's empty: none);
