@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import css_inline
 from flask import current_app, render_template
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from ..digests.posts import newest_first
 from ..extensions import db
 from ..models import SUPPRESSED, DeliveryKind, Digest, Post, Status, Subscriber
 from ..providers import Message, Stream
@@ -50,11 +51,6 @@ def _safe_link(url: str) -> str | None:
     return url if urlsplit(url).scheme in ("http", "https") else None
 
 
-def _local(moment: datetime, zone: ZoneInfo) -> datetime:
-    """A stored time (UTC) in the newsletter's time zone."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
-
-
 def _site_of(posts: Sequence[Post]) -> str | None:
     """The home of the blog the newest post is on: where the posts a digest leaves out are."""
     link = _safe_link(posts[0].url) if posts else None
@@ -64,9 +60,12 @@ def _site_of(posts: Sequence[Post]) -> str | None:
     return f"{parts.scheme}://{parts.netloc}/"
 
 
-def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) -> SharedBody:
+def render_shared(
+    subject: str, posts: Sequence[Post], test_copy: bool = False, total: int | None = None
+) -> SharedBody:
     """Render the parts of a digest that are the same for every reader (or every test copy).
 
+    ``posts`` newest first; ``total``, how many the digest holds, if more than given.
     A test copy says so at the top and in its footer: its reader never subscribed.
     Past ``DIGEST_MAX_POSTS`` the oldest posts are only counted, with a link to the
     blog: a first digest of a whole archive was megabytes, clipped by Gmail at 102 KB.
@@ -79,19 +78,9 @@ def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) 
         "test_copy": test_copy,
         "newsletter": config["NEWSLETTER_NAME"],
         "subject": subject,
-        "more": len(posts) - len(shown),
+        "more": (len(posts) if total is None else total) - len(shown),
         "more_url": _site_of(shown),
-        "posts": [
-            {
-                "title": p.title,
-                "url": _safe_link(p.url),
-                "summary": p.summary,
-                "author": p.author,
-                "date": _local(p.shown_at, zone).strftime("%B %-d, %Y"),
-                "iso_date": _local(p.shown_at, zone).date().isoformat(),
-            }
-            for p in shown
-        ],
+        "posts": [_shown(p, p.shown_at.astimezone(zone)) for p in shown],
         "unsubscribe_url": placeholder,
         "postal_address": config["MAIL_POSTAL_ADDRESS"],
         "public_url": config["PUBLIC_URL"],
@@ -99,6 +88,18 @@ def render_shared(subject: str, posts: Sequence[Post], test_copy: bool = False) 
     text = render_template("emails/digest.txt", **context)
     html = _inliner.inline(render_template("emails/digest.html", **context))
     return SharedBody(subject, MarkedBody(text, html, (placeholder,)), placeholder)
+
+
+def _shown(post: Post, local: datetime) -> dict[str, str | None]:
+    """What the templates show of a post, dated ``local`` (in the newsletter's zone)."""
+    return {
+        "title": post.title,
+        "url": _safe_link(post.url),
+        "summary": post.summary,
+        "author": post.author,
+        "date": local.strftime("%B %-d, %Y"),
+        "iso_date": local.date().isoformat(),
+    }
 
 
 def list_id() -> str:
@@ -123,9 +124,16 @@ def _shared_for(digest_id: int, test_copy: bool = False) -> SharedBody:
         cache.move_to_end(key)
         return cache[key]
     digest = db.session.get_one(Digest, digest_id)
-    posts = db.session.scalars(select(Post).where(Post.digest_id == digest_id)).all()
-    posts = sorted(posts, key=lambda p: (p.shown_at, p.id), reverse=True)
-    shared = render_shared(digest.subject, posts, test_copy)
+    # Only the posts shown are loaded; the rest are counted (a whole archive's thousands).
+    held = Post.digest_id == digest_id
+    posts = db.session.scalars(
+        select(Post)
+        .where(held)
+        .order_by(*newest_first())
+        .limit(current_app.config["DIGEST_MAX_POSTS"])
+    ).all()
+    total = db.session.scalar(select(func.count()).select_from(Post).where(held)) or 0
+    shared = render_shared(digest.subject, posts, test_copy, total)
     cache[key] = shared
     while len(cache) > CACHE_SIZE:
         cache.popitem(last=False)

@@ -149,7 +149,9 @@ def _insert_ignoring_duplicates(session: Session) -> Any:
 
 def add_post(session: Session, post: NewPost) -> tuple[Post, bool]:
     """Store the post unless its URL (or guid) is known; the stored one and whether it is new."""
-    created_id = session.execute(
+    # RETURNING the entity: the new post comes back loaded, with no SELECT of its own
+    # (a feed import of an archive made one per post).
+    created = session.scalars(
         _insert_ignoring_duplicates(session)
         .values(
             title=post.title,
@@ -161,10 +163,10 @@ def add_post(session: Session, post: NewPost) -> tuple[Post, bool]:
             guid=post.guid,
             created_at=utcnow(),
         )
-        .returning(Post.id)
-    ).scalar_one_or_none()
-    if created_id is not None:
-        return session.get_one(Post, created_id), True
+        .returning(Post)
+    ).one_or_none()
+    if created is not None:
+        return created, True
     existing = session.scalars(select(Post).where(Post.url == post.url)).one_or_none()
     if existing is None and post.guid:
         existing = session.scalars(select(Post).where(Post.guid == post.guid)).one()
