@@ -264,7 +264,6 @@ def _stop_suppressed(
     once, in the consent ledger, outranked as a webhook's would be. A failure
     here is logged; the next refusal tries again.
     """
-    from ..errors import describe
     from ..webhooks.events import EventKind, WebhookEvent
     from ..webhooks.service import handle
 

@@ -27,8 +27,7 @@ class Deadline:
     """A whole fetch's time limit: once it passes, each socket opened under it is shut down."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.ends = time.monotonic() + seconds
+        self.ends = time.monotonic() + seconds  # the timer, started on entering, matches it
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._expired = False
@@ -36,7 +35,6 @@ class Deadline:
         self._timer.daemon = True
 
     def __enter__(self) -> Deadline:
-        self.ends = time.monotonic() + self.seconds
         self._timer.start()
         return self
 

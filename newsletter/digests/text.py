@@ -124,11 +124,6 @@ def web_url(raw: str, *, user_allowed: bool = False) -> str | None:
     return None if _SPACES.search(url) else url
 
 
-def is_web_url(url: str, *, user_allowed: bool = False) -> bool:
-    """True for an absolute http(s) URL with a real host: the only links put in an email."""
-    return web_url(url, user_allowed=user_allowed) is not None
-
-
 # One label of an ASCII host name; "_" is let through, as browsers do.
 _ASCII_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 

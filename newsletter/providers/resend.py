@@ -24,7 +24,6 @@ from .http import (
 
 log = logging.getLogger(__name__)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-_IN_FLIGHT = "the same request is in flight: "
 
 
 class ResendProvider:
@@ -71,13 +70,14 @@ class ResendProvider:
         single = path == "/emails"
         payload = self.payload(messages[0]) if single else [self.payload(m) for m in messages]
         headers = {"Idempotency-Key": idempotency_key(messages)}
-        for wait in (*self.repeat_waits, None):
-            results = self._results(single, messages, self.api.post_json(path, payload, headers))
-            if wait is None or not _unknown(results[0]):
+        for wait in self.repeat_waits:
+            answer = self.api.post_json(path, payload, headers)
+            results = self._results(single, messages, answer)
+            if not _unknown(answer, results[0]):
                 return results
             log.info("resend: %s; the same request again in %gs", results[0].error, wait)
             time.sleep(wait)
-        raise AssertionError("unreachable")  # the last wait is None
+        return self._results(single, messages, self.api.post_json(path, payload, headers))
 
     def _results(self, single: bool, messages: Sequence[Message], answer: Any) -> list[SendResult]:
         if isinstance(answer, SendResult):
@@ -97,10 +97,11 @@ class ResendProvider:
         return [SendResult(Outcome.SENT, provider_id=_id(item)) for item in data]
 
 
-def _unknown(result: SendResult) -> bool:
+def _unknown(answer: Any, result: SendResult) -> bool:
     """Whether Resend may have taken the request: no answer, a 5xx, or its key in flight."""
+    in_flight = not isinstance(answer, SendResult) and answer.status_code == 409
     return result.outcome is Outcome.TRANSIENT or (
-        result.outcome is Outcome.RATE_LIMITED and (result.error or "").startswith(_IN_FLIGHT)
+        in_flight and result.outcome is Outcome.RATE_LIMITED
     )
 
 
@@ -119,9 +120,7 @@ def four_xx_result(response: Any) -> SendResult:
         # deliver twice (the rendered bodies differ only by freshly signed links).
         return SendResult(Outcome.SENT, error="accepted by an earlier attempt (idempotency key)")
     if response.status_code == 409:  # the same key is in flight right now
-        return SendResult(
-            Outcome.RATE_LIMITED, error=f"{_IN_FLIGHT}{error_text(response)}", retry_after=1.0
-        )
+        return SendResult(Outcome.RATE_LIMITED, error=error_text(response), retry_after=1.0)
     if name in ("invalid_api_key", "restricted_api_key", "invalid_from_address"):
         return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
     # "Invalid `from` field": our sender, a configuration error; "Invalid `to` field": the reader.
