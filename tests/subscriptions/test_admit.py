@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from newsletter.extensions import db
 from newsletter.models import ConsentEvent, ConsentKind, Delivery, Status, Subscriber
 from newsletter.subscriptions.service import ClientInfo, Signup, admit
+from tests.subscriptions.helpers import set_status
 
 CLIENT = ClientInfo(ip="192.0.2.7", user_agent="test", source="https://blog.example", wording="w")
 
@@ -55,12 +56,8 @@ def test_every_copy_of_an_address_in_one_batch_keeps_who_asked(app):
     # past its second copy an address's copies were dropped, agents and all.
     with app.app_context():
         admit(db.engine, [Signup("left@example.com", None, CLIENT)])
-        db.session.execute(
-            Subscriber.__table__.update()
-            .where(Subscriber.email == "left@example.com")
-            .values(status=Status.UNSUBSCRIBED)
-        )
-        db.session.commit()
+    set_status(app, "left@example.com", Status.UNSUBSCRIBED)
+    with app.app_context():
         batch = [
             Signup(email, None, ClientInfo(ip="192.0.2.8", user_agent=f"{email} {n}"))
             for email in ("new@example.com", "left@example.com")
