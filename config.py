@@ -264,8 +264,8 @@ def _number(
     try:
         value = kind(raw)
     except ValueError:
-        whole = " whole" if kind is int and _is_float(raw) else ""
-        raise ConfigError(f"{name} must be a{whole} number, not {raw!r}") from None
+        number = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {number}, not {raw!r}") from None
     if not math.isfinite(value):  # "nan" and "inf" parse as floats
         raise ConfigError(f"{name} must be a finite number, not {raw!r}")
     if value < 0:
@@ -277,12 +277,9 @@ def _number(
     return value
 
 
-def _is_float(raw: str) -> bool:
-    try:
-        float(raw)
-    except ValueError:
-        return False
-    return True
+def count_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """A whole-number setting of at least ``minimum``; ``default`` when unset or empty."""
+    return _number(env, name, default, minimum=minimum)
 
 
 def _rate_limits(env: Mapping[str, str], name: str, default: str) -> str:
@@ -378,6 +375,8 @@ def _broker_url(env: Mapping[str, str], name: str) -> str:
     repeated: it may hold a password.
     """
     value = _str(env, name)
+    if not value:
+        return value
     # Imported here: only a host that names a broker pays for kombu (gunicorn's master too).
     from kombu.transport import TRANSPORT_ALIASES
 

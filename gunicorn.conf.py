@@ -45,6 +45,7 @@ if "config" in sys.modules:
     importlib.reload(sys.modules["config"])
 from config import (
     ConfigError,
+    count_setting,
     dispatcher_process_count,
     from_env,
     on_postgresql,
@@ -68,16 +69,10 @@ def _refuse(problem: str) -> SystemExit:
 
 def _count(name: str, default: int, minimum: int) -> int:
     """A whole number from the environment, at least ``minimum``; unset or empty, ``default``."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise _refuse(f"{name} must be a whole number, not {raw!r}") from None
-    if value < minimum:
-        raise _refuse(f"{name} must be at least {minimum}")
-    return value
+        return count_setting(os.environ, name, default, minimum)
+    except ConfigError as exc:
+        raise _refuse(str(exc)) from None
 
 
 def _bind(name: str, default: str) -> str:

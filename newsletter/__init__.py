@@ -7,7 +7,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Mapping
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +83,14 @@ def _check_mail_identity(app: Flask) -> None:
         value = app.config[name]
         if header_safe(value) != value.strip():
             raise ConfigError(f"{name} must be a single line with no control characters")
-    addresses = {found for _, found in getaddresses([app.config["MAIL_FROM"]]) if "@" in found}
-    if len(addresses) > 1:  # parseaddr kept the first and dropped the rest unsaid
-        raise ConfigError("MAIL_FROM must be one address, not a list")
-    _, address = parseaddr(app.config["MAIL_FROM"])
+    entries = getaddresses([app.config["MAIL_FROM"]])
+    # Two different parts: a list (parseaddr kept the first and dropped the rest unsaid),
+    # or a name with a bare comma. "a@x <a@x>" reads as the one address twice.
+    if len({address for _, address in entries}) > 1:
+        raise ConfigError(
+            "MAIL_FROM must be one address, not a list (quote a name that holds a comma)"
+        )
+    address = entries[0][1] if entries else ""
     if "@" not in address:
         raise ConfigError(
             f"MAIL_FROM must be an address such as 'Newsletter <news@example.org>', "

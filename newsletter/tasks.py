@@ -292,7 +292,7 @@ def enqueuer(broker_url: str, fanout: int, backoff: float = BROKER_BACKOFF_SECON
         if time.monotonic() - failed_at[0] < backoff:
             return  # the broker was down a moment ago: beat's next sweep sends the rows
         try:
-            for _ in range(max(1, fanout)):
+            for _ in range(fanout):  # DISPATCH_FANOUT is at least 1
                 dispatch.delay()
         except BrokerError as exc:
             failed_at[0] = time.monotonic()
