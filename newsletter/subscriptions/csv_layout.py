@@ -12,6 +12,8 @@ import csv
 import re
 from dataclasses import dataclass
 
+from ..models import Status
+
 SEPARATORS = (",", ";", "\t")
 _EMAIL = {"email", "e mail", "email address", "e mail address", "mail", "emailaddress"}
 _NAME = {"name", "full name", "display name"}
@@ -23,12 +25,14 @@ _STATUS = {"status", "subscription status"}
 # Mailchimp's "cleaned" and "archived", Brevo's "blocklisted", Sendy's "marked as spam",
 # MailerLite's "junk"...). Any other value fails its line: taken for "in", an
 # "unconfirmed" or "opted out" was confirmed.
-SUBSCRIBED = {"", "confirmed", "subscribed", "active", "opted in"}
-NEVER_CONFIRMED = {"pending", "unconfirmed", "not confirmed"}
+# Ours are the Status enum's values, as our export writes them.
+SUBSCRIBED = {"", Status.CONFIRMED.value, "subscribed", "active", "opted in"}
+NEVER_CONFIRMED = {Status.PENDING.value, "unconfirmed", "not confirmed"}
 LEFT = {
-    "unsubscribed", "unsubscribe", "opted out", "bounced", "bounce", "hard bounce",
-    "hardbounced", "cleaned", "complained", "spam", "marked as spam", "junk",
-    "blocklisted", "blacklisted", "suppressed", "archived", "deleted", "inactive",
+    Status.UNSUBSCRIBED.value, Status.BOUNCED.value, Status.COMPLAINED.value,
+    "unsubscribe", "opted out", "bounce", "hard bounce", "hardbounced", "cleaned",
+    "spam", "marked as spam", "junk", "blocklisted", "blacklisted", "suppressed",
+    "archived", "deleted", "inactive",
 }  # fmt: skip
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 # The start of a zip archive: an .xlsx or .ods workbook, not text.

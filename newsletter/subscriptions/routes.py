@@ -300,16 +300,13 @@ def unsubscribe(token: str) -> Response:
     """Unsubscribe, from our page or a mail client's RFC 8058 one-click POST."""
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     try:
-        subscriber = service.unsubscribe(db.session, token, _client(), one_click=one_click)
+        reader = current_tokens().read_unsubscribe(token)
     except TokenError:
         raise _token_error(TokenError(), token) from None
-    email = subscriber.email if subscriber is not None else None
-    test_copy = subscriber is None and _names_a_test_copy(token)
+    subscriber = service.unsubscribe(db.session, reader, _client(), one_click=one_click)
     return answer(
-        "pages/unsubscribed.html", {"status": "unsubscribed"}, email=email, test_copy=test_copy
+        "pages/unsubscribed.html",
+        {"status": "unsubscribed"},
+        email=subscriber.email if subscriber is not None else None,
+        test_copy=reader == TEST_COPY_READER,
     )
-
-
-def _names_a_test_copy(token: str) -> bool:
-    """Whether an unsubscribe token came with a digest's test copy (it names nobody)."""
-    return current_tokens().read_unsubscribe(token) == TEST_COPY_READER

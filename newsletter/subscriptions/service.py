@@ -383,10 +383,9 @@ def renew_confirmation(session: Session, token: str) -> None:
 
 
 def unsubscribe(
-    session: Session, token: str, client: ClientInfo, one_click: bool = False
+    session: Session, public_id: str, client: ClientInfo, one_click: bool = False
 ) -> Subscriber | None:
-    """Unsubscribe whoever the token names; idempotent. Raises ``TokenError`` if forged."""
-    public_id = current_tokens().read_unsubscribe(token)
+    """Unsubscribe whoever an unsubscribe token named (if anyone); idempotent."""
     subscriber = _locked_by_public_id(session, public_id)
     if subscriber is not None:
         leave(session, subscriber, client, method="one-click" if one_click else "page")

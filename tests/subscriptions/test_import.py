@@ -423,3 +423,10 @@ def test_wide_text_without_a_usable_mark_is_named_as_such(app, encoding):
     body = "email\nann@example.com\n".encode(encoding)
     with app.app_context(), pytest.raises(importer.ImportFormatError, match="UTF-16 or UTF-32"):
         importer.import_csv(db.session, io.BytesIO(body), False)
+
+
+def test_every_status_our_export_writes_has_a_meaning_on_import():
+    from newsletter.subscriptions.csv_layout import LEFT, NEVER_CONFIRMED, SUBSCRIBED
+
+    for status in Status:
+        assert sum(status.value in words for words in (SUBSCRIBED, NEVER_CONFIRMED, LEFT)) == 1
