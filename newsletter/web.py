@@ -136,12 +136,12 @@ def text_field(
     *,
     max_length: int,
     required: bool = False,
-    composed: bool = False,
 ) -> str | None:
     """One optional single-line text field: a string, not too long, no control characters.
 
-    ``composed``: Unicode's composed form (NFC) first, so a name typed as
-    letters and combining accents counts as the letters a reader sees.
+    In Unicode's composed form (NFC) first, so a name typed as letters and combining
+    accents counts as the letters a reader sees (an address or a link is the same
+    text either way).
     """
     value = data.get(name)
     if value is None or value == "":
@@ -150,7 +150,7 @@ def text_field(
         return None
     if not isinstance(value, str):
         raise AppError(f"invalid_{name}", f"The field {name!r} must be text.", 422, field=name)
-    value = unicodedata.normalize("NFC", value.strip()) if composed else value.strip()
+    value = unicodedata.normalize("NFC", value.strip())
     if len(value) > max_length:
         raise AppError(
             f"invalid_{name}",

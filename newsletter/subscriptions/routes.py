@@ -140,7 +140,7 @@ def subscribe() -> Response:
     try:
         raw_email = text_field(data, "email", max_length=320, required=True)
         email = normalize_email(raw_email or "")
-        name = text_field(data, "name", max_length=NAME_MAX, composed=True)
+        name = text_field(data, "name", max_length=NAME_MAX)
         source = text_field(data, "source", max_length=2048)
     except InvalidAddress as exc:
         return _form_error(AppError("invalid_email", str(exc), 422, field="email"), data)
