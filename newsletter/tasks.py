@@ -272,28 +272,38 @@ def run_worker(name: str, processes: int = 1) -> None:
 # After the broker refused a task, the web stops trying for this long: each try held its
 # signup for 0.6 s (the Redis client's own retries), and beat's sweep sends the rows anyway.
 BROKER_BACKOFF_SECONDS = 10.0
+# The web's own connections try once: kombu's defaults retry the first connection for
+# about 6 s, inside a signup's request. Only these connections: workers and beat keep
+# Celery's retries (a worker's re-queued task should wait out a broker's restart).
+WEB_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "socket_connect_timeout": 2,  # a broker host that drops packets, not only refuses
+}
 
 
 def enqueuer(broker_url: str, fanout: int, backoff: float = BROKER_BACKOFF_SECONDS):
     """A dispatch waker for the web process: queue ``fanout`` dispatch tasks, send nothing."""
     if celery.conf.broker_url != broker_url:
         celery.conf.broker_url = broker_url
-    # kombu's defaults retry the first connection for about 6 s, inside a signup's
-    # request; one quick try is enough here, since beat's sweep sends the rows anyway.
-    celery.conf.broker_transport_options = {
-        **celery.conf.broker_transport_options,
-        "max_retries": 1,
-        "interval_start": 0,
-        "socket_connect_timeout": 2,  # a broker host that drops packets, not only refuses
-    }
     failed_at = [-backoff]  # monotonic time of the last refusal
+    # One connection per request thread (a kombu connection is not thread-safe),
+    # opened at its first signup: after gunicorn's fork, never in the master.
+    mine = threading.local()
+
+    def connection() -> Any:
+        if getattr(mine, "connection", None) is None:
+            mine.connection = celery.connection_for_write(
+                broker_url, transport_options=WEB_TRANSPORT_OPTIONS
+            )
+        return mine.connection
 
     def wake() -> None:
         if time.monotonic() - failed_at[0] < backoff:
             return  # the broker was down a moment ago: beat's next sweep sends the rows
         try:
             for _ in range(fanout):  # DISPATCH_FANOUT is at least 1
-                dispatch.delay()
+                dispatch.apply_async(connection=connection())
         except BrokerError as exc:
             failed_at[0] = time.monotonic()
             # The rows are committed; beat's next sweep sends them.
