@@ -95,15 +95,23 @@ def _as_browsers_send_it(parts: SplitResult, name: str, given: str) -> str:
     """
     try:
         port = parts.port
-        host = parts.hostname or ""
-        if not host.isascii():
-            host = idna.encode(host, uts46=True).decode("ascii")
+        host = _ascii_host(parts.hostname or "")
     except (UnicodeError, ValueError):  # idna.IDNAError is both; a bad port a ValueError
         raise ConfigError(f"{name} holds an origin that is not a valid URL: {given!r}") from None
     if ":" in host:
         host = f"[{host}]"
     shown_port = f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else ""
     return f"{parts.scheme}://{host}{shown_port}"
+
+
+def _ascii_host(host: str) -> str:
+    """A host as links and ``Origin`` headers carry it: IDNA 2008 with UTS 46 if not ASCII.
+
+    As browsers and email-validator map it (Python's own codec, IDNA 2003,
+    makes ``faß.example`` the other domain ``fass.example``). Raises
+    ``UnicodeError`` for a host IDNA refuses.
+    """
+    return host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
 
 
 def yes_or_no(raw: str) -> bool | None:
@@ -221,9 +229,7 @@ def _public_url(raw: str) -> str:
 
     Links and ``List-Unsubscribe`` headers are read by mail clients, which
     take no other form (``https://news.bäckerei.example`` is
-    ``https://news.xn--bckerei-5wa.example``). IDNA 2008 with UTS 46, as
-    browsers and email-validator map it (Python's own codec, IDNA 2003, makes
-    ``faß.example`` the other domain ``fass.example``).
+    ``https://news.xn--bckerei-5wa.example``).
     """
     parts = urlsplit(raw)
     host = parts.hostname or ""
@@ -241,7 +247,7 @@ def _public_url(raw: str) -> str:
     if raw.isascii():
         return raw
     try:
-        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        ascii_host = _ascii_host(host)
         port = parts.port
     except (UnicodeError, ValueError):  # idna.IDNAError is both; a bad port a ValueError
         raise ConfigError(f"PUBLIC_URL is not a valid URL: {raw!r}") from None
