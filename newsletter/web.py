@@ -136,12 +136,14 @@ def text_field(
     *,
     max_length: int,
     required: bool = False,
+    cut: bool = False,
 ) -> str | None:
     """One optional single-line text field: a string, not too long, no control characters.
 
     In Unicode's composed form (NFC) first, so a name typed as letters and combining
     accents counts as the letters a reader sees (an address or a link is the same
-    text either way).
+    text either way). ``cut``: a longer value is cut to ``max_length``, not refused
+    (what the page sent, not what the visitor typed: they could not shorten it).
     """
     value = data.get(name)
     if value is None or value == "":
@@ -151,6 +153,8 @@ def text_field(
     if not isinstance(value, str):
         raise AppError(f"invalid_{name}", f"The field {name!r} must be text.", 422, field=name)
     value = unicodedata.normalize("NFC", value.strip())
+    if cut:
+        value = value[:max_length].rstrip()
     if len(value) > max_length:
         raise AppError(
             f"invalid_{name}",

@@ -152,7 +152,9 @@ def subscribe() -> Response:
         raw_email = text_field(data, "email", max_length=320, required=True)
         email = normalize_email(raw_email or "")
         name = text_field(data, "name", max_length=NAME_MAX)
-        source = text_field(data, "source", max_length=2048)
+        # The page's own address (the widget sends it): a long query string is cut, as a
+        # Referer is, rather than refusing a signup the visitor cannot mend.
+        source = text_field(data, "source", max_length=2048, cut=True)
     except InvalidAddress as exc:
         return _form_error(AppError("invalid_email", str(exc), 422, field="email"), data)
     except AppError as exc:
@@ -248,6 +250,16 @@ def _token_error(exc: TokenError, token: str) -> AppError:
     return AppError("invalid_token", "This link is not valid. It may be incomplete or outdated.")
 
 
+def _unsubscribe_link_error() -> AppError:
+    """A broken unsubscribe link: how to leave anyway (signing up again is no help here)."""
+    return AppError(
+        "invalid_token",
+        "This unsubscribe link is not valid: your mail program may have cut it short. "
+        "Open the unsubscribe link at the bottom of our latest email again, or copy the "
+        "whole link into your browser.",
+    )
+
+
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> Response:
     """One button that POSTs: a link scanner's GET must not confirm.
@@ -297,7 +309,7 @@ def unsubscribe_page(token: str) -> Response:
     try:
         reader = current_tokens().read_unsubscribe(token)
     except TokenError:
-        raise _token_error(TokenError(), token) from None
+        raise _unsubscribe_link_error() from None
     return answer(
         "pages/unsubscribe.html",
         {"unsubscribe_url": url_for("subscriptions.unsubscribe", token=token)},
@@ -313,7 +325,7 @@ def unsubscribe(token: str) -> Response:
     try:
         reader = current_tokens().read_unsubscribe(token)
     except TokenError:
-        raise _token_error(TokenError(), token) from None
+        raise _unsubscribe_link_error() from None
     subscriber = service.unsubscribe(db.session, reader, _client(), one_click=one_click)
     return answer(
         "pages/unsubscribed.html",

@@ -38,10 +38,16 @@ def test_forged_unsubscribe_is_refused(client):
     # The contract's shape, {code, message, field}: field null when no field is at fault.
     assert response.get_json()["error"] == {
         "code": "invalid_token",
-        "message": "This link is not valid. It may be incomplete or outdated.",
+        "message": "This unsubscribe link is not valid: your mail program may have cut it "
+        "short. Open the unsubscribe link at the bottom of our latest email again, or copy "
+        "the whole link into your browser.",
         "field": None,
     }
-    assert client.get("/unsubscribe/abc.def").status_code == 400
+    # A reader trying to leave is told how, not sent to sign up again.
+    page = client.get("/unsubscribe/abc.def")
+    assert page.status_code == 400
+    assert b"Unsubscribe</strong> button" in page.data and b"Sign up again" not in page.data
+    assert b"Sign up again" in client.get("/confirm/abc.def").data
 
 
 def test_expired_link_is_410_with_a_way_to_get_a_new_one(make_app):
