@@ -305,7 +305,10 @@ class Digest(db.Model):
 
 
 class Post(db.Model):
-    """A blog post; ``digest_id``, the watermark: the digest that took it (cleared if it failed)."""
+    """A blog post; ``digest_id``, the watermark: the digest that took it (cleared if it failed).
+
+    ``marked_sent_at``: the admin marked it as gone out without mailing it.
+    """
 
     __tablename__ = "posts"
 
@@ -319,6 +322,8 @@ class Post(db.Model):
     guid: Mapped[str | None] = mapped_column(String(2048), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), index=True)
+    # Set: the admin said it had gone out already (an archive); no digest takes it.
+    marked_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     digest: Mapped[Digest | None] = relationship(back_populates="posts")
 
@@ -341,6 +346,7 @@ class Post(db.Model):
             "created_at": iso(self.created_at),
             "digest_id": self.digest_id,
             "sent": self.digest_id is not None,
+            "marked_sent_at": iso(self.marked_sent_at),
         }
 
 

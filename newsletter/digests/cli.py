@@ -12,8 +12,8 @@ from ..cli import DatabaseCommands
 from ..delivery.dispatcher import dispatch_pass
 from ..extensions import db
 from ..graceful import WHILE_SENDING, stop_between_batches
-from ..models import DigestStatus
-from . import feed, service
+from ..models import DigestStatus, utcnow
+from . import feed, posts, service
 from .text import TooLong
 
 digest_cli = DatabaseCommands("digest", help="Digests of new posts.")
@@ -24,22 +24,46 @@ _DONE = (DigestStatus.SENT, DigestStatus.FAILED)
 
 @posts_cli.command("import-feed")
 @click.argument("url", required=False)
-def posts_import_feed(url: str | None) -> None:
+@click.option(
+    "--mark-sent",
+    is_flag=True,
+    help="Store the new posts as gone out already (a blog's archive): no digest sends them.",
+)
+def posts_import_feed(url: str | None, mark_sent: bool) -> None:
     """Import new posts from an RSS or Atom feed (default: FEED_URL)."""
     config = current_app.config
     url = url or config["FEED_URL"]
     if not url:
         raise click.UsageError("give a feed URL or set FEED_URL")
     try:
-        report = feed.import_feed(db.session, url, config["FEED_TIMEOUT"], config["FEED_MAX_BYTES"])
+        report = feed.import_feed(
+            db.session, url, config["FEED_TIMEOUT"], config["FEED_MAX_BYTES"], mark_sent
+        )
     except feed.FeedError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(
-        f"{len(report.created)} new, {report.duplicates} already known, "
-        f"{report.invalid} without a usable title or link"
+        f"{len(report.created)} new{' (marked as sent)' if mark_sent else ''}, "
+        f"{report.duplicates} already known, {report.invalid} without a usable title or link"
     )
     for post in report.created:
         click.echo(f"  + {post['title']}  {post['url']}")
+
+
+@posts_cli.command("mark-sent")
+@click.option(
+    "--before",
+    metavar="TIME",
+    help="Only posts dated up to this ISO 8601 time (default: now).",
+)
+def posts_mark_sent(before: str | None) -> None:
+    """Mark the posts no digest has sent as gone out, without mailing them."""
+    try:
+        until = posts.parse_time(before, "before") or utcnow()
+    except posts.InvalidPost as exc:
+        raise click.BadParameter(str(exc), param_hint="--before") from None
+    marked = posts.mark_sent(db.session, until)
+    db.session.commit()
+    click.echo(f"{marked} posts marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC)")
 
 
 @digest_cli.command("send")

@@ -16,7 +16,7 @@ import urllib3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Post
+from ..models import Post, utcnow
 from .feed_http import Deadline, session_within
 from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post, clean_categories
 from .text import one_line, plain_summary, text_line, web_url
@@ -189,20 +189,23 @@ def _entry_time(entry: Any) -> datetime | None:
     return datetime.fromtimestamp(calendar.timegm(stamp), UTC) if stamp else None
 
 
-def store(session: Session, posts: list[NewPost | None]) -> FeedReport:
+def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False) -> FeedReport:
     """Add the posts not known by guid or URL, committing every ``STORE_CHUNK`` of them.
 
     A feed lists its newest first: stored from its end, the first of posts with
     one date (or none) gets the highest id, and ``newest_first`` shows it first.
-    The report keeps the feed's order.
+    The report keeps the feed's order. ``mark_sent``: the new posts are stored
+    as gone out already (an archive), each chunk so, whatever stops the import.
     """
+    marked_sent_at = utcnow() if mark_sent else None
     valid = [post for post in posts if post is not None]
     fresh = _unknown(session, valid)
     report = FeedReport(duplicates=len(valid) - len(fresh), invalid=len(posts) - len(valid))
     created: list[dict[str, Any]] = []
     for chunk in _chunks(fresh[::-1]):
         for post in chunk:
-            stored, is_new = add_post(session, post)  # stored meanwhile: a duplicate still
+            # Stored meanwhile: a duplicate still.
+            stored, is_new = add_post(session, post, marked_sent_at)
             if is_new:
                 # As shown, before the commit expires it: read back after, each post was
                 # one more query (72,000 for a whole archive).
@@ -247,7 +250,12 @@ def _stored_keys(session: Session, posts: list[NewPost]) -> tuple[set[str], set[
     return {guid for guid in stored_guids if guid}, set(stored_urls)
 
 
-def import_feed(session: Session, url: str, timeout: float, max_bytes: int) -> FeedReport:
-    """Fetch, parse and store a feed; a broken or unreachable one changes nothing."""
+def import_feed(
+    session: Session, url: str, timeout: float, max_bytes: int, mark_sent: bool = False
+) -> FeedReport:
+    """Fetch, parse and store a feed; a broken or unreachable one changes nothing.
+
+    ``mark_sent``: its new posts are marked as gone out, for no digest to take.
+    """
     fetched = fetch(url, timeout, max_bytes)
-    return store(session, parse(fetched.body, fetched.content_type, fetched.url))
+    return store(session, parse(fetched.body, fetched.content_type, fetched.url), mark_sent)

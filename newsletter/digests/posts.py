@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -82,19 +82,18 @@ def parse_url(value: str | None) -> str:
     return url
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time (a naive one is taken as UTC), or ``InvalidPost``."""
+def parse_time(value: Any, field: str = "published_at") -> datetime | None:
+    """An ISO 8601 time (a naive one is taken as UTC), or ``InvalidPost`` about ``field``."""
     if value in (None, ""):
         return None
+    bad = InvalidPost(f"invalid_{field}", f"{field} must be ISO 8601.", field)
     if not isinstance(value, str):
-        raise InvalidPost("invalid_published_at", "published_at must be ISO 8601.", "published_at")
+        raise bad
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # overflow: an offset past year 1 or 9999, in UTC
-        raise InvalidPost(
-            "invalid_published_at", "published_at must be ISO 8601.", "published_at"
-        ) from None
+        raise bad from None
 
 
 def parse_categories(value: Any) -> tuple[str, ...]:
@@ -147,8 +146,13 @@ def _insert_ignoring_duplicates(session: Session) -> Any:
     ).on_conflict_do_nothing()
 
 
-def add_post(session: Session, post: NewPost) -> tuple[Post, bool]:
-    """Store the post unless its URL (or guid) is known; the stored one and whether it is new."""
+def add_post(
+    session: Session, post: NewPost, marked_sent_at: datetime | None = None
+) -> tuple[Post, bool]:
+    """Store the post unless its URL (or guid) is known; the stored one and whether it is new.
+
+    ``marked_sent_at``: store a new post as gone out already (no digest takes it).
+    """
     # RETURNING the entity: the new post comes back loaded, with no SELECT of its own
     # (a feed import of an archive made one per post).
     created = session.scalars(
@@ -162,6 +166,7 @@ def add_post(session: Session, post: NewPost) -> tuple[Post, bool]:
             categories=list(post.categories),
             guid=post.guid,
             created_at=utcnow(),
+            marked_sent_at=marked_sent_at,
         )
         .returning(Post)
     ).one_or_none()
@@ -187,3 +192,22 @@ def list_posts(session: Session, page: int, per_page: int) -> tuple[list[Post], 
         select(Post).order_by(*newest_first()).limit(per_page).offset((page - 1) * per_page)
     ).all()
     return list(items), total
+
+
+def mark_sent(session: Session, before: datetime) -> int:
+    """Mark every waiting post dated up to ``before`` as gone out, without mailing it; how many.
+
+    For a blog connected with its archive: its readers have seen those posts,
+    and the first digest should carry only what comes next. A post a digest
+    has taken is left as it is.
+    """
+    result = session.execute(
+        update(Post)
+        .where(
+            Post.digest_id.is_(None),
+            Post.marked_sent_at.is_(None),
+            func.coalesce(Post.published_at, Post.created_at) <= before,
+        )
+        .values(marked_sent_at=utcnow())
+    )
+    return result.rowcount or 0

@@ -10,6 +10,7 @@ from ..admin.auth import require_admin
 from ..delivery.digest_email import render_shared
 from ..errors import AppError
 from ..extensions import db
+from ..models import iso, utcnow
 from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..web import json_object, page_args
@@ -57,20 +58,43 @@ def list_posts() -> Response:
 
 @bp.post("/posts/import-feed")
 def import_feed() -> Response:
-    """Import new posts from the feed at ``url`` (default ``FEED_URL``)."""
-    given = _json_object().get("url")
+    """Import new posts from the feed at ``url`` (default ``FEED_URL``), ``mark_sent`` or not."""
+    body = _json_object()
+    given = body.get("url")
     if given is not None and not isinstance(given, str):
         raise AppError("invalid_url", "url must be a string.", 422, field="url")
+    mark_sent = body.get("mark_sent", False)
+    if not isinstance(mark_sent, bool):
+        raise AppError(
+            "invalid_mark_sent", "mark_sent must be true or false.", 422, field="mark_sent"
+        )
     url = given or current_app.config["FEED_URL"]
     if not url:
         raise AppError("missing_url", "Give a feed url or set FEED_URL.", 422, field="url")
     config = current_app.config
     try:
-        report = feed.import_feed(db.session, url, config["FEED_TIMEOUT"], config["FEED_MAX_BYTES"])
+        report = feed.import_feed(
+            db.session, url, config["FEED_TIMEOUT"], config["FEED_MAX_BYTES"], mark_sent
+        )
     except feed.FeedError as exc:
         db.session.rollback()
         raise AppError(exc.code, exc.message, exc.status, field="url") from None
     return jsonify(report.to_dict())
+
+
+@bp.post("/posts/mark-sent")
+def mark_posts_sent() -> Response:
+    """Mark every waiting post dated up to ``before`` (default: now) as gone out, unmailed."""
+    raw = _json_object().get("before")
+    try:
+        if raw == "":  # no time at all, not "now": a form's empty field sent as it was
+            raise posts.InvalidPost("invalid_before", "before must be ISO 8601.", "before")
+        before = posts.parse_time(raw, "before") or utcnow()
+    except posts.InvalidPost as exc:
+        raise AppError(exc.code, str(exc), 422, field=exc.field) from None
+    marked = posts.mark_sent(db.session, before)
+    db.session.commit()
+    return jsonify(marked=marked, before=iso(before))
 
 
 @bp.post("/digests")
