@@ -165,12 +165,21 @@ def subscribe() -> Response:
         _check_captcha(data)
     except AppError as exc:
         return _form_error(exc, data)
-    if data.get("website"):
+    if _honeypot_filled(data.get("website")):
         log.info("honeypot filled on /subscribe; signup ignored")
     else:
         _sign_up(email, name, _client(source))
     status = 202 if wants_json() else 200
     return answer("pages/check_inbox.html", {"status": "pending"}, status, back=_way_back(source))
+
+
+def _honeypot_filled(value: object) -> bool:
+    """Whether the hidden ``website`` field holds anything; white space alone is empty.
+
+    An autofill tool or a browser extension may leave a space in it: that reader
+    was dropped without a word, with the same answer as a kept signup.
+    """
+    return bool(value.strip()) if isinstance(value, str) else bool(value)
 
 
 def _way_back(source: str | None) -> tuple[str, str] | None:

@@ -46,6 +46,11 @@ def test_the_answer_is_identical_whatever_state_the_address_is_in(make_app):
         assert len(answers) == 1, kind
 
 
+def test_a_honeypot_holding_only_white_space_is_empty(app, client):
+    client.post("/subscribe", data={"email": "ann@example.com", "website": " \t"})
+    assert find(app, "ann@example.com") is not None
+
+
 def test_honeypot_gets_the_same_answer_and_stores_nothing(app, client, outbox):
     response = client.post(
         "/subscribe", json={"email": "bot@example.com", "website": "http://spam"}
