@@ -68,6 +68,13 @@ def retry_policy() -> ledger.RetryPolicy:
     )
 
 
+def _put_back(stats: PassStats) -> int:
+    """How many answers of the pass may have put their copy back in the queue."""
+    return stats.outcomes.get(Outcome.TRANSIENT.value, 0) + stats.outcomes.get(
+        Outcome.UNKNOWN.value, 0
+    )
+
+
 def dispatch_pass(
     should_stop: Callable[[], bool] | None = None,
     for_seconds: float | None = None,
@@ -123,16 +130,13 @@ def dispatch_pass(
             and any(d.kind is DeliveryKind.DIGEST for d in claimed)
         ):
             on_full_digest_batch()
-        retries_before = stats.outcomes.get(Outcome.TRANSIENT.value, 0)
+        retries_before = _put_back(stats)
         if send_claimed(claimed, provider, stats, sending):
             break  # the provider asked us to wait: the rest of the queue waits too
         if sending and time.monotonic() - settled_at >= PASS_SETTLES_EVERY_SECONDS:
             sending -= settle(db.session, sending)
             settled_at = time.monotonic()
-        if (
-            len(claimed) < batch_size
-            and stats.outcomes.get(Outcome.TRANSIENT.value, 0) == retries_before
-        ):
+        if len(claimed) < batch_size and _put_back(stats) == retries_before:
             # Nothing else was due at the claim and nothing was put back: spare the
             # empty claim. What is queued from now on wakes the dispatcher again.
             break

@@ -291,7 +291,12 @@ def _values_for(
 
     ``record`` adds the answer's error to each.
     """
-    transient = result.outcome is Outcome.TRANSIENT
+    if result.outcome is Outcome.UNKNOWN and attempts > 0:
+        # Sent on a retry, and no answer came: taken as sent. Each retry of a copy a slow
+        # provider had taken was one more copy; this way a reader gets at most two (and
+        # may miss one that never arrived: its ``last_error`` says so).
+        return {"status": DeliveryStatus.SENT, "sent_at": now, "attempts": attempts + 1}
+    transient = result.outcome in (Outcome.TRANSIENT, Outcome.UNKNOWN)
     if result.outcome is Outcome.REJECTED or (
         transient and policy.gives_up(attempts + 1, queued_at, now)
     ):

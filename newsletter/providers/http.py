@@ -63,11 +63,21 @@ class HttpApi:
         return json_body(answer) if answer.ok else None
 
     def post(self, path: str, **kwargs: Any) -> requests.Response | SendResult:
-        """POST under the base URL; a network failure comes back as a transient result."""
+        """POST under the base URL; a network failure comes back as a result.
+
+        Transient when nothing can have been taken (no connection, or one that
+        failed); unknown when the whole request went out and no answer came in
+        ``PROVIDER_TIMEOUT``: the provider may have taken it, and none of
+        Postmark, SendGrid and Mailgun can tell a request sent again from a new
+        one. Retried, a provider slower than the timeout sent every reader of
+        the batch one more copy each time.
+        """
         url = f"{self.base_url}{path}"
         try:
             return self.session.post(url, timeout=self.timeout, **kwargs)
-        except requests.Timeout as exc:
+        except requests.ReadTimeout as exc:
+            return SendResult(Outcome.UNKNOWN, error=f"sent, no answer in time: {exc}")
+        except requests.Timeout as exc:  # connecting: nothing went out
             return SendResult(Outcome.TRANSIENT, error=f"timed out: {exc}")
         except requests.ConnectionError as exc:
             return SendResult(Outcome.TRANSIENT, error=f"connection failed: {exc}")

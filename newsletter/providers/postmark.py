@@ -74,8 +74,9 @@ class PostmarkProvider:
         if answer.status_code >= 400:
             return same_result(messages, whole_request_result(answer.status_code, body, answer))
         if not isinstance(body, list) or len(body) != len(messages):
+            # A 2xx: Postmark took the request, but which of its messages is unknown.
             error = f"unexpected batch answer: {error_text(answer)}"
-            return same_result(messages, SendResult(Outcome.TRANSIENT, error=error))
+            return same_result(messages, SendResult(Outcome.UNKNOWN, error=error))
         return [message_result(item) for item in body]
 
     def why_suppressed(self, message: Message) -> str | None:
@@ -126,8 +127,10 @@ def whole_request_result(status: int, body: Any, response: Any) -> SendResult:
     return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
 
 
-def message_result(item: Mapping[str, Any]) -> SendResult:
-    """One entry of the batch answer as a result."""
+def message_result(item: Any) -> SendResult:
+    """One entry of the batch answer as a result (unknown if it is no entry at all)."""
+    if not isinstance(item, Mapping):
+        return SendResult(Outcome.UNKNOWN, error=f"unexpected batch answer entry: {item!r:.200}")
     code = item.get("ErrorCode", 0)
     if code == 0:
         return SendResult(Outcome.SENT, provider_id=item.get("MessageID"))

@@ -100,7 +100,7 @@ class ResendProvider:
 def _unknown(answer: Any, result: SendResult) -> bool:
     """Whether Resend may have taken the request: no answer, a 5xx, or its key in flight."""
     in_flight = not isinstance(answer, SendResult) and answer.status_code == 409
-    return result.outcome is Outcome.TRANSIENT or (
+    return result.outcome in (Outcome.TRANSIENT, Outcome.UNKNOWN) or (
         in_flight and result.outcome is Outcome.RATE_LIMITED
     )
 

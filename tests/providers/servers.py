@@ -76,6 +76,7 @@ class FakePostmark:
     on_suppressions_asked: Callable[[], None] | None = None  # called as each lookup comes
     script: list[Script] = field(default_factory=list)  # answers for the next calls
     delay: float = 0.0  # how long a scripted "timeout" hangs before failing
+    slow: float = 0.0  # seconds to wait after taking a batch, before answering
     max_bytes: int = 50 * 1024 * 1024  # a batch request's largest body (Postmark: 50 MB)
     delivered: list[dict] = field(default_factory=list)
     calls: int = 0
@@ -114,7 +115,9 @@ class FakePostmark:
         batch = request.get_json()
         if not isinstance(batch, list) or not 1 <= len(batch) <= 500:
             return _json(422, {"ErrorCode": 0, "Message": "a batch holds 1 to 500 messages"})
-        return _json(200, [self._one(message) for message in batch])
+        answer = _json(200, [self._one(message) for message in batch])
+        time.sleep(self.slow)  # taken already: a client that stops waiting cannot undo it
+        return answer
 
     def _suppressions(self, stream: str, address: str) -> Response:
         """``GET /message-streams/{stream}/suppressions/dump?EmailAddress=``, as documented."""

@@ -179,19 +179,53 @@ def test_rate_limit_waits_retry_after_without_spending_attempts(
     assert_each_delivered_once(fake, READERS)
 
 
-def test_timeout_is_retried(make_app: Callable[..., Flask], postmark: Postmark) -> None:
+def test_a_first_try_with_no_answer_is_tried_once_more(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
     fake, _ = postmark
-    fake.script, fake.delay = ["timeout"], 1.0
+    fake.script, fake.delay = ["timeout"], 1.0  # hung, and took nothing
     app = postmark_app(make_app, postmark, PROVIDER_TIMEOUT=0.2)
     sign_up(app, *READERS)
     started = time.monotonic()
     stats = dispatch(app)
     assert time.monotonic() - started < 5
-    assert counts(stats) == {"transient": 3, "sent": 3}
+    assert counts(stats) == {"unknown": 3, "sent": 3}
     with app.app_context():
         errors = db.session.scalars(select(Delivery.last_error)).all()
     assert errors == [None, None, None]
     assert_each_delivered_once(fake, READERS)
+
+
+def test_a_provider_slower_than_the_timeout_sends_a_reader_two_copies_at_most(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    fake, _ = postmark
+    fake.slow = 0.6  # takes every batch, answers after our timeout
+    app = postmark_app(make_app, postmark, PROVIDER_TIMEOUT=0.2)
+    sign_up(app, *READERS)
+    for _ in range(4):  # each retry used to be one more copy, up to the last attempt
+        dispatch(app)
+    fake.slow = 0.0
+    assert dispatch(app).claimed == 0  # nothing left to send
+    for address in READERS:
+        assert len(fake.to(address)) == 2, address  # the first try, and its one retry
+    assert set(statuses(app).values()) == {DeliveryStatus.SENT}
+    with app.app_context():
+        errors = db.session.scalars(select(Delivery.last_error)).all()
+    assert all(error.startswith("sent, no answer in time") for error in errors)
+
+
+@pytest.mark.parametrize(
+    "body", ["<html>maintenance</html>", [{"ErrorCode": 0}], [1, 2, 3]], ids=str
+)
+def test_an_unreadable_success_is_unknown_not_a_plain_retry(
+    make_app: Callable[..., Flask], postmark: Postmark, body: object
+) -> None:
+    fake, _ = postmark
+    fake.script = [(200, {}, body)]  # a 2xx: the batch may well have been taken
+    app = postmark_app(make_app, postmark)
+    sign_up(app, *READERS)
+    assert counts(dispatch(app)) == {"unknown": 3, "sent": 3}  # once more, not for good
 
 
 def test_rejected_recipient_fails_alone(make_app: Callable[..., Flask], postmark: Postmark) -> None:
