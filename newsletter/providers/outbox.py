@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from collections.abc import Sequence
 from email.parser import BytesHeaderParser
 from email.policy import default
@@ -31,16 +33,25 @@ class OutboxProvider:
             ) from None
 
     def forget(self, *addresses: str) -> int:
-        """Delete every message written to any of ``addresses`` (an erasure); how many went."""
-        wanted = {ascii_address(address).lower() for address in addresses}
+        """Delete every message written to any of ``addresses`` (an erasure); how many went.
+
+        Found by the recipient's tag in each file's name. Reading every file's
+        headers took an erasure 40-70 s in an outbox of 60,000-200,000 files;
+        only files written before the tag (no tag in the name) are still read.
+        """
+        tags = {recipient_tag(address) for address in addresses}
+        wanted = {_mailbox(address) for address in addresses}
         forgotten = 0
         for path in self.directory.glob("*.eml"):
+            tag = path.stem.rpartition(".")[2]
             try:
-                with path.open("rb") as file:
-                    headers = BytesHeaderParser(policy=default).parse(file)
-                if (headers["To"] or "").strip().lower() in wanted:
-                    path.unlink()
-                    forgotten += 1
+                if _TAG.fullmatch(tag) and "." in path.stem:
+                    if tag not in tags:
+                        continue
+                elif _written_to(path) not in wanted:
+                    continue
+                path.unlink()
+                forgotten += 1
             except (OSError, ValueError):  # gone meanwhile, or not ours to read
                 continue
         return forgotten
@@ -50,7 +61,7 @@ class OutboxProvider:
         results = []
         for message in messages:
             mime = build_mime(message)
-            path = self.directory / f"{message.key}.eml"
+            path = self.directory / f"{message.key}.{recipient_tag(message.to)}.eml"
             partial = path.with_suffix(".eml.part")
             try:
                 partial.write_bytes(mime.as_bytes())
@@ -70,3 +81,26 @@ class OutboxProvider:
                 )
             results.append(SendResult(Outcome.SENT, provider_id=mime["Message-ID"]))
         return results
+
+
+_TAG = re.compile(r"[0-9a-f]{16}")
+
+
+def _mailbox(address: str) -> str:
+    """An address as the files' ``To`` has it, in one case."""
+    try:
+        return ascii_address(address).lower()
+    except UnicodeError:  # a domain IDNA refuses: kept as given
+        return address.lower()
+
+
+def recipient_tag(address: str) -> str:
+    """The tag of a recipient in its files' names: an erasure finds them without reading any."""
+    return hashlib.sha256(_mailbox(address).encode()).hexdigest()[:16]
+
+
+def _written_to(path: Path) -> str:
+    """The ``To`` of a file written before names carried a tag."""
+    with path.open("rb") as file:
+        headers = BytesHeaderParser(policy=default).parse(file)
+    return (headers["To"] or "").strip().lower()
