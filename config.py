@@ -7,6 +7,8 @@ the only place that reads ``os.environ``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -32,6 +34,50 @@ class ConfigError(RuntimeError):
 
 def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return env.get(name, default).strip()
+
+
+_PEM_LINE = re.compile(r"-----(BEGIN|END) PUBLIC KEY-----")
+
+
+def _sendgrid_key(raw: str) -> str:
+    """SendGrid's verification key as base64 DER: as its dashboard shows it, or as PEM.
+
+    A key that is no EC public key stops start-up: every signed webhook would
+    be refused (401) until SendGrid gave up retrying, its bounces and
+    complaints lost, and their readers still mailed.
+    """
+    if not raw:
+        return ""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    compact = "".join(_PEM_LINE.sub("", raw).split())
+    try:
+        key = load_der_public_key(base64.b64decode(compact, validate=True))
+    except (ValueError, binascii.Error):
+        key = None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY is not SendGrid's verification key (an EC public "
+            "key, base64 as its Mail Settings page shows it, or PEM)"
+        )
+    return compact
+
+
+def _svix_secret(raw: str) -> str:
+    """Resend's signing secret (``whsec_`` and base64); one that is not stops start-up."""
+    if not raw:
+        return ""
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except (ValueError, binascii.Error):
+        key = b""
+    if not key:
+        raise ConfigError(
+            "RESEND_WEBHOOK_SECRET is not Resend's signing secret (whsec_ then base64, "
+            "as its webhook page shows it)"
+        )
+    return raw
 
 
 def _default_sender(name: str) -> str:
@@ -489,8 +535,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PROVIDER_TIMEOUT": _more_than_zero(env, "PROVIDER_TIMEOUT", 15.0),
         # --- provider webhooks -----------------------------------------------
         "MAILGUN_WEBHOOK_SIGNING_KEY": _str(env, "MAILGUN_WEBHOOK_SIGNING_KEY"),
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": _str(env, "SENDGRID_WEBHOOK_PUBLIC_KEY"),
-        "RESEND_WEBHOOK_SECRET": _str(env, "RESEND_WEBHOOK_SECRET"),
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": _sendgrid_key(_str(env, "SENDGRID_WEBHOOK_PUBLIC_KEY")),
+        "RESEND_WEBHOOK_SECRET": _svix_secret(_str(env, "RESEND_WEBHOOK_SECRET")),
         "WEBHOOK_BASIC_AUTH": _basic_auth(env, "WEBHOOK_BASIC_AUTH"),
         # ours: seconds a signed webhook timestamp stays acceptable. At least a minute:
         # providers deliver (and retry) seconds late, and clocks drift; less refused

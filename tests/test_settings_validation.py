@@ -203,3 +203,47 @@ def test_an_api_url_holding_credentials_is_refused_and_not_repeated() -> None:
     with pytest.raises(ConfigError, match="no user name") as refused:
         from_env({"POSTMARK_API_URL": "https://user:s3cret@api.example.com"})
     assert "s3cret" not in str(refused.value)
+
+
+def _sendgrid_pair() -> tuple[str, str]:
+    """A P-256 public key as SendGrid's page shows it (base64 DER), and as PEM."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    return base64.b64encode(der).decode(), pem
+
+
+def test_a_sendgrid_key_given_as_pem_is_read_as_its_base64() -> None:
+    base64_der, pem = _sendgrid_pair()
+    assert (
+        from_env({"SENDGRID_WEBHOOK_PUBLIC_KEY": base64_der})["SENDGRID_WEBHOOK_PUBLIC_KEY"]
+        == base64_der
+    )
+    assert from_env({"SENDGRID_WEBHOOK_PUBLIC_KEY": pem})["SENDGRID_WEBHOOK_PUBLIC_KEY"] == (
+        base64_der
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SENDGRID_WEBHOOK_PUBLIC_KEY", "not a key"),
+        ("SENDGRID_WEBHOOK_PUBLIC_KEY", "aGVsbG8="),  # base64, but of no key
+        ("RESEND_WEBHOOK_SECRET", "whsec_not*base64"),
+        ("RESEND_WEBHOOK_SECRET", "whsec_"),
+    ],
+)
+def test_a_webhook_key_that_cannot_verify_anything_stops_start_up(name: str, value: str) -> None:
+    # Every signed webhook would be refused until the provider gave up: bounces lost.
+    with pytest.raises(ConfigError, match=name):
+        from_env({name: value})
+
+
+def test_a_resend_secret_is_kept_as_given() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert from_env({"RESEND_WEBHOOK_SECRET": secret})["RESEND_WEBHOOK_SECRET"] == secret
