@@ -52,6 +52,11 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
     return storable_text(token)  # kept as a nonce, in a text column
 
 
+# Permanent for this copy, but no word on the address: Mailgun gave up after retrying
+# for hours ("old"), or a mailbox provider blocked the sender ("espblock"). Counted as a
+# soft bounce: a hard one stops the address for good, and a block on our side would
+# have retired good readers by the thousand.
+_NOT_THE_ADDRESS = {"old", "espblock"}
 _SUPPRESSED_BECAUSE = {
     "suppress-complaint": EventKind.COMPLAINT,
     "suppress-unsubscribe": EventKind.UNSUBSCRIBE,
@@ -65,7 +70,10 @@ def _kind(data: dict[str, Any]) -> EventKind:
             return EventKind.SOFT_BOUNCE
         # Mailgun refused to send because the address is on one of its suppression lists:
         # the list says why (a complaint is not a bounce, an unsubscribe neither).
-        return _SUPPRESSED_BECAUSE.get(str(data.get("reason")), EventKind.HARD_BOUNCE)
+        reason = str(data.get("reason"))
+        if reason in _NOT_THE_ADDRESS:
+            return EventKind.SOFT_BOUNCE
+        return _SUPPRESSED_BECAUSE.get(reason, EventKind.HARD_BOUNCE)
     return {
         "complained": EventKind.COMPLAINT,
         "unsubscribed": EventKind.UNSUBSCRIBE,

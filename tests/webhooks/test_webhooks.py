@@ -684,6 +684,10 @@ def test_non_numeric_signed_timestamps_are_refused(hook_app, hook, stamp):
         ("suppress-unsubscribe", Status.UNSUBSCRIBED),
         ("suppress-bounce", Status.BOUNCED),
         ("bounce", Status.BOUNCED),
+        ("generic", Status.BOUNCED),
+        # Given up after hours of retries, or the sender blocked: not the address's fault.
+        ("old", Status.CONFIRMED),
+        ("espblock", Status.CONFIRMED),
     ],
 )
 def test_mailgun_refusing_a_suppressed_address_says_which_list(hook_app, hook, reason, status):
