@@ -38,7 +38,12 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
         signature = load_json(body)["signature"]
         timestamp, token, given = signature["timestamp"], signature["token"], signature["signature"]
     except (WebhookPayloadError, KeyError, TypeError):
-        raise WebhookAuthError("no Mailgun signature in the body") from None
+        # Mailgun's legacy webhooks post a form: their signature is not read (401 all the
+        # same), but the operator reading Mailgun's log is told what to change.
+        raise WebhookAuthError(
+            "no Mailgun signature in a JSON body (Mailgun's current webhooks; its legacy "
+            "form-encoded ones are not taken)"
+        ) from None
     if not all(isinstance(v, str) for v in (timestamp, token, given)):
         raise WebhookAuthError("malformed Mailgun signature")
     try:

@@ -677,6 +677,20 @@ def test_non_numeric_signed_timestamps_are_refused(hook_app, hook, stamp):
     )
 
 
+def test_mailguns_legacy_form_webhook_is_refused_with_what_to_change(hook_app, hook):
+    # Mailgun's legacy webhooks post a form, its signature in fields of their own.
+    form = {
+        "event": "bounced",
+        "recipient": "ann@example.com",
+        "timestamp": str(int(time.time())),
+        "token": "t" * 50,
+        "signature": "0" * 64,
+    }
+    response = hook.post("/webhooks/mailgun", data=form)
+    assert_refused(hook_app, response)
+    assert "legacy form-encoded" in response.get_json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("reason", "status"),
     [
