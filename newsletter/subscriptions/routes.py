@@ -6,7 +6,16 @@ import logging
 from urllib.parse import urlsplit
 
 import idna
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import OperationalError
 
@@ -300,6 +309,16 @@ def confirm(token: str) -> Response:
     except TokenError as exc:
         raise _token_error(exc, token) from None
     return answer("pages/confirmed.html", {"status": "confirmed"})
+
+
+@bp.get("/confirm/<token>/renew")
+def renew_page(token: str) -> Response:
+    """The link's own page (its button asks for the new link): opened, no email is sent.
+
+    The address of the "Send me a new link" form, opened by hand or by a link
+    scanner, showed the framework's "method not allowed".
+    """
+    return redirect(url_for("subscriptions.confirm_page", token=token), 303)
 
 
 @bp.post("/confirm/<token>/renew")
