@@ -279,6 +279,9 @@ WEB_TRANSPORT_OPTIONS = {
     "max_retries": 1,
     "interval_start": 0,
     "socket_connect_timeout": 2,  # a broker host that drops packets, not only refuses
+    # A broker that took the connection and then went quiet (or a NAT that dropped the
+    # idle connection) held the signup's thread for the kernel's TCP timeout.
+    "socket_timeout": 2,
 }
 
 
@@ -303,9 +306,12 @@ def enqueuer(broker_url: str, fanout: int, backoff: float = BROKER_BACKOFF_SECON
             return  # the broker was down a moment ago: beat's next sweep sends the rows
         try:
             for _ in range(fanout):  # DISPATCH_FANOUT is at least 1
-                dispatch.apply_async(connection=connection())
+                # retry=False: kombu's publish retries would also write Celery's retry
+                # policy into this connection's options, and the next try would be slow.
+                dispatch.apply_async(connection=connection(), retry=False)
         except BrokerError as exc:
             failed_at[0] = time.monotonic()
+            _drop(mine)  # the next try opens a connection of its own
             # The rows are committed; beat's next sweep sends them.
             log.warning(
                 "could not queue a dispatch task (%s); beat will sweep, next try in %gs",
@@ -314,3 +320,13 @@ def enqueuer(broker_url: str, fanout: int, backoff: float = BROKER_BACKOFF_SECON
             )
 
     return wake
+
+
+def _drop(holder: threading.local) -> None:
+    """Close and forget a thread's broker connection after a failure."""
+    connection, holder.connection = getattr(holder, "connection", None), None
+    if connection is not None:
+        try:
+            connection.release()
+        except Exception:  # a dead connection may fail to close: it is gone all the same
+            log.debug("closing a failed broker connection failed", exc_info=True)

@@ -21,3 +21,5 @@ def test_a_signup_queues_the_fanout_and_workers_keep_their_retries(make_app):
     # The web's one quick try is its own: a worker re-queueing its task, or beat, still
     # waits out a broker's restart with Celery's retries.
     assert "max_retries" not in tasks.celery.conf.broker_transport_options
+    # ... and the web's own connections fail fast: a broker that went quiet holds no signup.
+    assert tasks.WEB_TRANSPORT_OPTIONS["socket_timeout"] <= 2
