@@ -263,6 +263,10 @@ class Delivery(db.Model):
         String(36), unique=True, default=lambda: str(uuid.uuid4())
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Tries that went out and got no answer (the provider may have taken them): the
+    # second is taken as sent (``ledger.record``). The migration gives the column a
+    # server default too, for the INSERT ... SELECT statements that leave it out.
+    unanswered: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

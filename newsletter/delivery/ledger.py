@@ -289,14 +289,13 @@ def _values_for(
 ) -> dict:
     """The columns an answer other than "sent" sets on a claimed delivery (``record`` does sent).
 
-    ``record`` adds the answer's error to each.
+    ``record`` adds the answer's error to each. An unknown answer comes here only
+    when its copy has no try left; ``record`` writes the others (``_record_unanswered``).
     """
-    if result.outcome is Outcome.UNKNOWN and attempts > 0:
-        # Sent on a retry, and no answer came: taken as sent. Each retry of a copy a slow
-        # provider had taken was one more copy; this way a reader gets at most two (and
-        # may miss one that never arrived: its ``last_error`` says so).
+    if result.outcome is Outcome.UNKNOWN:
+        # Sent, no answer, and no try left: taken as sent (``record`` decides the others).
         return {"status": DeliveryStatus.SENT, "sent_at": now, "attempts": attempts + 1}
-    transient = result.outcome in (Outcome.TRANSIENT, Outcome.UNKNOWN)
+    transient = result.outcome is Outcome.TRANSIENT
     if result.outcome is Outcome.REJECTED or (
         transient and policy.gives_up(attempts + 1, queued_at, now)
     ):
@@ -345,11 +344,19 @@ def record(
     # batch) finds the same batch. Drawn per copy, a retried batch came back in pieces
     # under new keys, and a batch the provider had taken went out twice.
     jitter = random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+    unanswered: list[dict] = []
     for delivery, result in zip(deliveries, results, strict=True):
         if result.outcome is Outcome.SENT:
             sent_ids.append(delivery.id)
             sent_attempts.append(delivery.attempts + 1)
             sent_message_ids.append(result.provider_id)
+            continue
+        tries = delivery.attempts + 1
+        if result.outcome is Outcome.UNKNOWN and not policy.gives_up(
+            tries, delivery.created_at, now
+        ):
+            retry_at = now + timedelta(seconds=policy.delay(tries, jitter))
+            unanswered.append({"b_id": delivery.id, "b_error": result.error, "b_retry": retry_at})
             continue
         values = _values_for(result, delivery.attempts, policy, now, delivery.created_at, jitter)
         values["last_error"] = result.error
@@ -362,6 +369,45 @@ def record(
                 _update_from_arrays(session, answers)
             else:
                 _update_each(session, answers)
+    if unanswered:
+        _record_unanswered(session, unanswered, provider, now)
+
+
+def _record_unanswered(session: Session, rows: list[dict], provider: str, now: datetime) -> None:
+    """Copies that went out and got no answer: the first time queued again, the second sent.
+
+    The provider may have taken them, and Postmark, SendGrid and Mailgun cannot
+    tell a request sent again from a new one: retried each time, a provider
+    slower than ``PROVIDER_TIMEOUT`` sent each reader one more copy a retry.
+    Decided in the statement from the row's own count, which no claim loads;
+    ``attempts`` would not do, as it counts the failures nothing went out on.
+    """
+    table = Delivery.__table__
+    again = table.c.unanswered >= 1
+    statuses = table.c.status.type
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), _UNANSWERED)
+        .values(
+            unanswered=table.c.unanswered + 1,
+            attempts=table.c.attempts + 1,
+            provider=provider,
+            status=case(
+                (again, bindparam("b_sent", DeliveryStatus.SENT, type_=statuses)),
+                else_=bindparam("b_queued", DeliveryStatus.QUEUED, type_=statuses),
+            ),
+            sent_at=case(
+                (again, bindparam("b_now", now, type_=table.c.sent_at.type)),
+                else_=table.c.sent_at,
+            ),
+            next_attempt_at=case(
+                (again, table.c.next_attempt_at),
+                else_=bindparam("b_retry", type_=table.c.next_attempt_at.type),
+            ),
+            last_error=case((_ANONYMOUS, None), else_=bindparam("b_error")),
+        )
+    )
+    session.connection().execute(stmt, rows)
 
 
 class _Answers:

@@ -84,8 +84,8 @@ class Outcome(enum.StrEnum):
     RATE_LIMITED = "rate_limited"  # wait ``retry_after`` and retry, no attempt spent
     TRANSIENT = "transient"  # 5xx, connection refused or dropped: back off and retry
     # The whole request went out and no answer came (a read timeout, an unreadable 2xx):
-    # the provider may have taken it. Retried once if it was the first try, else taken
-    # as sent (``ledger._values_for``).
+    # the provider may have taken it. Retried the first time a copy goes out unanswered,
+    # taken as sent the second (``ledger._record_unanswered``).
     UNKNOWN = "unknown"
     CONFIG_ERROR = "config_error"  # bad key, unknown domain: stop sending
 

@@ -196,6 +196,19 @@ def test_a_first_try_with_no_answer_is_tried_once_more(
     assert_each_delivered_once(fake, READERS)
 
 
+def test_an_unanswered_try_after_a_plain_failure_is_still_tried_again(
+    make_app: Callable[..., Flask], postmark: Postmark
+) -> None:
+    fake, _ = postmark
+    # A 503 (nothing taken), then a hang that takes nothing: only the second went out
+    # unanswered, so the copy is tried once more, and arrives.
+    fake.script, fake.delay = [(503, {}, {"ErrorCode": 100, "Message": "down"}), "timeout"], 1.0
+    app = postmark_app(make_app, postmark, PROVIDER_TIMEOUT=0.2)
+    sign_up(app, *READERS)
+    assert counts(dispatch(app)) == {"transient": 3, "unknown": 3, "sent": 3}
+    assert_each_delivered_once(fake, READERS)
+
+
 def test_a_provider_slower_than_the_timeout_sends_a_reader_two_copies_at_most(
     make_app: Callable[..., Flask], postmark: Postmark
 ) -> None:
