@@ -85,3 +85,28 @@ def test_gunicorn_started_with_no_worker_exits_at_once_instead_of_answering_noth
         pytest.fail("gunicorn kept running with no worker")
     assert result.returncode == 1
     assert result.stderr.strip() == "newsletter: cannot start: WEB_CONCURRENCY must be at least 1"
+
+
+def test_settings_the_app_refuses_stop_gunicorn_not_restart_its_workers(tmp_path: Path) -> None:
+    # gunicorn.conf.py does not read this one: the app does, in each worker as it starts.
+    env = {
+        "PATH": os.environ["PATH"],
+        "SECRET_KEY": "x",
+        "RESEND_WEBHOOK_SECRET": "whsec_!!",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "BIND": "127.0.0.1:0",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    result = subprocess.run(
+        [gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0  # the master stopped by itself, well within the timeout
+    refusals = [line for line in result.stderr.splitlines() if "cannot start" in line]
+    assert refusals and refusals[0].startswith("newsletter: cannot start: RESEND_WEBHOOK_SECRET")
+    assert len(refusals) <= 2, refusals  # once a worker, not a worker twice a second for ever
