@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -11,7 +12,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from . import encoded
 from .base import Outcome, ProviderConfigError, SendResult
@@ -19,6 +22,48 @@ from .base import Outcome, ProviderConfigError, SendResult
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection; reads get PROVIDER_TIMEOUT
+
+
+# Whether this thread's last request was written out in full: a read timeout after it
+# leaves the outcome unknown; one before it (a TLS handshake's, which urllib3 reports
+# as a read timeout too) sent nothing.
+_written = threading.local()
+
+
+class _WritingHTTPConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        _written.done = True
+
+
+class _WritingHTTPSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        _written.done = True
+
+
+class _WritingHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WritingHTTPConnection
+
+
+class _WritingHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WritingHTTPSConnection
+
+
+_POOLS = {"http": _WritingHTTPPool, "https": _WritingHTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, whose connections say when a request has gone out in full."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 class HttpApi:
@@ -34,8 +79,8 @@ class HttpApi:
         self.base_url = base_url.rstrip("/")
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self.session = requests.Session()
-        self.session.mount("https://", HTTPAdapter(pool_maxsize=4))
-        self.session.mount("http://", HTTPAdapter(pool_maxsize=4))
+        self.session.mount("https://", _Adapter(pool_maxsize=4))
+        self.session.mount("http://", _Adapter(pool_maxsize=4))
         self.session.headers.update({"Accept": "application/json", **(headers or {})})
         self.session.auth = auth
 
@@ -73,10 +118,13 @@ class HttpApi:
         the batch one more copy each time.
         """
         url = f"{self.base_url}{path}"
+        _written.done = False
         try:
             return self.session.post(url, timeout=self.timeout, **kwargs)
         except requests.ReadTimeout as exc:
-            return SendResult(Outcome.UNKNOWN, error=f"sent, no answer in time: {exc}")
+            if _written.done:
+                return SendResult(Outcome.UNKNOWN, error=f"sent, no answer in time: {exc}")
+            return SendResult(Outcome.TRANSIENT, error=f"timed out before sending: {exc}")
         except requests.Timeout as exc:  # connecting: nothing went out
             return SendResult(Outcome.TRANSIENT, error=f"timed out: {exc}")
         except requests.ConnectionError as exc:
