@@ -133,25 +133,14 @@ def _no_network_limit() -> bool:
     return not current_app.config["RATELIMIT_SUBSCRIBE_NETWORK"]
 
 
-def _counted(response: Response) -> bool:
-    """Whether a signup's answer counts against its limits: not when we failed it (503).
-
-    A visitor who tries again while the database or the CAPTCHA check is down
-    would otherwise be locked out once we are back, and their whole office
-    network with them. A 429 is not counted either: it was refused already.
-    """
-    return response.status_code not in (429, 503)
-
-
 @bp.post("/subscribe")
-@limiter.limit(_subscribe_limit, methods=["POST"], deduct_when=_counted)
+@limiter.limit(_subscribe_limit, methods=["POST"])
 @limiter.limit(
     _network_limit,
     key_func=client_network,
     methods=["POST"],
     scope="subscribe-network",
     exempt_when=_no_network_limit,
-    deduct_when=_counted,
 )
 def subscribe() -> Response:
     """Take a signup; the same answer whatever state the address was in."""
