@@ -47,6 +47,10 @@ def posts_import_feed(url: str | None, mark_sent: bool) -> None:
     )
     for post in report.created:
         click.echo(f"  + {post['title']}  {post['url']}")
+    if mark_sent and report.duplicates:
+        click.echo(
+            "Posts already known were not marked: `posts mark-sent` marks every waiting one."
+        )
 
 
 @posts_cli.command("mark-sent")
@@ -58,6 +62,8 @@ def posts_import_feed(url: str | None, mark_sent: bool) -> None:
 def posts_mark_sent(before: str | None) -> None:
     """Mark the posts no digest has sent as gone out, without mailing them."""
     try:
+        if before is not None and not before.strip():
+            raise posts.InvalidPost("invalid_before", "before must be ISO 8601.", "before")
         until = posts.parse_time(before, "before") or utcnow()
     except posts.InvalidPost as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None

@@ -204,8 +204,10 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
     created: list[dict[str, Any]] = []
     for chunk in _chunks(fresh[::-1]):
         for post in chunk:
-            # Stored meanwhile: a duplicate still.
-            stored, is_new = add_post(session, post, marked_sent_at)
+            # Stored meanwhile: a duplicate still. A post dated later (scheduled) is not
+            # marked, as ``posts.mark_sent`` marks none: it has not gone out anywhere yet.
+            scheduled = marked_sent_at and post.published_at and post.published_at > marked_sent_at
+            stored, is_new = add_post(session, post, None if scheduled else marked_sent_at)
             if is_new:
                 # As shown, before the commit expires it: read back after, each post was
                 # one more query (72,000 for a whole archive).

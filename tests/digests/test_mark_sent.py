@@ -12,6 +12,8 @@ ARCHIVE = """<?xml version="1.0" encoding="UTF-8"?>
   <pubDate>Thu, 08 Oct 2020 09:00:00 +0000</pubDate></item>
 <item><title>Old post two</title><link>https://clinic.example.org/old-2/</link>
   <pubDate>Tue, 08 Sep 2020 09:00:00 +0000</pubDate></item>
+<item><title>Scheduled post</title><link>https://clinic.example.org/later/</link>
+  <pubDate>Fri, 08 Sep 2090 09:00:00 +0000</pubDate></item>
 </channel></rss>
 """
 
@@ -30,8 +32,12 @@ def test_an_archive_imported_as_sent_is_never_mailed(app, client, admin_headers,
             json={"url": f"{base}/rss.xml", "mark_sent": True},
             headers=admin_headers,
         )
-    assert imported.status_code == 200 and imported.get_json()["created"] == 2
-    assert all(post["marked_sent_at"] for post in _posts(client, admin_headers).values())
+    assert imported.status_code == 200 and imported.get_json()["created"] == 3
+    marked = {
+        title: post["marked_sent_at"] for title, post in _posts(client, admin_headers).items()
+    }
+    assert marked["Old post one"] and marked["Old post two"]
+    assert marked["Scheduled post"] is None  # not out anywhere yet: it waits for its date
 
     nothing = client.post("/admin/digests", json={}, headers=admin_headers)
     assert nothing.status_code == 409
@@ -100,5 +106,7 @@ def test_the_cli_marks_an_archive_and_imports_one_as_sent(app, client, admin_hea
     with serve_folder(tmp_path) as base:
         result = runner.invoke(args=["posts", "import-feed", f"{base}/rss.xml", "--mark-sent"])
     assert result.exit_code == 0, result.output
-    assert "2 new (marked as sent)" in result.output
-    assert all(post["marked_sent_at"] for post in _posts(client, admin_headers).values())
+    assert "3 new (marked as sent)" in result.output
+    assert _posts(client, admin_headers)["Old post two"]["marked_sent_at"]
+    empty = runner.invoke(args=["posts", "mark-sent", "--before", " "])
+    assert empty.exit_code == 2 and "before must be ISO 8601" in empty.output
