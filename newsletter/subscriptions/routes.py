@@ -116,6 +116,8 @@ def _check_captcha(data: dict) -> None:
             "captcha_unavailable",
             "We cannot check signups right now. Please try again in a few minutes.",
             503,
+            # Else Flask-Limiter's own (the limit's reset, often 0) told clients to retry now.
+            headers=[("Retry-After", "60")],
         ) from None
     if not passed:
         raise failed

@@ -138,6 +138,7 @@ def test_verifier_down_is_503_and_stores_nothing(make_app):
     response = client.post("/subscribe", json=body)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "captcha_unavailable"
+    assert int(response.headers["Retry-After"]) >= 60  # "in a few minutes", as it says
     assert find(app, "ann@example.com") is None
 
 
