@@ -242,14 +242,23 @@ def send_in_groups(
     calls: Sequence[tuple[Sequence[int], Callable[[], list[SendResult]]]], total: int
 ) -> list[SendResult]:
     """Make each (message indexes, request) call in turn; after a rate limit or a
-    configuration error, make no more and give their messages the same answer."""
+    configuration error, make no more and give their messages the same answer.
+
+    After a failure or a request left unanswered, make no more either: their
+    messages are retried with the batch's back-off. Mailgun sends a message a
+    call: a provider slower than ``PROVIDER_TIMEOUT`` held a batch of 100 for
+    100 timeouts, past ``DISPATCH_LEASE``, and PostgreSQL ended the claim
+    before its answers were written: the batch went out again, for ever.
+    """
     results: list[SendResult | None] = [None] * total
     stop: SendResult | None = None
     for indexes, call in calls:
         answers = call() if stop is None else [_untried(stop)] * len(indexes)
         for index, answer in zip(indexes, answers, strict=True):
             results[index] = answer
-            if stop is None and stops_the_batch(answer):
+            if stop is None and (
+                stops_the_batch(answer) or answer.outcome in (Outcome.TRANSIENT, Outcome.UNKNOWN)
+            ):
                 stop = answer
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
@@ -259,8 +268,11 @@ def send_in_groups(
 
 def _untried(cause: SendResult) -> SendResult:
     """The result of a message not tried because an earlier request stopped the batch."""
+    waits = cause.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR)
     return SendResult(
-        cause.outcome, error=f"not tried: {cause.error}", retry_after=cause.retry_after
+        cause.outcome if waits else Outcome.TRANSIENT,  # never "unknown": it did not go out
+        error=f"not tried: {cause.error}",
+        retry_after=cause.retry_after,
     )
 
 

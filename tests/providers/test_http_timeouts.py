@@ -9,13 +9,16 @@ from contextlib import contextmanager
 
 from newsletter.providers import Outcome
 from newsletter.providers.http import HttpApi
+from newsletter.providers.mailgun import MailgunProvider
+
+from .messages import digest
 
 
 @contextmanager
-def _silent_server() -> Iterator[int]:
-    """A TCP server that takes connections, reads what comes, and never says a word."""
+def _silent_server(held: list[socket.socket] | None = None) -> Iterator[int]:
+    """A TCP server that takes connections (into ``held``) and never says a word."""
     listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
+    held = [] if held is None else held
     stop = threading.Event()
 
     def serve() -> None:
@@ -52,3 +55,16 @@ def test_a_tls_handshake_that_never_ends_sent_nothing() -> None:
         answer = HttpApi(f"https://127.0.0.1:{port}", timeout=0.3).post("/email", data=b"{}")
     assert answer.outcome is Outcome.TRANSIENT
     assert answer.error.startswith("timed out before sending")
+
+
+def test_a_message_a_call_provider_stops_its_batch_at_the_first_unanswered_call() -> None:
+    # Mailgun: one call a message. Each waiting out PROVIDER_TIMEOUT, a batch of 100 ran
+    # past DISPATCH_LEASE, its answers were never recorded, and it went out again.
+    connections: list[socket.socket] = []
+    with _silent_server(connections) as port:
+        provider = MailgunProvider("key", "mg.example.org", f"http://127.0.0.1:{port}", 0.3)
+        results = provider.send_batch([digest(n) for n in range(3)])
+        asked = len(connections)
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN, Outcome.TRANSIENT, Outcome.TRANSIENT]
+    assert results[1].error.startswith("not tried: sent, no answer in time")
+    assert asked == 1
