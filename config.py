@@ -51,7 +51,8 @@ def _sendgrid_key(raw: str) -> str:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-    compact = "".join(_PEM_LINE.sub("", raw).split())
+    # A PEM written on one line with "\n" for its breaks (an env file holds no other).
+    compact = "".join(_PEM_LINE.sub("", raw.replace("\\n", "\n")).split())
     try:
         key = load_der_public_key(base64.b64decode(compact, validate=True))
     except (ValueError, binascii.Error):

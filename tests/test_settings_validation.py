@@ -227,6 +227,11 @@ def test_a_sendgrid_key_given_as_pem_is_read_as_its_base64() -> None:
     assert from_env({"SENDGRID_WEBHOOK_PUBLIC_KEY": pem})["SENDGRID_WEBHOOK_PUBLIC_KEY"] == (
         base64_der
     )
+    one_line = pem.replace("\n", "\\n")  # as an env file holds it
+    assert (
+        from_env({"SENDGRID_WEBHOOK_PUBLIC_KEY": one_line})["SENDGRID_WEBHOOK_PUBLIC_KEY"]
+        == base64_der
+    )
 
 
 @pytest.mark.parametrize(
