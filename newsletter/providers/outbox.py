@@ -42,13 +42,15 @@ class OutboxProvider:
         tags = {recipient_tag(address) for address in addresses}
         wanted = {_mailbox(address) for address in addresses}
         forgotten = 0
-        for path in self.directory.glob("*.eml"):
+        for path in list(self.directory.glob("*.eml")):  # listed first: some are renamed
             tag = path.stem.rpartition(".")[2]
             try:
                 if _TAG.fullmatch(tag) and "." in path.stem:
                     if tag not in tags:
                         continue
-                elif _written_to(path) not in wanted:
+                elif (to := _written_to(path)) not in wanted:
+                    # Read once: named as files are now, no later erasure reads it again.
+                    path.rename(path.with_name(f"{path.stem}.{recipient_tag(to)}.eml"))
                     continue
                 path.unlink()
                 forgotten += 1

@@ -19,12 +19,14 @@ def test_an_erasure_finds_its_files_by_name_and_old_files_by_their_headers(tmp_p
     (tmp_path / "old-key.eml").write_bytes(b"To: ann@example.com\r\nSubject: old\r\n\r\nbody\r\n")
     # A name is trusted, not its headers: the tag says whose file it is.
     (tmp_path / f"other.{bob}.eml").write_bytes(b"To: ann@example.com\r\n\r\nbody\r\n")
+    (tmp_path / "older-key.eml").write_bytes(b"To: bob@example.com\r\n\r\nbody\r\n")
 
     assert outbox.forget("ann@example.com") == 2
 
     assert {p.name for p in tmp_path.glob("*.eml")} == {
         f"{digest(2).key}.{bob}.eml",
         f"other.{bob}.eml",
+        f"older-key.{bob}.eml",  # read once, and named so no erasure reads it again
     }
 
 
