@@ -249,9 +249,24 @@ def _send_rendered(
         PROVIDER_ANSWERS.labels(provider.name, outcome).inc(count)  # once an outcome, not a copy
     _watch_for_config_errors(results)
     _watch_for_rate_limits(results)
+    _say_unanswered(provider, results)
     if any(result.suppressed for result in results):
         _stop_suppressed(provider, to_send, results)
     return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
+
+
+def _say_unanswered(provider: Provider, results: list[SendResult]) -> None:
+    """Log the copies that went out with no answer: their readers may get them twice."""
+    unanswered = [r for r in results if r.outcome is Outcome.UNKNOWN]
+    if unanswered:
+        log.warning(
+            "%s: %d message(s) went out with no answer (%s); each is sent once more, or "
+            "taken as sent if it went out unanswered before: a reader may get two copies. "
+            "A provider slower than PROVIDER_TIMEOUT does this",
+            provider.name,
+            len(unanswered),
+            unanswered[0].error,
+        )
 
 
 def _stop_suppressed(
