@@ -72,6 +72,21 @@ def posts_mark_sent(before: str | None) -> None:
     click.echo(f"{marked} posts marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC)")
 
 
+@posts_cli.command("unmark-sent")
+@click.argument("post_id", type=click.IntRange(0, 2_147_483_647))
+def posts_unmark_sent(post_id: int) -> None:
+    """Take back a post's "sent" mark (its id, as GET /admin/posts shows it)."""
+    post = posts.unmark_sent(db.session, post_id)
+    if post is None:
+        raise click.ClickException(f"no post has the id {post_id}")
+    db.session.commit()
+    click.echo(
+        f"{post.title}  {post.url}: waits for the next digest"
+        if post.digest_id is None
+        else f"{post.title}: went out in digest {post.digest_id} already"
+    )
+
+
 @digest_cli.command("send")
 @click.option("--dry-run", is_flag=True, help="Show what would go out, send nothing.")
 @click.option("--subject", help="The subject (default: the newsletter and the newest post).")

@@ -211,3 +211,15 @@ def mark_sent(session: Session, before: datetime) -> int:
         .values(marked_sent_at=utcnow())
     )
     return result.rowcount or 0
+
+
+def unmark_sent(session: Session, post_id: int) -> Post | None:
+    """Take back a post's mark, so the next digest carries it; the post (None: no such id).
+
+    For a post marked by mistake (``mark_sent`` up to now marks the one added a
+    minute ago too). A post a digest took is left as it is.
+    """
+    post = session.get(Post, post_id, with_for_update=True)
+    if post is not None and post.marked_sent_at is not None:
+        post.marked_sent_at = None
+    return post

@@ -97,6 +97,16 @@ def mark_posts_sent() -> Response:
     return jsonify(marked=marked, before=iso(before))
 
 
+@bp.post("/posts/<int(max=2147483647):post_id>/unmark-sent")
+def unmark_post_sent(post_id: int) -> Response:
+    """Take back a post's "sent" mark: the next digest carries it."""
+    post = posts.unmark_sent(db.session, post_id)
+    if post is None:
+        raise AppError("not_found", "No post has that id.", 404)
+    db.session.commit()
+    return jsonify(post.to_dict())
+
+
 @bp.post("/digests")
 def trigger_digest() -> tuple[Response, int]:
     """Send every untaken post to every confirmed subscriber: 202, or 409 (no posts, no readers)."""

@@ -110,3 +110,19 @@ def test_the_cli_marks_an_archive_and_imports_one_as_sent(app, client, admin_hea
     assert _posts(client, admin_headers)["Old post two"]["marked_sent_at"]
     empty = runner.invoke(args=["posts", "mark-sent", "--before", " "])
     assert empty.exit_code == 2 and "before must be ISO 8601" in empty.output
+
+
+def test_a_post_marked_by_mistake_is_unmarked_and_goes_out(app, client, admin_headers):
+    add_confirmed(app, 1)
+    post = add_post(client, admin_headers, 1)
+    client.post("/admin/posts/mark-sent", headers=admin_headers)
+
+    unmarked = client.post(f"/admin/posts/{post['id']}/unmark-sent", headers=admin_headers)
+    assert unmarked.status_code == 200 and unmarked.get_json()["marked_sent_at"] is None
+    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+    assert [p["title"] for p in digest["posts"]] == ["Post 1"]
+
+    missing = client.post("/admin/posts/99999/unmark-sent", headers=admin_headers)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+    result = app.test_cli_runner().invoke(args=["posts", "unmark-sent", str(post["id"])])
+    assert result.exit_code == 0 and "went out in digest" in result.output
