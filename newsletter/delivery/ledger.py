@@ -103,6 +103,12 @@ def claim(
         # Set after the claim: idle time only starts once the last statement is done.
         session.execute(_IDLE_LIMIT, {"ms": str(max(1, round(lease_seconds * 1000)))})
         return claimed
+    # Read first: an idle dispatcher polls every DISPATCH_COALESCE seconds, and the
+    # lease's UPDATE took SQLite's one write lock each time, matched rows or not, in
+    # the way of every signup (and held, had the process been stopped right then).
+    if session.connection().execute(_any_due(kind), {"now": now}).first() is None:
+        session.commit()
+        return []
     lease = {"now": now, "limit": limit, "until": now + timedelta(seconds=lease_seconds)}
     leased = session.connection().execute(_lease(kind), lease).scalars().all()
     session.commit()
@@ -215,6 +221,13 @@ def _lease(kind: DeliveryKind | None) -> Update:
         .values(status=DeliveryStatus.SENDING, next_attempt_at=bindparam("until"))
         .returning(Delivery.id)
     )
+
+
+@cache
+def _any_due(kind: DeliveryKind | None) -> Select:
+    """SQLite: whether any delivery (of ``kind``) is due at ``:now``, read without a lock."""
+    due = union_all(*(_due(status, False, kind) for status in _CLAIMABLE)).subquery()
+    return select(due.c.id).limit(1).params(limit=1)
 
 
 @cache
