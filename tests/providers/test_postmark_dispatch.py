@@ -5,7 +5,6 @@ Each test ends with every deliverable message delivered exactly once at the fake
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,23 +31,13 @@ from newsletter.models import (
 from newsletter.providers import Outcome
 from newsletter.providers.postmark import PostmarkProvider
 from tests.conftest import ADMIN_TOKEN
+from tests.log_lines import said_by
 from tests.servers import wait_for
 
 from .messages import confirmation, digest
 from .servers import FakePostmark
 
 Postmark = tuple[FakePostmark, str]
-
-
-class _Said(logging.Handler):
-    """The warnings a logger said."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 READERS = ["ann@example.com", "bob@example.com", "cy@example.com"]
@@ -231,14 +220,10 @@ def test_a_provider_slower_than_the_timeout_sends_a_reader_two_copies_at_most(
     fake.slow = 0.6  # takes every batch, answers after our timeout
     app = postmark_app(make_app, postmark, PROVIDER_TIMEOUT=0.2)
     sign_up(app, *READERS)
-    said = _Said()
-    dispatcher_log.addHandler(said)  # on the logger: other tests may stop propagation
-    try:
+    with said_by(dispatcher_log) as said:
         for _ in range(4):  # each retry used to be one more copy, up to the last attempt
             dispatch(app)
-    finally:
-        dispatcher_log.removeHandler(said)
-    assert any("went out with no answer" in line for line in said.lines)  # not silent
+    assert any("went out with no answer" in line for line in said)  # not silent
     fake.slow = 0.0
     assert dispatch(app).claimed == 0  # nothing left to send
     for address in READERS:
