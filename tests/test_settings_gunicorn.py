@@ -58,54 +58,44 @@ def test_a_wrong_gunicorn_setting_stops_the_master_in_one_line_naming_it(
     assert _load_the_gunicorn_config(tmp_path, **{name: ""}).stdout.strip() == "2"
 
 
-def test_gunicorn_started_with_no_worker_exits_at_once_instead_of_answering_nothing(
-    tmp_path: Path,
-) -> None:
-    """WEB_CONCURRENCY=0 started a master that held its port, logged nothing and never answered."""
+def _run_gunicorn(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess:
+    """``gunicorn -c gunicorn.conf.py wsgi:app`` with ``settings``; fails the test if it keeps
+    running (a master that should have stopped by itself)."""
     env = {
-        **os.environ,
+        "PATH": os.environ["PATH"],
         "SECRET_KEY": "x",
-        "WEB_CONCURRENCY": "0",
         "BIND": "127.0.0.1:0",  # an ephemeral port, if it ever got that far
         "DISPATCH_PROCESS": "false",  # no dispatcher process to outlive a killed master
         "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        **settings,
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     try:
-        result = subprocess.run(
+        return subprocess.run(
             [gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"],
             cwd=ROOT,
             env=env,
             capture_output=True,
             text=True,
-            timeout=20,
+            timeout=30,
         )
     except subprocess.TimeoutExpired:  # run() has killed it
-        pytest.fail("gunicorn kept running with no worker")
+        pytest.fail("gunicorn kept running")
+
+
+def test_gunicorn_started_with_no_worker_exits_at_once_instead_of_answering_nothing(
+    tmp_path: Path,
+) -> None:
+    """WEB_CONCURRENCY=0 started a master that held its port, logged nothing and never answered."""
+    result = _run_gunicorn(tmp_path, WEB_CONCURRENCY="0")
     assert result.returncode == 1
     assert result.stderr.strip() == "newsletter: cannot start: WEB_CONCURRENCY must be at least 1"
 
 
 def test_settings_the_app_refuses_stop_gunicorn_not_restart_its_workers(tmp_path: Path) -> None:
     # gunicorn.conf.py does not read this one: the app does, in each worker as it starts.
-    env = {
-        "PATH": os.environ["PATH"],
-        "SECRET_KEY": "x",
-        "RESEND_WEBHOOK_SECRET": "whsec_!!",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "BIND": "127.0.0.1:0",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    result = subprocess.run(
-        [gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_gunicorn(tmp_path, RESEND_WEBHOOK_SECRET="whsec_!!")
     assert result.returncode != 0  # the master stopped by itself, well within the timeout
     refusals = [line for line in result.stderr.splitlines() if "cannot start" in line]
     assert refusals and refusals[0].startswith("newsletter: cannot start: RESEND_WEBHOOK_SECRET")
