@@ -30,16 +30,20 @@ CONNECT_TIMEOUT = 5.0  # seconds to open a connection; reads get PROVIDER_TIMEOU
 _written = threading.local()
 
 
-class _WritingHTTPConnection(HTTPConnection):
+class _SaysWritten:
+    """A urllib3 connection that notes, once a request is written in full, that it was."""
+
     def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
         _written.done = True
 
 
-class _WritingHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)
-        _written.done = True
+class _WritingHTTPConnection(_SaysWritten, HTTPConnection):
+    pass
+
+
+class _WritingHTTPSConnection(_SaysWritten, HTTPSConnection):
+    pass
 
 
 class _WritingHTTPPool(urllib3.HTTPConnectionPool):
