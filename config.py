@@ -8,12 +8,12 @@ the only place that reads ``os.environ``.
 from __future__ import annotations
 
 import base64
-import binascii
 import math
 import os
 import re
 from collections.abc import Mapping
 from email.headerregistry import Address
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
@@ -39,45 +39,66 @@ def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
 _PEM_LINE = re.compile(r"-----(BEGIN|END) PUBLIC KEY-----")
 
 
-def _sendgrid_key(raw: str) -> str:
-    """SendGrid's verification key as base64 DER: as its dashboard shows it, or as PEM.
+def _compact_key(raw: str) -> str:
+    """A public key's base64 DER: as SendGrid's dashboard shows it, or out of PEM.
 
-    A key that is no EC public key stops start-up: every signed webhook would
-    be refused (401) until SendGrid gave up retrying, its bounces and
-    complaints lost, and their readers still mailed.
+    A PEM written on one line with "\\n" for its breaks too (an env file holds no other).
     """
-    if not raw:
-        return ""
+    return "".join(_PEM_LINE.sub("", raw.replace("\\n", "\n")).split())
+
+
+@cache
+def sendgrid_public_key(raw: str) -> Any:
+    """SendGrid's webhook verification key, loaded once per value; ``ValueError`` if it is none.
+
+    The webhook checks every request with it; start-up checks it here first.
+    """
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-    # A PEM written on one line with "\n" for its breaks (an env file holds no other).
-    compact = "".join(_PEM_LINE.sub("", raw.replace("\\n", "\n")).split())
-    try:
-        key = load_der_public_key(base64.b64decode(compact, validate=True))
-    except (ValueError, binascii.Error):
-        key = None
+    key = load_der_public_key(base64.b64decode(_compact_key(raw), validate=True))
     if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("not an EC public key")
+    return key
+
+
+@cache
+def svix_key(raw: str) -> bytes:
+    """Resend's (Svix's) signing key out of its ``whsec_`` secret; ``ValueError`` if it is none."""
+    key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    if not key:
+        raise ValueError("an empty key")
+    return key
+
+
+def _sendgrid_key(raw: str) -> str:
+    """``SENDGRID_WEBHOOK_PUBLIC_KEY`` as base64 DER, or empty; one that is no key stops start-up.
+
+    Every signed webhook would be refused (401) until SendGrid gave up
+    retrying, its bounces and complaints lost, and their readers still mailed.
+    """
+    if not raw:
+        return ""
+    try:
+        sendgrid_public_key(raw)
+    except ValueError:
         raise ConfigError(
             "SENDGRID_WEBHOOK_PUBLIC_KEY is not SendGrid's verification key (an EC public "
             "key, base64 as its Mail Settings page shows it, or PEM)"
-        )
-    return compact
+        ) from None
+    return _compact_key(raw)
 
 
 def _svix_secret(raw: str) -> str:
     """Resend's signing secret (``whsec_`` and base64); one that is not stops start-up."""
-    if not raw:
-        return ""
-    try:
-        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
-    except (ValueError, binascii.Error):
-        key = b""
-    if not key:
-        raise ConfigError(
-            "RESEND_WEBHOOK_SECRET is not Resend's signing secret (whsec_ then base64, "
-            "as its webhook page shows it)"
-        )
+    if raw:
+        try:
+            svix_key(raw)
+        except ValueError:
+            raise ConfigError(
+                "RESEND_WEBHOOK_SECRET is not Resend's signing secret (whsec_ then base64, "
+                "as its webhook page shows it)"
+            ) from None
     return raw
 
 

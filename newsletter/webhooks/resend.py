@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
+
+from config import svix_key
 
 from ..storable import storable_text
 from .events import (
@@ -34,8 +35,8 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
     if not message_id or not timestamp or not signatures:
         raise WebhookAuthError("the Svix signature headers are missing")
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_"))
-    except (ValueError, binascii.Error):
+        key = svix_key(secret)  # checked at start-up, decoded once
+    except ValueError:
         raise WebhookAuthError("RESEND_WEBHOOK_SECRET is not a whsec_ base64 secret") from None
     signed = f"{message_id}.{timestamp}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()

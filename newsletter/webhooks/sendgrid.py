@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from config import sendgrid_public_key
 
 from .events import (
     KEY_NAME,
@@ -39,12 +39,13 @@ def verify(config: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -
     if not signature or not timestamp:
         raise WebhookAuthError("the SendGrid signature headers are missing")
     try:
-        key = load_der_public_key(base64.b64decode(encoded_key))
+        key = sendgrid_public_key(encoded_key)  # checked at start-up, loaded once
+    except ValueError:
+        raise WebhookAuthError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an EC public key") from None
+    try:
         raw_signature = base64.b64decode(signature, validate=True)
-    except (ValueError, binascii.Error):
-        raise WebhookAuthError("the SendGrid key or signature is not valid base64 DER") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise WebhookAuthError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an EC public key")
+    except ValueError:  # binascii.Error too
+        raise WebhookAuthError("the SendGrid signature is not valid base64") from None
     try:
         key.verify(raw_signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
