@@ -12,7 +12,7 @@ from ..cli import DatabaseCommands
 from ..delivery.dispatcher import dispatch_pass
 from ..extensions import db
 from ..graceful import WHILE_SENDING, stop_between_batches
-from ..models import DigestStatus, utcnow
+from ..models import DigestStatus
 from . import feed, posts, service
 from .text import TooLong
 
@@ -62,9 +62,7 @@ def posts_import_feed(url: str | None, mark_sent: bool) -> None:
 def posts_mark_sent(before: str | None) -> None:
     """Mark the posts no digest has sent as gone out, without mailing them."""
     try:
-        if before is not None and not before.strip():
-            raise posts.InvalidPost("invalid_before", "before must be ISO 8601.", "before")
-        until = posts.parse_time(before, "before") or utcnow()
+        until = posts.parse_before(before)
     except posts.InvalidPost as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
     marked = posts.mark_sent(db.session, until)

@@ -194,6 +194,16 @@ def list_posts(session: Session, page: int, per_page: int) -> tuple[list[Post], 
     return list(items), total
 
 
+def parse_before(value: Any) -> datetime:
+    """``before`` of mark-sent: an ISO 8601 time, now when not given; ``InvalidPost`` else.
+
+    An empty one is refused, not read as "now": a form's empty field sent as it was.
+    """
+    if isinstance(value, str) and not value.strip():
+        raise InvalidPost("invalid_before", "before must be ISO 8601.", "before")
+    return parse_time(value, "before") or utcnow()
+
+
 def mark_sent(session: Session, before: datetime) -> int:
     """Mark every waiting post dated up to ``before`` as gone out, without mailing it; how many.
 

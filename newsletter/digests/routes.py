@@ -10,7 +10,7 @@ from ..admin.auth import require_admin
 from ..delivery.digest_email import render_shared
 from ..errors import AppError
 from ..extensions import db
-from ..models import iso, utcnow
+from ..models import iso
 from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..web import json_object, page_args
@@ -85,11 +85,8 @@ def import_feed() -> Response:
 @bp.post("/posts/mark-sent")
 def mark_posts_sent() -> Response:
     """Mark every waiting post dated up to ``before`` (default: now) as gone out, unmailed."""
-    raw = _json_object().get("before")
     try:
-        if raw == "":  # no time at all, not "now": a form's empty field sent as it was
-            raise posts.InvalidPost("invalid_before", "before must be ISO 8601.", "before")
-        before = posts.parse_time(raw, "before") or utcnow()
+        before = posts.parse_before(_json_object().get("before"))
     except posts.InvalidPost as exc:
         raise AppError(exc.code, str(exc), 422, field=exc.field) from None
     marked = posts.mark_sent(db.session, before)
