@@ -17,10 +17,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from ..http_pools import MixedInAdapter, pools_with
 
 
 class Deadline:
@@ -104,45 +102,14 @@ class _Watched:
             self._deadline.watch(self.sock)
 
 
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-def _watch_pools(manager: urllib3.PoolManager) -> urllib3.PoolManager:
-    # A SOCKS proxy's pools have connection classes of their own: left as they are
-    # (each connect and read still bounded by the time left when the request began).
-    if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
-        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-    return manager
-
-
-class _DeadlineAdapter(HTTPAdapter):
+class _DeadlineAdapter(MixedInAdapter):
     """Sends each request (a redirect is one more) within what is left of the deadline."""
+
+    pools = pools_with(_Watched)  # connections the deadline watches
 
     def __init__(self, deadline: Deadline) -> None:
         self.deadline = deadline
         super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        """urllib3's pool manager, with connections the deadline watches."""
-        super().init_poolmanager(*args, **kwargs)
-        _watch_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        """A proxy's pool manager, with connections the deadline watches."""
-        return _watch_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
 
     def send(
         self,

@@ -12,10 +12,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from ..http_pools import MixedInAdapter, pools_with
 from . import encoded
 from .base import Outcome, ProviderConfigError, SendResult
 
@@ -38,36 +36,10 @@ class _SaysWritten:
         _written.done = True
 
 
-class _WritingHTTPConnection(_SaysWritten, HTTPConnection):
-    pass
-
-
-class _WritingHTTPSConnection(_SaysWritten, HTTPSConnection):
-    pass
-
-
-class _WritingHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WritingHTTPConnection
-
-
-class _WritingHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WritingHTTPSConnection
-
-
-_POOLS = {"http": _WritingHTTPPool, "https": _WritingHTTPSPool}
-
-
-class _Adapter(HTTPAdapter):
+class _Adapter(MixedInAdapter):
     """requests' adapter, whose connections say when a request has gone out in full."""
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = _POOLS
-        return manager
+    pools = pools_with(_SaysWritten)
 
 
 class HttpApi:
