@@ -180,9 +180,19 @@ def add_post(
     return existing, False
 
 
+def shown_at() -> Any:
+    """A post's date as readers see it (``Post.shown_at``), in SQL."""
+    return func.coalesce(Post.published_at, Post.created_at)
+
+
 def newest_first() -> Any:
     """The order readers and admins see posts in."""
-    return (func.coalesce(Post.published_at, Post.created_at).desc(), Post.id.desc())
+    return (shown_at().desc(), Post.id.desc())
+
+
+def waiting() -> tuple[Any, ...]:
+    """Posts no digest has taken and the admin has not marked as sent."""
+    return (Post.digest_id.is_(None), Post.marked_sent_at.is_(None))
 
 
 def list_posts(session: Session, page: int, per_page: int) -> tuple[list[Post], int]:
@@ -212,13 +222,7 @@ def mark_sent(session: Session, before: datetime) -> int:
     has taken is left as it is.
     """
     result = session.execute(
-        update(Post)
-        .where(
-            Post.digest_id.is_(None),
-            Post.marked_sent_at.is_(None),
-            func.coalesce(Post.published_at, Post.created_at) <= before,
-        )
-        .values(marked_sent_at=utcnow())
+        update(Post).where(*waiting(), shown_at() <= before).values(marked_sent_at=utcnow())
     )
     return result.rowcount or 0
 

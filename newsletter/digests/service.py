@@ -34,7 +34,7 @@ from ..models import (
     utcnow,
 )
 from ..subscriptions.erasure import is_suppressed
-from .posts import newest_first
+from .posts import newest_first, waiting
 from .text import text_line, whole
 
 SUBJECT_MAX = 200
@@ -58,12 +58,7 @@ class DigestNotFound(Exception):
 
 def untaken_posts_filter(now: Any) -> Any:
     """Posts no digest has taken yet, not marked as sent, and already published."""
-    return (*_waiting(), or_(Post.published_at.is_(None), Post.published_at <= now))
-
-
-def _waiting() -> tuple[Any, ...]:
-    """Posts no digest has taken and the admin has not marked as sent."""
-    return (Post.digest_id.is_(None), Post.marked_sent_at.is_(None))
+    return (*waiting(), or_(Post.published_at.is_(None), Post.published_at <= now))
 
 
 def next_posts(session: Session) -> list[Post]:
@@ -79,7 +74,7 @@ def nothing_to_send(session: Session) -> str:
     """Why no digest can go now: every post went out, or the rest are scheduled for later."""
     scheduled = session.execute(
         select(func.count(), func.min(Post.published_at)).where(
-            *_waiting(), Post.published_at > utcnow()
+            *waiting(), Post.published_at > utcnow()
         )
     ).one()
     if not scheduled[0]:
