@@ -50,6 +50,40 @@ def parse_smtp_url(url: str) -> SmtpSettings:
     )
 
 
+_END_OF_DATA = b"\r\n.\r\n"
+
+
+class _Tracked:
+    """Knows whether the current message went out in full: its end-of-data line was written.
+
+    After that line the relay may have taken the message whatever happens next,
+    so a timeout or a dropped session then is no answer, not a failure. (No
+    command line ends that way: the end-of-data line is only ever written by
+    ``data()``.)
+    """
+
+    message_written = False
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """Start a message: nothing of it written yet."""
+        self.message_written = False
+        return super().mail(sender, options)  # type: ignore[misc]
+
+    def send(self, s: bytes | str) -> None:
+        """Write to the relay, noting when a message's last line has gone."""
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(_END_OF_DATA):
+            self.message_written = True
+
+
+class _Session(_Tracked, smtplib.SMTP):
+    """A plain or STARTTLS session that knows when a message went out in full."""
+
+
+class _TlsSession(_Tracked, smtplib.SMTP_SSL):
+    """A TLS-from-the-first-byte session that knows when a message went out in full."""
+
+
 class SmtpProvider:
     """Sends each message of a batch over one SMTP session."""
 
@@ -61,15 +95,15 @@ class SmtpProvider:
         self.timeout = timeout
         self.tls = ssl.create_default_context()
 
-    def connect(self) -> smtplib.SMTP:
+    def connect(self) -> _Session | _TlsSession:
         """An open, secured when possible, logged-in SMTP session."""
         s = self.settings
         if s.implicit_tls:
-            session: smtplib.SMTP = smtplib.SMTP_SSL(
+            session: _Session | _TlsSession = _TlsSession(
                 s.host, s.port, timeout=self.timeout, context=self.tls
             )
         else:
-            session = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+            session = _Session(s.host, s.port, timeout=self.timeout)
         try:
             session.ehlo()
             if not s.implicit_tls and session.has_extn("starttls"):
@@ -102,7 +136,7 @@ class SmtpProvider:
         try:
             for message in messages:
                 results.append(self._send_one(session, message))
-                if results[-1].outcome is not Outcome.SENT and _session_lost(results[-1]):
+                if _session_lost(results[-1]):
                     lost = SendResult(Outcome.TRANSIENT, error="not tried: the session ended")
                     results += [lost] * (len(messages) - len(results))
                     break
@@ -113,7 +147,7 @@ class SmtpProvider:
                 session.close()
         return results
 
-    def _send_one(self, session: smtplib.SMTP, message: Message) -> SendResult:
+    def _send_one(self, session: _Session | _TlsSession, message: Message) -> SendResult:
         try:
             recipient = ascii_address(message.to)
             if not recipient.isascii():
@@ -135,6 +169,10 @@ class SmtpProvider:
         except smtplib.SMTPResponseException as exc:
             return _by_code(exc.smtp_code, exc.smtp_error)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            if session.message_written:
+                # The relay had the whole message and said nothing (a timeout waiting
+                # for its 250, or the session dropped): it may have taken it.
+                return SendResult(Outcome.UNKNOWN, error=f"sent, no answer from the relay: {exc}")
             return SendResult(Outcome.TRANSIENT, error=f"session lost: {exc}")
         except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:
             # This address cannot be carried (SMTPUTF8 missing, a domain IDNA refuses):
@@ -155,7 +193,11 @@ def _by_code(code: int, reason: bytes | str) -> SendResult:
 
 
 def _session_lost(result: SendResult) -> bool:
-    return (result.error or "").startswith(("session lost", "SMTP 421"))
+    if result.outcome is Outcome.UNKNOWN:
+        return True
+    return result.outcome is not Outcome.SENT and (result.error or "").startswith(
+        ("session lost", "SMTP 421")
+    )
 
 
 def _is_tls(session: smtplib.SMTP) -> bool:

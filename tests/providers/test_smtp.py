@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from flask import Flask
+from sqlalchemy import select
 
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Outcome, ProviderConfigError
 from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
 from tests.servers import free_port
@@ -172,6 +177,79 @@ def test_a_message_that_fails_for_another_reason_is_retried_alone(
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.TRANSIENT, Outcome.SENT]
     assert "a bug building this one" in (results[1].error or "")
     assert len(handler.received) == 2
+
+
+class SlowRelay(Relay):
+    """Takes each message, then waits ``slow`` seconds before its answer to the first ``times``."""
+
+    def __init__(self, slow: float, times: int = 1_000) -> None:
+        super().__init__()
+        self.slow, self.times = slow, times
+        self.rcpt_slow = 0.0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        await asyncio.sleep(self.rcpt_slow)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.times > 0:
+            self.times -= 1
+            await asyncio.sleep(self.slow)
+        return answer
+
+
+@contextmanager
+def serving(handler: Relay) -> Iterator[int]:
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def test_no_answer_once_the_message_went_out_is_unknown_and_ends_the_session() -> None:
+    # The relay has the whole message, and no 250 comes in time: it may have taken it
+    # (a plain retry would be another copy in the reader's inbox, every time).
+    handler = SlowRelay(slow=1.0, times=1)
+    with serving(handler) as port:
+        provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 0.3)
+        results = provider.send_batch([digest(1), digest(2)])
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN, Outcome.TRANSIENT]
+    assert (results[0].error or "").startswith("sent, no answer from the relay")
+    assert results[1].error == "not tried: the session ended"
+    assert len(handler.received) == 1
+
+
+def test_a_timeout_before_the_message_went_out_is_a_plain_retry() -> None:
+    handler = SlowRelay(slow=0.0)
+    handler.rcpt_slow = 1.0  # hangs before DATA: nothing of the message was taken
+    with serving(handler) as port:
+        provider = SmtpProvider(parse_smtp_url(f"smtp://127.0.0.1:{port}"), 0.3)
+        (result,) = provider.send_batch([digest(1)])
+    assert result.outcome is Outcome.TRANSIENT
+    assert handler.received == []
+
+
+def test_a_relay_slower_than_the_timeout_sends_a_reader_two_copies_at_most(
+    make_app: Callable[..., Flask],
+) -> None:
+    handler = SlowRelay(slow=0.6)  # takes every message, answers after our timeout
+    with serving(handler) as port:
+        app = make_app(
+            EMAIL_PROVIDER="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}", PROVIDER_TIMEOUT=0.2
+        )
+        client = app.test_client()
+        assert client.post("/subscribe", json={"email": "ann@example.com"}).status_code == 202
+        for _ in range(4):  # each retry used to be one more copy, without end
+            dispatch(app)
+        with app.app_context():
+            (delivery,) = db.session.scalars(select(Delivery)).all()
+            assert delivery.status is DeliveryStatus.SENT
+            assert (delivery.last_error or "").startswith("sent, no answer from the relay")
+    assert [rcpts for rcpts, _ in handler.received] == [["ann@example.com"]] * 2
 
 
 def test_password_is_never_sent_without_tls(relay: tuple[Relay, int]) -> None:
