@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from ..errors import AppError, wants_json
 from ..extensions import UNKNOWN_IP, client_address, client_network, db, limiter
 from ..group_commit import GroupCommit
-from ..models import NAME_MAX, Status
+from ..models import NAME_MAX, Status, Subscriber
 from ..security import page_csp
 from ..tokens import TEST_COPY_READER, TokenError, current_tokens
 from ..web import answer, header_text, request_fields, text_field
@@ -189,7 +189,23 @@ def _way_back(source: str | None) -> tuple[str, str] | None:
     is the link back to the blog. Only the publisher's listed sites: a
     forged form could name any page, and our page would vouch for it.
     """
-    page = source or header_text("Referer", 2048)
+    return _on_a_listed_site(source or header_text("Referer", 2048))
+
+
+def _site_of(subscriber: Subscriber | None) -> tuple[str, str] | None:
+    """The home page of the listed site a reader signed up on, and its host, if any.
+
+    The link back from the confirmed and unsubscribed pages, which a reader
+    reaches from an email, days after the page they signed up on.
+    """
+    page = _on_a_listed_site(subscriber.source if subscriber is not None else None)
+    if page is None:
+        return None
+    parts = urlsplit(page[0])
+    return f"{parts.scheme}://{parts.netloc}/", page[1]
+
+
+def _on_a_listed_site(page: str | None) -> tuple[str, str] | None:
     try:
         parts = urlsplit(page or "")
         parts.port  # noqa: B018 (raises on a port that is no number)
@@ -278,13 +294,13 @@ def confirm_page(token: str) -> Response:
     no button and no offer of a new link that would never come.
     """
     try:
-        state = service.confirm_link_state(db.session, token)
+        reader = service.confirm_link_state(db.session, token)
     except TokenError as exc:
         raise _token_error(exc, token) from None
     finally:
         db.session.rollback()  # read only
-    if state is Status.CONFIRMED:
-        return answer("pages/confirmed.html", {"status": "confirmed"})
+    if reader.status is Status.CONFIRMED:
+        return answer("pages/confirmed.html", {"status": "confirmed"}, back=_site_of(reader))
     return answer(
         "pages/confirm.html",
         {"status": "pending", "confirm_url": url_for("subscriptions.confirm", token=token)},
@@ -296,10 +312,10 @@ def confirm_page(token: str) -> Response:
 def confirm(token: str) -> Response:
     """Confirm the subscription; clicking again gives the same answer."""
     try:
-        service.confirm(db.session, token, _client())
+        reader = service.confirm(db.session, token, _client())
     except TokenError as exc:
         raise _token_error(exc, token) from None
-    return answer("pages/confirmed.html", {"status": "confirmed"})
+    return answer("pages/confirmed.html", {"status": "confirmed"}, back=_site_of(reader))
 
 
 @bp.get("/confirm/<token>/renew")
@@ -316,10 +332,19 @@ def renew_page(token: str) -> Response:
 def renew(token: str) -> Response:
     """Email a fresh link in place of an expired one."""
     try:
-        service.renew_confirmation(db.session, token)
+        renewal = service.renew_confirmation(db.session, token)
     except TokenError as exc:
         raise _token_error(exc, token) from None
-    return answer("pages/check_inbox.html", {"status": "pending"}, 202 if wants_json() else 200)
+    if renewal is service.Renewal.STILL_VALID:
+        return redirect(url_for("subscriptions.confirm_page", token=token), 303)
+    if renewal is service.Renewal.CONFIRMED:
+        return answer("pages/confirmed.html", {"status": "confirmed"})
+    return answer(
+        "pages/check_inbox.html",
+        {"status": "pending", "new_link": renewal.value},
+        202 if wants_json() else 200,
+        renewal=renewal.value,
+    )
 
 
 @bp.get("/unsubscribe/<token>")
@@ -346,9 +371,12 @@ def unsubscribe(token: str) -> Response:
     except TokenError:
         raise _unsubscribe_link_error() from None
     subscriber = service.unsubscribe(db.session, reader, _client(), one_click=one_click)
+    test_copy = reader == TEST_COPY_READER
     return answer(
         "pages/unsubscribed.html",
-        {"status": "unsubscribed"},
+        # A test copy's link unsubscribes nobody, and says so to a script too.
+        {"status": "test_copy" if test_copy else "unsubscribed"},
         email=subscriber.email if subscriber is not None else None,
-        test_copy=reader == TEST_COPY_READER,
+        test_copy=test_copy,
+        back=_site_of(subscriber),
     )

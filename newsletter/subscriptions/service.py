@@ -9,6 +9,7 @@ committed with the step that causes it.
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -266,20 +267,30 @@ def _sent_within(row: _Stored | Subscriber, gap: timedelta, now: datetime) -> bo
     return row.last_confirmation_at is not None and now - row.last_confirmation_at < gap
 
 
-def may_send_confirmation(session: Session, subscriber: Subscriber) -> bool:
+class Held(enum.StrEnum):
+    """Why the per-address throttle holds a confirmation email back."""
+
+    RECENT = "recent"  # one went less than CONFIRM_RESEND_INTERVAL ago
+    DAILY_CAP = "daily_cap"  # CONFIRM_MAX_PER_DAY went in the last day
+
+
+def confirmation_held(session: Session, subscriber: Subscriber) -> Held | None:
     """The per-address throttle: a gap between confirmation emails and a daily cap.
 
-    The same rule ``_sign_up_known`` applies to a batch (which waives the gap
-    for an address that left and signs up again, a new round).
+    ``None`` when one may go. The same rule ``_sign_up_known`` applies to a
+    batch (which waives the gap for an address that left and signs up again,
+    a new round).
     """
     config = current_app.config
     now = utcnow()
     gap = timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"])
     if _sent_within(subscriber, gap, now):
-        return False
+        return Held.RECENT
     since = now - timedelta(days=1)
     sent_today = confirmations_since(session.connection(), [subscriber.id], since)
-    return sent_today.get(subscriber.id, 0) < config["CONFIRM_MAX_PER_DAY"]
+    if sent_today.get(subscriber.id, 0) >= config["CONFIRM_MAX_PER_DAY"]:
+        return Held.DAILY_CAP
+    return None
 
 
 def queue_confirmation(session: Session, subscriber: Subscriber) -> None:
@@ -343,15 +354,15 @@ def _confirmed_by_expired_link(session: Session, exc: TokenError) -> Subscriber:
     raise exc
 
 
-def confirm_link_state(session: Session, token: str) -> Status:
-    """What a confirm link would do now, changing nothing: PENDING (confirm) or CONFIRMED.
+def confirm_link_state(session: Session, token: str) -> Subscriber:
+    """Whom a confirm link names, changing nothing: pending (to confirm) or confirmed.
 
     Raises ``TokenError`` as ``confirm`` does.
     """
     try:
         claim = current_tokens().read_confirm(token)
     except TokenError as exc:
-        return _confirmed_by_expired_link(session, exc).status
+        return _confirmed_by_expired_link(session, exc)
     subscriber = session.scalars(_by_public_id(claim.public_id)).one_or_none()
     if (
         subscriber is None
@@ -359,27 +370,50 @@ def confirm_link_state(session: Session, token: str) -> Status:
         or subscriber.status not in (Status.PENDING, Status.CONFIRMED)
     ):
         raise TokenError()
-    return subscriber.status
+    return subscriber
 
 
-def renew_confirmation(session: Session, token: str) -> None:
-    """Send a fresh confirm link for an expired but authentic one (throttled)."""
+class Renewal(enum.StrEnum):
+    """What asking for a new confirm link did."""
+
+    SENT = "sent"
+    RECENT = "recent"  # a link went a moment ago: that one is on its way
+    DAILY_CAP = "daily_cap"  # the day's links all went: none more until tomorrow
+    STILL_VALID = "still_valid"  # the link has not expired: nothing to renew
+    CONFIRMED = "confirmed"  # confirmed meanwhile: nothing to renew
+
+
+def renew_confirmation(session: Session, token: str) -> Renewal:
+    """Send a fresh confirm link for an expired but authentic one (throttled).
+
+    Raises ``TokenError`` (not expired: invalid) for a link that died since
+    it was issued: unsubscribed, bounced or erased, with nothing to renew.
+    """
     try:
         current_tokens().read_confirm(token)
-        return  # still valid: nothing to renew
+        return Renewal.STILL_VALID
     except TokenError as exc:
         if not (exc.expired and exc.public_id):
             raise
         public_id, round = exc.public_id, exc.round
     subscriber = _locked_by_public_id(session, public_id)
-    if (
-        subscriber is not None
-        and subscriber.round == round  # not a link from before the reader left
-        and subscriber.status is Status.PENDING
-        and may_send_confirmation(session, subscriber)
-    ):
-        queue_confirmation(session, subscriber)
+    if subscriber is None or subscriber.round != round:
+        session.rollback()
+        raise TokenError()  # erased, or unsubscribed since the link was issued
+    if subscriber.status is Status.CONFIRMED:
+        session.rollback()
+        return Renewal.CONFIRMED
+    if subscriber.status is not Status.PENDING:
+        session.rollback()
+        raise TokenError()  # bounced or complained meanwhile
+    held = confirmation_held(session, subscriber)
+    if held is not None:
+        session.rollback()
+        return Renewal(held)
+    queue_confirmation(session, subscriber)
     session.commit()
+    wake_dispatcher()
+    return Renewal.SENT
 
 
 def unsubscribe(

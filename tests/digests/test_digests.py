@@ -309,6 +309,10 @@ def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_hea
         link, data={"List-Unsubscribe": "One-Click"}, headers={"Accept": "text/html"}
     )
     assert b"Nobody was unsubscribed" in left.data and b"You are unsubscribed" not in left.data
+    asked = client.post(
+        link, data={"List-Unsubscribe": "One-Click"}, headers={"Accept": "application/json"}
+    )
+    assert asked.get_json() == {"status": "test_copy"}  # was "unsubscribed", to a script
     own = outbox.links(outbox.messages("reader0@example.com")[-1], "/unsubscribe/")[0]
     assert b"You are unsubscribed" in client.post(own.removeprefix("http://news.example.org")).data
 

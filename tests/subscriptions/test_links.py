@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from newsletter.models import Status
+from newsletter.subscriptions import service
 from tests.conftest import Outbox, path_of
 from tests.subscriptions.helpers import confirmed, find, unsubscribe_link
 
@@ -195,7 +196,8 @@ def test_an_expired_link_from_before_the_reader_left_stays_dead_after_a_new_sign
     for answer in (soon.get(old_link, headers=JSON), soon.post(old_link, headers=JSON)):
         assert answer.status_code == 400
         assert answer.get_json()["error"]["code"] == "invalid_token"  # no renew_url
-    assert soon.post(f"{old_link}/renew", headers=JSON).status_code == 202  # as any renewal
+    renewed = soon.post(f"{old_link}/renew", headers=JSON)  # said "check your inbox"
+    assert renewed.status_code == 400 and renewed.get_json()["error"]["code"] == "invalid_token"
     Outbox(app).dispatch()
     assert len(outbox.messages()) == sent  # and sent nothing
     assert find(app, "ann@example.com").status is Status.PENDING
@@ -219,3 +221,66 @@ def test_links_in_answers_keep_the_path_the_service_is_mounted_under(make_app):
     assert expired.get_json()["error"]["renew_url"] == f"/news/confirm/{token}/renew"
     html = client.get(f"/confirm/{token}", **mounted).get_data(as_text=True)
     assert f'action="/news/confirm/{token}/renew"' in html
+
+
+def test_a_new_link_asked_for_says_whether_one_went(make_app):
+    """Held back by the throttle, the page said "we have just sent" a link that never came."""
+    app = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=60, CONFIRM_MAX_PER_DAY=2)
+    client, outbox = app.test_client(), Outbox(app)
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    renew = path_of(outbox.confirm_link("ann@example.com")) + "/renew"
+    time.sleep(2.1)
+    recent = client.post(renew, headers=JSON)  # the first link went a second ago
+    assert recent.status_code == 202
+    assert recent.get_json() == {"status": "pending", "new_link": "recent"}
+    assert b"a few minutes ago" in client.post(renew).data
+    outbox.dispatch()
+    assert len(outbox.messages("ann@example.com")) == 1
+
+    later = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=0, CONFIRM_MAX_PER_DAY=2)
+    sent = later.test_client().post(renew, headers=JSON)
+    assert sent.get_json() == {"status": "pending", "new_link": "sent"}
+    outbox.dispatch()
+    assert len(outbox.messages("ann@example.com")) == 2
+    capped = later.test_client().post(renew)  # two links today: the day's cap
+    assert capped.status_code == 200 and b"No new link today" in capped.data
+    assert later.test_client().post(renew, headers=JSON).get_json()["new_link"] == "daily_cap"
+    outbox.dispatch()
+    assert len(outbox.messages("ann@example.com")) == 2
+
+    client.post(path_of(outbox.confirm_link("ann@example.com")))  # the newest link, still valid
+    assert find(app, "ann@example.com").status is Status.CONFIRMED
+    done = later.test_client().post(renew, headers=JSON)
+    assert done.status_code == 200 and done.get_json() == {"status": "confirmed"}
+
+
+def test_a_renewed_link_is_sent_at_once_by_a_waiting_dispatcher(make_app, monkeypatch):
+    """Renewing queued the email and woke no dispatcher: it waited for the next poll."""
+    app = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=0)
+    client, outbox = app.test_client(), Outbox(app)
+    client.post("/subscribe", data={"email": "ann@example.com"})
+    outbox.dispatch()
+    renew = path_of(outbox.confirm_link("ann@example.com")) + "/renew"
+    time.sleep(2.1)
+    woken: list[bool] = []
+    monkeypatch.setattr(service, "wake_dispatcher", lambda: woken.append(True))
+    assert client.post(renew, headers=JSON).get_json()["new_link"] == "sent"
+    assert woken == [True]
+
+
+def test_the_confirmed_and_unsubscribed_pages_link_back_to_the_readers_site(make_app):
+    app = make_app(CORS_ORIGINS=["https://clinic.example.org"])
+    client, outbox = app.test_client(), Outbox(app)
+    page = "https://clinic.example.org/2020/10/hip-extension/?utm_source=x"
+    client.post("/subscribe", data={"email": "ann@example.com", "source": page})
+    client.post("/subscribe", data={"email": "bob@example.com", "source": "https://evil.example/"})
+    outbox.dispatch()
+    back = b'<a href="https://clinic.example.org/">Back to clinic.example.org</a>'
+    ann = path_of(outbox.confirm_link("ann@example.com"))
+    assert back in client.post(ann).data
+    assert back in client.get(ann).data  # the link opened again, days later
+    bob = client.post(path_of(outbox.confirm_link("bob@example.com"))).data
+    assert b"Thank you!" in bob and b"Back to" not in bob  # not a site of the publisher's
+    left = client.post(unsubscribe_link(app, find(app, "ann@example.com")))
+    assert back in left.data
