@@ -44,7 +44,15 @@ class _CappedStream(LimitedStream):
 
 
 class CappedRequest(Request):
-    """Flask's request, whose body is never read cut short, with or without a length."""
+    """Flask's request, whose body is never read cut short, with or without a length.
+
+    A ``text/json`` body is JSON too, as a ``text/json`` Accept already was.
+    """
+
+    @property
+    def is_json(self) -> bool:
+        """``application/json``, a ``+json`` type, or ``text/json``, an old alias still sent."""
+        return super().is_json or self.mimetype == "text/json"
 
     @cached_property
     def stream(self) -> IO[bytes]:

@@ -431,6 +431,14 @@ def test_a_form_post_answers_json_when_accept_prefers_it(client, accept, json_an
     assert (response.mimetype == "application/json") is json_answer
 
 
+@pytest.mark.parametrize("kind", ["text/json", "text/json; charset=utf-8", "application/ld+json"])
+def test_a_json_body_under_another_json_type_is_read_as_json(app, client, kind):
+    # text/json, the old alias: the address was read as missing, and the answer was a page.
+    response = client.post("/subscribe", data='{"email": "ann@example.com"}', content_type=kind)
+    assert (response.status_code, response.get_json()) == (202, {"status": "pending"})
+    assert find(app, "ann@example.com").status is Status.PENDING
+
+
 def test_huge_body_is_a_413(client):
     response = client.post("/subscribe", json={"email": "a@example.com", "name": "x" * 200_000})
     assert response.status_code == 413
