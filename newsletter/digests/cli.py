@@ -59,13 +59,21 @@ def posts_import_feed(url: str | None, mark_sent: bool) -> None:
     metavar="TIME",
     help="Only posts dated up to this ISO 8601 time (default: now).",
 )
-def posts_mark_sent(before: str | None) -> None:
+@click.option("--dry-run", is_flag=True, help="Say how many would be marked, mark none.")
+def posts_mark_sent(before: str | None, dry_run: bool) -> None:
     """Mark the posts no digest has sent as gone out, without mailing them."""
     try:
         until = posts.parse_before(before)
     except posts.InvalidPost as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
     marked = posts.mark_sent(db.session, until)
+    if dry_run:
+        db.session.rollback()
+        click.echo(
+            f"{marked} posts would be marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC); "
+            "none was"
+        )
+        return
     db.session.commit()
     click.echo(f"{marked} posts marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC)")
 

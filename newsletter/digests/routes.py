@@ -84,12 +84,22 @@ def import_feed() -> Response:
 
 @bp.post("/posts/mark-sent")
 def mark_posts_sent() -> Response:
-    """Mark every waiting post dated up to ``before`` (default: now) as gone out, unmailed."""
+    """Mark every waiting post dated up to ``before`` (default: now) as gone out, unmailed.
+
+    ``dry_run``: how many it would mark, marking none.
+    """
+    body = _json_object()
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise AppError("invalid_dry_run", "dry_run must be true or false.", 422, field="dry_run")
     try:
-        before = posts.parse_before(_json_object().get("before"))
+        before = posts.parse_before(body.get("before"))
     except posts.InvalidPost as exc:
         raise AppError(exc.code, str(exc), 422, field=exc.field) from None
     marked = posts.mark_sent(db.session, before)
+    if dry_run:
+        db.session.rollback()
+        return jsonify(marked=marked, before=iso(before), dry_run=True)
     db.session.commit()
     return jsonify(marked=marked, before=iso(before))
 

@@ -72,17 +72,36 @@ def test_waiting_posts_up_to_a_time_are_marked_and_later_ones_still_go(client, a
     assert _posts(client, admin_headers)["Post 2"]["marked_sent_at"] is None
 
 
+def test_a_dry_run_counts_and_marks_nothing(app, client, admin_headers):
+    add_post(client, admin_headers, 1, published_at="2026-10-01T09:00:00Z")
+    add_post(client, admin_headers, 2, published_at="2026-10-03T09:00:00Z")
+    dry = client.post("/admin/posts/mark-sent", json={"dry_run": True}, headers=admin_headers)
+    assert dry.get_json() == {"marked": 2, "before": dry.get_json()["before"], "dry_run": True}
+    result = app.test_cli_runner().invoke(
+        args=["posts", "mark-sent", "--before", "2026-10-02", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 posts would be marked as sent (dated up to 2026-10-02 00:00 UTC); none was" in (
+        result.output
+    )
+    assert [post["marked_sent_at"] for post in _posts(client, admin_headers).values()] == [
+        None,
+        None,
+    ]
+
+
 def test_bad_mark_sent_input_is_a_clear_422_and_marks_nothing(client, admin_headers):
     add_post(client, admin_headers, 1)
-    for body, code in (
-        ({"before": "yesterday"}, "invalid_before"),
-        ({"before": 5}, "invalid_before"),
-        ({"before": ""}, "invalid_before"),
+    for body, code, field in (
+        ({"before": "yesterday"}, "invalid_before", "before"),
+        ({"before": 5}, "invalid_before", "before"),
+        ({"before": ""}, "invalid_before", "before"),
+        ({"dry_run": "yes"}, "invalid_dry_run", "dry_run"),
     ):
         answer = client.post("/admin/posts/mark-sent", json=body, headers=admin_headers)
         assert answer.status_code == 422
         assert answer.get_json()["error"]["code"] == code
-        assert answer.get_json()["error"]["field"] == "before"
+        assert answer.get_json()["error"]["field"] == field
     flag = client.post(
         "/admin/posts/import-feed",
         json={"url": "http://127.0.0.1:9/rss.xml", "mark_sent": "yes"},
