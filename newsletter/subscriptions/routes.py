@@ -295,12 +295,13 @@ def confirm_page(token: str) -> Response:
     """
     try:
         reader = service.confirm_link_state(db.session, token)
+        confirmed, back = reader.status is Status.CONFIRMED, _site_of(reader)
     except TokenError as exc:
         raise _token_error(exc, token) from None
     finally:
         db.session.rollback()  # read only
-    if reader.status is Status.CONFIRMED:
-        return answer("pages/confirmed.html", {"status": "confirmed"}, back=_site_of(reader))
+    if confirmed:
+        return answer("pages/confirmed.html", {"status": "confirmed"}, back=back)
     return answer(
         "pages/confirm.html",
         {"status": "pending", "confirm_url": url_for("subscriptions.confirm", token=token)},
