@@ -41,10 +41,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 
 from ..db_helpers import is_postgresql
 from ..driver_sql import DriverInsert
-from ..models import Delivery, DeliveryKind, DeliveryStatus, Status, Subscriber, utcnow
+from ..models import (
+    WAITED_FOR,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Status,
+    Subscriber,
+    utcnow,
+)
 from ..providers import Outcome, SendResult
 
 WAKE_FLAG = "newsletter.wake_dispatcher"
@@ -83,7 +92,12 @@ def mark_work_queued(session: Session) -> None:
 def claim(
     session: Session, limit: int, lease_seconds: float, kind: DeliveryKind | None = None
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due deliveries (of ``kind`` only, if given), oldest first, loaded.
+    """Claim up to ``limit`` due deliveries (of ``kind`` only, if given), loaded.
+
+    Of every kind (``kind`` None), the mail a person waits for comes first (a
+    confirmation, a test copy), then digest copies, each oldest first: a
+    confirmation queued behind a digest of 100,000 copies waited for all of
+    them.
 
     On PostgreSQL the claim is the open transaction's row locks: the caller
     ends it by committing what ``record`` wrote (or once every row is marked
@@ -92,9 +106,15 @@ def claim(
     Either way, an empty claim leaves no transaction open.
     """
     now = utcnow()
+    shares = _SHARES_OF[kind]
     if is_postgresql(session):
         # Concurrent dispatchers each lock a different batch, never waiting on another.
-        claimed = _load(session, _lock_and_load(kind), {"now": now, "limit": limit})
+        claimed: list[Claimed] = []
+        for share in shares:
+            more = {"now": now, "limit": limit - len(claimed)}
+            claimed += _load(session, _lock_and_load(share), more)
+            if len(claimed) == limit:
+                break
         if not claimed:
             session.commit()  # an idle poll: nothing locked, nothing more to say
             return []
@@ -109,17 +129,39 @@ def claim(
     if session.connection().execute(_any_due(kind), {"now": now}).first() is None:
         session.commit()
         return []
-    lease = {"now": now, "limit": limit, "until": now + timedelta(seconds=lease_seconds)}
-    leased = session.connection().execute(_lease(kind), lease).scalars().all()
+    until = now + timedelta(seconds=lease_seconds)
+    leased: list[int] = []
+    for share in shares:
+        lease = {"now": now, "limit": limit - len(leased), "until": until}
+        leased += session.connection().execute(_lease(share), lease).scalars().all()
+        if len(leased) == limit:
+            break
     session.commit()
     return _load(session, _load_leased(), {"ids": leased}) if leased else []
 
 
 _IDLE_LIMIT = text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)")
 
+# What a claim takes, in turn: the waited-for mail first, then digest copies (of
+# every kind), or the one kind asked for. Each is one ordered range of an index.
+_WAITED = "waited for"
+_SHARES_OF: dict[DeliveryKind | None, tuple[str | DeliveryKind, ...]] = {
+    None: (_WAITED, DeliveryKind.DIGEST),
+    **{kind: (kind,) for kind in DeliveryKind},
+}
 
-def _due(status: DeliveryStatus, lock: bool, kind: DeliveryKind | None) -> Select:
-    """The first ``:limit`` deliveries in one status (and of ``kind``) due at ``:now``."""
+
+def _of_share(share: str | DeliveryKind) -> ColumnElement[bool] | TextClause:
+    """The rows of one share: by the waited-for index's own predicate, or of one kind."""
+    if share == _WAITED:
+        return WAITED_FOR
+    return Delivery.__table__.c.kind == share
+
+
+def _due(
+    status: DeliveryStatus, lock: bool, only: ColumnElement[bool] | TextClause | None
+) -> Select:
+    """The first ``:limit`` deliveries in one status (and matching ``only``) due at ``:now``."""
     deliveries = Delivery.__table__  # the table, not the class: a plain Core statement
     due = (
         select(deliveries.c.id, deliveries.c.next_attempt_at)
@@ -127,24 +169,26 @@ def _due(status: DeliveryStatus, lock: bool, kind: DeliveryKind | None) -> Selec
         .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(bindparam("limit"))
     )
-    if kind is not None:
-        # Read from the rows the due index finds: other kinds due first (a burst of
-        # confirmations) are stepped over, not sorted.
-        due = due.where(deliveries.c.kind == kind)
+    if only is not None:
+        # Digest copies are read from the rows the due index finds: the other kinds
+        # due first (a burst of confirmations) are stepped over, not sorted. The
+        # waited-for mail has an index of its own.
+        due = due.where(only)
     if lock:
         due = due.with_for_update(skip_locked=True)
     return select(due.subquery())
 
 
-def _first_due(lock: bool, kind: DeliveryKind | None) -> ColumnElement[bool]:
-    """Whether a delivery is among the first ``:limit`` due at ``:now`` (locking them: ``lock``).
+def _first_due(lock: bool, share: str | DeliveryKind) -> ColumnElement[bool]:
+    """Whether a delivery is among the first ``:limit`` due at ``:now`` of ``share``.
 
-    One ordered index range per status (the due index is (status,
-    next_attempt_at, id)), each stopping after ``limit`` rows, then merged:
-    never a sort of every due row, which ``status IN (...)`` over one range
-    would need.
+    Locking them: ``lock``. One ordered index range per status (the due
+    indexes are (status, next_attempt_at, id)), each stopping after
+    ``limit`` rows, then merged: never a sort of every due row, which
+    ``status IN (...)`` over one range would need.
     """
-    due = union_all(*(_due(status, lock, kind) for status in _CLAIMABLE)).subquery()
+    only = _of_share(share)
+    due = union_all(*(_due(status, lock, only) for status in _CLAIMABLE)).subquery()
     first = select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(bindparam("limit"))
     return Delivery.__table__.c.id.in_(first.scalar_subquery())
 
@@ -207,17 +251,17 @@ def _loading(which: ColumnElement[bool]) -> Select:
 # The claim's statements are built once, their values bound at each run: building
 # one (four selects, a union, a join) cost about half a millisecond a batch.
 @cache
-def _lock_and_load(kind: DeliveryKind | None) -> Select:
-    """PostgreSQL: lock the first due deliveries (of ``kind``) and load them, in one statement."""
-    return _loading(_first_due(lock=True, kind=kind))
+def _lock_and_load(share: str | DeliveryKind) -> Select:
+    """PostgreSQL: lock the first due deliveries of ``share`` and load them, in one statement."""
+    return _loading(_first_due(lock=True, share=share))
 
 
 @cache
-def _lease(kind: DeliveryKind | None) -> Update:
-    """SQLite: lease the first due deliveries (of ``kind``) until ``:until``; their ids."""
+def _lease(share: str | DeliveryKind) -> Update:
+    """SQLite: lease the first due deliveries of ``share`` until ``:until``; their ids."""
     return (
         update(Delivery.__table__)
-        .where(_first_due(lock=False, kind=kind))
+        .where(_first_due(lock=False, share=share))
         .values(status=DeliveryStatus.SENDING, next_attempt_at=bindparam("until"))
         .returning(Delivery.id)
     )
@@ -226,7 +270,8 @@ def _lease(kind: DeliveryKind | None) -> Update:
 @cache
 def _any_due(kind: DeliveryKind | None) -> Select:
     """SQLite: whether any delivery (of ``kind``) is due at ``:now``, read without a lock."""
-    due = union_all(*(_due(status, False, kind) for status in _CLAIMABLE)).subquery()
+    only = None if kind is None else _of_share(kind)
+    due = union_all(*(_due(status, False, only) for status in _CLAIMABLE)).subquery()
     return select(due.c.id).limit(1).params(limit=1)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -14,6 +16,7 @@ from newsletter.delivery import ledger
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryKind, DeliveryStatus, Status, Subscriber
 from tests.conftest import is_postgresql
+from tests.digests.helpers import add_confirmed, add_post
 
 
 def _queue_two(app: Flask) -> tuple[int, int]:
@@ -128,3 +131,46 @@ def test_sqlite_claims_by_a_committed_lease(app: Flask, database_uri: str) -> No
         assert [c.id for c in ledger.claim(db.session, 10, lease_seconds=300)] == ids[2:]
         db.session.remove()
     assert _statuses(app) == [DeliveryStatus.SENDING] * 3
+
+
+def test_a_confirmation_queued_behind_a_digest_goes_in_the_next_batch(
+    app: Flask, client: FlaskClient, admin_headers: dict[str, str]
+) -> None:
+    """Claimed oldest first, it waited for every copy of a digest queued before it."""
+    add_confirmed(app, 30)
+    add_post(client, admin_headers, 1)
+    assert client.post("/admin/digests", json={}, headers=admin_headers).status_code == 202
+    assert client.post("/subscribe", json={"email": "new@example.com"}).status_code == 202
+    test_copy = {"email": "qa@example.com"}
+    assert (
+        client.post("/admin/digests/1/test", json=test_copy, headers=admin_headers).status_code
+        == 202
+    )
+    with app.app_context():
+        claimed = ledger.claim(db.session, 10, lease_seconds=300)
+        kinds = Counter(c.kind for c in claimed)
+        # Both in the first batch, which digest copies fill, oldest first.
+        assert kinds == {
+            DeliveryKind.CONFIRMATION: 1,
+            DeliveryKind.DIGEST_TEST: 1,
+            DeliveryKind.DIGEST: 8,
+        }
+        (confirmation,) = (c for c in claimed if c.kind is DeliveryKind.CONFIRMATION)
+        assert confirmation.subscriber is not None
+        assert confirmation.subscriber.email == "new@example.com"
+        db.session.rollback()
+        db.session.remove()
+
+
+def test_a_digests_only_claim_leaves_the_mail_a_person_waits_for(
+    app: Flask, client: FlaskClient, admin_headers: dict[str, str]
+) -> None:
+    assert client.post("/subscribe", json={"email": "new@example.com"}).status_code == 202
+    add_confirmed(app, 3)
+    add_post(client, admin_headers, 1)
+    assert client.post("/admin/digests", json={}, headers=admin_headers).status_code == 202
+    with app.app_context():
+        claimed = ledger.claim(db.session, 10, 300, kind=DeliveryKind.DIGEST)
+        assert [c.kind for c in claimed] == [DeliveryKind.DIGEST] * 3
+        db.session.rollback()
+        db.session.remove()

@@ -1,0 +1,44 @@
+"""mail a person waits for is claimed before digest copies: its own due index
+
+Revision ID: 0011_waited_for_first
+Revises: 0010_deliveries_unanswered
+Create Date: 2026-12-07 22:00:00
+
+Deliveries were claimed oldest first, whatever their kind: a reader who
+signed up while a digest of 100,000 copies was going out got the
+confirmation email after the last copy, minutes later (hours with
+SEND_RATE). The claim now looks first at the mail a person waits for (a
+confirmation, an admin's test copy), which this partial index holds; a
+digest copy adds no entry to it.
+
+On PostgreSQL the index is built under a lock that holds writes to
+``deliveries`` while it builds: a moment, as it only reads the rows that
+are not digest copies, but the whole table is scanned once.
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '0011_waited_for_first'
+down_revision = '0010_deliveries_unanswered'
+branch_labels = None
+depends_on = None
+
+_WAITED_FOR = sa.text("kind <> 'digest'")
+
+
+def upgrade():
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.create_index(
+            'ix_delivery_due_waited_for',
+            ['status', 'next_attempt_at', 'id'],
+            unique=False,
+            postgresql_where=_WAITED_FOR,
+            sqlite_where=_WAITED_FOR,
+        )
+
+
+def downgrade():
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_delivery_due_waited_for')
