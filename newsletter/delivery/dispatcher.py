@@ -28,6 +28,7 @@ from ..models import DeliveryKind, utcnow
 from ..providers import Message, Outcome, Provider, SendResult
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import mark_sending, settle
+from .failures import FAILED_BATCHES
 from .health import FILE_EVERY, HealthPublisher, dispatch_health, save_to_file
 from .render import render_batch
 
@@ -249,6 +250,7 @@ def _send_rendered(
         PROVIDER_ANSWERS.labels(provider.name, outcome).inc(count)  # once an outcome, not a copy
     _watch_for_config_errors(results)
     _watch_for_rate_limits(results)
+    FAILED_BATCHES.watch(provider.name, results)
     _say_unanswered(provider, results)
     if any(result.suppressed for result in results):
         _stop_suppressed(provider, to_send, results)

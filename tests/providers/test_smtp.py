@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -18,14 +19,19 @@ from aiosmtpd.smtp import AuthResult
 from flask import Flask
 from sqlalchemy import select
 
+from newsletter.delivery import dispatcher
+from newsletter.delivery.dispatcher import log as dispatcher_log
+from newsletter.delivery.failures import FailedBatches
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.providers import Outcome, ProviderConfigError
 from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
+from tests.conftest import ADMIN_TOKEN
+from tests.log_lines import said_by
 from tests.servers import free_port
 
 from .messages import confirmation, digest
-from .test_postmark_dispatch import dispatch
+from .test_postmark_dispatch import counts, dispatch
 
 pytestmark = pytest.mark.slow
 
@@ -250,6 +256,44 @@ def test_a_relay_slower_than_the_timeout_sends_a_reader_two_copies_at_most(
             assert delivery.status is DeliveryStatus.SENT
             assert (delivery.last_error or "").startswith("sent, no answer from the relay")
     assert [rcpts for rcpts, _ in handler.received] == [["ann@example.com"]] * 2
+
+
+def test_a_relay_that_is_down_is_said_in_the_log_and_the_admin_stats(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each copy went back on its back-off: an outage passed with no line and no sign."""
+    monkeypatch.setattr(dispatcher, "FAILED_BATCHES", FailedBatches())  # no earlier test's
+    port = free_port()  # nothing listens there yet
+    app = make_app(
+        EMAIL_PROVIDER="smtp",
+        SMTP_URL=f"smtp://127.0.0.1:{port}",
+        RETRY_BASE_SECONDS=60.0,  # the copies come due again after this test
+        DISPATCH_BATCH_SIZE=1,
+    )
+    client = app.test_client()
+    for n in range(3):
+        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    with said_by(dispatcher_log) as said:
+        assert counts(dispatch(app)) == {"transient": 3}  # three batches, failed whole
+        stats = client.get("/admin/stats", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        error = stats.get_json()["dispatch"]["last_error"]
+        assert error.startswith("smtp: connect: ") and "refused" in error
+        failing = [line for line in said if "failed whole" in line]
+        assert len(failing) == 1, said  # once a minute at most, not once a batch
+
+    handler = Relay()
+    monkeypatch.setattr(dispatcher_log, "level", logging.INFO)  # the line back is an info
+    monkeypatch.setattr(dispatcher_log, "_cache", {})
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with said_by(dispatcher_log, logging.INFO) as said:
+            assert client.post("/subscribe", json={"email": "late@example.com"}).status_code == 202
+            dispatch(app)
+    finally:
+        controller.stop()
+    assert any("sending again" in line for line in said), said
+    assert [rcpts for rcpts, _ in handler.received] == [["late@example.com"]]
 
 
 def test_password_is_never_sent_without_tls(relay: tuple[Relay, int]) -> None:
