@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..errors import describe
@@ -242,9 +243,7 @@ def _send_rendered(
         session.commit()
         return False
     results = _send(provider, [m for _, m in to_send])
-    ledger.record(session, [d for d, _ in to_send], results, retry_policy(), provider.name)
-    mark_sending(session, first_batch_of)
-    session.commit()  # the batch's answers and its digests' mark at once
+    _write_answers(session, [d for d, _ in to_send], results, provider.name, first_batch_of)
     for outcome, count in Counter(result.outcome.value for result in results).items():
         stats.count(outcome, count)
         PROVIDER_ANSWERS.labels(provider.name, outcome).inc(count)  # once an outcome, not a copy
@@ -255,6 +254,40 @@ def _send_rendered(
     if any(result.suppressed for result in results):
         _stop_suppressed(provider, to_send, results)
     return any(r.outcome in (Outcome.RATE_LIMITED, Outcome.CONFIG_ERROR) for r in results)
+
+
+def _write_answers(
+    session: Session,
+    deliveries: list[ledger.Claimed],
+    results: list[SendResult],
+    provider: str,
+    first_batch_of: set[int],
+) -> None:
+    """Record the batch's answers and mark its digests sending, in one commit.
+
+    On PostgreSQL a send that outlasted ``DISPATCH_LEASE`` finds its claim's
+    transaction ended by the server: the answers are then written in a new
+    one. They were lost, and the same batch was claimed and sent again, for
+    ever (a tester's readers got 6 copies in 45 s). ``record`` writes only
+    rows still unanswered, so a batch another dispatcher claimed meanwhile is
+    written once, by whichever commits first; a database that is down fails
+    the second try too, as before.
+    """
+    try:
+        ledger.record(session, deliveries, results, retry_policy(), provider)
+        mark_sending(session, first_batch_of)
+        session.commit()  # the batch's answers and its digests' mark at once
+    except DBAPIError as exc:
+        session.rollback()
+        log.warning(
+            "the claim of a batch of %d ended before its answers were written (%s): "
+            "writing them again; keep DISPATCH_LEASE above a batch's send time",
+            len(deliveries),
+            describe(exc),
+        )
+        ledger.record(session, deliveries, results, retry_policy(), provider)
+        mark_sending(session, first_batch_of)
+        session.commit()
 
 
 def _say_unanswered(provider: Provider, results: list[SendResult]) -> None:

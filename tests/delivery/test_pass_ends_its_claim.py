@@ -31,8 +31,10 @@ class Answering:
     def __init__(self, outcome: Outcome, delay: float = 0.0) -> None:
         self.outcome = outcome
         self.delay = delay
+        self.calls = 0
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        self.calls += 1
         time.sleep(self.delay)
         retry_after = 60.0 if self.outcome is Outcome.RATE_LIMITED else None
         return [SendResult(self.outcome, retry_after=retry_after) for _ in messages]
@@ -85,3 +87,22 @@ def test_a_send_that_takes_half_the_lease_is_reported(
         dispatch_pass()
         db.session.remove()
     assert ("over half of DISPATCH_LEASE" in caplog.text) is warned
+
+
+def test_a_send_that_outlasts_the_lease_is_recorded_and_not_sent_again(
+    make_app, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL ended the claim mid-send: its answers were lost, and it went out for ever."""
+    app: Flask = make_app(RATELIMIT_ENABLED=False, DISPATCH_LEASE=1)
+    client = app.test_client()
+    for n in range(3):
+        assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 202
+    provider = Answering(Outcome.SENT, delay=1.6)  # past the lease: the claim's idle limit
+    with app.app_context(), caplog.at_level(logging.WARNING, "newsletter.delivery.dispatcher"):
+        app.extensions["newsletter.provider"] = provider
+        stats = dispatch_pass()
+        assert stats.claimed == 3 and provider.calls == 1  # once, not again and again
+        assert dispatch_pass().claimed == 0
+        statuses = db.session.scalars(select(Delivery.status)).all()
+        db.session.remove()
+    assert statuses == [DeliveryStatus.SENT] * 3
