@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
@@ -135,6 +135,11 @@ def error_response(
     return response
 
 
+# PostgreSQL's errors for a table or column the code needs and the schema lacks (SQLite's
+# "no such table" is an OperationalError: a 503 already).
+_SCHEMA_MISSING = frozenset({"UndefinedTable", "UndefinedColumn"})
+
+
 def register_error_handlers(app: Flask) -> None:
     """Route every error through ``error_response``; never a traceback to a client."""
 
@@ -169,6 +174,20 @@ def register_error_handlers(app: Flask) -> None:
             "unavailable",
             "The service is briefly unavailable. Please try again in a minute.",
             headers=[("Retry-After", "30")],
+        )
+
+    @app.errorhandler(ProgrammingError)
+    def _schema_behind(exc: ProgrammingError) -> Response:
+        # A table or column the code needs and the database lacks: ``db upgrade`` was
+        # not run at a deploy. Not the client's fault, and not for it to retry soon.
+        if type(exc.orig).__name__ not in _SCHEMA_MISSING:
+            return _unexpected(exc)
+        log.error("the schema is behind the code (run flask db upgrade): %s", describe(exc))
+        return error_response(
+            503,
+            "unavailable",
+            "The service is being updated. Please try again in a few minutes.",
+            headers=[("Retry-After", "300")],
         )
 
     @app.errorhandler(Exception)

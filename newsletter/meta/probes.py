@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 
 import redis
 from kombu import Connection
@@ -44,6 +45,39 @@ def database_answers() -> bool:
         return False
     finally:
         db.session.remove()
+
+
+def schema_behind() -> str | None:
+    """The database's migration when it is older than the code's (``db upgrade`` not run).
+
+    ``None`` when it is the code's own, a newer one (a rolling deploy migrated
+    first: the migrations add, so the old code still works), or unknown (no
+    ``alembic_version``: a schema built another way). A code whose schema is
+    behind fails every request that reads a new column: not ready.
+    """
+    try:
+        version = db.session.scalar(text("SELECT version_num FROM alembic_version"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return None
+    finally:
+        db.session.remove()
+    return version if version in _older_migrations() else None
+
+
+@cache
+def _older_migrations() -> frozenset[str]:
+    """Every migration before the code's newest (read once: it imports every script)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from .. import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    return frozenset(s.revision for s in scripts.walk_revisions() if s.revision != head)
 
 
 def broker_answers(url: str, timeout: float) -> bool:

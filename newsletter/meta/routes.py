@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import yaml
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..delivery.health import reported_dispatch_health
-from .probes import broker_answers, database_answers
+from .probes import broker_answers, database_answers, schema_behind
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("meta", __name__)
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -36,6 +39,9 @@ def healthz() -> tuple[Response, int]:
 def readyz() -> tuple[Response, int]:
     """200 when the database and, if configured, the broker answer; else 503 naming the part."""
     parts = {"database": "ok" if database_answers() else "down"}
+    if parts["database"] == "ok" and (behind := schema_behind()) is not None:
+        log.warning("not ready: the schema is at %s, behind the code: run db upgrade", behind)
+        parts["database"] = "schema behind the code: run flask db upgrade"
     broker_url = current_app.config["CELERY_BROKER_URL"]
     if broker_url:
         ready = broker_answers(broker_url, current_app.config["READINESS_TIMEOUT"])
