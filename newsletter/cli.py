@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import MAX_RETENTION_DAYS
 
 from .delivery.dispatcher import dispatch_pass
+from .errors import Misconfigured
 from .extensions import db, migrate
 from .graceful import stop_between_batches
 from .meta.probes import schema_present
@@ -29,6 +30,8 @@ class DatabaseCommands(AppGroup):
             return super().invoke(ctx)
         except SQLAlchemyError as exc:
             raise click.ClickException(self.problem(ctx, exc)) from None
+        except Misconfigured as exc:
+            raise click.ClickException(str(exc)) from None
 
     def problem(self, ctx: click.Context, exc: SQLAlchemyError) -> str:
         """What to tell the operator: run the migrations, or what the database said."""

@@ -135,6 +135,10 @@ def error_response(
     return response
 
 
+class Misconfigured(RuntimeError):
+    """A setting this host runs with makes the request unsafe to serve: a 503, said in the log."""
+
+
 # PostgreSQL's errors for a table or column the code needs and the schema lacks (SQLite's
 # "no such table" is an OperationalError: a 503 already).
 _SCHEMA_MISSING = frozenset({"UndefinedTable", "UndefinedColumn"})
@@ -174,6 +178,16 @@ def register_error_handlers(app: Flask) -> None:
             "unavailable",
             "The service is briefly unavailable. Please try again in a minute.",
             headers=[("Retry-After", "30")],
+        )
+
+    @app.errorhandler(Misconfigured)
+    def _misconfigured(exc: Misconfigured) -> Response:
+        log.error("%s", exc)
+        return error_response(
+            503,
+            "unavailable",
+            "The service is briefly unavailable. Please try again later.",
+            headers=[("Retry-After", "300")],
         )
 
     @app.errorhandler(ProgrammingError)

@@ -23,12 +23,31 @@ from flask import Flask
 from sqlalchemy import Connection, select, update
 
 from ..db_helpers import insert_ignoring_conflicts
+from ..errors import Misconfigured
 from ..extensions import db
 from ..models import Erasure, WrappedKey
 
 log = logging.getLogger(__name__)
 NAME = "erasure"
 _CACHE = "newsletter.erasure_key"
+
+
+class UnreadableErasureKey(Misconfigured):
+    """The key is wrapped under a ``SECRET_KEY`` this host has neither as its own nor retired.
+
+    Nothing that reads erased addresses' hashes may go on: an import would
+    bring back, confirmed, readers who left and were erased (a host left out
+    of a key rotation did), and a signup could restart mail to an address
+    erased after a bounce or complaint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the key of erased addresses' hashes is wrapped under a SECRET_KEY that is "
+            "neither SECRET_KEY nor in SECRET_KEY_FALLBACKS: signups, imports and webhooks "
+            "are refused until this host has the key the others use (list the old one in "
+            "SECRET_KEY_FALLBACKS)"
+        )
 
 
 def _derived(secret: str, purpose: bytes) -> bytes:
@@ -62,12 +81,7 @@ def _load(app: Flask) -> bytes:
         try:
             key = keys.decrypt(wrapped.encode())
         except InvalidToken:
-            log.error(
-                "the key of erased addresses' hashes is wrapped under a SECRET_KEY that is "
-                "neither SECRET_KEY nor in SECRET_KEY_FALLBACKS: addresses erased after a "
-                "bounce or complaint are not recognised until the old key is listed there"
-            )
-            return _derived(secret, b"erasure")
+            raise UnreadableErasureKey() from None
         try:
             current.decrypt(wrapped.encode())
         except InvalidToken:  # wrapped under a retired key: wrap it under this one

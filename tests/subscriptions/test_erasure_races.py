@@ -33,7 +33,7 @@ from newsletter.subscriptions.erased import email_hash
 from newsletter.subscriptions.erasure import erase
 from tests.conftest import Outbox
 from tests.digests.helpers import add_confirmed, add_post
-from tests.subscriptions.helpers import confirmed, find, set_status
+from tests.subscriptions.helpers import confirmed, find, set_status, unsubscribe_link
 from tests.webhooks import signing
 
 pytestmark = pytest.mark.slow
@@ -174,6 +174,40 @@ def test_a_stopped_address_stays_stopped_through_secret_key_rotations(make_app, 
         ).get_json()
         assert (imported["created"], imported["skipped"]) == (0, 1), secret
         assert find(app, "ann@example.com") is None, secret
+
+
+def test_a_host_left_out_of_a_key_rotation_refuses_what_would_bring_the_erased_back(
+    make_app, admin_headers, tmp_path
+):
+    # An operator's cron host still on the retired key imported an erased reader, who
+    # had left, as confirmed: the hashes were read with a key derived from its own.
+    first = make_app(SECRET_KEY="key-1")
+    client, outbox = first.test_client(), Outbox(first)
+    confirmed(client, outbox, "ann@example.com")
+    assert client.post(unsubscribe_link(first, find(first, "ann@example.com"))).status_code == 200
+    erased = client.delete("/admin/subscribers/ann@example.com", headers=admin_headers)
+    assert erased.status_code == 204
+    # Rotated as the README says: the old key listed (the first read wraps it anew), then not.
+    for secret, fallbacks in (("key-2", ["key-1"]), ("key-2", [])):
+        app = make_app(SECRET_KEY=secret, SECRET_KEY_FALLBACKS=fallbacks)
+        signup = app.test_client().post("/subscribe", json={"email": "bob@example.com"})
+        assert signup.status_code == 202
+    stale = make_app(SECRET_KEY="key-old-host")
+    csv = {"data": "email\nann@example.com\n", "content_type": "text/csv"}
+    imported = stale.test_client().post(
+        "/admin/subscribers/import?confirmed=true", headers=admin_headers, **csv
+    )
+    assert imported.status_code == 503
+    signup = stale.test_client().post("/subscribe", json={"email": "ann@example.com"})
+    assert signup.status_code == 503
+    assert find(stale, "ann@example.com") is None
+    readers = tmp_path / "readers.csv"
+    readers.write_text("email\nann@example.com\n")
+    result = stale.test_cli_runner().invoke(
+        args=["subscribers", "import", "--confirmed", str(readers)]
+    )
+    assert result.exit_code == 1 and "SECRET_KEY_FALLBACKS" in result.output
+    assert find(stale, "ann@example.com") is None
 
 
 def test_hashes_made_before_the_key_was_kept_still_match(make_app, admin_headers):
