@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import iso
 from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
+from ..tokens import TEST_COPY_READER, current_tokens
 from ..web import json_object, page_args
 from . import feed, posts, service
 from .text import TooLong
@@ -148,7 +149,10 @@ def preview() -> Response:
         raise AppError("no_new_posts", service.nothing_to_send(db.session), 409)
     subject = service.default_subject(current_app.config["NEWSLETTER_NAME"], upcoming)
     shared = render_shared(subject, upcoming)
-    _, html = shared.for_reader(f"{current_app.config['PUBLIC_URL']}/unsubscribe/preview")
+    # A test copy's link: opened from the preview, it says it unsubscribes nobody (a
+    # made-up one said "your mail program may have cut this link short").
+    sample = current_tokens().unsubscribe_token(TEST_COPY_READER)
+    _, html = shared.for_reader(f"{current_app.config['PUBLIC_URL']}/unsubscribe/{sample}")
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = EMAIL_PREVIEW_CSP
     return response

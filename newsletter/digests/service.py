@@ -78,10 +78,11 @@ def nothing_to_send(session: Session) -> str:
         )
     ).one()
     if not scheduled[0]:
-        return "Every post has gone out already."
+        return "Every post has gone out already (or was marked as sent)."
     return (
-        f"Every post has gone out already, but for {scheduled[0]} scheduled for later: "
-        f"the first can go from {scheduled[1]:%Y-%m-%d %H:%M} UTC."
+        "Every post has gone out already (or was marked as sent), but for "
+        f"{scheduled[0]} scheduled for later: the first can go from "
+        f"{scheduled[1]:%Y-%m-%d %H:%M} UTC."
     )
 
 

@@ -270,6 +270,6 @@ def test_a_trigger_with_only_scheduled_posts_says_when_they_can_go(client, admin
     error = answer.get_json()["error"]
     assert error["code"] == "no_new_posts"
     assert error["message"] == (
-        "Every post has gone out already, but for 1 scheduled for later: "
+        "Every post has gone out already (or was marked as sent), but for 1 scheduled for later: "
         "the first can go from 2099-01-02 03:04 UTC."
     )
