@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..providers import Outcome, SendResult
+from ..security import mask
 from .health import dispatch_health
 
 log = logging.getLogger("newsletter.delivery.dispatcher")
@@ -39,11 +40,10 @@ class FailedBatches:
             if failed_before:
                 log.info("%s: sending again after failed batches", provider)
             return
-        if not results or any(result.outcome is not Outcome.TRANSIENT for result in results):
-            # A message failed alone (its address, its content): its own row says so. A
-            # batch that went out unanswered is said by the dispatcher already.
+        if not _failed_whole(results):
             return
-        error = f"{provider}: {results[0].error}"
+        # Masked: an error kept in the health record outlives an erasure of the reader.
+        error = f"{provider}: {mask(results[0].error or '')}"
         dispatch_health().last_error = error
         now = self.clock()
         with self._lock:
@@ -60,6 +60,22 @@ class FailedBatches:
             error,
             more,
         )
+
+
+def _failed_whole(results: Sequence[SendResult]) -> bool:
+    """Whether every message failed, for one reason that is the provider's, not a reader's.
+
+    The same error for all, and more than one message or a connection that
+    failed: an SMTP 4xx for one recipient (greylisting, a full mailbox) in a
+    batch of one is that reader's, and often names them. A batch that went
+    out unanswered is said by the dispatcher already.
+    """
+    if not results or any(result.outcome is not Outcome.TRANSIENT for result in results):
+        return False
+    error = results[0].error or ""
+    if any(result.error != error for result in results):
+        return False
+    return len(results) > 1 or error.startswith(("connect", "session lost"))
 
 
 FAILED_BATCHES = FailedBatches()
