@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from ..db_helpers import is_postgresql
 from ..errors import describe
 from ..extensions import db
 from ..metrics import DISPATCH_SECONDS, IN_FLIGHT, PROVIDER_ANSWERS
@@ -279,15 +280,23 @@ def _write_answers(
         session.commit()  # the batch's answers and its digests' mark at once
     except DBAPIError as exc:
         session.rollback()
+        if not exc.connection_invalidated:
+            raise  # not the claim's end: the server may have kept the commit
         log.warning(
             "the claim of a batch of %d ended before its answers were written (%s): "
             "writing them again; keep DISPATCH_LEASE above a batch's send time",
             len(deliveries),
             describe(exc),
         )
+        if is_postgresql(session):
+            # Another dispatcher may hold these rows by now: not its whole lease long.
+            session.execute(_ANSWERS_LOCK_WAIT)
         ledger.record(session, deliveries, results, retry_policy(), provider)
         mark_sending(session, first_batch_of)
         session.commit()
+
+
+_ANSWERS_LOCK_WAIT = text("SET LOCAL lock_timeout = '5s'")
 
 
 def _say_unanswered(provider: Provider, results: list[SendResult]) -> None:
