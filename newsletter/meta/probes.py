@@ -56,28 +56,37 @@ def schema_behind() -> str | None:
     behind fails every request that reads a new column: not ready.
     """
     try:
-        version = db.session.scalar(text("SELECT version_num FROM alembic_version"))
+        versions = set(db.session.scalars(text("SELECT version_num FROM alembic_version")))
     except SQLAlchemyError:
         db.session.rollback()
         return None
     finally:
         db.session.remove()
-    return version if version in _older_migrations() else None
+    older = versions & _older_migrations()
+    return min(older) if older else None
 
 
 @cache
 def _older_migrations() -> frozenset[str]:
-    """Every migration before the code's newest (read once: it imports every script)."""
+    """Every migration before the code's newest ones (read once: it imports every script).
+
+    Empty when the scripts cannot be read: readiness then does not judge the
+    schema, rather than failing every probe.
+    """
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     from .. import MIGRATIONS_DIR
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    scripts = ScriptDirectory.from_config(config)
-    head = scripts.get_current_head()
-    return frozenset(s.revision for s in scripts.walk_revisions() if s.revision != head)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        scripts = ScriptDirectory.from_config(config)
+        heads = set(scripts.get_heads())
+        return frozenset(s.revision for s in scripts.walk_revisions() if s.revision not in heads)
+    except Exception as exc:  # any failure to read the scripts: no judgement, said once
+        log.warning("readiness does not check the schema's version: %s", type(exc).__name__)
+        return frozenset()
 
 
 def broker_answers(url: str, timeout: float) -> bool:

@@ -41,7 +41,7 @@ def readyz() -> tuple[Response, int]:
     parts = {"database": "ok" if database_answers() else "down"}
     if parts["database"] == "ok" and (behind := schema_behind()) is not None:
         log.warning("not ready: the schema is at %s, behind the code: run db upgrade", behind)
-        parts["database"] = "schema behind the code: run flask db upgrade"
+        parts["database"] = "schema_behind"  # flask db upgrade
     broker_url = current_app.config["CELERY_BROKER_URL"]
     if broker_url:
         ready = broker_answers(broker_url, current_app.config["READINESS_TIMEOUT"])
