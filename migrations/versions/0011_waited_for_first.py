@@ -11,9 +11,8 @@ SEND_RATE). The claim now looks first at the mail a person waits for (a
 confirmation, an admin's test copy), which this partial index holds; a
 digest copy adds no entry to it.
 
-On PostgreSQL the index is built under a lock that holds writes to
-``deliveries`` while it builds: a moment, as it only reads the rows that
-are not digest copies, but the whole table is scanned once.
+On PostgreSQL the index is built CONCURRENTLY, outside the migration's
+transaction: signups and sends go on while it reads the table.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -29,12 +28,23 @@ _WAITED_FOR = sa.text("kind <> 'digest'")
 
 
 def upgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(
+                'ix_delivery_due_waited_for',
+                'deliveries',
+                ['status', 'next_attempt_at', 'id'],
+                unique=False,
+                postgresql_where=_WAITED_FOR,
+                postgresql_concurrently=True,
+                if_not_exists=True,  # a build stopped halfway, run again
+            )
+        return
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(
             'ix_delivery_due_waited_for',
             ['status', 'next_attempt_at', 'id'],
             unique=False,
-            postgresql_where=_WAITED_FOR,
             sqlite_where=_WAITED_FOR,
         )
 
