@@ -66,14 +66,15 @@ def posts_mark_sent(before: str | None, dry_run: bool) -> None:
         until = posts.parse_before(before)
     except posts.InvalidPost as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
-    marked = posts.mark_sent(db.session, until)
     if dry_run:
-        db.session.rollback()
+        would = posts.count_to_mark(db.session, until)
+        db.session.rollback()  # read only
         click.echo(
-            f"{marked} posts would be marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC); "
+            f"{would} posts would be marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC); "
             "none was"
         )
         return
+    marked = posts.mark_sent(db.session, until)
     db.session.commit()
     click.echo(f"{marked} posts marked as sent (dated up to {until:%Y-%m-%d %H:%M} UTC)")
 

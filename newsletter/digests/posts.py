@@ -227,6 +227,11 @@ def mark_sent(session: Session, before: datetime) -> int:
     return result.rowcount or 0
 
 
+def count_to_mark(session: Session, before: datetime) -> int:
+    """How many posts ``mark_sent`` would mark now, marking none (a dry run: a read only)."""
+    return session.scalar(select(func.count()).where(*waiting(), shown_at() <= before)) or 0
+
+
 def unmark_sent(session: Session, post_id: int) -> Post | None:
     """Take back a post's mark, so the next digest carries it; the post (None: no such id).
 

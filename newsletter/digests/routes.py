@@ -97,10 +97,11 @@ def mark_posts_sent() -> Response:
         before = posts.parse_before(body.get("before"))
     except posts.InvalidPost as exc:
         raise AppError(exc.code, str(exc), 422, field=exc.field) from None
-    marked = posts.mark_sent(db.session, before)
     if dry_run:
-        db.session.rollback()
-        return jsonify(marked=marked, before=iso(before), dry_run=True)
+        would = posts.count_to_mark(db.session, before)
+        db.session.rollback()  # read only
+        return jsonify(marked=would, before=iso(before), dry_run=True)
+    marked = posts.mark_sent(db.session, before)
     db.session.commit()
     return jsonify(marked=marked, before=iso(before))
 
