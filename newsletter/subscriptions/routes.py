@@ -17,9 +17,9 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ..errors import AppError, wants_json
+from ..errors import AppError, Misconfigured, wants_json
 from ..extensions import UNKNOWN_IP, client_address, client_network, db, limiter
 from ..group_commit import GroupCommit
 from ..models import NAME_MAX, Status, Subscriber
@@ -41,8 +41,11 @@ def _group_signups(state: BlueprintSetupState) -> None:
     state.app.extensions[SIGNUPS] = GroupCommit(
         lambda batch: service.admit(db.engine, batch),
         # A database that refused one signup's write: the others are written without it.
-        # Not when it is unreachable: each would wait out the same outage in turn.
-        retry_alone=lambda error: not isinstance(error, OperationalError),
+        # Not when it is unreachable, its schema behind, or this host misconfigured: each
+        # would meet the same failure in turn.
+        retry_alone=lambda error: (
+            not isinstance(error, OperationalError | ProgrammingError | Misconfigured)
+        ),
     )
 
 

@@ -411,8 +411,7 @@ def renew_confirmation(session: Session, token: str) -> Renewal:
         session.rollback()
         return Renewal(held)
     queue_confirmation(session, subscriber)
-    session.commit()
-    wake_dispatcher()
+    session.commit()  # which wakes the dispatcher (ledger.queue marked the session)
     return Renewal.SENT
 
 

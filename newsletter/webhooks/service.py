@@ -11,6 +11,7 @@ address by its keyed hash.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
@@ -28,6 +29,7 @@ from ..models import (
 )
 from ..subscriptions.addresses import lookup_form
 from ..subscriptions.erased import email_hash, email_hasher, keep_hash
+from ..subscriptions.erasure_key import UnreadableErasureKey
 from ..subscriptions.service import leave, locked_by_email, record_event
 from .events import EventKind, WebhookEvent
 
@@ -70,7 +72,12 @@ def all_stored(session: Session, provider: str, events: list[WebhookEvent]) -> b
 
 def handle(session: Session, provider: str, events: list[WebhookEvent]) -> int:
     """Store and act on each event not seen before; how many were new."""
-    email_hasher()  # the erasure key read (or first kept) before this transaction writes
+    # The erasure key read (or first kept) before this transaction writes. A host that
+    # cannot read it still acts on events about subscribers, which need no hash; one
+    # about an address we do not hold (erased) raises where its hash is kept, and the
+    # provider sends the batch again.
+    with contextlib.suppress(UnreadableErasureKey):
+        email_hasher()
     new = 0
     # Each address normalised once; acted on in the order of their locks (an address's
     # own events keep theirs): two batches about the same readers never wait in turn.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from newsletter.models import Status
-from newsletter.subscriptions import service
 from tests.conftest import Outbox, path_of
 from tests.subscriptions.helpers import confirmed, find, unsubscribe_link
 
@@ -253,20 +252,6 @@ def test_a_new_link_asked_for_says_whether_one_went(make_app):
     assert find(app, "ann@example.com").status is Status.CONFIRMED
     done = later.test_client().post(renew, headers=JSON)
     assert done.status_code == 200 and done.get_json() == {"status": "confirmed"}
-
-
-def test_a_renewed_link_is_sent_at_once_by_a_waiting_dispatcher(make_app, monkeypatch):
-    """Renewing queued the email and woke no dispatcher: it waited for the next poll."""
-    app = make_app(CONFIRM_MAX_AGE=1, CONFIRM_RESEND_INTERVAL=0)
-    client, outbox = app.test_client(), Outbox(app)
-    client.post("/subscribe", data={"email": "ann@example.com"})
-    outbox.dispatch()
-    renew = path_of(outbox.confirm_link("ann@example.com")) + "/renew"
-    time.sleep(2.1)
-    woken: list[bool] = []
-    monkeypatch.setattr(service, "wake_dispatcher", lambda: woken.append(True))
-    assert client.post(renew, headers=JSON).get_json()["new_link"] == "sent"
-    assert woken == [True]
 
 
 def test_the_confirmed_and_unsubscribed_pages_link_back_to_the_readers_site(make_app):
