@@ -15,10 +15,29 @@ from dataclasses import dataclass
 from ..models import Status
 
 SEPARATORS = (",", ";", "\t")
-_EMAIL = {"email", "e mail", "email address", "e mail address", "mail", "emailaddress"}
-_NAME = {"name", "full name", "display name"}
-_FIRST = {"first name", "firstname", "fname", "given name"}
-_LAST = {"last name", "lastname", "lname", "surname", "family name"}
+# Excel's hint line before the header ("sep=;"), which some exports carry.
+SEPARATOR_HINT = re.compile(r"sep=([,;\t])", re.IGNORECASE)
+# As compared by ``plain``: lower case, words only, a letter beyond ASCII a space
+# ("Prénom" is "pr nom"). English, and the other languages of Europe's exports: German,
+# French, Spanish, Italian, Dutch.
+_EMAIL = {
+    "email", "e mail", "email address", "e mail address", "mail", "emailaddress",
+    "e mail adresse", "email adresse", "emailadresse", "mail adresse", "mailadresse",
+    "courriel", "adresse e mail", "adresse email", "adresse mail", "adresse courriel",
+    "correo", "correo electronico", "correo electr nico",
+    "indirizzo email", "indirizzo e mail", "posta elettronica",
+    "e mailadres", "emailadres", "e mail adres",
+}  # fmt: skip
+_NAME = {"name", "full name", "display name", "nom complet", "nombre completo", "naam"}
+_FIRST = {
+    "first name", "firstname", "fname", "given name",
+    "vorname", "pr nom", "prenom", "nombre", "nome", "voornaam",
+}  # fmt: skip
+_LAST = {
+    "last name", "lastname", "lname", "surname", "family name",
+    "nachname", "familienname", "nom", "nom de famille", "apellido", "apellidos",
+    "cognome", "achternaam",
+}  # fmt: skip
 _STATUS = {"status", "subscription status"}
 # A status column's values, as compared: readers in (ours, and other tools' words for
 # it), readers who never confirmed, and readers an import must never bring back (ours;
@@ -79,9 +98,9 @@ def plain(title: str) -> str:
     return _NOT_WORD.sub(" ", title.lower()).strip()
 
 
-def layout_of(header_line: str) -> Layout:
+def layout_of(header_line: str, separators: tuple[str, ...] = SEPARATORS) -> Layout:
     """The layout the header line gives, or ``LayoutError`` saying what it found."""
-    for separator in SEPARATORS:
+    for separator in separators:
         titles = [plain(cell) for cell in next(csv.reader([header_line], delimiter=separator), [])]
         emails = [i for i, title in enumerate(titles) if title in _EMAIL]
         if len(emails) > 1:

@@ -53,6 +53,8 @@ from .addresses import InvalidAddress, normalize_email
 from .csv_layout import (
     LEFT,
     NEVER_CONFIRMED,
+    SEPARATOR_HINT,
+    SEPARATORS,
     SUBSCRIBED,
     WORKBOOK,
     LayoutError,
@@ -159,16 +161,21 @@ def _rows(
         raise ImportFormatError(
             f"The file is not {encoding}: save it as 'CSV UTF-8' and import it again."
         )
+    header_at, separators = 1, SEPARATORS
+    if hint := SEPARATOR_HINT.fullmatch(first.rstrip("\r\n")):
+        # Excel's "sep=;" line: the header follows, with that separator.
+        header_at, separators, first = 2, (hint.group(1),), text.readline()
     open_quote = "The CSV's header line has a quoted field that is not closed."
     try:
-        layout = layout_of(first)
+        layout = layout_of(first, separators)
     except (LayoutError, csv.Error) as exc:
         raise ImportFormatError(open_quote if _opens_a_quote(first) else str(exc)) from None
     if _opens_a_quote(first, layout.separator):
         raise ImportFormatError(open_quote)
     email_at, separator = layout.email, layout.separator
-    at = [1]  # the line the reader's last record came from: each record is one line
-    reader = csv.reader(_closed_lines(text, report, at, separator), delimiter=separator)
+    at = [header_at]  # the line the reader's last record came from: each record is one line
+    lines = _closed_lines(text, report, at, separator, first_number=header_at + 1)
+    reader = csv.reader(lines, delimiter=separator)
     while True:
         try:
             cells = next(reader)
@@ -221,7 +228,7 @@ def _unknown_status(raw: str) -> str:
 
 
 def _closed_lines(
-    lines: Iterable[str], report: ImportReport, at: list[int], separator: str
+    lines: Iterable[str], report: ImportReport, at: list[int], separator: str, first_number: int
 ) -> Iterator[str]:
     """The file's lines for the CSV reader, less those that leave a quoted field open.
 
@@ -231,10 +238,11 @@ def _closed_lines(
     error on the wrong line. No field we import spans lines (an address or
     a one-line name), so such a line fails alone, even when the field that
     spans lines is one we would not import (its next lines then fail as
-    what they are). ``lines`` follow the header line; ``at[0]`` is set to the
-    number of each line handed on.
+    what they are). ``lines`` follow the header line, the first of them the
+    file's line ``first_number``; ``at[0]`` is set to the number of each line
+    handed on.
     """
-    for number, line in enumerate(lines, start=2):
+    for number, line in enumerate(lines, start=first_number):
         # Counting quotes would not do: one inside an unquoted field is a plain character
         # (5" tall), so a line with two can still leave one open.
         if '"' in line and _opens_a_quote(line, separator):

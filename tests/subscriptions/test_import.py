@@ -282,6 +282,13 @@ def test_a_name_over_200_characters_fails_its_line_not_cut_unseen(app):
         # Excel in much of Europe: semicolons, and a title spelled its way.
         "Name;E-Mail\nAnn Lee;ann@example.com\nBob;bob@example.com\n",
         "email\tname\nann@example.com\tAnn Lee\nbob@example.com\tBob\n",  # tab-separated
+        # German, French, Spanish exports: the names were dropped, or the file refused.
+        "E-Mail;Vorname;Nachname\nann@example.com;Ann;Lee\nbob@example.com;Bob;\n",
+        "E-Mail-Adresse;Name\nann@example.com;Ann Lee\nbob@example.com;Bob\n",
+        "Adresse e-mail;Prénom;Nom\nann@example.com;Ann;Lee\nbob@example.com;Bob;\n",
+        "Correo electrónico;Nombre;Apellidos\nann@example.com;Ann;Lee\nbob@example.com;Bob;\n",
+        # Excel's separator line before the header: the whole file was refused.
+        "sep=;\r\nE-Mail;Name\r\nann@example.com;Ann Lee\r\nbob@example.com;Bob\r\n",
     ],
 )
 def test_lists_from_other_tools_import_as_they_come(app, body):
@@ -289,6 +296,11 @@ def test_lists_from_other_tools_import_as_they_come(app, body):
     assert (report["created"], report["errors"]) == (2, [])
     assert find(app, "ann@example.com").name == "Ann Lee"
     assert find(app, "bob@example.com").name == "Bob"
+
+
+def test_lines_are_counted_from_the_separator_line(app):
+    report = run_import(app, "sep=,\nemail\nann@example.com\nnot-an-address\n", confirmed=True)
+    assert report["created"] == 1 and [e["line"] for e in report["errors"]] == [4]
 
 
 @pytest.mark.parametrize(
