@@ -51,9 +51,16 @@ def _safe_link(url: str) -> str | None:
     return url if urlsplit(url).scheme in ("http", "https") else None
 
 
-def _site_of(posts: Sequence[Post]) -> str | None:
-    """The home of the blog the newest post is on: where the posts a digest leaves out are."""
-    link = _safe_link(posts[0].url) if posts else None
+def _site_of(posts: Sequence[Post], feed_url: str) -> str | None:
+    """The home of the blog: where the posts a digest leaves out are.
+
+    The site of ``FEED_URL`` when set (the blog's own feed), else of the newest
+    post: a post added by the admin API may link to another site (a
+    newspaper's article about the clinic), and the link went there.
+    """
+    link = _safe_link(feed_url) if feed_url else None
+    if link is None:
+        link = _safe_link(posts[0].url) if posts else None
     if link is None:
         return None
     parts = urlsplit(link)
@@ -79,7 +86,7 @@ def render_shared(
         "newsletter": config["NEWSLETTER_NAME"],
         "subject": subject,
         "more": (len(posts) if total is None else total) - len(shown),
-        "more_url": _site_of(shown),
+        "more_url": _site_of(shown, config["FEED_URL"]),
         "posts": [_shown(p, p.shown_at.astimezone(zone)) for p in shown],
         "unsubscribe_url": placeholder,
         "postal_address": config["MAIL_POSTAL_ADDRESS"],

@@ -598,6 +598,19 @@ def test_a_digest_of_a_whole_archive_lists_the_newest_and_counts_the_rest(make_a
     assert preview.status_code == 409  # all eight were taken
 
 
+def test_the_older_posts_link_goes_to_the_blog_of_feed_url(make_app, admin_headers):
+    # The newest post, added by hand, was a newspaper's article: the link went there.
+    app = make_app(DIGEST_MAX_POSTS=1, FEED_URL="https://clinic.example.org/blog/feed/")
+    client, outbox = app.test_client(), Outbox(app)
+    add_confirmed(app, 1)
+    add_post(client, admin_headers, 1)
+    add_post(client, admin_headers, 2, url="https://gazette.example.net/news/kerpius")
+    trigger(client, admin_headers)
+    outbox.dispatch()
+    text = outbox.messages()[0].get_body(("plain",)).get_content()
+    assert "And 1 older post on the blog: https://clinic.example.org/\n" in text
+
+
 def test_a_digest_within_the_limit_lists_every_post_and_no_count(
     app, client, admin_headers, outbox
 ):
