@@ -144,6 +144,16 @@ class Misconfigured(RuntimeError):
 _SCHEMA_MISSING = frozenset({"UndefinedTable", "UndefinedColumn"})
 
 
+def _unavailable(state: str, retry_after: int) -> Response:
+    """503 ``unavailable``: "The service is <state>.", and when to try again."""
+    return error_response(
+        503,
+        "unavailable",
+        f"The service is {state}.",
+        headers=[("Retry-After", str(retry_after))],
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     """Route every error through ``error_response``; never a traceback to a client."""
 
@@ -173,22 +183,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response:
         log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
-        return error_response(
-            503,
-            "unavailable",
-            "The service is briefly unavailable. Please try again in a minute.",
-            headers=[("Retry-After", "30")],
-        )
+        return _unavailable("briefly unavailable. Please try again in a minute", 30)
 
     @app.errorhandler(Misconfigured)
     def _misconfigured(exc: Misconfigured) -> Response:
         log.error("%s", exc)
-        return error_response(
-            503,
-            "unavailable",
-            "The service is briefly unavailable. Please try again later.",
-            headers=[("Retry-After", "300")],
-        )
+        return _unavailable("briefly unavailable. Please try again later", 300)
 
     @app.errorhandler(ProgrammingError)
     def _schema_behind(exc: ProgrammingError) -> Response:
@@ -197,12 +197,7 @@ def register_error_handlers(app: Flask) -> None:
         if type(exc.orig).__name__ not in _SCHEMA_MISSING:
             return _unexpected(exc)
         log.error("the schema is behind the code (run flask db upgrade): %s", describe(exc))
-        return error_response(
-            503,
-            "unavailable",
-            "The service is being updated. Please try again in a few minutes.",
-            headers=[("Retry-After", "300")],
-        )
+        return _unavailable("being updated. Please try again in a few minutes", 300)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
