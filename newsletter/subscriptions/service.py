@@ -267,29 +267,32 @@ def _sent_within(row: _Stored | Subscriber, gap: timedelta, now: datetime) -> bo
     return row.last_confirmation_at is not None and now - row.last_confirmation_at < gap
 
 
-class Held(enum.StrEnum):
-    """Why the per-address throttle holds a confirmation email back."""
+class Renewal(enum.StrEnum):
+    """What asking for a new confirm link did."""
 
-    RECENT = "recent"  # one went less than CONFIRM_RESEND_INTERVAL ago
-    DAILY_CAP = "daily_cap"  # CONFIRM_MAX_PER_DAY went in the last day
+    SENT = "sent"
+    RECENT = "recent"  # a link went a moment ago: that one is on its way
+    DAILY_CAP = "daily_cap"  # the day's links all went: none more until tomorrow
+    STILL_VALID = "still_valid"  # the link has not expired: nothing to renew
+    CONFIRMED = "confirmed"  # confirmed meanwhile: nothing to renew
 
 
-def confirmation_held(session: Session, subscriber: Subscriber) -> Held | None:
+def confirmation_held(session: Session, subscriber: Subscriber) -> Renewal | None:
     """The per-address throttle: a gap between confirmation emails and a daily cap.
 
-    ``None`` when one may go. The same rule ``_sign_up_known`` applies to a
-    batch (which waives the gap for an address that left and signs up again,
-    a new round).
+    Why it holds one back (``RECENT``, ``DAILY_CAP``), or ``None`` when one
+    may go. The same rule ``_sign_up_known`` applies to a batch (which waives
+    the gap for an address that left and signs up again, a new round).
     """
     config = current_app.config
     now = utcnow()
     gap = timedelta(seconds=config["CONFIRM_RESEND_INTERVAL"])
     if _sent_within(subscriber, gap, now):
-        return Held.RECENT
+        return Renewal.RECENT
     since = now - timedelta(days=1)
     sent_today = confirmations_since(session.connection(), [subscriber.id], since)
     if sent_today.get(subscriber.id, 0) >= config["CONFIRM_MAX_PER_DAY"]:
-        return Held.DAILY_CAP
+        return Renewal.DAILY_CAP
     return None
 
 
@@ -373,16 +376,6 @@ def confirm_link_state(session: Session, token: str) -> Subscriber:
     return subscriber
 
 
-class Renewal(enum.StrEnum):
-    """What asking for a new confirm link did."""
-
-    SENT = "sent"
-    RECENT = "recent"  # a link went a moment ago: that one is on its way
-    DAILY_CAP = "daily_cap"  # the day's links all went: none more until tomorrow
-    STILL_VALID = "still_valid"  # the link has not expired: nothing to renew
-    CONFIRMED = "confirmed"  # confirmed meanwhile: nothing to renew
-
-
 def renew_confirmation(session: Session, token: str) -> Renewal:
     """Send a fresh confirm link for an expired but authentic one (throttled).
 
@@ -409,7 +402,7 @@ def renew_confirmation(session: Session, token: str) -> Renewal:
     held = confirmation_held(session, subscriber)
     if held is not None:
         session.rollback()
-        return Renewal(held)
+        return held
     queue_confirmation(session, subscriber)
     session.commit()  # which wakes the dispatcher (ledger.queue marked the session)
     return Renewal.SENT
