@@ -274,10 +274,14 @@ def _write_answers(
     written once, by whichever commits first; a database that is down fails
     the second try too, as before.
     """
-    try:
+
+    def write() -> None:
         ledger.record(session, deliveries, results, retry_policy(), provider)
         mark_sending(session, first_batch_of)
         session.commit()  # the batch's answers and its digests' mark at once
+
+    try:
+        write()
     except DBAPIError as exc:
         session.rollback()
         if not exc.connection_invalidated:
@@ -291,9 +295,7 @@ def _write_answers(
         if is_postgresql(session):
             # Another dispatcher may hold these rows by now: not its whole lease long.
             session.execute(_ANSWERS_LOCK_WAIT)
-        ledger.record(session, deliveries, results, retry_policy(), provider)
-        mark_sending(session, first_batch_of)
-        session.commit()
+        write()
 
 
 _ANSWERS_LOCK_WAIT = text("SET LOCAL lock_timeout = '5s'")
