@@ -63,19 +63,17 @@ class FailedBatches:
 
 
 def _failed_whole(results: Sequence[SendResult]) -> bool:
-    """Whether every message failed, for one reason that is the provider's, not a reader's.
+    """Whether every message failed for a fault of the provider's, not of a reader's.
 
-    The same error for all, and more than one message or a connection that
-    failed: an SMTP 4xx for one recipient (greylisting, a full mailbox) in a
-    batch of one is that reader's, and often names them. A batch that went
-    out unanswered is said by the dispatcher already.
+    The providers mark those (``SendResult.provider_fault``): unreachable, a
+    5xx, and the messages a batch left untried after one. An SMTP 4xx for
+    one recipient (greylisting, a full mailbox) is that reader's, and often
+    names them. A batch that went out unanswered is said by the dispatcher
+    already.
     """
-    if not results or any(result.outcome is not Outcome.TRANSIENT for result in results):
-        return False
-    error = results[0].error or ""
-    if any(result.error != error for result in results):
-        return False
-    return len(results) > 1 or error.startswith(("connect", "session lost"))
+    return bool(results) and all(
+        result.outcome is Outcome.TRANSIENT and result.provider_fault for result in results
+    )
 
 
 FAILED_BATCHES = FailedBatches()

@@ -101,6 +101,9 @@ class SendResult:
     # The provider keeps this address from all mail; the dispatcher asks it why
     # (``why_suppressed``) once the batch is recorded, and stops ours to match.
     suppressed: bool = False
+    # A failure of the provider itself (unreachable, a 5xx), not of this message or
+    # reader: a batch failed so whole is an outage, said as one (``delivery/failures``).
+    provider_fault: bool = False
 
 
 class Provider(Protocol):

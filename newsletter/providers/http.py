@@ -100,11 +100,16 @@ class HttpApi:
         except requests.ReadTimeout as exc:
             if _written.done:
                 return SendResult(Outcome.UNKNOWN, error=f"sent, no answer in time: {exc}")
-            return SendResult(Outcome.TRANSIENT, error=f"timed out before sending: {exc}")
+            return _fault(f"timed out before sending: {exc}")
         except requests.Timeout as exc:  # connecting: nothing went out
-            return SendResult(Outcome.TRANSIENT, error=f"timed out: {exc}")
+            return _fault(f"timed out: {exc}")
         except requests.ConnectionError as exc:
-            return SendResult(Outcome.TRANSIENT, error=f"connection failed: {exc}")
+            return _fault(f"connection failed: {exc}")
+
+
+def _fault(error: str) -> SendResult:
+    """A transient failure of the provider itself: unreachable, too slow to connect, a 5xx."""
+    return SendResult(Outcome.TRANSIENT, error=error, provider_fault=True)
 
 
 # The longest wait a provider's Retry-After can impose: a day (a daily quota's reset).
@@ -153,9 +158,9 @@ def common_result(response: requests.Response) -> SendResult | None:
     if status in (401, 403):
         return SendResult(Outcome.CONFIG_ERROR, error=error_text(response))
     if status >= 500 or status in (408, 409, 425):
-        return SendResult(Outcome.TRANSIENT, error=error_text(response))
+        return _fault(error_text(response))
     if not 400 <= status < 500:  # 1xx/3xx: not an answer a send API gives
-        return SendResult(Outcome.TRANSIENT, error=error_text(response))
+        return _fault(error_text(response))
     return None
 
 
@@ -249,6 +254,7 @@ def _untried(cause: SendResult) -> SendResult:
         cause.outcome if waits else Outcome.TRANSIENT,  # never "unknown": it did not go out
         error=f"not tried: {cause.error}",
         retry_after=cause.retry_after,
+        provider_fault=cause.provider_fault,
     )
 
 

@@ -131,7 +131,8 @@ class SmtpProvider:
             error = f"the relay's TLS certificate is not trusted: {exc.verify_message}"
             return same_result(messages, SendResult(Outcome.CONFIG_ERROR, error=error))
         except (OSError, smtplib.SMTPException) as exc:
-            return same_result(messages, SendResult(Outcome.TRANSIENT, error=f"connect: {exc}"))
+            down = SendResult(Outcome.TRANSIENT, error=f"connect: {exc}", provider_fault=True)
+            return same_result(messages, down)
         results: list[SendResult] = []
         try:
             for message in messages:
