@@ -28,7 +28,7 @@ from .providers.base import header_safe
 from .sqlite_writers import BUSY_TIMEOUT_SECONDS, GatedConnection
 from .subscriptions.captcha import CaptchaConfigError, build_verifier
 from .tokens import Tokens
-from .web import CappedRequest, EmailConverter, NoSessions
+from .web import CappedRequest, EmailConverter, NoSessions, RowIdConverter
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -252,6 +252,7 @@ def _vary_on_origin(response: Response) -> Response:
 
 def _configure_web(app: Flask) -> None:
     app.url_map.converters["email"] = EmailConverter
+    app.url_map.converters["row_id"] = RowIdConverter
     app.session_interface = NoSessions()
     app.request_class = CappedRequest
     proxies = app.config["TRUSTED_PROXY_COUNT"]

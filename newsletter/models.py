@@ -327,6 +327,7 @@ class Post(db.Model):
     """A blog post; ``digest_id``, the watermark: the digest that took it (cleared if it failed).
 
     ``marked_sent_at``: the admin marked it as gone out without mailing it.
+    ``edited_at``: the admin corrected it; a feed import leaves it as corrected.
     """
 
     __tablename__ = "posts"
@@ -343,6 +344,7 @@ class Post(db.Model):
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), index=True)
     # Set: the admin said it had gone out already (an archive); no digest takes it.
     marked_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     digest: Mapped[Digest | None] = relationship(back_populates="posts")
 
@@ -366,6 +368,7 @@ class Post(db.Model):
             "digest_id": self.digest_id,
             "sent": self.digest_id is not None,
             "marked_sent_at": iso(self.marked_sent_at),
+            "edited_at": iso(self.edited_at),
         }
 
 

@@ -43,7 +43,8 @@ def posts_import_feed(url: str | None, mark_sent: bool) -> None:
         raise click.ClickException(exc.message) from None
     click.echo(
         f"{len(report.created)} new{' (marked as sent)' if mark_sent else ''}, "
-        f"{report.duplicates} already known, {report.invalid} without a usable title or link"
+        f"{report.duplicates} already known ({report.updated} of them brought up to date), "
+        f"{report.invalid} without a usable title or link"
     )
     for post in report.created:
         click.echo(f"  + {post['title']}  {post['url']}")

@@ -13,7 +13,7 @@ from xml.sax import SAXException
 import feedparser
 import requests
 import urllib3
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
@@ -43,12 +43,14 @@ class FeedReport:
     created: list[dict[str, Any]] = field(default_factory=list)  # each post as the API shows it
     duplicates: int = 0
     invalid: int = 0
+    updated: int = 0  # of the duplicates, waiting posts whose text the feed changed
 
     def to_dict(self) -> dict[str, Any]:
         """The report as the admin API shows it."""
         return {
             "created": len(self.created),
             "duplicates": self.duplicates,
+            "updated": self.updated,
             "invalid": self.invalid,
             "posts": self.created,
         }
@@ -196,11 +198,14 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
     one date (or none) gets the highest id, and ``newest_first`` shows it first.
     The report keeps the feed's order. ``mark_sent``: the new posts are stored
     as gone out already (an archive), each chunk so, whatever stops the import.
+    The posts known already are brought up to date (``_refresh``).
     """
     marked_sent_at = utcnow() if mark_sent else None
     valid = [post for post in posts if post is not None]
     fresh = _unknown(session, valid)
     report = FeedReport(duplicates=len(valid) - len(fresh), invalid=len(posts) - len(valid))
+    new = set(map(id, fresh))
+    report.updated = _refresh(session, [post for post in valid if id(post) not in new])
     created: list[dict[str, Any]] = []
     for chunk in _chunks(fresh[::-1]):
         for post in chunk:
@@ -218,6 +223,58 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
         session.commit()
     report.created = created[::-1]
     return report
+
+
+# What a feed import brings up to date in a waiting post it lists again (the link
+# is the post's identity, or goes with its guid: left as it is).
+_REFRESHED = ("title", "summary", "author", "published_at", "categories")
+
+
+def _refresh(session: Session, posts: list[NewPost]) -> int:
+    """Bring the stored posts these are up to date, where the feed changed them; how many.
+
+    A publisher who fixes a typo in a title on the blog expects the digest to
+    carry the fixed one. Only posts no digest has taken (their readers have
+    them as they were) and the admin has not corrected (``edited_at``: the
+    correction stays) are changed, each guarded so in its UPDATE: a digest
+    triggered meanwhile takes the post as it was, whole.
+    """
+    seen: set[int] = set()
+    changed = 0
+    for chunk in _chunks(posts):
+        guids = [post.guid for post in chunk if post.guid]
+        stored = session.execute(
+            select(Post.id, Post.url, Post.guid, *(getattr(Post, name) for name in _REFRESHED))
+            .where(or_(Post.url.in_([post.url for post in chunk]), Post.guid.in_(guids)))
+            .where(Post.digest_id.is_(None), Post.edited_at.is_(None))
+        ).all()
+        by_guid = {row.guid: row for row in stored if row.guid}
+        by_url = {row.url: row for row in stored}
+        for post in chunk:
+            row = by_guid.get(post.guid) if post.guid else None
+            if row is None:
+                row = by_url.get(post.url)
+                if row is not None and row.guid != post.guid:
+                    continue  # another entry with the same link (a "news" page): not this post
+            if row is None or row.id in seen:  # the feed's first entry for a post wins
+                continue
+            seen.add(row.id)
+            given = {name: getattr(post, name) for name in _REFRESHED}
+            given["categories"] = list(post.categories)
+            different = {
+                name: value
+                for name, value in given.items()
+                if value != (getattr(row, name) or ([] if name == "categories" else None))
+            }
+            if different:
+                session.execute(
+                    update(Post)
+                    .where(Post.id == row.id, Post.digest_id.is_(None), Post.edited_at.is_(None))
+                    .values(**different)
+                )
+                changed += 1
+        session.commit()
+    return changed
 
 
 def _chunks(posts: list[NewPost]) -> list[list[NewPost]]:

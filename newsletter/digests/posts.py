@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -119,23 +119,52 @@ def clean_categories(values: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cleaned))[:CATEGORIES_MAX]
 
 
-def validate(data: Any) -> NewPost:
-    """A ``NewPost`` from an admin's JSON object, or ``InvalidPost``."""
-    if not isinstance(data, dict):
-        raise InvalidPost("invalid_body", "Send a JSON object.", "body")
-    # Plain text, kept as the admin wrote it ("The <details> element", "AT&amp;T"):
-    # every page and email escapes it.
+def _title(data: dict[str, Any]) -> str:
     title = _line(data, "title", TITLE_MAX, required=True)
     if not title:
         raise InvalidPost("missing_title", "title is required.", "title")
-    return NewPost(
-        title=title,
-        url=parse_url(_text(data, "url", required=True)),
-        summary=plain_summary(_text(data, "summary")),
-        author=_line(data, "author", AUTHOR_MAX),
-        published_at=parse_time(data.get("published_at")),
-        categories=parse_categories(data.get("categories")),
-    )
+    return title
+
+
+# Each field an admin gives, and how it is read: one rule for a new post and a correction.
+# Plain text, kept as the admin wrote it ("The <details> element", "AT&amp;T"): every
+# page and email escapes it.
+_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "title": _title,
+    "url": lambda data: parse_url(_text(data, "url", required=True)),
+    "summary": lambda data: plain_summary(_text(data, "summary")),
+    "author": lambda data: _line(data, "author", AUTHOR_MAX),
+    "published_at": lambda data: parse_time(data.get("published_at")),
+    "categories": lambda data: parse_categories(data.get("categories")),
+}
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidPost("invalid_body", "Send a JSON object.", "body")
+    return data
+
+
+def validate(data: Any) -> NewPost:
+    """A ``NewPost`` from an admin's JSON object, or ``InvalidPost``."""
+    data = _object(data)
+    return NewPost(**{name: read(data) for name, read in _FIELDS.items()})
+
+
+def validate_changes(data: Any) -> dict[str, Any]:
+    """The fields an admin's correction sets, each read as for a new post; ``InvalidPost`` else.
+
+    A field we do not know is refused, not ignored: a misspelt ``titel`` would
+    have answered 200 with nothing changed.
+    """
+    data = _object(data)
+    editable = ", ".join(_FIELDS)
+    for name in data:
+        if name not in _FIELDS:
+            raise InvalidPost("unknown_field", f"{name} cannot be set: give {editable}.", name)
+    if not data:
+        raise InvalidPost("nothing_to_change", f"Give at least one of {editable}.", "body")
+    return {name: _FIELDS[name](data) for name in data}
 
 
 def _insert_ignoring_duplicates(session: Session) -> Any:
@@ -242,3 +271,61 @@ def unmark_sent(session: Session, post_id: int) -> Post | None:
     if post is not None and post.marked_sent_at is not None:
         post.marked_sent_at = None
     return post
+
+
+class PostTaken(Exception):
+    """A digest took the post: its readers have it as it was, and it stays so."""
+
+    def __init__(self, digest_id: int) -> None:
+        super().__init__(
+            f"Digest {digest_id} took this post: its readers have it as it was, so it "
+            "cannot be changed or deleted. A correction goes on the blog, or in a new post."
+        )
+        self.digest_id = digest_id
+
+
+def _unless_taken(session: Session, post_id: int, written: int) -> None:
+    """After a write of ``written`` rows to the post: ``PostTaken`` if a digest has it."""
+    if written == 0:
+        digest_id = session.scalar(select(Post.digest_id).where(Post.id == post_id))
+        if digest_id is not None:
+            raise PostTaken(digest_id)
+
+
+def edit_post(session: Session, post_id: int, changes: dict[str, Any]) -> Post | None:
+    """Correct a post no digest has taken; the post (None: no such id), or ``PostTaken``.
+
+    The write comes first, guarded by ``digest_id IS NULL``: a digest triggered
+    at the same time either takes the corrected post or leaves the correction
+    refused, never sends one text while the admin sees another. A URL another
+    post has raises the database's ``IntegrityError``.
+    """
+    values = {name: list(v) if name == "categories" else v for name, v in changes.items()}
+    written = session.execute(
+        update(Post)
+        .where(Post.id == post_id, Post.digest_id.is_(None))
+        .values(**values, edited_at=utcnow())
+    ).rowcount
+    _unless_taken(session, post_id, written)
+    return session.get(Post, post_id, populate_existing=True)
+
+
+def delete_post(session: Session, post_id: int) -> bool:
+    """Delete a post no digest has taken; whether there was one, or ``PostTaken``."""
+    deleted = session.execute(
+        delete(Post).where(Post.id == post_id, Post.digest_id.is_(None))
+    ).rowcount
+    _unless_taken(session, post_id, deleted)
+    return bool(deleted)
+
+
+def mark_one_sent(session: Session, post_id: int) -> Post | None:
+    """Mark one waiting post as gone out, unmailed; the post (None: no such id).
+
+    A post a digest took, or marked already, is left as it is. Unlike a
+    deletion, a feed import does not bring it back.
+    """
+    session.execute(
+        update(Post).where(Post.id == post_id, *waiting()).values(marked_sent_at=utcnow())
+    )
+    return session.get(Post, post_id, populate_existing=True)

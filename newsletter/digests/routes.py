@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import IntegrityError
 
 from ..admin.auth import require_admin
 from ..delivery.digest_email import render_shared
@@ -106,10 +107,59 @@ def mark_posts_sent() -> Response:
     return jsonify(marked=marked, before=iso(before))
 
 
-@bp.post("/posts/<int(max=2147483647):post_id>/unmark-sent")
+@bp.post("/posts/<row_id:post_id>/unmark-sent")
 def unmark_post_sent(post_id: int) -> Response:
     """Take back a post's "sent" mark: the next digest carries it."""
     post = posts.unmark_sent(db.session, post_id)
+    if post is None:
+        raise AppError("not_found", "No post has that id.", 404)
+    db.session.commit()
+    return jsonify(post.to_dict())
+
+
+def _taken(exc: posts.PostTaken) -> AppError:
+    return AppError("post_sent", str(exc), 409)
+
+
+@bp.patch("/posts/<row_id:post_id>")
+def edit_post(post_id: int) -> Response:
+    """Correct a post no digest has taken: only the fields given change."""
+    try:
+        changes = posts.validate_changes(_json_object())
+    except posts.InvalidPost as exc:
+        raise AppError(exc.code, str(exc), 422, field=exc.field) from None
+    try:
+        post = posts.edit_post(db.session, post_id, changes)
+    except posts.PostTaken as exc:
+        db.session.rollback()
+        raise _taken(exc) from None
+    except IntegrityError:  # the only unique column given: url
+        db.session.rollback()
+        raise AppError("duplicate_url", "Another post has that url.", 409, field="url") from None
+    if post is None:
+        raise AppError("not_found", "No post has that id.", 404)
+    db.session.commit()
+    return jsonify(post.to_dict())
+
+
+@bp.delete("/posts/<row_id:post_id>")
+def delete_post(post_id: int) -> tuple[str, int]:
+    """Delete a post no digest has taken (a feed import adds it again if the feed lists it)."""
+    try:
+        deleted = posts.delete_post(db.session, post_id)
+    except posts.PostTaken as exc:
+        db.session.rollback()
+        raise _taken(exc) from None
+    if not deleted:
+        raise AppError("not_found", "No post has that id.", 404)
+    db.session.commit()
+    return "", 204
+
+
+@bp.post("/posts/<row_id:post_id>/mark-sent")
+def mark_post_sent(post_id: int) -> Response:
+    """Mark one waiting post as gone out: no digest takes it, and no feed import brings it back."""
+    post = posts.mark_one_sent(db.session, post_id)
     if post is None:
         raise AppError("not_found", "No post has that id.", 404)
     db.session.commit()
@@ -166,13 +216,13 @@ def _digest(digest_id: int) -> Any:
         raise AppError("not_found", "No digest has that id.", 404) from None
 
 
-@bp.get("/digests/<int(max=2147483647):digest_id>")
+@bp.get("/digests/<row_id:digest_id>")
 def get_digest(digest_id: int) -> Response:
     """One digest with live counts and timings."""
     return jsonify(service.report(db.session, _digest(digest_id)).to_dict())
 
 
-@bp.post("/digests/<int(max=2147483647):digest_id>/test")
+@bp.post("/digests/<row_id:digest_id>/test")
 def send_test(digest_id: int) -> tuple[Response, int]:
     """Queue a test copy of the digest to one address."""
     digest = _digest(digest_id)

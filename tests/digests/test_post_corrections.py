@@ -1,0 +1,213 @@
+"""Correcting a post before it goes out: by the admin API, or by the blog's feed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.digests.helpers import add_confirmed, add_post
+from tests.digests.servers import serve_folder
+
+
+def _feed(*items: tuple[str, str, str]) -> str:
+    """An RSS feed of (guid, title, link) items."""
+    entries = "".join(
+        f"<item><title>{title}</title><link>{link}</link><guid>{guid}</guid>"
+        "<pubDate>Thu, 08 Oct 2020 09:00:00 +0000</pubDate></item>"
+        for guid, title, link in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        "<title>Clinic Blog</title><link>https://clinic.example.org/</link>"
+        f"<description>News</description>{entries}</channel></rss>"
+    )
+
+
+def _titles(client, headers) -> dict[int, str]:
+    items = client.get("/admin/posts", headers=headers).get_json()["items"]
+    return {post["id"]: post["title"] for post in items}
+
+
+def test_a_waiting_post_is_corrected_and_the_digest_carries_the_correction(
+    app, client, admin_headers
+):
+    add_confirmed(app, 1)
+    post = add_post(client, admin_headers, 1, title="Hip extnesion", categories=["Running"])
+    fixed = client.patch(
+        f"/admin/posts/{post['id']}",
+        json={"title": "Hip extension", "summary": None},
+        headers=admin_headers,
+    )
+    assert fixed.status_code == 200, fixed.get_json()
+    body = fixed.get_json()
+    assert body["title"] == "Hip extension"
+    assert body["summary"] is None  # null clears an optional field
+    assert body["categories"] == ["Running"] and body["url"] == post["url"]  # not given: kept
+    assert body["edited_at"] is not None and post["edited_at"] is None
+    preview = client.get("/admin/digests/preview", headers=admin_headers).get_data(as_text=True)
+    assert "Hip extension" in preview and "extnesion" not in preview
+    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+    assert [p["title"] for p in digest["posts"]] == ["Hip extension"]
+
+
+def test_a_post_a_digest_took_is_neither_changed_nor_deleted(app, client, admin_headers):
+    add_confirmed(app, 1)
+    post = add_post(client, admin_headers, 1)
+    digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
+    changed = client.patch(
+        f"/admin/posts/{post['id']}", json={"title": "Rewritten"}, headers=admin_headers
+    )
+    assert changed.status_code == 409
+    error = changed.get_json()["error"]
+    assert error["code"] == "post_sent" and f"Digest {digest['id']}" in error["message"]
+    deleted = client.delete(f"/admin/posts/{post['id']}", headers=admin_headers)
+    assert deleted.status_code == 409 and deleted.get_json()["error"]["code"] == "post_sent"
+    assert _titles(client, admin_headers) == {post["id"]: "Post 1"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({"titel": "Typo"}, 422, "unknown_field", "titel"),
+        ({}, 422, "nothing_to_change", "body"),
+        ({"title": ""}, 422, "missing_title", "title"),
+        ({"title": None}, 422, "missing_title", "title"),
+        ({"url": "javascript:alert(1)"}, 422, "invalid_url", "url"),
+        ({"published_at": "yesterday"}, 422, "invalid_published_at", "published_at"),
+        ({"categories": "Running"}, 422, "invalid_categories", "categories"),
+        ({"url": "https://blog.example.org/post-2"}, 409, "duplicate_url", "url"),
+    ],
+)
+def test_a_bad_correction_is_refused_with_its_field_and_changes_nothing(
+    client, admin_headers, body, status, code, field
+):
+    post = add_post(client, admin_headers, 1)
+    add_post(client, admin_headers, 2)
+    refused = client.patch(f"/admin/posts/{post['id']}", json=body, headers=admin_headers)
+    assert refused.status_code == status
+    error = refused.get_json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    stored = client.get("/admin/posts", headers=admin_headers).get_json()["items"]
+    assert {p["url"]: (p["title"], p["edited_at"]) for p in stored}[post["url"]] == ("Post 1", None)
+
+
+def test_a_post_that_is_not_there_is_a_404_and_the_api_wants_json_and_the_token(
+    client, admin_headers
+):
+    assert (
+        client.patch("/admin/posts/99", json={"title": "x"}, headers=admin_headers).status_code
+        == 404
+    )
+    assert client.delete("/admin/posts/99", headers=admin_headers).status_code == 404
+    assert client.post("/admin/posts/99/mark-sent", headers=admin_headers).status_code == 404
+    post = add_post(client, admin_headers, 1)
+    as_form = client.patch(f"/admin/posts/{post['id']}", data={"title": "x"}, headers=admin_headers)
+    assert as_form.status_code == 415
+    assert client.patch(f"/admin/posts/{post['id']}", json={"title": "x"}).status_code == 401
+    assert client.delete(f"/admin/posts/{post['id']}").status_code == 401
+
+
+def test_a_deleted_post_is_gone_and_one_marked_sent_stays_out_of_digests(
+    app, client, admin_headers, tmp_path
+):
+    add_confirmed(app, 1)
+    link = "https://clinic.example.org/old/"
+    (tmp_path / "rss.xml").write_text(_feed(("old", "Old post", link)))
+    with serve_folder(tmp_path) as base:
+        feed = {"url": f"{base}/rss.xml"}
+        (imported,) = client.post(
+            "/admin/posts/import-feed", json=feed, headers=admin_headers
+        ).get_json()["posts"]
+        assert (
+            client.delete(f"/admin/posts/{imported['id']}", headers=admin_headers).status_code
+            == 204
+        )
+        assert _titles(client, admin_headers) == {}
+        # Deleted, it comes back with the next import of a feed that still lists it ...
+        again = client.post("/admin/posts/import-feed", json=feed, headers=admin_headers)
+        assert again.get_json()["created"] == 1
+        (back,) = again.get_json()["posts"]
+        # ... marked as sent, it stays out of every digest, imported again or not.
+        marked = client.post(f"/admin/posts/{back['id']}/mark-sent", headers=admin_headers)
+        assert marked.status_code == 200 and marked.get_json()["marked_sent_at"] is not None
+        third = client.post("/admin/posts/import-feed", json=feed, headers=admin_headers)
+        assert third.get_json()["created"] == 0
+    refused = client.post("/admin/digests", json={}, headers=admin_headers)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "no_new_posts"
+
+
+def test_a_feed_import_brings_waiting_posts_up_to_date_but_not_an_admins_correction(
+    app, client, admin_headers, tmp_path
+):
+    add_confirmed(app, 1)
+    links = [f"https://clinic.example.org/{n}/" for n in range(3)]
+    feed = tmp_path / "rss.xml"
+    feed.write_text(_feed(*((f"g{n}", f"Titel {n}", links[n]) for n in range(3))))
+    with serve_folder(tmp_path) as base:
+        source = {"url": f"{base}/rss.xml"}
+        posts = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+        ids = {p["url"]: p["id"] for p in posts.get_json()["posts"]}
+        # Post 0 goes out as it is; the admin corrects post 1 by hand.
+        client.post(f"/admin/posts/{ids[links[1]]}/mark-sent", headers=admin_headers)
+        client.post(f"/admin/posts/{ids[links[2]]}/mark-sent", headers=admin_headers)
+        assert client.post("/admin/digests", json={}, headers=admin_headers).status_code == 202
+        client.post(f"/admin/posts/{ids[links[1]]}/unmark-sent", headers=admin_headers)
+        client.patch(
+            f"/admin/posts/{ids[links[1]]}", json={"title": "By hand 1"}, headers=admin_headers
+        )
+        # The blog fixes every title, and moves post 2 to a new link (same guid).
+        feed.write_text(
+            _feed(
+                ("g0", "Title 0", links[0]),
+                ("g1", "Title 1", links[1]),
+                ("g2", "Title 2", "https://clinic.example.org/2-moved/"),
+            )
+        )
+        report = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+    assert report.get_json() | {"posts": []} == {
+        "created": 0,
+        "duplicates": 3,
+        "updated": 1,
+        "invalid": 0,
+        "posts": [],
+    }
+    titles = _titles(client, admin_headers)
+    assert titles[ids[links[0]]] == "Titel 0"  # a digest took it: as its readers have it
+    assert titles[ids[links[1]]] == "By hand 1"  # the admin's correction stays
+    assert titles[ids[links[2]]] == "Title 2"  # waiting (marked): the feed's fix taken
+    stored = client.get("/admin/posts", headers=admin_headers).get_json()["items"]
+    assert {p["id"]: p["url"] for p in stored}[ids[links[2]]] == links[2]  # its link kept
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("patch", "/admin/posts/2147483648", "No post has that id."),
+        ("delete", "/admin/posts/2147483648", "No post has that id."),
+        ("post", "/admin/posts/99999999999999999999/mark-sent", "No post has that id."),
+        ("post", "/admin/posts/2147483648/unmark-sent", "No post has that id."),
+        ("get", "/admin/digests/2147483648", "No digest has that id."),
+        ("post", "/admin/digests/0/test", "No digest has that id."),
+    ],
+)
+def test_an_id_past_the_columns_range_is_the_endpoints_own_404(
+    client, admin_headers, method, path, message
+):
+    # int(max=...) in the route answered Flask's own 404, or a 405 from another rule.
+    answer = getattr(client, method)(path, json={"title": "x"}, headers=admin_headers)
+    assert answer.status_code == 404
+    assert answer.get_json()["error"] == {"code": "not_found", "field": None, "message": message}
+
+
+def test_another_entry_with_the_same_link_does_not_rewrite_the_post(
+    client, admin_headers, tmp_path
+):
+    feed = tmp_path / "rss.xml"
+    news = "https://clinic.example.org/news/"
+    feed.write_text(_feed(("n1", "Opening hours", news)))
+    with serve_folder(tmp_path) as base:
+        source = {"url": f"{base}/rss.xml"}
+        client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+        feed.write_text(_feed(("n2", "Holiday closure", news), ("n1", "Opening hours", news)))
+        report = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+    assert (report.get_json()["duplicates"], report.get_json()["updated"]) == (2, 0)
+    assert list(_titles(client, admin_headers).values()) == ["Opening hours"]
