@@ -1,8 +1,10 @@
 import logging
+import time
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -13,6 +15,11 @@ config = context.config
 if not logging.getLogger().handlers:  # the app configures logging when it runs us
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
+
+# PostgreSQL: how long one lock wait may last, and how many times a migration is tried.
+LOCK_TIMEOUT_SECONDS = 5
+LOCK_TRIES = 12
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE lock_not_available
 
 
 def get_engine():
@@ -84,12 +91,42 @@ def run_migrations_online():
         conf_args["process_revision_directives"] = process_revision_directives
 
     connectable = get_engine()
-
-    with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
-
-        with context.begin_transaction():
-            context.run_migrations()
+    postgresql = connectable.dialect.name == "postgresql"
+    # PostgreSQL: a migration that alters a table waits for every transaction holding
+    # it (a dispatcher's batch in flight, up to DISPATCH_LEASE), and every signup
+    # queues behind the waiting migration. Each wait is cut short, and tried again.
+    settings = current_app.config
+    wait = settings.get("MIGRATION_LOCK_TIMEOUT", LOCK_TIMEOUT_SECONDS)
+    tries = settings.get("MIGRATION_LOCK_TRIES", LOCK_TRIES) if postgresql else 1
+    for attempt in range(1, tries + 1):
+        try:
+            with connectable.connect() as connection:
+                if postgresql:
+                    connection.exec_driver_sql(f"SET lock_timeout = '{int(wait * 1000)}ms'")
+                    connection.commit()
+                try:
+                    context.configure(
+                        connection=connection, target_metadata=get_metadata(), **conf_args
+                    )
+                    with context.begin_transaction():
+                        context.run_migrations()
+                finally:
+                    if postgresql and not connection.invalidated:
+                        connection.rollback()
+                        connection.exec_driver_sql("RESET lock_timeout")  # back to the pool
+                        connection.commit()
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == tries:
+                raise
+            logger.warning(
+                "a table the migration alters stayed in use for %g s (a batch in flight?); "
+                "the step in progress is rolled back, trying again (%d of %d)",
+                wait,
+                attempt + 1,
+                tries,
+            )
+            time.sleep(min(wait, 5))
 
 
 if context.is_offline_mode():

@@ -25,11 +25,25 @@ branch_labels = None
 depends_on = None
 
 _WAITED_FOR = sa.text("kind <> 'digest'")
+_DROP_IF_INVALID = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE c.relname = 'ix_delivery_due_waited_for'
+                 AND c.relnamespace = current_schema()::regnamespace
+                 AND NOT i.indisvalid) THEN
+        DROP INDEX ix_delivery_due_waited_for;
+    END IF;
+END $$
+"""
 
 
 def upgrade():
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
+            # A build stopped halfway (a lock wait cut short) leaves the index invalid:
+            # IF NOT EXISTS would keep it so, and no claim would use it.
+            op.execute(_DROP_IF_INVALID)
             op.create_index(
                 'ix_delivery_due_waited_for',
                 'deliveries',
