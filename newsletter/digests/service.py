@@ -261,11 +261,9 @@ def queue_test_copy(session: Session, digest: Digest, address: str) -> Delivery:
     return delivery
 
 
-def digests_sent(session: Session) -> int:
-    """How many digests have finished sending."""
-    return (
-        session.scalar(
-            select(func.count()).select_from(Digest).where(Digest.status == DigestStatus.SENT)
-        )
-        or 0
+def digests_by_status(session: Session) -> dict[str, int]:
+    """How many digests are in each status, every status named (0 when none)."""
+    counts = dict(
+        session.execute(select(Digest.status, func.count()).group_by(Digest.status)).all()
     )
+    return {status.value: counts.get(status, 0) for status in DigestStatus}

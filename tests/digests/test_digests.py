@@ -63,7 +63,16 @@ def test_digest_reaches_every_confirmed_subscriber_once_and_ends_sent(
     history = client.get("/admin/digests", headers=admin_headers).get_json()["items"]
     assert [d["id"] for d in history] == [digest["id"]]
     stats = client.get("/admin/stats", headers=admin_headers).get_json()
-    assert stats["digests"] == {"sent": 1}
+    assert stats["digests"] == {"queued": 0, "sending": 0, "sent": 1, "failed": 0}
+
+
+def test_stats_show_a_digest_before_it_is_sent(app, client, admin_headers):
+    # Only "sent" was counted: a digest going out (or failed) showed nowhere in the stats.
+    add_confirmed(app, 2)
+    add_post(client, admin_headers, 1)
+    assert client.post("/admin/digests", json={}, headers=admin_headers).status_code == 202
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()
+    assert stats["digests"] == {"queued": 1, "sending": 0, "sent": 0, "failed": 0}
 
 
 def test_default_subject_names_the_newsletter_and_the_newest_post(app, client, admin_headers):
