@@ -110,13 +110,21 @@ def parse_categories(value: Any) -> tuple[str, ...]:
     except TooLong as exc:
         message = f"each category must be {exc}."
         raise InvalidPost("invalid_categories", message, "categories") from None
-    return clean_categories(value)
+    distinct = _distinct(value)
+    if len(distinct) > CATEGORIES_MAX:  # refused, not cut unseen (a feed's are cut)
+        message = f"give at most {CATEGORIES_MAX} categories ({len(distinct)} given)."
+        raise InvalidPost("invalid_categories", message, "categories")
+    return distinct
+
+
+def _distinct(values: Iterable[str | None]) -> tuple[str, ...]:
+    """Categories as plain text, each once, in order."""
+    return tuple(dict.fromkeys(c for c in (one_line(v, CATEGORY_MAX) for v in values) if c))
 
 
 def clean_categories(values: Iterable[str | None]) -> tuple[str, ...]:
     """Categories as a post keeps them: plain text, each once, at most ``CATEGORIES_MAX``."""
-    cleaned = (c for c in (one_line(v, CATEGORY_MAX) for v in values) if c)
-    return tuple(dict.fromkeys(cleaned))[:CATEGORIES_MAX]
+    return _distinct(values)[:CATEGORIES_MAX]
 
 
 def _title(data: dict[str, Any]) -> str:

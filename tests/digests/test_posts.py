@@ -230,6 +230,7 @@ def test_a_feed_url_that_is_not_text_is_named_as_such(client, admin_headers):
         ({"title": "T" * 501}, "invalid_title"),
         ({"author": "A" * 201}, "invalid_author"),
         ({"categories": ["c" * 101]}, "invalid_categories"),
+        ({"categories": [f"c{n}" for n in range(21)]}, "invalid_categories"),  # was cut to 20
     ],
 )
 def test_an_admins_field_past_its_limit_is_refused_not_cut(client, admin_headers, fields, code):
