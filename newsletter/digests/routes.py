@@ -234,8 +234,10 @@ def send_test(digest_id: int) -> tuple[Response, int]:
             409,
         )
     raw = _json_object().get("email")
+    if raw is not None and not isinstance(raw, str):  # was "please enter your email"
+        raise AppError("invalid_email", "email must be a string.", 422, field="email")
     try:
-        address = normalize_email(raw if isinstance(raw, str) else "")
+        address = normalize_email(raw or "")
     except InvalidAddress as exc:
         raise AppError(
             "invalid_email", str(exc) or "Give a valid email.", 422, field="email"

@@ -327,8 +327,12 @@ def renew_page(token: str) -> Response:
     """The link's own page (its button asks for the new link): opened, no email is sent.
 
     The address of the "Send me a new link" form, opened by hand or by a link
-    scanner, showed the framework's "method not allowed".
+    scanner, showed the framework's "method not allowed". A script asking for
+    JSON gets the URL to POST, as the confirm and unsubscribe pages give theirs
+    (it got the redirect's HTML body).
     """
+    if wants_json():
+        return jsonify(renew_url=url_for("subscriptions.renew", token=token))
     return redirect(url_for("subscriptions.confirm_page", token=token), 303)
 
 

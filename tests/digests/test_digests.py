@@ -287,6 +287,13 @@ def test_test_copy_goes_to_one_address_and_counts_nowhere(app, client, admin_hea
         f"/admin/digests/{digest['id']}/test", json={"email": "nope"}, headers=admin_headers
     )
     assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "email"
+    as_list = client.post(
+        f"/admin/digests/{digest['id']}/test",
+        json={"email": ["editor@clinic.org"]},
+        headers=admin_headers,
+    )
+    assert as_list.status_code == 422  # it said "please enter your email"
+    assert as_list.get_json()["error"]["message"] == "email must be a string."
     missing = client.post(
         "/admin/digests/999/test", json={"email": "a@b.org"}, headers=admin_headers
     )

@@ -69,6 +69,8 @@ def test_expired_link_is_410_with_a_way_to_get_a_new_one(make_app):
     # The form's address opened by hand (or by a scanner) sends nothing: it shows the page.
     opened = client.get(f"{path}/renew")
     assert opened.status_code == 303 and opened.headers["Location"] == path
+    asked = client.get(f"{path}/renew", headers=JSON)  # a script: the URL to POST
+    assert asked.status_code == 200 and asked.get_json() == {"renew_url": f"{path}/renew"}
     renewed = client.post(f"{path}/renew")
     assert renewed.status_code == 200 and b"Check your inbox" in renewed.data
     outbox.dispatch()
