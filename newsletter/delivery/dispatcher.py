@@ -28,6 +28,7 @@ from ..extensions import db
 from ..metrics import DISPATCH_SECONDS, IN_FLIGHT, PROVIDER_ANSWERS
 from ..models import DeliveryKind, utcnow
 from ..providers import Message, Outcome, Provider, SendResult
+from ..providers.budget import sending_until
 from . import digest_email, ledger  # noqa: F401 (digest_email registers its renderers)
 from .digest_progress import mark_sending, settle
 from .failures import FAILED_BATCHES
@@ -367,7 +368,9 @@ def _send(provider: Provider, messages: list[Any]) -> list[SendResult]:
     """Call the provider; a provider that raises is treated as a transient failure."""
     started = time.monotonic()
     try:
-        results = provider.send_batch(messages)
+        # Half the lease: a request begun then ends (PROVIDER_TIMEOUT) long before it.
+        with sending_until(started + current_app.config["DISPATCH_LEASE"] / 2):
+            results = provider.send_batch(messages)
     except Exception as exc:  # a provider bug must not lose the batch: retry it later
         log.exception("provider %s raised while sending %d messages", provider.name, len(messages))
         return [SendResult(Outcome.TRANSIENT, error=f"{type(exc).__name__}: {exc}")] * len(messages)

@@ -16,6 +16,7 @@ import requests
 from ..http_pools import MixedInAdapter, pools_with
 from . import encoded
 from .base import Outcome, ProviderConfigError, SendResult
+from .budget import OUT_OF_TIME, time_is_up
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +230,15 @@ def send_in_groups(
     messages are retried with the batch's back-off. Mailgun sends a message a
     call: a provider slower than ``PROVIDER_TIMEOUT`` held a batch of 100 for
     100 timeouts, past ``DISPATCH_LEASE``, and PostgreSQL ended the claim
-    before its answers were written: the batch went out again, for ever.
+    before its answers were written: the batch went out again, for ever. Nor
+    once the batch's time is up (``budget``): slow answers, each in time, did
+    the same.
     """
     results: list[SendResult | None] = [None] * total
     stop: SendResult | None = None
-    for indexes, call in calls:
+    for made, (indexes, call) in enumerate(calls):
+        if stop is None and made and time_is_up():  # the rest would outlast the claim
+            stop = OUT_OF_TIME
         answers = call() if stop is None else [_untried(stop)] * len(indexes)
         for index, answer in zip(indexes, answers, strict=True):
             results[index] = answer

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .base import Message, Outcome, ProviderConfigError, SendResult, ascii_address, same_result
+from .budget import OUT_OF_TIME, time_is_up
 from .mime import build_mime, is_eight_bit
 
 
@@ -136,6 +137,10 @@ class SmtpProvider:
         results: list[SendResult] = []
         try:
             for message in messages:
+                if results and time_is_up():  # the rest would outlast the batch's claim
+                    untried = SendResult(Outcome.TRANSIENT, error=f"not tried: {OUT_OF_TIME.error}")
+                    results += [untried] * (len(messages) - len(results))
+                    break
                 results.append(self._send_one(session, message))
                 if _session_lost(results[-1]):
                     lost = SendResult(Outcome.TRANSIENT, error="not tried: the session ended")
