@@ -1,10 +1,11 @@
+import contextlib
 import logging
 import time
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -97,27 +98,13 @@ def run_migrations_online():
     # queues behind the waiting migration. Each wait is cut short, and tried again.
     settings = current_app.config
     wait = settings.get("MIGRATION_LOCK_TIMEOUT", LOCK_TIMEOUT_SECONDS)
-    tries = settings.get("MIGRATION_LOCK_TRIES", LOCK_TRIES) if postgresql else 1
+    tries = max(1, settings.get("MIGRATION_LOCK_TRIES", LOCK_TRIES)) if postgresql else 1
     for attempt in range(1, tries + 1):
         try:
-            with connectable.connect() as connection:
-                if postgresql:
-                    connection.exec_driver_sql(f"SET lock_timeout = '{int(wait * 1000)}ms'")
-                    connection.commit()
-                try:
-                    context.configure(
-                        connection=connection, target_metadata=get_metadata(), **conf_args
-                    )
-                    with context.begin_transaction():
-                        context.run_migrations()
-                finally:
-                    if postgresql and not connection.invalidated:
-                        connection.rollback()
-                        connection.exec_driver_sql("RESET lock_timeout")  # back to the pool
-                        connection.commit()
+            _migrate_once(connectable, conf_args, wait if postgresql else None)
             return
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == tries:
+            if not _lock_wait_cut(exc) or attempt == tries:
                 raise
             logger.warning(
                 "a table the migration alters stayed in use for %g s (a batch in flight?); "
@@ -127,6 +114,30 @@ def run_migrations_online():
                 tries,
             )
             time.sleep(min(wait, 5))
+
+
+def _migrate_once(connectable, conf_args, lock_wait):
+    """Run the pending migrations on one connection; ``lock_wait``: PostgreSQL's lock_timeout."""
+    with connectable.connect() as connection:
+        if lock_wait is not None:
+            connection.exec_driver_sql(f"SET lock_timeout = '{int(lock_wait * 1000)}ms'")
+            connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if lock_wait is not None and not connection.invalidated:
+                # Back to the pool as it came: the app's own statements wait as before.
+                with contextlib.suppress(DBAPIError):
+                    connection.rollback()
+                    connection.exec_driver_sql("RESET lock_timeout")
+                    connection.commit()
+
+
+def _lock_wait_cut(exc):
+    """Whether the error is PostgreSQL's lock_timeout ending a wait."""
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
 if context.is_offline_mode():

@@ -278,12 +278,15 @@ class RowIdConverter(BaseConverter):
     endpoint's "no post has that id". No row has id 0: the endpoint says so.
     """
 
-    regex = r"\d{1,30}"
+    regex = r"\d+"
     weight = 50  # as int's: the rule wins over a plain string part
 
     def to_python(self, value: str) -> int:
         """The id, or 0 when the column could not hold it."""
-        number = int(value)
+        digits = value.lstrip("0")
+        if len(digits) > len(str(ROW_ID_MAX)):  # never int() of a thousand digits
+            return 0
+        number = int(digits or "0")
         return number if number <= ROW_ID_MAX else 0
 
     def to_url(self, value: int) -> str:

@@ -25,25 +25,24 @@ branch_labels = None
 depends_on = None
 
 _WAITED_FOR = sa.text("kind <> 'digest'")
-_DROP_IF_INVALID = """
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-               WHERE c.relname = 'ix_delivery_due_waited_for'
-                 AND c.relnamespace = current_schema()::regnamespace
-                 AND NOT i.indisvalid) THEN
-        DROP INDEX ix_delivery_due_waited_for;
-    END IF;
-END $$
-"""
+_INVALID = (
+    "SELECT NOT indisvalid FROM pg_index "
+    "WHERE indexrelid = to_regclass('ix_delivery_due_waited_for')"
+)
 
 
 def upgrade():
-    if op.get_bind().dialect.name == "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
         with op.get_context().autocommit_block():
-            # A build stopped halfway (a lock wait cut short) leaves the index invalid:
-            # IF NOT EXISTS would keep it so, and no claim would use it.
-            op.execute(_DROP_IF_INVALID)
+            # A concurrent build holds up no read or write: it may wait for older
+            # transactions as long as it must (migrations/env.py cuts lock waits).
+            cut_at = bind.exec_driver_sql("SHOW lock_timeout").scalar()
+            bind.exec_driver_sql("SET lock_timeout = 0")
+            # A build stopped halfway leaves the index invalid: IF NOT EXISTS would
+            # keep it so, and no claim would use it.
+            if bind.exec_driver_sql(_INVALID).scalar():
+                op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_delivery_due_waited_for")
             op.create_index(
                 'ix_delivery_due_waited_for',
                 'deliveries',
@@ -53,6 +52,7 @@ def upgrade():
                 postgresql_concurrently=True,
                 if_not_exists=True,  # a build stopped halfway, run again
             )
+            bind.exec_driver_sql(f"SET lock_timeout = '{cut_at}'")
         return
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(

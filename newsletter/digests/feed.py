@@ -6,14 +6,14 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax import SAXException
 
 import feedparser
 import requests
 import urllib3
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
@@ -202,10 +202,9 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
     """
     marked_sent_at = utcnow() if mark_sent else None
     valid = [post for post in posts if post is not None]
-    fresh = _unknown(session, valid)
-    report = FeedReport(duplicates=len(valid) - len(fresh), invalid=len(posts) - len(valid))
-    new = set(map(id, fresh))
-    report.updated = _refresh(session, [post for post in valid if id(post) not in new])
+    fresh, known = _sorted_out(session, valid)
+    report = FeedReport(duplicates=len(known), invalid=len(posts) - len(valid))
+    report.updated = _refresh(session, known)
     created: list[dict[str, Any]] = []
     for chunk in _chunks(fresh[::-1]):
         for post in chunk:
@@ -237,67 +236,94 @@ def _refresh(session: Session, posts: list[NewPost]) -> int:
     carry the fixed one. Only posts no digest has taken (their readers have
     them as they were) and the admin has not corrected (``edited_at``: the
     correction stays) are changed, each guarded so in its UPDATE: a digest
-    triggered meanwhile takes the post as it was, whole.
+    triggered meanwhile takes the post as it was, whole. Each is committed
+    alone: holding one post's lock while waiting for another's, the import
+    and a digest trigger (which locks every waiting post) deadlocked.
     """
     seen: set[int] = set()
     changed = 0
     for chunk in _chunks(posts):
-        guids = [post.guid for post in chunk if post.guid]
-        stored = session.execute(
-            select(Post.id, Post.url, Post.guid, *(getattr(Post, name) for name in _REFRESHED))
-            .where(or_(Post.url.in_([post.url for post in chunk]), Post.guid.in_(guids)))
-            .where(Post.digest_id.is_(None), Post.edited_at.is_(None))
-        ).all()
-        by_guid = {row.guid: row for row in stored if row.guid}
-        by_url = {row.url: row for row in stored}
+        stored = _stored_rows(session, chunk)
+        session.commit()  # the read's snapshot (SQLite) ends before the writes
         for post in chunk:
-            row = by_guid.get(post.guid) if post.guid else None
-            if row is None:
-                row = by_url.get(post.url)
-                if row is not None and row.guid != post.guid:
-                    continue  # another entry with the same link (a "news" page): not this post
+            row = _row_of(post, stored)
             if row is None or row.id in seen:  # the feed's first entry for a post wins
                 continue
             seen.add(row.id)
-            given = {name: getattr(post, name) for name in _REFRESHED}
-            given["categories"] = list(post.categories)
-            different = {
-                name: value
-                for name, value in given.items()
-                if value != (getattr(row, name) or ([] if name == "categories" else None))
-            }
+            different = _differences(post, row)
             if different:
-                session.execute(
+                changed += session.execute(
                     update(Post)
                     .where(Post.id == row.id, Post.digest_id.is_(None), Post.edited_at.is_(None))
                     .values(**different)
-                )
-                changed += 1
-        session.commit()
+                ).rowcount
+                session.commit()
     return changed
+
+
+class _Stored(NamedTuple):
+    """The stored posts a chunk of entries may be, by guid and by link."""
+
+    by_guid: dict[str, Row]
+    by_url: dict[str, Row]
+
+
+def _stored_rows(session: Session, chunk: list[NewPost]) -> _Stored:
+    """The refreshable posts (untaken, uncorrected) these entries name by guid or link."""
+    guids = [post.guid for post in chunk if post.guid]
+    rows = session.execute(
+        select(Post.id, Post.url, Post.guid, *(getattr(Post, name) for name in _REFRESHED))
+        .where(or_(Post.url.in_([post.url for post in chunk]), Post.guid.in_(guids)))
+        .where(Post.digest_id.is_(None), Post.edited_at.is_(None))
+    ).all()
+    return _Stored({row.guid: row for row in rows if row.guid}, {row.url: row for row in rows})
+
+
+def _row_of(post: NewPost, stored: _Stored) -> Row | None:
+    """The stored post this entry is: by its guid, else by its link when the guids agree."""
+    row = stored.by_guid.get(post.guid) if post.guid else None
+    if row is None:
+        row = stored.by_url.get(post.url)
+        if row is not None and row.guid != post.guid:
+            return None  # another entry with the same link (a "news" page): not this post
+    return row
+
+
+def _differences(post: NewPost, row: Row) -> dict[str, Any]:
+    """The refreshed fields whose value in the feed differs from the stored one."""
+    given = {name: getattr(post, name) for name in _REFRESHED}
+    given["categories"] = list(post.categories)
+    empty = {"categories": []}
+    return {
+        name: value
+        for name, value in given.items()
+        if value != (getattr(row, name) or empty.get(name))
+    }
 
 
 def _chunks(posts: list[NewPost]) -> list[list[NewPost]]:
     return [posts[start : start + STORE_CHUNK] for start in range(0, len(posts), STORE_CHUNK)]
 
 
-def _unknown(session: Session, posts: list[NewPost]) -> list[NewPost]:
-    """The posts whose guid and URL are neither stored nor an earlier post's, in order."""
+def _sorted_out(session: Session, posts: list[NewPost]) -> tuple[list[NewPost], list[NewPost]]:
+    """The new posts (guid and URL neither stored nor an earlier entry's), and the rest."""
     guids: set[str] = set()
     urls: set[str] = set()
     fresh: list[NewPost] = []
+    known: list[NewPost] = []
     for chunk in _chunks(posts):
         stored_guids, stored_urls = _stored_keys(session, chunk)
         guids |= stored_guids
         urls |= stored_urls
         for post in chunk:
             if post.url in urls or post.guid in guids:
+                known.append(post)
                 continue
             fresh.append(post)
             urls.add(post.url)
             if post.guid:
                 guids.add(post.guid)
-    return fresh
+    return fresh, known
 
 
 def _stored_keys(session: Session, posts: list[NewPost]) -> tuple[set[str], set[str]]:

@@ -292,12 +292,25 @@ class PostTaken(Exception):
         self.digest_id = digest_id
 
 
-def _unless_taken(session: Session, post_id: int, written: int) -> None:
-    """After a write of ``written`` rows to the post: ``PostTaken`` if a digest has it."""
-    if written == 0:
-        digest_id = session.scalar(select(Post.digest_id).where(Post.id == post_id))
-        if digest_id is not None:
-            raise PostTaken(digest_id)
+def _guarded(session: Session, post_id: int, write: Callable[[], int]) -> bool:
+    """Run ``write`` (rows written, guarded by ``digest_id IS NULL``); whether the post is there.
+
+    ``PostTaken`` when a digest has it. Tried twice: a digest that failed may
+    give the post back between the write and the look that follows it.
+    """
+    for _ in range(2):
+        if write():
+            return True
+        taken = session.execute(select(Post.digest_id).where(Post.id == post_id)).first()
+        if taken is None:
+            return False
+        if taken.digest_id is not None:
+            raise PostTaken(taken.digest_id)
+    return True
+
+
+def _untaken(post_id: int) -> tuple[Any, ...]:
+    return (Post.id == post_id, Post.digest_id.is_(None))
 
 
 def edit_post(session: Session, post_id: int, changes: dict[str, Any]) -> Post | None:
@@ -309,31 +322,30 @@ def edit_post(session: Session, post_id: int, changes: dict[str, Any]) -> Post |
     post has raises the database's ``IntegrityError``.
     """
     values = {name: list(v) if name == "categories" else v for name, v in changes.items()}
-    written = session.execute(
-        update(Post)
-        .where(Post.id == post_id, Post.digest_id.is_(None))
-        .values(**values, edited_at=utcnow())
-    ).rowcount
-    _unless_taken(session, post_id, written)
+    statement = update(Post).where(*_untaken(post_id)).values(**values, edited_at=utcnow())
+    if not _guarded(session, post_id, lambda: session.execute(statement).rowcount):
+        return None
     return session.get(Post, post_id, populate_existing=True)
 
 
 def delete_post(session: Session, post_id: int) -> bool:
     """Delete a post no digest has taken; whether there was one, or ``PostTaken``."""
-    deleted = session.execute(
-        delete(Post).where(Post.id == post_id, Post.digest_id.is_(None))
-    ).rowcount
-    _unless_taken(session, post_id, deleted)
-    return bool(deleted)
+    statement = delete(Post).where(*_untaken(post_id))
+    return _guarded(session, post_id, lambda: session.execute(statement).rowcount)
 
 
 def mark_one_sent(session: Session, post_id: int) -> Post | None:
-    """Mark one waiting post as gone out, unmailed; the post (None: no such id).
+    """Mark one post no digest has taken as gone out, unmailed; the post (None: no such id).
 
-    A post a digest took, or marked already, is left as it is. Unlike a
-    deletion, a feed import does not bring it back.
+    ``PostTaken`` for a post a digest took, as a correction gets; one marked
+    already keeps its first mark. Unlike a deletion, a feed import does not
+    bring it back.
     """
-    session.execute(
-        update(Post).where(Post.id == post_id, *waiting()).values(marked_sent_at=utcnow())
+    statement = (
+        update(Post)
+        .where(*_untaken(post_id))
+        .values(marked_sent_at=func.coalesce(Post.marked_sent_at, utcnow()))
     )
+    if not _guarded(session, post_id, lambda: session.execute(statement).rowcount):
+        return None
     return session.get(Post, post_id, populate_existing=True)

@@ -159,7 +159,11 @@ def delete_post(post_id: int) -> tuple[str, int]:
 @bp.post("/posts/<row_id:post_id>/mark-sent")
 def mark_post_sent(post_id: int) -> Response:
     """Mark one waiting post as gone out: no digest takes it, and no feed import brings it back."""
-    post = posts.mark_one_sent(db.session, post_id)
+    try:
+        post = posts.mark_one_sent(db.session, post_id)
+    except posts.PostTaken as exc:
+        db.session.rollback()
+        raise _taken(exc) from None
     if post is None:
         raise AppError("not_found", "No post has that id.", 404)
     db.session.commit()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg
 import pytest
 
+from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.servers import serve_folder
 
@@ -61,6 +66,8 @@ def test_a_post_a_digest_took_is_neither_changed_nor_deleted(app, client, admin_
     assert error["code"] == "post_sent" and f"Digest {digest['id']}" in error["message"]
     deleted = client.delete(f"/admin/posts/{post['id']}", headers=admin_headers)
     assert deleted.status_code == 409 and deleted.get_json()["error"]["code"] == "post_sent"
+    marked = client.post(f"/admin/posts/{post['id']}/mark-sent", headers=admin_headers)
+    assert marked.status_code == 409 and marked.get_json()["error"]["code"] == "post_sent"
     assert _titles(client, admin_headers) == {post["id"]: "Post 1"}
 
 
@@ -184,6 +191,7 @@ def test_a_feed_import_brings_waiting_posts_up_to_date_but_not_an_admins_correct
         ("patch", "/admin/posts/2147483648", "No post has that id."),
         ("delete", "/admin/posts/2147483648", "No post has that id."),
         ("post", "/admin/posts/99999999999999999999/mark-sent", "No post has that id."),
+        ("patch", f"/admin/posts/{'9' * 40}", "No post has that id."),
         ("post", "/admin/posts/2147483648/unmark-sent", "No post has that id."),
         ("get", "/admin/digests/2147483648", "No digest has that id."),
         ("post", "/admin/digests/0/test", "No digest has that id."),
@@ -211,3 +219,43 @@ def test_another_entry_with_the_same_link_does_not_rewrite_the_post(
         report = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
     assert (report.get_json()["duplicates"], report.get_json()["updated"]) == (2, 0)
     assert list(_titles(client, admin_headers).values()) == ["Opening hours"]
+
+
+def test_a_feed_refresh_and_a_digest_trigger_never_deadlock(
+    app, client, admin_headers, tmp_path, database_uri
+):
+    """The refresh held every changed post of a chunk until its end; a trigger locks them all.
+
+    Each waiting on a post the other held, PostgreSQL ended one of them with a
+    deadlock: a 503 to the trigger or the import.
+    """
+    if not is_postgresql(database_uri):
+        pytest.skip("PostgreSQL's row locks: SQLite lets one writer in at a time")
+    feed = tmp_path / "rss.xml"
+    links = ["https://clinic.example.org/a/", "https://clinic.example.org/b/"]
+    feed.write_text(_feed(("a", "Title a", links[0]), ("b", "Title b", links[1])))
+    conninfo = database_uri.replace("postgresql+psycopg://", "postgresql://")
+    with serve_folder(tmp_path) as base:
+        source = {"url": f"{base}/rss.xml"}
+        client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+        feed.write_text(_feed(("a", "Fixed a", links[0]), ("b", "Fixed b", links[1])))
+        answers: list = []
+        with psycopg.connect(conninfo) as trigger:
+            # A trigger's UPDATE of every waiting post has locked b, and goes on to a.
+            trigger.execute("UPDATE posts SET summary = summary WHERE url = %s", (links[1],))
+            importer = threading.Thread(
+                target=lambda: answers.append(
+                    app.test_client().post(
+                        "/admin/posts/import-feed", json=source, headers=admin_headers
+                    )
+                )
+            )
+            importer.start()
+            time.sleep(0.5)  # the import has written a, and waits for b
+            trigger.execute("UPDATE posts SET summary = summary WHERE url = %s", (links[0],))
+            trigger.commit()
+            importer.join(30)
+    (answer,) = answers
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["updated"] == 2
+    assert sorted(_titles(client, admin_headers).values()) == ["Fixed a", "Fixed b"]
