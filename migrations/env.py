@@ -104,7 +104,16 @@ def run_migrations_online():
             _migrate_once(connectable, conf_args, wait if postgresql else None)
             return
         except OperationalError as exc:
-            if not _lock_wait_cut(exc) or attempt == tries:
+            if not _lock_wait_cut(exc):
+                raise
+            if attempt == tries:
+                logger.error(
+                    "gave up after %d tries of %g s each: a transaction kept a table the "
+                    "migration alters; see SELECT pid, xact_start, query FROM pg_stat_activity "
+                    "WHERE xact_start IS NOT NULL ORDER BY xact_start",
+                    tries,
+                    wait,
+                )
                 raise
             logger.warning(
                 "a table the migration alters stayed in use for %g s (a batch in flight?); "

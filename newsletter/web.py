@@ -271,18 +271,21 @@ ROW_ID_MAX = 2**31 - 1  # the id columns' range (PostgreSQL's integer)
 
 
 class RowIdConverter(BaseConverter):
-    """A row's id in a path: any run of digits; one past the id columns' range is 0.
+    """A row's id in a path: any run of digits; one out of the id columns' range is 0.
 
     ``int(max=...)`` refused such a path outright, and the routing then answered
     Flask's own 404, or a 405 from a neighbouring rule, instead of the
     endpoint's "no post has that id". No row has id 0: the endpoint says so.
     """
 
-    regex = r"\d+"
+    # ASCII digits only (\d took U+0661, Arabic-Indic one, for post 1); a sign, for -1 too.
+    regex = r"-?[0-9]+"
     weight = 50  # as int's: the rule wins over a plain string part
 
     def to_python(self, value: str) -> int:
-        """The id, or 0 when the column could not hold it."""
+        """The id, or 0 when the column could not hold it (negative, or too large)."""
+        if value.startswith("-"):
+            return 0
         digits = value.lstrip("0")
         if len(digits) > len(str(ROW_ID_MAX)):  # never int() of a thousand digits
             return 0

@@ -14,6 +14,7 @@ import feedparser
 import requests
 import urllib3
 from sqlalchemy import Row, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
@@ -149,7 +150,9 @@ def _entry_post(entry: Any) -> NewPost | None:
     summary = entry.get("summary")
     if not summary and entry.get("content"):
         summary = entry.content[0].get("value")
-    guid = (entry.get("id") or "").strip()[:URL_MAX] or None
+    # No guid: the link is the entry's identity, kept as its guid, so a post whose
+    # link the admin corrects is still known by the feed's (it came back as a new post).
+    guid = (entry.get("id") or "").strip()[:URL_MAX] or link
     return NewPost(
         title=title,
         url=link,
@@ -251,14 +254,29 @@ def _refresh(session: Session, posts: list[NewPost]) -> int:
                 continue
             seen.add(row.id)
             different = _differences(post, row)
+            if post.guid and row.guid == post.guid and post.url != row.url:
+                different["url"] = post.url  # the blog moved it (a slug fixed): same entry
             if different:
-                changed += session.execute(
-                    update(Post)
-                    .where(Post.id == row.id, Post.digest_id.is_(None), Post.edited_at.is_(None))
-                    .values(**different)
-                ).rowcount
-                session.commit()
+                changed += _write_refresh(session, row.id, different)
     return changed
+
+
+def _write_refresh(session: Session, post_id: int, values: dict[str, Any]) -> int:
+    """Write a refresh, guarded, and commit it; 1 if the post took it.
+
+    A new link another post has already is left out (the rest is written).
+    """
+    statement = update(Post).where(
+        Post.id == post_id, Post.digest_id.is_(None), Post.edited_at.is_(None)
+    )
+    try:
+        written = session.execute(statement.values(**values)).rowcount
+    except IntegrityError:
+        session.rollback()
+        values = {name: value for name, value in values.items() if name != "url"}
+        written = session.execute(statement.values(**values)).rowcount if values else 0
+    session.commit()
+    return written
 
 
 class _Stored(NamedTuple):
@@ -284,7 +302,7 @@ def _row_of(post: NewPost, stored: _Stored) -> Row | None:
     row = stored.by_guid.get(post.guid) if post.guid else None
     if row is None:
         row = stored.by_url.get(post.url)
-        if row is not None and row.guid != post.guid:
+        if row is not None and row.guid not in (None, post.guid):
             return None  # another entry with the same link (a "news" page): not this post
     return row
 

@@ -184,12 +184,15 @@ def _insert_ignoring_duplicates(session: Session) -> Any:
 
 
 def add_post(
-    session: Session, post: NewPost, marked_sent_at: datetime | None = None
+    session: Session, post: NewPost, marked_sent_at: datetime | None = None, by_admin: bool = False
 ) -> tuple[Post, bool]:
     """Store the post unless its URL (or guid) is known; the stored one and whether it is new.
 
     ``marked_sent_at``: store a new post as gone out already (no digest takes it).
+    ``by_admin``: the admin wrote it (``edited_at`` set): a feed that lists the
+    same link leaves it as written (a guid-less feed rewrote it).
     """
+    now = utcnow()
     # RETURNING the entity: the new post comes back loaded, with no SELECT of its own
     # (a feed import of an archive made one per post).
     created = session.scalars(
@@ -202,8 +205,9 @@ def add_post(
             published_at=post.published_at,
             categories=list(post.categories),
             guid=post.guid,
-            created_at=utcnow(),
+            created_at=now,
             marked_sent_at=marked_sent_at,
+            edited_at=now if by_admin else None,
         )
         .returning(Post)
     ).one_or_none()
@@ -286,8 +290,8 @@ class PostTaken(Exception):
 
     def __init__(self, digest_id: int) -> None:
         super().__init__(
-            f"Digest {digest_id} took this post: its readers have it as it was, so it "
-            "cannot be changed or deleted. A correction goes on the blog, or in a new post."
+            f"Digest {digest_id} took this post: its readers get it as it was taken, so "
+            "it cannot be changed or deleted. A correction goes on the blog, or in a new post."
         )
         self.digest_id = digest_id
 

@@ -47,7 +47,7 @@ def test_a_waiting_post_is_corrected_and_the_digest_carries_the_correction(
     assert body["title"] == "Hip extension"
     assert body["summary"] is None  # null clears an optional field
     assert body["categories"] == ["Running"] and body["url"] == post["url"]  # not given: kept
-    assert body["edited_at"] is not None and post["edited_at"] is None
+    assert body["edited_at"] > post["edited_at"]  # the admin's own post: set from the start
     preview = client.get("/admin/digests/preview", headers=admin_headers).get_data(as_text=True)
     assert "Hip extension" in preview and "extnesion" not in preview
     digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
@@ -94,7 +94,8 @@ def test_a_bad_correction_is_refused_with_its_field_and_changes_nothing(
     error = refused.get_json()["error"]
     assert (error["code"], error["field"]) == (code, field)
     stored = client.get("/admin/posts", headers=admin_headers).get_json()["items"]
-    assert {p["url"]: (p["title"], p["edited_at"]) for p in stored}[post["url"]] == ("Post 1", None)
+    kept = {p["url"]: (p["title"], p["edited_at"]) for p in stored}[post["url"]]
+    assert kept == ("Post 1", post["edited_at"])
 
 
 def test_a_post_that_is_not_there_is_a_404_and_the_api_wants_json_and_the_token(
@@ -161,7 +162,7 @@ def test_a_feed_import_brings_waiting_posts_up_to_date_but_not_an_admins_correct
         client.patch(
             f"/admin/posts/{ids[links[1]]}", json={"title": "By hand 1"}, headers=admin_headers
         )
-        # The blog fixes every title, and moves post 2 to a new link (same guid).
+        # The blog fixes every title, and moves post 2 to a new link (its guid kept).
         feed.write_text(
             _feed(
                 ("g0", "Title 0", links[0]),
@@ -182,7 +183,10 @@ def test_a_feed_import_brings_waiting_posts_up_to_date_but_not_an_admins_correct
     assert titles[ids[links[1]]] == "By hand 1"  # the admin's correction stays
     assert titles[ids[links[2]]] == "Title 2"  # waiting (marked): the feed's fix taken
     stored = client.get("/admin/posts", headers=admin_headers).get_json()["items"]
-    assert {p["id"]: p["url"] for p in stored}[ids[links[2]]] == links[2]  # its link kept
+    # Its new link too: the digest linked to the old one, a dead page (a tester's find).
+    assert {p["id"]: p["url"] for p in stored}[
+        ids[links[2]]
+    ] == "https://clinic.example.org/2-moved/"
 
 
 @pytest.mark.parametrize(
@@ -192,6 +196,8 @@ def test_a_feed_import_brings_waiting_posts_up_to_date_but_not_an_admins_correct
         ("delete", "/admin/posts/2147483648", "No post has that id."),
         ("post", "/admin/posts/99999999999999999999/mark-sent", "No post has that id."),
         ("patch", f"/admin/posts/{'9' * 40}", "No post has that id."),
+        ("delete", "/admin/posts/-1", "No post has that id."),
+        ("delete", "/admin/posts/%D9%A1", None),  # U+0661: not post 1, and no route
         ("post", "/admin/posts/2147483648/unmark-sent", "No post has that id."),
         ("get", "/admin/digests/2147483648", "No digest has that id."),
         ("post", "/admin/digests/0/test", "No digest has that id."),
@@ -201,9 +207,12 @@ def test_an_id_past_the_columns_range_is_the_endpoints_own_404(
     client, admin_headers, method, path, message
 ):
     # int(max=...) in the route answered Flask's own 404, or a 405 from another rule.
+    add_post(client, admin_headers, 1)  # post 1, which U+0661 deleted
     answer = getattr(client, method)(path, json={"title": "x"}, headers=admin_headers)
     assert answer.status_code == 404
-    assert answer.get_json()["error"] == {"code": "not_found", "field": None, "message": message}
+    error = answer.get_json()["error"]
+    assert error["code"] == "not_found" and (message is None or error["message"] == message)
+    assert len(client.get("/admin/posts", headers=admin_headers).get_json()["items"]) == 1
 
 
 def test_another_entry_with_the_same_link_does_not_rewrite_the_post(
@@ -259,3 +268,40 @@ def test_a_feed_refresh_and_a_digest_trigger_never_deadlock(
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["updated"] == 2
     assert sorted(_titles(client, admin_headers).values()) == ["Fixed a", "Fixed b"]
+
+
+def test_the_admins_own_post_and_a_link_corrected_here_survive_a_guidless_feed(
+    client, admin_headers, tmp_path
+):
+    """Two testers' finds, with a feed whose entries carry no guid.
+
+    The feed rewrote the admin's own post at the same link (title, summary,
+    categories gone); and a feed post whose link the admin corrected came
+    back, at its old link, as a second post in the next digest.
+    """
+    own = add_post(client, admin_headers, 1, url="https://clinic.example.org/saturdays/")
+    feed = tmp_path / "rss.xml"
+    item = "<item><title>{}</title><link>{}</link></item>"
+    feed.write_text(
+        _feed().replace(
+            "</channel>",
+            item.format("saturday-hours", own["url"])
+            + item.format("No guid", "https://clinic.example.org/noguid/")
+            + "</channel>",
+        )
+    )
+    with serve_folder(tmp_path) as base:
+        source = {"url": f"{base}/rss.xml"}
+        first = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+        (imported,) = first.get_json()["posts"]
+        assert imported["guid"] == "https://clinic.example.org/noguid/"  # the link, as guid
+        fixed = client.patch(
+            f"/admin/posts/{imported['id']}",
+            json={"url": "https://clinic.example.org/noguid-fixed/"},
+            headers=admin_headers,
+        )
+        assert fixed.status_code == 200
+        again = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+    assert (again.get_json()["created"], again.get_json()["updated"]) == (0, 0)
+    titles = _titles(client, admin_headers)
+    assert titles == {own["id"]: "Post 1", imported["id"]: "No guid"}
