@@ -213,12 +213,17 @@ def add_post(
     ).one_or_none()
     if created is not None:
         return created, True
-    existing = session.scalars(select(Post).where(Post.url == post.url)).one_or_none()
+    existing = post_at(session, post.url)
     if existing is None and post.guid:
         existing = session.scalars(select(Post).where(Post.guid == post.guid)).one()
     if existing is None:
         raise RuntimeError("a post insert conflicted but neither its URL nor its guid is stored")
     return existing, False
+
+
+def post_at(session: Session, url: str) -> Post | None:
+    """The post whose link is ``url``, if any."""
+    return session.scalars(select(Post).where(Post.url == url)).one_or_none()
 
 
 def shown_at() -> Any:

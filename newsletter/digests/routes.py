@@ -11,7 +11,7 @@ from ..admin.auth import require_admin
 from ..delivery.digest_email import render_shared
 from ..errors import AppError
 from ..extensions import db
-from ..models import iso
+from ..models import Post, iso
 from ..security import EMAIL_PREVIEW_CSP
 from ..subscriptions.addresses import InvalidAddress, normalize_email
 from ..tokens import TEST_COPY_READER, current_tokens
@@ -135,10 +135,21 @@ def edit_post(post_id: int) -> Response:
         raise _taken(exc) from None
     except IntegrityError:  # the only unique column given: url
         db.session.rollback()
-        raise AppError("duplicate_url", "Another post has that url.", 409, field="url") from None
+        other = posts.post_at(db.session, changes["url"])
+        which = f"Post {other.id} has" if other is not None else "Another post has"
+        raise AppError("duplicate_url", f"{which} that url.", 409, field="url") from None
     if post is None:
         raise AppError("not_found", "No post has that id.", 404)
     db.session.commit()
+    return jsonify(post.to_dict())
+
+
+@bp.get("/posts/<row_id:post_id>")
+def get_post(post_id: int) -> Response:
+    """One post, as the list shows it."""
+    post = db.session.get(Post, post_id)
+    if post is None:
+        raise AppError("not_found", "No post has that id.", 404)
     return jsonify(post.to_dict())
 
 

@@ -52,6 +52,19 @@ def test_a_waiting_post_is_corrected_and_the_digest_carries_the_correction(
     assert "Hip extension" in preview and "extnesion" not in preview
     digest = client.post("/admin/digests", json={}, headers=admin_headers).get_json()
     assert [p["title"] for p in digest["posts"]] == ["Hip extension"]
+    one = client.get(f"/admin/posts/{post['id']}", headers=admin_headers)
+    assert one.status_code == 200 and one.get_json()["title"] == "Hip extension"
+    assert one.get_json()["digest_id"] == digest["id"]
+
+
+def test_a_link_another_post_has_names_that_post(client, admin_headers):
+    first = add_post(client, admin_headers, 1)
+    second = add_post(client, admin_headers, 2)
+    clash = client.patch(
+        f"/admin/posts/{second['id']}", json={"url": first["url"]}, headers=admin_headers
+    )
+    assert clash.status_code == 409
+    assert clash.get_json()["error"]["message"] == f"Post {first['id']} has that url."
 
 
 def test_a_post_a_digest_took_is_neither_changed_nor_deleted(app, client, admin_headers):
@@ -196,6 +209,7 @@ def test_a_feed_import_brings_waiting_posts_up_to_date_but_not_an_admins_correct
         ("delete", "/admin/posts/2147483648", "No post has that id."),
         ("post", "/admin/posts/99999999999999999999/mark-sent", "No post has that id."),
         ("patch", f"/admin/posts/{'9' * 40}", "No post has that id."),
+        ("get", "/admin/posts/2147483648", "No post has that id."),
         ("delete", "/admin/posts/-1", "No post has that id."),
         ("delete", "/admin/posts/%D9%A1", None),  # U+0661: not post 1, and no route
         ("post", "/admin/posts/2147483648/unmark-sent", "No post has that id."),
