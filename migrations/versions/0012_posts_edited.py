@@ -6,8 +6,9 @@ Create Date: 2026-12-08 00:30:00
 
 A post no digest has taken can now be corrected (``PATCH /admin/posts/<id>``),
 and a feed import refreshes the title, summary, author, date and categories
-of the waiting posts it lists again. ``edited_at`` is when the admin last
-corrected the post: a feed import leaves such a post as the admin left it.
+of the waiting posts it lists again. ``edited_at`` is when the admin wrote
+(``POST /admin/posts``) or last corrected the post: a feed import leaves
+such a post as the admin left it.
 """
 from alembic import op
 import sqlalchemy as sa

@@ -227,8 +227,8 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
     return report
 
 
-# What a feed import brings up to date in a waiting post it lists again (the link
-# is the post's identity, or goes with its guid: left as it is).
+# What a feed import brings up to date in a post no digest has taken that it lists
+# again; the link too when the entry's guid names the post (``_refresh``).
 _REFRESHED = ("title", "summary", "author", "published_at", "categories")
 
 

@@ -135,7 +135,7 @@ def edit_post(post_id: int) -> Response:
         raise _taken(exc) from None
     except IntegrityError:  # the only unique column given: url
         db.session.rollback()
-        other = posts.post_at(db.session, changes["url"])
+        other = posts.post_at(db.session, changes.get("url", ""))
         which = f"Post {other.id} has" if other is not None else "Another post has"
         raise AppError("duplicate_url", f"{which} that url.", 409, field="url") from None
     if post is None:

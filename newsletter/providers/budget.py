@@ -20,7 +20,8 @@ from .base import Outcome, SendResult
 
 _UNTIL: ContextVar[float | None] = ContextVar("newsletter_send_until", default=None)
 
-# What a message not tried for want of time gets: back in the queue, nothing spent on it.
+# What a message not tried for want of time gets: back in the queue, on the batch's
+# back-off (counted as a try, as any untried message of a stopped batch is).
 OUT_OF_TIME = SendResult(
     Outcome.TRANSIENT,
     error="the batch's time ran out (half of DISPATCH_LEASE) before its turn",
