@@ -327,7 +327,7 @@ class Post(db.Model):
     """A blog post; ``digest_id``, the watermark: the digest that took it (cleared if it failed).
 
     ``marked_sent_at``: the admin marked it as gone out without mailing it.
-    ``edited_at``: the admin corrected it; a feed import leaves it as corrected.
+    ``edited_at``: the admin wrote or corrected it; a feed import leaves it so.
     """
 
     __tablename__ = "posts"

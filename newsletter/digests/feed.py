@@ -6,14 +6,14 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax import SAXException
 
 import feedparser
 import requests
 import urllib3
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post, clean_cate
 from .text import one_line, plain_summary, text_line, web_url
 
 USER_AGENT = "newsletter-feed-import/1.0"
+LINK_GUID = "link:"  # the guid of an entry that has none: its first link, so marked
 # Posts stored per transaction: on SQLite, other writers wait while one is open.
 STORE_CHUNK = 500
 
@@ -150,9 +151,10 @@ def _entry_post(entry: Any) -> NewPost | None:
     summary = entry.get("summary")
     if not summary and entry.get("content"):
         summary = entry.content[0].get("value")
-    # No guid: the link is the entry's identity, kept as its guid, so a post whose
-    # link the admin corrects is still known by the feed's (it came back as a new post).
-    guid = (entry.get("id") or "").strip()[:URL_MAX] or link
+    # No guid: the link is the entry's identity, kept as its guid (marked, apart from
+    # feeds' own guids), so a post whose link the admin corrects is still known by the
+    # feed's (it came back as a second post).
+    guid = (entry.get("id") or "").strip()[:URL_MAX] or f"{LINK_GUID}{link}"[:URL_MAX]
     return NewPost(
         title=title,
         url=link,
@@ -207,7 +209,7 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
     valid = [post for post in posts if post is not None]
     fresh, known = _sorted_out(session, valid)
     report = FeedReport(duplicates=len(known), invalid=len(posts) - len(valid))
-    report.updated = _refresh(session, known)
+    report.updated = _refresh(session, known, {post.url for post in fresh})
     created: list[dict[str, Any]] = []
     for chunk in _chunks(fresh[::-1]):
         for post in chunk:
@@ -228,20 +230,24 @@ def store(session: Session, posts: list[NewPost | None], mark_sent: bool = False
 
 
 # What a feed import brings up to date in a post no digest has taken that it lists
-# again; the link too when the entry's guid names the post (``_refresh``).
+# again, and its link (``_refresh``).
 _REFRESHED = ("title", "summary", "author", "published_at", "categories")
 
 
-def _refresh(session: Session, posts: list[NewPost]) -> int:
+def _refresh(session: Session, posts: list[NewPost], new_links: set[str]) -> int:
     """Bring the stored posts these are up to date, where the feed changed them; how many.
 
     A publisher who fixes a typo in a title on the blog expects the digest to
-    carry the fixed one. Only posts no digest has taken (their readers have
-    them as they were) and the admin has not corrected (``edited_at``: the
-    correction stays) are changed, each guarded so in its UPDATE: a digest
+    carry the fixed one. A post is the entry of its guid (a feed's own, or the
+    link an entry without one had first); one stored with none (before
+    2026-12-08, from such an entry or the admin) is not refreshed: its text
+    may be the admin's. Only posts no digest has taken (their readers have
+    them as they were) and the admin has neither written nor corrected
+    (``edited_at``) are changed, each guarded so in its UPDATE: a digest
     triggered meanwhile takes the post as it was, whole. Each is committed
     alone: holding one post's lock while waiting for another's, the import
-    and a digest trigger (which locks every waiting post) deadlocked.
+    and a digest trigger (which locks every waiting post) deadlocked. A new
+    link is taken unless a post, or one of this import's ``new_links``, has it.
     """
     seen: set[int] = set()
     changed = 0
@@ -249,22 +255,30 @@ def _refresh(session: Session, posts: list[NewPost]) -> int:
         stored = _stored_rows(session, chunk)
         session.commit()  # the read's snapshot (SQLite) ends before the writes
         for post in chunk:
-            row = _row_of(post, stored)
+            row = stored.get(post.guid or "")
             if row is None or row.id in seen:  # the feed's first entry for a post wins
                 continue
             seen.add(row.id)
             different = _differences(post, row)
-            if post.guid and row.guid == post.guid and post.url != row.url:
+            if (
+                post.url != row.url
+                and post.url not in new_links
+                and not _has_post(session, post.url)
+            ):
                 different["url"] = post.url  # the blog moved it (a slug fixed): same entry
             if different:
                 changed += _write_refresh(session, row.id, different)
     return changed
 
 
+def _has_post(session: Session, url: str) -> bool:
+    return session.scalar(select(Post.id).where(Post.url == url)) is not None
+
+
 def _write_refresh(session: Session, post_id: int, values: dict[str, Any]) -> int:
     """Write a refresh, guarded, and commit it; 1 if the post took it.
 
-    A new link another post has already is left out (the rest is written).
+    A new link another post took meanwhile is left out (the rest is written).
     """
     statement = update(Post).where(
         Post.id == post_id, Post.digest_id.is_(None), Post.edited_at.is_(None)
@@ -279,32 +293,15 @@ def _write_refresh(session: Session, post_id: int, values: dict[str, Any]) -> in
     return written
 
 
-class _Stored(NamedTuple):
-    """The stored posts a chunk of entries may be, by guid and by link."""
-
-    by_guid: dict[str, Row]
-    by_url: dict[str, Row]
-
-
-def _stored_rows(session: Session, chunk: list[NewPost]) -> _Stored:
-    """The refreshable posts (untaken, uncorrected) these entries name by guid or link."""
+def _stored_rows(session: Session, chunk: list[NewPost]) -> dict[str, Row]:
+    """The refreshable posts (untaken, uncorrected) these entries' guids name, by guid."""
     guids = [post.guid for post in chunk if post.guid]
     rows = session.execute(
-        select(Post.id, Post.url, Post.guid, *(getattr(Post, name) for name in _REFRESHED))
-        .where(or_(Post.url.in_([post.url for post in chunk]), Post.guid.in_(guids)))
-        .where(Post.digest_id.is_(None), Post.edited_at.is_(None))
+        select(Post.id, Post.url, Post.guid, *(getattr(Post, name) for name in _REFRESHED)).where(
+            Post.guid.in_(guids), Post.digest_id.is_(None), Post.edited_at.is_(None)
+        )
     ).all()
-    return _Stored({row.guid: row for row in rows if row.guid}, {row.url: row for row in rows})
-
-
-def _row_of(post: NewPost, stored: _Stored) -> Row | None:
-    """The stored post this entry is: by its guid, else by its link when the guids agree."""
-    row = stored.by_guid.get(post.guid) if post.guid else None
-    if row is None:
-        row = stored.by_url.get(post.url)
-        if row is not None and row.guid not in (None, post.guid):
-            return None  # another entry with the same link (a "news" page): not this post
-    return row
+    return {row.guid: row for row in rows}
 
 
 def _differences(post: NewPost, row: Row) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import time
 import psycopg
 import pytest
 
+from newsletter.extensions import db
+from newsletter.models import Post
 from tests.conftest import is_postgresql
 from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.servers import serve_folder
@@ -308,7 +310,7 @@ def test_the_admins_own_post_and_a_link_corrected_here_survive_a_guidless_feed(
         source = {"url": f"{base}/rss.xml"}
         first = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
         (imported,) = first.get_json()["posts"]
-        assert imported["guid"] == "https://clinic.example.org/noguid/"  # the link, as guid
+        assert imported["guid"] == "link:https://clinic.example.org/noguid/"  # its first link
         fixed = client.patch(
             f"/admin/posts/{imported['id']}",
             json={"url": "https://clinic.example.org/noguid-fixed/"},
@@ -319,3 +321,52 @@ def test_the_admins_own_post_and_a_link_corrected_here_survive_a_guidless_feed(
     assert (again.get_json()["created"], again.get_json()["updated"]) == (0, 0)
     titles = _titles(client, admin_headers)
     assert titles == {own["id"]: "Post 1", imported["id"]: "No guid"}
+
+
+def test_a_post_stored_without_a_guid_is_never_rewritten_by_a_feed(
+    app, client, admin_headers, tmp_path
+):
+    """A post from before guid-less entries kept their link (or the admin's, before edited_at).
+
+    A feed listing its link, with a guid or without, leaves its text alone: it
+    may be the admin's (a reviewer's find: a feed with guids rewrote it).
+    """
+    with app.app_context():
+        db.session.add(
+            Post(title="Admin title", url="https://clinic.example.org/sat/", summary="Mine")
+        )
+        db.session.commit()
+        db.session.remove()
+    feed = tmp_path / "rss.xml"
+    feed.write_text(
+        _feed(
+            ("https://clinic.example.org/?p=7", "saturday-hours", "https://clinic.example.org/sat/")
+        )
+    )
+    with serve_folder(tmp_path) as base:
+        report = client.post(
+            "/admin/posts/import-feed", json={"url": f"{base}/rss.xml"}, headers=admin_headers
+        )
+    assert (report.get_json()["duplicates"], report.get_json()["updated"]) == (1, 0)
+    (post,) = client.get("/admin/posts", headers=admin_headers).get_json()["items"]
+    assert (post["title"], post["summary"]) == ("Admin title", "Mine")
+
+
+def test_a_moved_link_never_takes_one_a_new_entry_or_another_post_has(
+    client, admin_headers, tmp_path
+):
+    feed = tmp_path / "rss.xml"
+    one, two = "https://clinic.example.org/one/", "https://clinic.example.org/two/"
+    feed.write_text(_feed(("g1", "One", one)))
+    with serve_folder(tmp_path) as base:
+        source = {"url": f"{base}/rss.xml"}
+        client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+        # g1 "moves" to the link of a new entry of the same import: the new entry keeps it.
+        feed.write_text(_feed(("g1", "One", two), ("g2", "New two", two)))
+        report = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
+    assert report.get_json()["created"] == 1
+    stored = {
+        p["title"]: p["url"]
+        for p in client.get("/admin/posts", headers=admin_headers).get_json()["items"]
+    }
+    assert stored == {"One": one, "New two": two}
