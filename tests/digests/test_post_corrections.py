@@ -29,6 +29,17 @@ def _feed(*items: tuple[str, str, str]) -> str:
     )
 
 
+def _import_twice(client, headers, folder, first: tuple, second: tuple) -> dict:
+    """Import a feed of the ``first`` items, then of the ``second``; the second report."""
+    feed = folder / "rss.xml"
+    feed.write_text(_feed(*first))
+    with serve_folder(folder) as base:
+        source = {"url": f"{base}/rss.xml"}
+        client.post("/admin/posts/import-feed", json=source, headers=headers)
+        feed.write_text(_feed(*second))
+        return client.post("/admin/posts/import-feed", json=source, headers=headers).get_json()
+
+
 def _titles(client, headers) -> dict[int, str]:
     items = client.get("/admin/posts", headers=headers).get_json()["items"]
     return {post["id"]: post["title"] for post in items}
@@ -234,15 +245,15 @@ def test_an_id_past_the_columns_range_is_the_endpoints_own_404(
 def test_another_entry_with_the_same_link_does_not_rewrite_the_post(
     client, admin_headers, tmp_path
 ):
-    feed = tmp_path / "rss.xml"
     news = "https://clinic.example.org/news/"
-    feed.write_text(_feed(("n1", "Opening hours", news)))
-    with serve_folder(tmp_path) as base:
-        source = {"url": f"{base}/rss.xml"}
-        client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
-        feed.write_text(_feed(("n2", "Holiday closure", news), ("n1", "Opening hours", news)))
-        report = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
-    assert (report.get_json()["duplicates"], report.get_json()["updated"]) == (2, 0)
+    report = _import_twice(
+        client,
+        admin_headers,
+        tmp_path,
+        (("n1", "Opening hours", news),),
+        (("n2", "Holiday closure", news), ("n1", "Opening hours", news)),
+    )
+    assert (report["duplicates"], report["updated"]) == (2, 0)
     assert list(_titles(client, admin_headers).values()) == ["Opening hours"]
 
 
@@ -355,16 +366,16 @@ def test_a_post_stored_without_a_guid_is_never_rewritten_by_a_feed(
 def test_a_moved_link_never_takes_one_a_new_entry_or_another_post_has(
     client, admin_headers, tmp_path
 ):
-    feed = tmp_path / "rss.xml"
     one, two = "https://clinic.example.org/one/", "https://clinic.example.org/two/"
-    feed.write_text(_feed(("g1", "One", one)))
-    with serve_folder(tmp_path) as base:
-        source = {"url": f"{base}/rss.xml"}
-        client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
-        # g1 "moves" to the link of a new entry of the same import: the new entry keeps it.
-        feed.write_text(_feed(("g1", "One", two), ("g2", "New two", two)))
-        report = client.post("/admin/posts/import-feed", json=source, headers=admin_headers)
-    assert report.get_json()["created"] == 1
+    # g1 "moves" to the link of a new entry of the same import: the new entry keeps it.
+    report = _import_twice(
+        client,
+        admin_headers,
+        tmp_path,
+        (("g1", "One", one),),
+        (("g1", "One", two), ("g2", "New two", two)),
+    )
+    assert report["created"] == 1
     stored = {
         p["title"]: p["url"]
         for p in client.get("/admin/posts", headers=admin_headers).get_json()["items"]
