@@ -21,6 +21,9 @@ logger = logging.getLogger("alembic.env")
 LOCK_TIMEOUT_SECONDS = 5
 LOCK_TRIES = 12
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE lock_not_available
+# One migration run at a time (two containers' `db upgrade` at once: the second
+# failed with DuplicateColumn): a session-level advisory lock, this key.
+ONE_AT_A_TIME = 0x6E6C6D67  # "nlmg"
 
 
 def get_engine():
@@ -126,9 +129,15 @@ def run_migrations_online():
 
 
 def _migrate_once(connectable, conf_args, lock_wait):
-    """Run the pending migrations on one connection; ``lock_wait``: PostgreSQL's lock_timeout."""
+    """Run the pending migrations on one connection, one run at a time on PostgreSQL.
+
+    ``lock_wait``: PostgreSQL's lock_timeout for them (None: SQLite).
+    """
     with connectable.connect() as connection:
         if lock_wait is not None:
+            # Waited for as long as the other run takes (no lock_timeout yet); it then
+            # has nothing left to do here.
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({ONE_AT_A_TIME})")
             connection.exec_driver_sql(f"SET lock_timeout = '{int(lock_wait * 1000)}ms'")
             connection.commit()
         try:
@@ -141,6 +150,7 @@ def _migrate_once(connectable, conf_args, lock_wait):
                 with contextlib.suppress(DBAPIError):
                     connection.rollback()
                     connection.exec_driver_sql("RESET lock_timeout")
+                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ONE_AT_A_TIME})")
                     connection.commit()
 
 

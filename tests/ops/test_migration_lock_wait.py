@@ -8,6 +8,9 @@ for it: a migration started while a dispatcher's batch was in flight (up to
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -19,6 +22,7 @@ from sqlalchemy import inspect
 from newsletter import MIGRATIONS_DIR
 from newsletter.extensions import db
 from tests.conftest import is_postgresql
+from tests.fresh_python import ROOT
 
 
 def test_a_migration_behind_a_batch_in_flight_lets_others_by_and_tries_again(
@@ -102,4 +106,41 @@ def test_an_index_build_stopped_halfway_is_built_again(make_app, database_uri):
         upgrade(directory=str(MIGRATIONS_DIR))
         with db.engine.connect() as connection:
             assert connection.exec_driver_sql(valid).scalar() is True
+        db.engine.dispose()
+
+
+def test_two_upgrades_at_once_run_one_after_the_other(make_app, database_uri, tmp_path):
+    """Two containers' `db upgrade` at the same time: the second failed with DuplicateColumn.
+
+    Both had read the schema's version, then queued for the same table. Two
+    processes, as two containers are (Alembic's context is one per process).
+    """
+    if not is_postgresql(database_uri):
+        pytest.skip("PostgreSQL's advisory lock: SQLite's writers' gate lets one in at a time")
+    app = make_app()
+    with app.app_context():
+        downgrade(directory=str(MIGRATIONS_DIR), revision="0011_waited_for_first")
+        db.engine.dispose()
+    conninfo = database_uri.replace("postgresql+psycopg://", "postgresql://")
+    env = {**os.environ, "SECRET_KEY": "test", "DATABASE_URL": database_uri}
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
+    with psycopg.connect(conninfo) as holder:
+        holder.execute("SELECT count(*) FROM posts")  # both queue behind this (< 5 s)
+        runs = [
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        time.sleep(3.0)  # both started, read the version, and wait
+        holder.rollback()
+        outputs = [run.communicate(timeout=60)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    with app.app_context():
+        assert "edited_at" in {c["name"] for c in inspect(db.engine).get_columns("posts")}
         db.engine.dispose()
