@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 
 from ..models import Post, utcnow
 from .feed_http import Deadline, session_within
-from .posts import AUTHOR_MAX, TITLE_MAX, URL_MAX, NewPost, add_post, clean_categories
+from .posts import (
+    AUTHOR_MAX,
+    TITLE_MAX,
+    URL_MAX,
+    NewPost,
+    add_post,
+    clean_categories,
+    post_at,
+)
 from .text import one_line, plain_summary, text_line, web_url
 
 USER_AGENT = "newsletter-feed-import/1.0"
@@ -263,16 +271,12 @@ def _refresh(session: Session, posts: list[NewPost], new_links: set[str]) -> int
             if (
                 post.url != row.url
                 and post.url not in new_links
-                and not _has_post(session, post.url)
+                and post_at(session, post.url) is None
             ):
                 different["url"] = post.url  # the blog moved it (a slug fixed): same entry
             if different:
                 changed += _write_refresh(session, row.id, different)
     return changed
-
-
-def _has_post(session: Session, url: str) -> bool:
-    return session.scalar(select(Post.id).where(Post.url == url)) is not None
 
 
 def _write_refresh(session: Session, post_id: int, values: dict[str, Any]) -> int:
