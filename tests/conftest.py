@@ -56,6 +56,11 @@ def is_postgresql(uri: str) -> bool:
     return uri.startswith("postgresql")
 
 
+def libpq_url(uri: str) -> str:
+    """The test database's SQLAlchemy URL as psycopg.connect takes it."""
+    return uri.replace("postgresql+psycopg://", "postgresql://")
+
+
 def _empty_tables(uri: str) -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     engine = create_engine(uri)

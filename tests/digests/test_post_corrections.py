@@ -10,7 +10,7 @@ import pytest
 
 from newsletter.extensions import db
 from newsletter.models import Post
-from tests.conftest import is_postgresql
+from tests.conftest import is_postgresql, libpq_url
 from tests.digests.helpers import add_confirmed, add_post
 from tests.digests.servers import serve_folder
 
@@ -270,7 +270,7 @@ def test_a_feed_refresh_and_a_digest_trigger_never_deadlock(
     feed = tmp_path / "rss.xml"
     links = ["https://clinic.example.org/a/", "https://clinic.example.org/b/"]
     feed.write_text(_feed(("a", "Title a", links[0]), ("b", "Title b", links[1])))
-    conninfo = database_uri.replace("postgresql+psycopg://", "postgresql://")
+    conninfo = libpq_url(database_uri)
     with serve_folder(tmp_path) as base:
         source = {"url": f"{base}/rss.xml"}
         client.post("/admin/posts/import-feed", json=source, headers=admin_headers)

@@ -21,7 +21,7 @@ from sqlalchemy import inspect
 
 from newsletter import MIGRATIONS_DIR
 from newsletter.extensions import db
-from tests.conftest import is_postgresql
+from tests.conftest import is_postgresql, libpq_url
 from tests.fresh_python import ROOT
 
 
@@ -39,7 +39,7 @@ def test_a_migration_behind_a_batch_in_flight_lets_others_by_and_tries_again(
     with app.app_context():
         downgrade(directory=str(MIGRATIONS_DIR), revision="0011_waited_for_first")
         db.engine.dispose()
-    conninfo = database_uri.replace("postgresql+psycopg://", "postgresql://")
+    conninfo = libpq_url(database_uri)
     migrated: list[float] = []
     failures: list[BaseException] = []
 
@@ -109,7 +109,7 @@ def test_an_index_build_stopped_halfway_is_built_again(make_app, database_uri):
         db.engine.dispose()
 
 
-def test_two_upgrades_at_once_run_one_after_the_other(make_app, database_uri, tmp_path):
+def test_two_upgrades_at_once_run_one_after_the_other(make_app, database_uri):
     """Two containers' `db upgrade` at the same time: the second failed with DuplicateColumn.
 
     Both had read the schema's version, then queued for the same table. Two
@@ -121,7 +121,7 @@ def test_two_upgrades_at_once_run_one_after_the_other(make_app, database_uri, tm
     with app.app_context():
         downgrade(directory=str(MIGRATIONS_DIR), revision="0011_waited_for_first")
         db.engine.dispose()
-    conninfo = database_uri.replace("postgresql+psycopg://", "postgresql://")
+    conninfo = libpq_url(database_uri)
     env = {**os.environ, "SECRET_KEY": "test", "DATABASE_URL": database_uri}
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
     with psycopg.connect(conninfo) as holder:
